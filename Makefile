@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` and `make test`. Each builds its own virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned here only (a CPU build on the CI machines); the package never pins it.
+CONSTRAINTS := tests/constraints.txt
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) torch
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[train,test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/tuneform validate
+	$(BIN)/tuneform plan runs/demo.yaml
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/plan_speed.py
+
+clean:
+	rm -rf $(VENV) .tuneform

@@ -1,0 +1,1 @@
+"""Eval suites (YAML + JSONL), the metrics that score generations against them, and gates."""

@@ -1,0 +1,60 @@
+"""Repository settings: the `[tool.tuneform]` table of the training repo's pyproject.toml.
+
+These are the guardrails a repository owner sets once (budgets, allowed flavors, which models may
+run remote code). They are read from the base branch's copy when planning a pull request, so a
+PR cannot raise its own budget.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .diagnostics import Problem, did_you_mean
+
+PYPROJECT = "pyproject.toml"
+
+
+class Settings(BaseModel):
+    """`[tool.tuneform]`: defaults and limits for every run in the repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str | None = Field(None, description="Hub namespace for output repos that runs do not name.")
+    default_backend: Literal["local", "hf-jobs"] = Field("local", description="Backend when neither --backend nor compute.backend says.")
+    allowed_flavors: list[str] | None = Field(None, description="Flavors runs may use (default: every GPU flavor).")
+    max_usd_per_run: float | None = Field(None, gt=0, description="Cap on one run's estimated cost.")
+    max_usd_per_pr: float | None = Field(None, gt=0, description="Cap on the estimated cost of all runs in one plan.")
+    trust_remote_code: list[str] = Field(default_factory=list, description="Model ids allowed to set trust_remote_code.")
+    budget_label: str = Field("budget-approved", description="PR label that approves a plan over budget.")
+    registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
+
+
+class SettingsError(Exception):
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def parse_settings(text: str | bytes | None) -> Settings:
+    """Settings from pyproject.toml text (None or no table: defaults). Raises SettingsError."""
+    if text is None:
+        return Settings()
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        table = tomllib.loads(text).get("tool", {}).get("tuneform", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(Problem(f"{PYPROJECT} is not valid TOML: {exc}", getattr(exc, "lineno", None), getattr(exc, "colno", None))) from None
+    try:
+        return Settings.model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            message = f"[tool.tuneform] unknown key '{key}'{did_you_mean(key, Settings.model_fields)}"
+        else:
+            message = f"[tool.tuneform] {key}: {first['msg']}"
+        raise SettingsError(Problem(message, field=f"tool.tuneform.{key}")) from None

@@ -1,0 +1,209 @@
+"""From a run file to a priced workload: tokens counted, flavor chosen, memory checked.
+
+This is the glue between the run file (spec), the repository (its data files and local model)
+and the estimator (pure arithmetic over shapes and flavors). What cannot be known offline is
+said in a finding rather than guessed silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import catalog
+from .catalog import FLAVORS, ModelShape
+from .estimate import Estimate, NoFlavorFits, Workload, choose_flavor, estimate, forced_flavor_error
+from .resolve import local_model_dir
+from .settings import Settings
+from .spec import HubSource, LocalSource, RunSpec
+from .tokens import Counter, TokenCount, count_source
+from .trees import Tree, TreeError
+
+Where = tuple[str | int, ...]
+# Generation in evals: three models (base, previous, new) each answer every suite row; a prompt
+# of this many tokens is assumed when rows are not counted (a stated approximation).
+EVAL_PROMPT_TOKENS = 128
+EVAL_MODELS = 3
+# A Hub dataset that cannot be inspected offline, sized by its max_samples: half-full rows.
+UNKNOWN_ROW_FILL = 0.5
+
+
+@dataclass
+class Sizing:
+    """The estimate for a run (None when it cannot be made) and what stood in the way."""
+
+    estimate: Estimate | None = None
+    token_method: str | None = None
+    data_tokens: int | None = None
+    rows: int | None = None
+    truncated_rows: int = 0
+    findings: list[tuple[Where, str, str]] = field(default_factory=list)  # (where, message, severity)
+    budget_problems: list[tuple[Where, str]] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.estimate is None else self.estimate.fits
+
+
+def default_flavors(settings: Settings) -> list[str]:
+    """Flavors a run may use: the repository's allowlist, else every GPU flavor."""
+    if settings.allowed_flavors is not None:
+        return [name for name in settings.allowed_flavors if name in FLAVORS]
+    return [name for name, flavor in FLAVORS.items() if not flavor.is_cpu]
+
+
+def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
+    if spec.model.is_local and not spec.model.id.startswith("/"):
+        try:
+            config = json.loads(tree.read(f"{local_model_dir(spec.model.id)}/config.json"))
+            return catalog.shape_from_config(config)
+        except (TreeError, ValueError, KeyError, TypeError) as exc:
+            sizing.findings.append((("model", "id"), f"cannot read the model's shape from its config.json ({exc}): no estimate", "warning"))
+            return None
+    if spec.model.is_local:
+        try:
+            return catalog.model_shape(spec.model.id, Path("/"))
+        except ValueError as exc:
+            sizing.findings.append((("model", "id"), f"{exc}: no estimate", "warning"))
+            return None
+    shape = catalog.known_model(spec.model.id)
+    if shape is None:
+        sizing.findings.append((("model", "id"), f"{spec.model.id} is not in tuneform's catalog of model shapes: cost and memory are not estimated (use a known model, or a local copy whose config.json can be read)", "warning"))
+    return shape
+
+
+def _tokenizer(spec: RunSpec, tree: Tree) -> bytes | None:
+    """tokenizer.json of the base model when it is already on this machine; never downloads."""
+    if spec.model.is_local and not spec.model.id.startswith("/"):
+        try:
+            return tree.read(f"{local_model_dir(spec.model.id)}/tokenizer.json")
+        except TreeError:
+            return None
+    if spec.model.is_local:
+        path = Path(spec.model.id) / "tokenizer.json"
+        return path.read_bytes() if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec.model.id, "tokenizer.json", revision=spec.model.revision)
+    if isinstance(cached, str):
+        with open(cached, "rb") as handle:
+            return handle.read()
+    return None
+
+
+def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
+    """Trainable tokens in one epoch of the train sources (before the eval split)."""
+    counter = Counter(_tokenizer(spec, tree))
+    methods = set()
+    total, rows = 0, 0
+    for i, src in enumerate(spec.data.train):
+        if isinstance(src, LocalSource):
+            try:
+                count: TokenCount = count_source(tree.read(src.path), src, counter, spec.model.max_seq_length)
+            except TreeError:
+                return None  # reported by the resolver already
+            methods.add(count.method)
+            total += count.tokens
+            rows += count.rows
+            sizing.truncated_rows += count.truncated_rows
+        elif isinstance(src, HubSource):
+            if src.max_samples is None:
+                sizing.findings.append((("data", "train", i), f"dataset {src.dataset} cannot be sized offline: set max_samples (or training.max_steps) so the plan can price the run", "warning"))
+                return None
+            methods.add("max_samples")
+            total += int(src.max_samples * spec.model.max_seq_length * UNKNOWN_ROW_FILL)
+            rows += src.max_samples
+    sizing.token_method = " + ".join(sorted(methods))
+    sizing.rows = rows
+    if sizing.truncated_rows:
+        sizing.findings.append((("model", "max_seq_length"), f"{sizing.truncated_rows} of {rows} training rows are longer than max_seq_length {spec.model.max_seq_length} and will be truncated", "warning"))
+    return total
+
+
+def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: int, engine: str) -> Workload:
+    method = spec.method
+    training = spec.training
+    modules = method.target_modules if isinstance(method.target_modules, str) or method.target_modules is None else tuple(method.target_modules)
+    return Workload(
+        shape=shape,
+        train_tokens=max(1, train_tokens),
+        seq_len=spec.model.max_seq_length,
+        method=method.type,
+        lora_r=method.r or 16,
+        target_modules=modules or "all-linear",
+        batch_size=None if training.per_device_train_batch_size == "auto" else int(training.per_device_train_batch_size),
+        grad_accum=training.gradient_accumulation_steps,
+        gradient_checkpointing=None if training.gradient_checkpointing == "auto" else bool(training.gradient_checkpointing),
+        packing=training.packing,
+        engine=engine,  # type: ignore[arg-type]
+        eval_tokens=eval_tokens,
+        save=spec.output.save or "adapter",
+    )
+
+
+def _eval_tokens(spec: RunSpec, data_tokens: int) -> int:
+    heldout = int(data_tokens * (spec.data.eval_split or 0.0))
+    return EVAL_MODELS * heldout
+
+
+def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Sizing:
+    """Estimate a run for its backend: the local machine, or the right HF Jobs flavor."""
+    sizing = Sizing()
+    shape = _shape(spec, tree, sizing)
+    data_tokens = _count_data(spec, tree, sizing)
+    if shape is None or data_tokens is None:
+        return sizing
+    sizing.data_tokens = data_tokens
+    epochs = spec.training.num_train_epochs or 1.0
+    per_epoch = int(data_tokens * (1 - (spec.data.eval_split or 0.0)))
+    train_tokens = int(per_epoch * epochs)
+    engine = "unsloth" if spec.compute.engine in ("auto", "unsloth") else "trl"
+    workload = _workload(spec, shape, train_tokens, _eval_tokens(spec, data_tokens), engine)
+
+    result = _price(spec, workload, settings, backend, sizing)
+    if result is not None and spec.training.max_steps is not None:
+        # max_steps fixes the optimizer steps: tokens follow from the batch the estimate chose
+        rows_per_step = result.batch_size * spec.training.gradient_accumulation_steps * max(1, result.flavor.gpus)
+        steps_tokens = spec.training.max_steps * rows_per_step * workload.row_tokens
+        result = estimate(replace(workload, train_tokens=max(1, steps_tokens), batch_size=result.batch_size), result.flavor)
+    sizing.estimate = result
+    if result is not None:
+        _check_budget(spec, settings, result, sizing)
+    return sizing
+
+
+def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing) -> Estimate | None:
+    flavor_name = spec.compute.flavor
+    if backend == "local":
+        if flavor_name != "auto":
+            sizing.findings.append((("compute", "flavor"), f"flavor {flavor_name} is ignored by the local backend (it trains on this machine)", "warning"))
+        result = estimate(workload, FLAVORS["local"])
+        if spec.method.type == "qlora" and result.flavor.is_cpu:
+            sizing.findings.append((("method", "type"), "qlora needs a CUDA GPU (4-bit kernels) and the local machine trains on its CPU: use lora or full locally, or backend hf-jobs", "warning"))
+        if not result.fits:
+            sizing.findings.append((("model", "id"), f"this machine has {result.memory_gb:.0f} GiB but the run needs about {result.peak_vram_gb:.1f} GiB: shorten max_seq_length, use lora, or backend hf-jobs", "error"))
+        return result
+    allowed = default_flavors(settings)
+    if flavor_name == "auto":
+        try:
+            return choose_flavor(workload, allowed)
+        except NoFlavorFits as exc:
+            sizing.findings.append((("compute", "flavor"), str(exc), "error"))
+            return None
+    if flavor_name not in FLAVORS:
+        return None  # reported by the flavor check
+    problem = forced_flavor_error(workload, flavor_name, allowed)
+    if problem:
+        sizing.findings.append((("compute", "flavor"), problem, "error"))
+    return estimate(workload, FLAVORS[flavor_name])
+
+
+def _check_budget(spec: RunSpec, settings: Settings, result: Estimate, sizing: Sizing) -> None:
+    caps: list[tuple[Where, str, float | None]] = [
+        (("budget", "max_usd"), "budget.max_usd", spec.budget.max_usd),
+        ((), "[tool.tuneform] max_usd_per_run", settings.max_usd_per_run),
+    ]
+    for where, label, cap in caps:
+        if cap is not None and result.usd > cap:
+            sizing.budget_problems.append((where, f"estimated ${result.usd:.2f} is over {label} (${cap:.2f}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap"))

@@ -1,0 +1,539 @@
+"""The run file: its schema (v1), loading with positions, and the canonical form behind the run key.
+
+The schema is the public contract of a run file (docs/run-file.md is generated from it), so
+field names follow Hugging Face TrainingArguments / TRL SFTConfig wherever those exist.
+`auto` values stay `auto` here: they are resolved by the estimator for a given flavor, and a
+run's key must not change because a price table or a GPU did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from . import yamlsafe
+from .diagnostics import Problem, did_you_mean
+
+SCHEMA_VERSION = 1
+# Bump by hand when a code change alters what a run trains (formatting, masking, defaults
+# applied by the job): every run key changes with it, so nothing stale is reused.
+TRAINING_FORMAT = 1
+SCHEMA_URL = "https://tuneform.dev/schema/run-v1.json"
+
+_SLUG = r"^[a-z0-9][a-z0-9._-]{0,95}$"
+_REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+
+Format = Literal["messages", "prompt_completion", "alpaca", "text"]
+CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",),
+    "prompt_completion": ("prompt", "completion"),
+    "alpaca": ("instruction", "input", "output"),
+    "text": ("text",),
+}
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_duration(value: str | int | float) -> int:
+    """Seconds from `5400`, `90m`, `1.5h`, `2d`. Raises ValueError with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 90m or 2h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a duration: use seconds or a number with s, m, h or d (90m, 2h)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 60:
+        raise ValueError("a timeout under one minute cannot hold a training job: use at least 1m")
+    if seconds > 7 * 86400:
+        raise ValueError("a timeout over 7 days is not accepted: use at most 7d")
+    return int(seconds)
+
+
+class ModelSpec(_Section):
+    """The base model to fine-tune."""
+
+    id: str = Field(min_length=1, description="Hub model id (owner/name) or a local directory starting with '.' or '/'.")
+    revision: str = Field("main", min_length=1, description="Hub branch, tag or commit; pin a commit SHA or tag for reproducible runs.")
+    max_seq_length: int = Field(2048, ge=16, le=262144, description="Longest training sequence in tokens; longer rows are truncated.")
+    load_in_4bit: bool = Field(False, description="Load the base weights in 4 bit (implied by method qlora).")
+    trust_remote_code: bool = Field(False, description="Run code from the model repo; allowed only for models listed in [tool.tuneform] trust_remote_code.")
+    chat_template: str | None = Field(None, description="A named chat template (chatml, llama-3, ...) instead of the tokenizer's own.")
+
+    @property
+    def is_local(self) -> bool:
+        return self.id.startswith((".", "/"))
+
+    @field_validator("id")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        if value.startswith((".", "/")):
+            return value
+        if not re.match(_REPO_ID, value):
+            raise ValueError(f"'{value}' is neither a Hub id (owner/name) nor a local path (./models/x)")
+        return value
+
+
+def _source_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "path" in value and "dataset" not in value:
+            return "local"
+        if "dataset" in value and "path" not in value:
+            return "hub"
+    return None
+
+
+class _SourceBase(_Section):
+    format: Format = Field("messages", description="Row layout: messages (chat), prompt_completion, alpaca or text.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Renames: canonical field -> column in the data.")
+    max_samples: int | None = Field(None, ge=1, description="Use at most this many rows (after a seeded shuffle).")
+
+    @model_validator(mode="after")
+    def _columns_known(self) -> _SourceBase:
+        allowed = CANONICAL_COLUMNS[self.format]
+        for key in self.columns:
+            if key not in allowed:
+                raise ValueError(
+                    f"columns: '{key}' is not a field of format {self.format}{did_you_mean(key, allowed)}"
+                )
+        return self
+
+
+class LocalSource(_SourceBase):
+    """A data file kept in the repository (JSONL, JSON, CSV or Parquet)."""
+
+    path: str = Field(min_length=1, description="Repository-relative path of a .jsonl, .json, .csv or .parquet file.")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        return check_relative_path(value)
+
+
+class HubSource(_SourceBase):
+    """A dataset on the Hugging Face Hub."""
+
+    dataset: str = Field(pattern=_REPO_ID, description="Hub dataset id, owner/name.")
+    revision: str = Field("main", min_length=1, description="Branch, tag or commit; pin a commit SHA for reproducible runs.")
+    name: str | None = Field(None, description="Dataset configuration (subset) name.")
+    split: str = Field("train", min_length=1, description="Split to read, e.g. train or train[:10%].")
+
+
+Source = Annotated[
+    Union[Annotated[LocalSource, Tag("local")], Annotated[HubSource, Tag("hub")]],
+    Discriminator(_source_tag, custom_error_type="source", custom_error_message="a data source needs exactly one of 'path' (a file in the repo) or 'dataset' (a Hub dataset)"),
+]
+
+
+class DataSpec(_Section):
+    """What the model is trained and validated on."""
+
+    train: list[Source] = Field(min_length=1, description="Training sources, concatenated in order.")
+    eval: list[Source] = Field(default_factory=list, description="Explicit held-out sources (instead of eval_split).")
+    eval_split: float | None = Field(None, gt=0, lt=0.5, description="Fraction of train held out for eval loss; default 0.05 when no eval sources are given.")
+    max_bad_rows: float = Field(0.01, ge=0, le=0.5, description="Fraction of malformed rows tolerated (dropped and reported) before the run fails.")
+
+    @model_validator(mode="after")
+    def _split(self) -> DataSpec:
+        if self.eval and self.eval_split is not None:
+            raise ValueError("set either eval_split or eval sources, not both")
+        if not self.eval and self.eval_split is None:
+            object.__setattr__(self, "eval_split", 0.05)
+        return self
+
+
+class MethodSpec(_Section):
+    """How weights are updated: LoRA adapters, QLoRA (LoRA on a 4-bit base) or full fine-tuning."""
+
+    type: Literal["lora", "qlora", "full"] = Field("lora", description="lora | qlora | full")
+    r: int | None = Field(None, ge=1, le=1024, description="LoRA rank (default 16).")
+    alpha: int | None = Field(None, ge=1, le=4096, description="LoRA alpha (default: equal to r).")
+    dropout: float | None = Field(None, ge=0, lt=1, description="LoRA dropout (default 0).")
+    target_modules: Literal["all-linear"] | list[str] | None = Field(None, description="'all-linear' (default) or a list of module names.")
+    use_rslora: bool | None = Field(None, description="Rank-stabilised LoRA scaling.")
+
+    @model_validator(mode="after")
+    def _fill(self) -> MethodSpec:
+        lora_fields = ("r", "alpha", "dropout", "target_modules", "use_rslora")
+        if self.type == "full":
+            given = [name for name in lora_fields if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to lora and qlora: remove them or set type: lora")
+            return self
+        r = self.r or 16
+        defaults = {"r": r, "alpha": self.alpha or r, "dropout": 0.0 if self.dropout is None else self.dropout,
+                    "target_modules": self.target_modules or "all-linear", "use_rslora": bool(self.use_rslora)}
+        for name, value in defaults.items():
+            object.__setattr__(self, name, value)
+        if isinstance(self.target_modules, list) and not self.target_modules:
+            raise ValueError("target_modules is empty: list module names or use all-linear")
+        return self
+
+
+class TrainingSpec(_Section):
+    """Trainer settings; names are Hugging Face TrainingArguments / TRL SFTConfig names."""
+
+    num_train_epochs: float | None = Field(None, gt=0, le=100, description="Passes over the training data (default 1; or set max_steps).")
+    max_steps: int | None = Field(None, ge=1, le=10_000_000, description="Optimizer steps; overrides epochs.")
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    per_device_train_batch_size: int | Literal["auto"] = Field("auto", description="'auto' picks the largest batch that fits the flavor's memory.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    packing: bool = Field(True, description="Pack several rows into each sequence (documents kept apart).")
+    train_on: Literal["responses", "all"] = Field("responses", description="responses: loss on assistant turns only; all: on every token.")
+    seed: int = Field(3407, ge=0, le=2**32 - 1)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial", "inverse_sqrt"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Fraction of steps to warm the learning rate up over.")
+    warmup_steps: int = Field(0, ge=0, description="Steps to warm the learning rate up over (instead of warmup_ratio).")
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    optim: str = Field("auto", description="Optimizer name as in TrainingArguments; auto picks a fused AdamW.")
+    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="auto: only when memory requires it.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 where the GPU has it, fp16 on T4, fp32 on CPU.")
+    logging_steps: int = Field(1, ge=1)
+
+    @field_validator("per_device_train_batch_size")
+    @classmethod
+    def _batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 4096:
+            raise ValueError("per_device_train_batch_size must be between 1 and 4096, or auto")
+        return value
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainingSpec:
+        if self.num_train_epochs is not None and self.max_steps is not None:
+            raise ValueError("set either num_train_epochs or max_steps, not both")
+        if self.num_train_epochs is None and self.max_steps is None:
+            object.__setattr__(self, "num_train_epochs", 1.0)
+        if self.warmup_ratio and self.warmup_steps:
+            raise ValueError("set either warmup_ratio or warmup_steps, not both")
+        return self
+
+
+class ComputeSpec(_Section):
+    """Where and how the job runs; not part of the run key."""
+
+    backend: Literal["local", "hf-jobs"] | None = Field(None, description="Default: [tool.tuneform] default_backend, else local.")
+    flavor: str = Field("auto", description="HF Jobs hardware flavor, or auto for the cheapest that fits.")
+    engine: Literal["auto", "unsloth", "trl"] = Field("auto", description="auto: unsloth on a CUDA GPU when installed, else trl.")
+    timeout: int | Literal["auto"] = Field("auto", description="Job time limit (90m, 2h, or seconds); auto: from the estimate with a margin.")
+    image: str | None = Field(None, description="Container image for hf-jobs (default: a pinned image with Unsloth).")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return parse_duration(value)
+        return value
+
+
+class OutputSpec(_Section):
+    """Where trained versions are published; only `save` enters the run key."""
+
+    repo: str | None = Field(None, pattern=_REPO_ID, description="Hub model repo namespace/name (default: <namespace>/<name>).")
+    private: bool = Field(True, description="Create the model repo private.")
+    save: Literal["adapter", "merged"] | None = Field(None, description="adapter (default for lora/qlora) or merged weights (the only choice for full).")
+
+
+class EvalSpec(_Section):
+    """An eval suite to score the model with, and the gates a new version must pass."""
+
+    suite: str = Field(min_length=1, description="Repository-relative path of an eval suite YAML file.")
+    gate: dict[str, str] = Field(default_factory=dict, description="metric -> condition, e.g. exact_match: '>= 0.85'.")
+
+    @field_validator("suite")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        return check_relative_path(value)
+
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _gate(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for metric, condition in value.items():
+            if isinstance(condition, (int, float)) and not isinstance(condition, bool):
+                condition = f">= {condition}"
+            if not isinstance(condition, str) or not _GATE.match(condition):
+                raise ValueError(f"gate {metric}: '{condition}' is not a condition like '>= 0.85' or '< 2.5'")
+            out[metric] = condition.strip()
+        return out
+
+
+class BudgetSpec(_Section):
+    """Spending cap for one run."""
+
+    max_usd: float | None = Field(None, gt=0, le=1_000_000, description="Refuse to plan or apply when the estimate exceeds this.")
+
+
+class RunSpec(_Section):
+    """A tuneform run file, version 1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="tuneform run", json_schema_extra={"$id": SCHEMA_URL})
+
+    name: str | None = Field(None, pattern=_SLUG, description="Slug naming the run; default: the file name.")
+    model: ModelSpec
+    data: DataSpec
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    evals: list[EvalSpec] = Field(default_factory=list)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+
+    @model_validator(mode="after")
+    def _cross(self) -> RunSpec:
+        if self.method.type == "qlora" and not self.model.load_in_4bit:
+            object.__setattr__(self, "model", self.model.model_copy(update={"load_in_4bit": True}))
+        elif self.model.load_in_4bit and self.method.type != "qlora":
+            raise ValueError(f"model.load_in_4bit with method {self.method.type}: use method.type qlora (LoRA on a 4-bit base)")
+        save = self.output.save or ("merged" if self.method.type == "full" else "adapter")
+        if self.method.type == "full" and save == "adapter":
+            raise ValueError("output.save adapter with method full: a full fine-tune has no adapter, use save: merged")
+        if save != self.output.save:
+            object.__setattr__(self, "output", self.output.model_copy(update={"save": save}))
+        return self
+
+
+def check_relative_path(value: str) -> str:
+    """Reject paths that could leave the repository; run files come from untrusted PRs."""
+    if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"'{value}' is absolute: use a path relative to the repository root")
+    parts = re.split(r"[\\/]+", value)
+    if ".." in parts:
+        raise ValueError(f"'{value}' leaves its folder with '..': use a path inside the repository")
+    if "\x00" in value:
+        raise ValueError("path contains a NUL byte")
+    return value
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a run file, for editors and `tuneform schema`."""
+    schema = RunSpec.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class LoadedRun:
+    """A run file as read: the validated spec (None when invalid), its problems and positions."""
+
+    path: str
+    spec: RunSpec | None
+    name: str
+    problems: list[Problem] = field(default_factory=list)
+    document: yamlsafe.Document | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None and not any(p.severity == "error" for p in self.problems)
+
+    def locate(self, *path: str | int) -> tuple[int | None, int | None]:
+        return self.document.locate(tuple(path)) if self.document else (None, None)
+
+
+def default_name(path: str) -> str:
+    stem = Path(path).name
+    for suffix in (".yaml", ".yml"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at a location, for did-you-mean suggestions on unknown keys."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return list(fields) if fields else []
+        annotation = fields[part].annotation
+        current = _model_in(annotation)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Pydantic's error location minus union tags and validator names: a path into the data."""
+    path: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path.append(part)
+            current = current[part]
+        elif i == len(loc) - 1 and isinstance(part, str) and isinstance(current, dict):
+            path.append(part)  # a missing key: keep it so the message can name it
+    return tuple(path)
+
+
+def _message(error: dict[str, Any], path: tuple[str | int, ...], model_loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    key = path[-1] if path else None
+    if kind == "extra_forbidden":
+        choices = _fields_at(RunSpec, tuple(p for p in model_loc[:-1] if isinstance(p, (str, int))))
+        return f"unknown key '{key}'{did_you_mean(str(key), choices)}"
+    if kind == "missing":
+        return f"missing required key '{key}'"
+    msg = error["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        got = error.get("input")
+        return f"'{got}' is not allowed here: expected {expected}{_literal_hint(got, expected)}"
+    if kind == "string_pattern_mismatch" and key in ("repo", "dataset"):
+        return f"'{error.get('input')}' is not a Hub repo id: use namespace/name"
+    if kind == "string_pattern_mismatch" and key == "name":
+        return f"'{error.get('input')}' is not a slug: use lowercase letters, digits, '-', '_' or '.'"
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _literal_hint(got: Any, expected: str) -> str:
+    options = re.findall(r"'([^']*)'", expected)
+    if isinstance(got, str) and options:
+        close = did_you_mean(got, options)
+        if close.startswith(": did"):
+            return f" ({close[2:]})"
+    return ""
+
+
+def dotted(path: tuple[str | int, ...]) -> str | None:
+    """('data', 'train', 0, 'path') -> 'data.train[0].path'."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return text or None
+
+
+def problems_from_validation(exc: ValidationError, data: Any, document: yamlsafe.Document) -> list[Problem]:
+    """Turn pydantic errors into located problems with a fix in the message."""
+    problems: list[Problem] = []
+    seen: set[tuple[Any, ...]] = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        path = _data_path(data, loc)
+        message = _message(error, path, loc)
+        if (path, message) in seen:
+            continue
+        seen.add((path, message))
+        line, column = document.locate(path)
+        problems.append(Problem(message, line, column, dotted(path)))
+    return problems
+
+
+def load_run_text(text: str | bytes, path: str) -> LoadedRun:
+    """Parse and validate a run file's text (schema only; see validate.py for the rest)."""
+    name = default_name(path)
+    try:
+        document = yamlsafe.load(text)
+    except yamlsafe.YamlError as exc:
+        return LoadedRun(path, None, name, [Problem(exc.message, exc.line, exc.column, dotted(exc.path))])
+    data = document.data
+    if data is None:
+        return LoadedRun(path, None, name, [Problem("the file is empty: a run needs at least model and data", 1, 1)], document)
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a single value ({type(data).__name__})"
+        return LoadedRun(path, None, name, [Problem(f"the file holds {kind}: a run file is a mapping of keys (model:, data:, ...)", 1, 1)], document)
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as exc:
+        return LoadedRun(path, None, name, problems_from_validation(exc, data, document), document)
+    if spec.name is None and not re.match(_SLUG, name):
+        line, col = document.locate(())
+        return LoadedRun(path, None, name, [Problem(f"the file name '{name}' is not a slug: add name: with lowercase letters, digits and '-'", line, col, "name")], document)
+    return LoadedRun(path, spec, spec.name or name, [], document)
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical form and run key
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Facts from outside the file that enter the key: content hashes and resolved revisions."""
+
+    model_revision: str
+    model_content: str | None  # sha256 of a local model directory's files
+    sources: tuple[dict[str, Any], ...]  # per train source then eval source: {"sha256"} or {"revision"}
+
+
+def canonical(spec: RunSpec, resolved: Resolved) -> dict[str, Any]:
+    """Everything that determines the trained weights, with defaults filled and nothing else."""
+    model = spec.model.model_dump(mode="json")
+    model["revision"] = resolved.model_revision
+    if spec.model.is_local:
+        model["id"] = None  # a local model is known by its content, not by where it sits
+        model["content_sha256"] = resolved.model_content
+    sources = iter(resolved.sources)
+
+    def source(src: LocalSource | HubSource) -> dict[str, Any]:
+        out = src.model_dump(mode="json")
+        out.update(next(sources))
+        out.pop("path", None)  # a moved file with the same bytes trains the same model
+        return out
+
+    data = {
+        "train": [source(s) for s in spec.data.train],
+        "eval": [source(s) for s in spec.data.eval],
+        "eval_split": spec.data.eval_split,
+    }
+    return {
+        "training_format": TRAINING_FORMAT,
+        "model": model,
+        "data": data,
+        "method": spec.method.model_dump(mode="json"),
+        "training": spec.training.model_dump(mode="json"),
+        "output": {"save": spec.output.save},
+    }
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def run_key(spec: RunSpec, resolved: Resolved) -> str:
+    """sha256 of the canonical form: same key, same model."""
+    return hashlib.sha256(canonical_json(canonical(spec, resolved)).encode("utf-8")).hexdigest()

@@ -1,0 +1,230 @@
+"""Read a repository's files either from the working tree or from a git revision.
+
+Plan compares two states of the repository (a base revision and the working tree) with the same
+code, so both sit behind one small interface. Reading is where untrusted paths are contained:
+a path that escapes the repository, directly or through a symlink, is refused here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+LFS_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+
+
+class TreeError(Exception):
+    """A path that cannot be read: missing, a directory, outside the repository, or a git failure."""
+
+
+class Tree(Protocol):
+    """A snapshot of repository files addressed by repository-relative POSIX paths."""
+
+    label: str
+
+    def read(self, path: str) -> bytes:
+        """The file's bytes; TreeError when it is missing or not allowed."""
+        ...
+
+    def list(self, folder: str, suffixes: tuple[str, ...]) -> list[str]:
+        """Files directly or deeply under `folder` whose names end with one of `suffixes`, sorted."""
+        ...
+
+    def sha256(self, path: str) -> str:
+        ...
+
+    def size(self, path: str) -> int:
+        ...
+
+
+def is_lfs_pointer(head: bytes) -> bool:
+    """A Git LFS pointer committed where the data should be (the checkout lacked `lfs: true`)."""
+    return head.startswith(LFS_PREFIX)
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class WorkTree:
+    """The files on disk under `root`."""
+
+    root: Path
+    label: str = "working tree"
+    _hashes: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve()
+
+    def resolve(self, path: str) -> Path:
+        """Absolute path of `path`, refusing anything that leads outside the repository."""
+        candidate = self.root / PurePosixPath(path)
+        try:
+            real = candidate.resolve()
+        except (OSError, RuntimeError) as exc:  # symlink loops
+            raise TreeError(f"'{path}' cannot be resolved: {exc}") from None
+        if real != self.root and self.root not in real.parents:
+            raise TreeError(f"'{path}' leads outside the repository (through a symlink): use a file inside it")
+        return real
+
+    def read(self, path: str) -> bytes:
+        real = self.resolve(path)
+        if real.is_dir():
+            raise TreeError(f"'{path}' is a directory, not a file")
+        try:
+            return real.read_bytes()
+        except FileNotFoundError:
+            raise TreeError(f"'{path}' does not exist") from None
+        except OSError as exc:
+            raise TreeError(f"'{path}' cannot be read: {exc.strerror}") from None
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self.resolve(path).exists()
+        except TreeError:
+            return False
+
+    def list(self, folder: str, suffixes: tuple[str, ...]) -> list[str]:
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        found = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if name.endswith(suffixes):
+                    found.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        return sorted(found)
+
+    def sha256(self, path: str) -> str:
+        if path not in self._hashes:
+            digest = hashlib.sha256()
+            with open(self.resolve(path), "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            self._hashes[path] = digest.hexdigest()
+        return self._hashes[path]
+
+    def size(self, path: str) -> int:
+        try:
+            return self.resolve(path).stat().st_size
+        except FileNotFoundError:
+            raise TreeError(f"'{path}' does not exist") from None
+
+
+def git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
+    """Run git in `root`; raises TreeError with git's own message on failure."""
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, input=input)
+    if check and proc.returncode != 0:
+        raise TreeError(proc.stderr.decode(errors="replace").strip() or f"git {' '.join(args)} failed")
+    return proc.stdout.decode("utf-8", errors="replace")
+
+
+@dataclass
+class GitTree:
+    """The files of one git revision, read with `git ls-tree` and `git cat-file` (no checkout)."""
+
+    root: Path
+    rev: str
+    label: str = ""
+    _entries: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)  # path -> (mode, blob)
+    _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.rev
+        listing = git(self.root, "ls-tree", "-r", "-z", "--full-tree", self.rev)
+        for entry in listing.split("\0"):
+            if not entry:
+                continue
+            meta, path = entry.split("\t", 1)
+            mode, kind, blob = meta.split()
+            if kind == "blob":
+                self._entries[path] = (mode, blob)
+
+    def _target(self, path: str, depth: int = 0) -> tuple[str, str]:
+        norm = os.path.normpath(path).replace(os.sep, "/")
+        if norm.startswith("../") or norm == "..":
+            raise TreeError(f"'{path}' leads outside the repository (through a symlink): use a file inside it")
+        if norm not in self._entries:
+            raise TreeError(f"'{path}' does not exist at {self.label}")
+        mode, blob = self._entries[norm]
+        if mode == "120000":  # a symlink: follow it inside the tree, never outside
+            if depth > 8:
+                raise TreeError(f"'{path}': too many levels of symlinks")
+            target = self._blob(blob).decode("utf-8", errors="replace")
+            if target.startswith("/"):
+                raise TreeError(f"'{path}' leads outside the repository (through a symlink): use a file inside it")
+            return self._target(str(PurePosixPath(norm).parent / target), depth + 1)
+        return norm, blob
+
+    def _blob(self, blob: str) -> bytes:
+        if blob not in self._cache:
+            proc = subprocess.run(["git", "cat-file", "blob", blob], cwd=self.root, capture_output=True)
+            if proc.returncode != 0:
+                raise TreeError(proc.stderr.decode(errors="replace").strip())
+            self._cache[blob] = proc.stdout
+        return self._cache[blob]
+
+    def read(self, path: str) -> bytes:
+        return self._blob(self._target(path)[1])
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._target(path)
+            return True
+        except TreeError:
+            return False
+
+    def list(self, folder: str, suffixes: tuple[str, ...]) -> list[str]:
+        prefix = folder.rstrip("/") + "/"
+        return sorted(p for p in self._entries if p.startswith(prefix) and p.endswith(suffixes))
+
+    def sha256(self, path: str) -> str:
+        return _hash_bytes(self.read(path))
+
+    def size(self, path: str) -> int:
+        return len(self.read(path))
+
+    def prefetch(self, paths: list[str]) -> None:
+        """Read many blobs in one `git cat-file --batch` call (plan reads every run file)."""
+        blobs = [self._entries[p][1] for p in paths if p in self._entries and self._entries[p][1] not in self._cache]
+        if not blobs:
+            return
+        proc = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, capture_output=True,
+                              input=("\n".join(blobs) + "\n").encode())
+        out, pos = proc.stdout, 0
+        for blob in blobs:
+            header_end = out.index(b"\n", pos)
+            size = int(out[pos:header_end].split()[2])
+            self._cache[blob] = out[header_end + 1: header_end + 1 + size]
+            pos = header_end + 1 + size + 1
+
+
+def repo_root(start: Path) -> Path:
+    """The git top-level above `start`, or `start` itself outside a git repository."""
+    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True)
+    if proc.returncode == 0:
+        return Path(proc.stdout.decode().strip())
+    return start.resolve()
+
+
+def default_base(root: Path) -> str:
+    """Merge base of HEAD with main (or origin/main): what a pull request is compared against."""
+    for candidate in ("main", "origin/main", "master", "origin/master"):
+        proc = subprocess.run(["git", "merge-base", candidate, "HEAD"], cwd=root, capture_output=True)
+        if proc.returncode == 0:
+            return proc.stdout.decode().strip()
+    raise TreeError("no 'main' branch to compare with: pass --base REF (a branch, tag or commit)")
+
+
+def resolve_rev(root: Path, rev: str) -> str:
+    """Full commit SHA of `rev`; TreeError naming the fix when it is unknown."""
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        raise TreeError(f"unknown git revision '{rev}': fetch it (git fetch, or fetch-depth: 0 in CI) or pass another --base")
+    return proc.stdout.decode().strip()

@@ -1,0 +1,63 @@
+"""validate: check run files in the working tree, with no git history and no registry needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .check import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
+from .diagnostics import Problem
+from .plan import load_settings
+from .resolve import HubResolver
+from .settings import PYPROJECT, Settings, SettingsError
+from .trees import WorkTree
+
+
+@dataclass
+class Validation:
+    files: list[RunCheck]
+    problems: list[Problem]  # not tied to one run file (settings, missing paths)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(f.ok and not f.budget_problems for f in self.files)
+
+    def as_json(self) -> dict[str, Any]:
+        files = [f.as_json() for f in self.files]
+        if self.problems:
+            files.append({"path": PYPROJECT, "ok": False, "errors": [p.as_json() for p in self.problems], "warnings": []})
+        return {"files": files, "ok": self.ok}
+
+
+def expand_paths(root: Path, paths: list[str]) -> tuple[list[str], list[Problem]]:
+    """Repository-relative run files for the given files or folders (default runs/)."""
+    tree = WorkTree(root)
+    found: list[str] = []
+    problems: list[Problem] = []
+    for raw in paths or [RUNS_DIR]:
+        absolute = (Path.cwd() / raw).resolve()
+        try:
+            rel = absolute.relative_to(tree.root).as_posix()
+        except ValueError:
+            problems.append(Problem(f"{raw}: outside the repository at {tree.root.name}/: run tuneform from the training repository"))
+            continue
+        if absolute.is_dir():
+            found.extend(tree.list("" if rel == "." else rel, RUN_SUFFIXES) if rel != "." else tree.list(RUNS_DIR, RUN_SUFFIXES))
+        elif absolute.exists():
+            found.append(rel)
+        else:
+            problems.append(Problem(f"{raw}: no such file or folder"))
+    return list(dict.fromkeys(found)), problems
+
+
+def validate(root: Path, paths: list[str], *, backend: str | None = None, hub: HubResolver | None = None) -> Validation:
+    tree = WorkTree(root)
+    hub = hub or HubResolver()
+    files, problems = expand_paths(root, paths)
+    try:
+        settings = load_settings(tree)
+    except SettingsError as exc:
+        problems.append(exc.problem)
+        settings = Settings()
+    return Validation([check_run(tree, f, settings, hub, backend=backend) for f in files], problems)

@@ -1,0 +1,122 @@
+"""Shared fixtures: real git repositories in temp folders, driven through the real CLI.
+
+huggingface_hub reads HF_ENDPOINT, HF_HUB_OFFLINE and HF_HUB_DISABLE_XET at import time, so the
+environment is set here, before any test imports it. Tests that talk to the local Hub server
+point HF_ENDPOINT at it themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.pop("TUNEFORM_HOME", None)
+os.environ.pop("HF_TOKEN", None)
+
+import pytest  # noqa: E402
+from click.testing import CliRunner, Result  # noqa: E402
+
+from tuneform.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SETTINGS = """\
+[tool.tuneform]
+namespace = "acme"
+default_backend = "local"
+max_usd_per_run = 20
+max_usd_per_pr = 30
+"""
+
+CHAT_ROWS = [
+    {"messages": [{"role": "user", "content": f"question number {i} about billing"}, {"role": "assistant", "content": "billing"}]}
+    for i in range(40)
+]
+
+SUITE = "name: intents\ndata: evals/intents.jsonl\ngeneration: {max_new_tokens: 8}\nmetrics: [exact_match]\n"
+SUITE_ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"eval {i}"}], "expected": "billing"} for i in range(3)]
+
+RUN = """\
+model:
+  id: HuggingFaceTB/SmolLM2-135M-Instruct
+  revision: 93efa2f097d58c2a74874c7e644dbc9b0cee75a2
+  max_seq_length: 512
+data:
+  train:
+    - path: data/chat.jsonl
+method: {type: lora, r: 8}
+training:
+  num_train_epochs: 1
+  learning_rate: 1.0e-4
+evals:
+  - suite: evals/intents.yaml
+    gate: {exact_match: ">= 0.5"}
+"""
+
+
+def jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+@dataclass
+class Repo:
+    """A real git repository in a temp folder, on branch main, with tuneform's CLI at hand."""
+
+    path: Path
+
+    def write(self, rel: str, text: str | bytes) -> Path:
+        target = self.path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            target.write_bytes(text)
+        else:
+            target.write_text(text)
+        return target
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.path, check=True, capture_output=True, text=True).stdout.strip()
+
+    def commit(self, message: str = "change") -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def cli(self, *args: str) -> Result:
+        cwd = os.getcwd()
+        os.chdir(self.path)
+        try:
+            return CliRunner().invoke(main, list(args), catch_exceptions=False)
+        finally:
+            os.chdir(cwd)
+
+    def json(self, *args: str) -> Any:
+        result = self.cli(*args)
+        try:
+            return result.exit_code, json.loads(result.output)
+        except ValueError:
+            raise AssertionError(f"not JSON (exit {result.exit_code}):\n{result.output}") from None
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    """A training repo with settings, chat data, an eval suite and one valid run, committed on main."""
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    r = Repo(tmp_path / "repo")
+    r.path.mkdir()
+    r.git("init", "-q", "-b", "main")
+    r.git("config", "user.email", "test@example.com")
+    r.git("config", "user.name", "Test")
+    r.write("pyproject.toml", SETTINGS)
+    r.write("data/chat.jsonl", jsonl(CHAT_ROWS))
+    r.write("evals/intents.yaml", SUITE)
+    r.write("evals/intents.jsonl", jsonl(SUITE_ROWS))
+    r.write("runs/support.yaml", RUN)
+    r.commit("base")
+    return r
