@@ -31,6 +31,7 @@ class RunCheck:
 
     path: str
     name: str
+    file_sha256: str | None = None  # the file's bytes: a reformatted file is "changed" but keeps its key
     spec: RunSpec | None = None
     key: str | None = None
     eval_hash: str | None = None
@@ -90,7 +91,7 @@ def check_run(
         except TreeError as exc:
             return RunCheck(path, path, problems=[Problem(str(exc))])
     loaded = load_run_text(text, path)
-    result = RunCheck(path, loaded.name, problems=list(loaded.problems), loaded=loaded)
+    result = RunCheck(path, loaded.name, hashlib.sha256(text).hexdigest(), problems=list(loaded.problems), loaded=loaded)
     if loaded.spec is None:
         return result
     spec = result.spec = loaded.spec

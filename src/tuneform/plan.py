@@ -17,6 +17,7 @@ from .diagnostics import Problem
 from .registry import FAILED_GATES, Registry, RegistryError, Version
 from .resolve import HubResolver
 from .settings import PYPROJECT, Settings, SettingsError, parse_settings
+from .sizing import usd_text
 from .trees import GitTree, Tree, TreeError, WorkTree, default_base, resolve_rev
 
 PLAN_SCHEMA_VERSION = 1
@@ -73,7 +74,7 @@ class PlannedRun:
             "base_path": self.base.path if self.base else None,
             "backend": run.backend,
             "output_repo": run.output_repo,
-            "flavor": estimate.flavor if estimate else None,
+            "flavor": estimate.flavor.name if estimate else None,
             "estimate": estimate.as_json() if estimate else None,
             "fits": sizing.fits if sizing else None,
             "budget_ok": self.budget_ok,
@@ -223,10 +224,10 @@ def _decide(head: RunCheck | None, base: RunCheck | None, registry_for: Registry
     if not head.ok:
         return PlannedRun("invalid", head, base)
     evals_changed = base is not None and base.eval_hash != head.eval_hash
-    changed = base is None or base.path != head.path or base.key != head.key or evals_changed
+    changed = base is None or base.file_sha256 != head.file_sha256 or base.path != head.path or base.key != head.key or evals_changed
     in_scope = changed or explicit
     same_key = base is not None and base.key == head.key
-    version, main, state = _lookup(head, registry_for)
+    version, main, state = _lookup(head, base, registry_for)
     if state != "read":
         # registry not readable (a private Hub repo in a tokenless PR job): git alone decides
         if not in_scope:
@@ -247,15 +248,24 @@ def _decide(head: RunCheck | None, base: RunCheck | None, registry_for: Registry
     return PlannedRun("update" if base is not None and not same_key else "create", head, base, registry_state=state)
 
 
-def _lookup(head: RunCheck, registry_for: RegistryFor) -> tuple[Version | None, str | None, str]:
-    """(version of head's key, key at main, "read" | "unknown" | an error message)."""
+def _lookup(head: RunCheck, base: RunCheck | None, registry_for: RegistryFor) -> tuple[Version | None, str | None, str]:
+    """(version of head's key, key at main, "read" | "unknown" | an error message).
+
+    A renamed file changes the default output repo; its versions are then found under the
+    base's repo, so a rename stays a noop (DESIGN: same key, same model).
+    """
     registry: Registry | None = registry_for(head.backend)
     if registry is None or not head.output_repo or not head.key:
         return None, None, "unknown"
+    repos = [head.output_repo] + ([base.output_repo] if base and base.output_repo and base.output_repo != head.output_repo else [])
     try:
-        return registry.get(head.output_repo, head.key), registry.main(head.output_repo), "read"
+        for repo in repos:
+            version = registry.get(repo, head.key)
+            if version is not None or repo == repos[-1]:
+                return version, registry.main(repo), "read"
     except RegistryError as exc:
         return None, None, str(exc)
+    return None, None, "read"
 
 
 def _apply_budgets(plan: Plan, settings: Settings) -> None:
@@ -266,4 +276,4 @@ def _apply_budgets(plan: Plan, settings: Settings) -> None:
     cap = settings.max_usd_per_pr
     if cap is not None and plan.total_usd > cap:
         plan.problems.append(Problem(
-            f"this plan's runs total ${plan.total_usd:.2f}, over [tool.tuneform] max_usd_per_pr (${cap:.2f}): split the change or get it approved (label '{settings.budget_label}')"))
+            f"this plan's runs total {usd_text(plan.total_usd)}, over [tool.tuneform] max_usd_per_pr ({usd_text(cap)}): split the change or get it approved (label '{settings.budget_label}')"))

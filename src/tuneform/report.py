@@ -118,20 +118,19 @@ def _row(run: PlannedRun) -> dict[str, str]:
     est = data["estimate"] or {}
     fits = data["fits"]
     vram = "-" if not est else f"{est.get('peak_vram_gb', 0):.1f} GB" + ("" if fits in (None, True) else " (does not fit)")
-    note = ""
+    notes = []
+    if data["base_path"] and data["base_path"] != data["path"]:
+        notes.append(f"renamed from {data['base_path']}")
     if run.action in ("restore", "noop") and run.reuse is not None:
         pr = f" from #{run.reuse.pr}" if run.reuse.pr else ""
-        note = f"{'restores' if run.action == 'restore' else 'is'} run-{run.reuse.key[:12]}{pr}"
-    elif run.action == "blocked":
-        note = "this version failed its gates: change the run to retrain"
-    elif run.action == "delete":
-        note = "removes nothing from the registry"
-    elif run.action == "evaluate":
-        note = "evals changed: score again, no training"
-    elif run.action == "invalid":
-        note = f"{len(data['errors'])} error(s)"
-    elif data["base_path"] and data["base_path"] != data["path"]:
-        note = f"renamed from {data['base_path']}"
+        notes.append(f"{'restores' if run.action == 'restore' else 'is'} run-{run.reuse.key[:12]}{pr}")
+    notes.append({
+        "blocked": "this version failed its gates: change the run to retrain",
+        "delete": "removes nothing from the registry",
+        "evaluate": "evals changed: score again, no training",
+        "invalid": f"{len(data['errors'])} error(s)",
+    }.get(run.action, ""))
+    note = "; ".join(n for n in notes if n)
     return {
         "action": run.action,
         "name": data["name"],

@@ -199,6 +199,11 @@ def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, 
     return estimate(workload, FLAVORS[flavor_name])
 
 
+def usd_text(usd: float) -> str:
+    """Dollars for messages: cents, or more digits for sub-cent caps ($0.001)."""
+    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.2g}"
+
+
 def _check_budget(spec: RunSpec, settings: Settings, result: Estimate, sizing: Sizing) -> None:
     caps: list[tuple[Where, str, float | None]] = [
         (("budget", "max_usd"), "budget.max_usd", spec.budget.max_usd),
@@ -206,4 +211,4 @@ def _check_budget(spec: RunSpec, settings: Settings, result: Estimate, sizing: S
     ]
     for where, label, cap in caps:
         if cap is not None and result.usd > cap:
-            sizing.budget_problems.append((where, f"estimated ${result.usd:.2f} is over {label} (${cap:.2f}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap"))
+            sizing.budget_problems.append((where, f"estimated {usd_text(result.usd)} is over {label} ({usd_text(cap)}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap"))

@@ -1,0 +1,240 @@
+"""plan against real git repositories: actions, matching, budgets, registry reads, renderers."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import RUN, Repo, jsonl
+
+from tuneform.registry import FAILED_GATES, PASSED, LocalRegistry
+
+
+def plan_json(repo: Repo, *args: str) -> tuple[int, dict]:
+    return repo.json("plan", "--format", "json", *args)
+
+
+def actions(plan: dict) -> dict[str, str]:
+    return {run["path"]: run["action"] for run in plan["runs"]}
+
+
+def branch(repo: Repo) -> None:
+    repo.git("checkout", "-q", "-b", "pr")
+
+
+def publish(repo: Repo, key: str, *, status: str = PASSED, main: bool = True, pr: int | None = 12) -> None:
+    """Put a version in the local registry the way apply does (staged folder, then rename)."""
+    registry = LocalRegistry(repo.path.parent / "registry")
+    staged = registry.staging("acme/support", key)
+    (staged / "model").mkdir()
+    manifest = {"run_key": key, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "git": {"commit": "c0ffee", "pr": pr}}
+    registry.publish("acme/support", key, staged, manifest)
+    if main:
+        registry.set_main("acme/support", key, "test")
+
+
+def trained(repo: Repo) -> str:
+    """Train (publish) what main asks for, as apply on main would have: the usual PR start."""
+    code, plan = plan_json(repo, "runs/support.yaml")
+    key = plan["runs"][0]["run_key"]
+    publish(repo, key)
+    return key
+
+
+def test_no_changes_is_an_empty_plan(repo: Repo) -> None:
+    branch(repo)
+    code, plan = plan_json(repo)
+    assert code == 0
+    assert plan["runs"] == [] and plan["total_usd"] == 0
+    assert plan["schema_version"] == 1
+    assert "No changes" in repo.cli("plan").output
+
+
+def test_new_run_is_create_with_an_estimate(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/second.yaml", RUN.replace("r: 8", "r: 16"))
+    code, plan = plan_json(repo)
+    assert code == 0
+    [run] = plan["runs"]
+    assert run["path"] == "runs/second.yaml" and run["name"] == "second" and run["action"] == "create"
+    assert len(run["run_key"]) == 64
+    assert set(run["estimate"]) >= {"tokens", "seconds", "usd", "peak_vram_gb"}
+    assert run["estimate"]["tokens"] > 0 and run["fits"] is True and run["budget_ok"] is True
+    assert run["reuse"] is None and run["base_usd"] is None
+    assert run["flavor"] == "local" and run["usd"] == 0
+
+
+def test_reformatted_file_is_noop(repo: Repo) -> None:
+    trained(repo)
+    branch(repo)
+    reformatted = "# same run, other style\n" + RUN.replace("method: {type: lora, r: 8}", "method:\n  r: 8\n  type: 'lora'").replace("1.0e-4", "0.0001")
+    repo.write("runs/support.yaml", reformatted)
+    code, plan = plan_json(repo)
+    assert code == 0
+    [run] = plan["runs"]
+    assert run["action"] == "noop" and run["run_key"] == run["base_run_key"]
+
+
+def test_changed_hyperparameter_is_update_with_cost_change(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace("num_train_epochs: 1", "num_train_epochs: 3"))
+    code, plan = plan_json(repo, "--backend", "hf-jobs")
+    assert code == 0
+    [run] = plan["runs"]
+    assert run["action"] == "update" and run["run_key"] != run["base_run_key"]
+    assert run["flavor"] != "local" and run["usd"] > 0 and run["base_usd"] > 0
+    assert run["estimate"]["tokens"] == 3 * _base_tokens(repo)
+
+
+def _base_tokens(repo: Repo) -> int:
+    code, plan = plan_json(repo, "runs/support.yaml", "--base", "main", "--backend", "hf-jobs")
+    repo.git("stash", "-q")
+    try:
+        code, base_plan = plan_json(repo, "runs/support.yaml", "--backend", "hf-jobs")
+    finally:
+        repo.git("stash", "pop", "-q")
+    return base_plan["runs"][0]["estimate"]["tokens"]
+
+
+def test_data_change_alone_updates_the_key(repo: Repo) -> None:
+    branch(repo)
+    repo.write("data/chat.jsonl", (repo.path / "data/chat.jsonl").read_text() + json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}) + "\n")
+    code, plan = plan_json(repo)
+    assert actions(plan) == {"runs/support.yaml": "update"}
+
+
+def test_deleted_run_is_delete_and_free(repo: Repo) -> None:
+    branch(repo)
+    (repo.path / "runs/support.yaml").unlink()
+    code, plan = plan_json(repo)
+    assert code == 0
+    [run] = plan["runs"]
+    assert run["action"] == "delete" and run["usd"] == 0 and run["path"] == "runs/support.yaml"
+
+
+def test_renamed_file_keeps_its_key(repo: Repo) -> None:
+    trained(repo)
+    branch(repo)
+    repo.git("mv", "runs/support.yaml", "runs/helpdesk.yaml")
+    code, plan = plan_json(repo)
+    [run] = plan["runs"]
+    assert run["action"] == "noop" and run["base_path"] == "runs/support.yaml" and run["path"] == "runs/helpdesk.yaml"
+    assert run["run_key"] == run["base_run_key"]
+    assert "renamed from runs/support.yaml" in repo.cli("plan").output
+
+
+def test_eval_only_change_is_evaluate(repo: Repo) -> None:
+    trained(repo)
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace('">= 0.5"', '">= 0.9"'))
+    code, plan = plan_json(repo)
+    [run] = plan["runs"]
+    assert run["action"] == "evaluate" and run["run_key"] == run["base_run_key"] and run["usd"] == 0
+
+
+def test_suite_row_change_is_evaluate(repo: Repo) -> None:
+    trained(repo)
+    branch(repo)
+    rows = [{"id": "r0", "messages": [{"role": "user", "content": "new"}], "expected": "billing"}]
+    repo.write("evals/intents.jsonl", jsonl(rows))
+    code, plan = plan_json(repo)
+    assert actions(plan) == {"runs/support.yaml": "evaluate"}
+
+
+def test_invalid_run_makes_plan_fail(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace("learning_rate", "lerning_rate"))
+    code, plan = plan_json(repo)
+    assert code == 1 and plan["ok"] is False
+    [run] = plan["runs"]
+    assert run["action"] == "invalid"
+    [error] = run["errors"]
+    assert error["field"] == "training.lerning_rate" and error["line"] == 11 and "did you mean 'learning_rate'" in error["message"]
+
+
+def test_over_run_budget_fails_with_the_cap_named(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace("r: 8", "r: 16") + "budget: {max_usd: 0.001}\n")
+    code, plan = plan_json(repo, "--backend", "hf-jobs")
+    assert code == 1
+    [run] = plan["runs"]
+    assert run["action"] == "update" and run["budget_ok"] is False
+    [error] = run["errors"]
+    assert "budget.max_usd" in error["message"] and error["line"] == 15 and error["field"] == "budget.max_usd"
+    text = repo.cli("plan", "--backend", "hf-jobs").output
+    assert "over budget.max_usd ($0.001)" in text and "not applicable" in text
+
+
+def test_over_pr_budget_fails_and_base_settings_win(repo: Repo) -> None:
+    settings = repo.path / "pyproject.toml"
+    settings.write_text(settings.read_text().replace("max_usd_per_pr = 30", "max_usd_per_pr = 0.05"))
+    repo.commit("tight PR budget")
+    branch(repo)
+    for i in range(3):
+        repo.write(f"runs/big{i}.yaml", RUN.replace("r: 8", f"r: {8 * (i + 2)}"))
+    # the PR raises its own cap: ignored, the base's pyproject.toml decides
+    settings.write_text(settings.read_text().replace("max_usd_per_pr = 0.05", "max_usd_per_pr = 100000"))
+    code, plan = plan_json(repo, "--backend", "hf-jobs")
+    assert plan["max_usd_per_pr"] == 0.05
+    assert plan["total_usd"] > 0.05 and all(run["budget_ok"] for run in plan["runs"])
+    assert code == 1 and plan["ok"] is False
+    [error] = plan["errors"]
+    assert "over [tool.tuneform] max_usd_per_pr ($0.05)" in error["message"] and "budget-approved" in error["message"]
+
+
+def test_explicit_path_is_planned_even_without_git_change(repo: Repo) -> None:
+    code, plan = plan_json(repo, "runs/support.yaml")
+    assert actions(plan) == {"runs/support.yaml": "create"}  # never trained
+    key = plan["runs"][0]["run_key"]
+    publish(repo, key)
+    code, plan = plan_json(repo, "runs/support.yaml")
+    [run] = plan["runs"]
+    assert run["action"] == "noop" and run["reuse"]["version"] == f"run-{key[:12]}"
+
+
+def test_revert_is_restore_with_no_cost(repo: Repo) -> None:
+    code, plan = plan_json(repo, "runs/support.yaml")
+    old_key = plan["runs"][0]["run_key"]
+    publish(repo, old_key, pr=12)
+    # a later change trained and moved main
+    repo.write("runs/support.yaml", RUN.replace("r: 8", "r: 32"))
+    repo.commit("bigger adapter")
+    code, plan = plan_json(repo, "runs/support.yaml")
+    new_key = plan["runs"][0]["run_key"]
+    publish(repo, new_key, pr=13)
+    # git revert brings the old content back
+    repo.git("revert", "--no-edit", "HEAD")
+    branch(repo)
+    code, plan = plan_json(repo, "--base", "HEAD~1")
+    [run] = plan["runs"]
+    assert run["action"] == "restore" and run["run_key"] == old_key and run["usd"] == 0
+    assert run["reuse"] == {"version": f"run-{old_key[:12]}", "trained_in": {"commit": "c0ffee", "pr": 12}}
+    markdown = repo.cli("plan", "--base", "HEAD~1", "--format", "markdown").output
+    assert f"restores run-{old_key[:12]} from #12" in markdown and "$0" in markdown
+
+
+def test_failed_gates_version_is_blocked(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace("r: 8", "r: 4"))
+    code, plan = plan_json(repo)
+    key = plan["runs"][0]["run_key"]
+    publish(repo, key, status=FAILED_GATES, main=False)
+    code, plan = plan_json(repo)
+    [run] = plan["runs"]
+    assert run["action"] == "blocked" and run["usd"] == 0
+
+
+def test_markdown_escapes_untrusted_names(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/x.yaml", "name: a-b\n" + RUN)
+    markdown = repo.cli("plan", "--format", "markdown").output
+    assert markdown.startswith("<!-- tuneform:plan -->")
+    assert "| + | `runs/x.yaml` | **create** |" in markdown
+
+
+def test_unknown_base_is_a_clear_error(repo: Repo) -> None:
+    result = repo.cli("plan", "--base", "no-such-ref")
+    assert result.exit_code == 1
+    assert "unknown git revision 'no-such-ref'" in result.output
+    code, payload = repo.json("plan", "--base", "no-such-ref", "--format", "json")
+    assert code == 1 and payload["ok"] is False and "no-such-ref" in payload["error"]
