@@ -15,7 +15,7 @@ from typing import Any
 from . import catalog
 from .diagnostics import Problem, did_you_mean
 from .evals.suite import SuiteError, read_suite
-from .resolve import HubResolver, resolve_run
+from .resolve import HubResolver, resolve_run, with_fix
 from .settings import Settings
 from .sizing import Sizing, size_run
 from .spec import LoadedRun, RunSpec, canonical_json, dotted, load_run_text, run_key
@@ -143,9 +143,10 @@ def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
     parts: list[Any] = []
     for i, ref in enumerate(spec.evals):
         try:
+            tree.read(ref.suite)  # read_suite would report a missing suite without the fix
             suite = read_suite(tree, ref.suite)
         except TreeError as exc:
-            at(("evals", i, "suite"), f"{exc}: add the suite or fix the path (relative to the repository root)")
+            at(("evals", i, "suite"), with_fix(exc, "add the suite or fix the path (relative to the repository root)"))
             continue
         except SuiteError as exc:
             where = f"{exc.path}" + (f":{exc.line}" if exc.line else "")

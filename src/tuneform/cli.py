@@ -97,11 +97,18 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
 
 
 @main.command()
-def schema() -> None:
+@click.option("--write", is_flag=True, help="Write it to schema/run.schema.json, where run files point editors.")
+def schema(write: bool) -> None:
     """Print the JSON Schema of a run file (for editors and check-jsonschema)."""
-    from .spec import json_schema
+    from .spec import SCHEMA_FILE, json_schema
 
-    _emit_json(json_schema())
+    if write:
+        target = _root() / SCHEMA_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+        click.echo(f"wrote {SCHEMA_FILE}")
+    else:
+        _emit_json(json_schema())
 
 
 @main.command()

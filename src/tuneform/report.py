@@ -62,20 +62,20 @@ def render_validation(result: Validation, fmt: str) -> str:
     if fmt == "json":
         return _json(result.as_json())
     out = io.StringIO()
-    loose = [("pyproject.toml" if p.field and p.field.startswith("tool.") else "tuneform", p) for p in result.problems]
+    loose = result.problems
     if fmt == "github":
         for run in result.files:
-            for p in run.problems:
+            for p in run.problems + run.budget_problems:
                 out.write(github_command(run.path, p) + "\n")
         for path, p in loose:
             out.write(github_command(path, p) + "\n")
         return out.getvalue()
     for run in result.files:
-        for p in run.problems:
+        for p in run.problems + run.budget_problems:  # over budget is an error in validate
             out.write(problem_line(run.path, p) + "\n")
     for path, p in loose:
         out.write(problem_line(path, p) + "\n")
-    bad = sum(1 for f in result.files if not f.ok)
+    bad = sum(1 for f in result.files if not f.ok or f.budget_problems)
     out.write(f"{len(result.files)} file(s) checked, {bad} invalid\n" if result.files or bad else "no run files found under runs/\n")
     return out.getvalue()
 

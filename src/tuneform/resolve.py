@@ -152,6 +152,13 @@ def _local_model_hash(model_id: str, tree: Tree, errors: list) -> str | None:
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
+def with_fix(exc: TreeError, fix: str) -> str:
+    """A tree's error with the fix for a missing file; other errors (a symlink leading out of the
+    repository, a directory) already say what to do, and 'add the file' would mislead there."""
+    message = str(exc)
+    return f"{message}: {fix}" if " does not exist" in message else message
+
+
 def _local_file_hash(src: LocalSource, tree: Tree, where: tuple, errors: list) -> str | None:
     field_path = where + ("path",)
     if not src.path.lower().endswith(DATA_SUFFIXES):
@@ -160,7 +167,7 @@ def _local_file_hash(src: LocalSource, tree: Tree, where: tuple, errors: list) -
     try:
         head = tree.read(src.path)[:200]
     except TreeError as exc:
-        errors.append((field_path, f"{exc}: add the file or fix the path (relative to the repository root)"))
+        errors.append((field_path, with_fix(exc, "add the file or fix the path (relative to the repository root)")))
         return None
     if is_lfs_pointer(head):
         errors.append((field_path, f"'{src.path}' is a Git LFS pointer, not the data: run 'git lfs pull' (in CI: actions/checkout with lfs: true)"))

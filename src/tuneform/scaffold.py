@@ -6,9 +6,12 @@ adds only what is missing, and appends the settings table to an existing pyproje
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+
+from .spec import SCHEMA_FILE, json_schema
 
 SETTINGS_TEMPLATE = "tuneform.toml"
 
@@ -46,6 +49,11 @@ def scaffold(directory: Path, *, namespace: str | None = None) -> list[str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(entry.read_bytes())
         written.append(rel)
+    schema_file = directory / SCHEMA_FILE
+    if not schema_file.exists():
+        schema_file.parent.mkdir(parents=True, exist_ok=True)
+        schema_file.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+        written.append(SCHEMA_FILE)
     if namespace:
         settings_text = settings_text.replace('# namespace = "your-hub-user-or-org"', f'namespace = "{namespace}"')
     pyproject = directory / "pyproject.toml"

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,7 +34,7 @@ SCHEMA_VERSION = 1
 # Bump by hand when a code change alters what a run trains (formatting, masking, defaults
 # applied by the job): every run key changes with it, so nothing stale is reused.
 TRAINING_FORMAT = 1
-SCHEMA_URL = "https://tuneform.dev/schema/run-v1.json"
+SCHEMA_FILE = "schema/run.schema.json"  # where init writes it; run files point editors at it
 
 _SLUG = r"^[a-z0-9][a-z0-9._-]{0,95}$"
 _REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
@@ -51,8 +52,35 @@ CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+class FieldError(ValueError):
+    """A validator's error about one key of the section that raised it (`where`, relative to it),
+    so the problem points at what the user wrote rather than at the section or the file."""
+
+    def __init__(self, where: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.where = where
+
+
+def _takes_number(annotation: Any) -> bool:
+    """An int or float field that does not also accept a boolean."""
+    def walk(a: Any) -> set[Any]:
+        return {a} if not get_args(a) or get_origin(a) is Literal else set().union(*(walk(x) for x in get_args(a)))
+
+    kinds = walk(annotation)
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads yes/no/on/off/true/false as booleans and pydantic would take one as 1 or 0
+        (`timeout: yes` would be a one-second timeout): a number field refuses them."""
+        if isinstance(value, bool) and info.field_name and _takes_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(value).lower()} is a boolean (YAML reads yes/no/on/off/true/false as booleans): write a number")
+        return value
 
 
 def parse_duration(value: str | int | float) -> int:
@@ -116,8 +144,8 @@ class _SourceBase(_Section):
         allowed = CANONICAL_COLUMNS[self.format]
         for key in self.columns:
             if key not in allowed:
-                raise ValueError(
-                    f"columns: '{key}' is not a field of format {self.format}{did_you_mean(key, allowed)}"
+                raise FieldError(
+                    ("columns", key), f"columns: '{key}' is not a field of format {self.format}{did_you_mean(key, allowed)}"
                 )
         return self
 
@@ -159,7 +187,7 @@ class DataSpec(_Section):
     @model_validator(mode="after")
     def _split(self) -> DataSpec:
         if self.eval and self.eval_split is not None:
-            raise ValueError("set either eval_split or eval sources, not both")
+            raise FieldError(("eval_split",), "set either eval_split or eval sources, not both")
         if not self.eval and self.eval_split is None:
             object.__setattr__(self, "eval_split", 0.05)
         return self
@@ -181,15 +209,15 @@ class MethodSpec(_Section):
         if self.type == "full":
             given = [name for name in lora_fields if getattr(self, name) is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} only apply to lora and qlora: remove them or set type: lora")
+                raise FieldError((given[0],), f"{', '.join(given)} only apply to lora and qlora: remove them or set type: lora")
             return self
+        if isinstance(self.target_modules, list) and not self.target_modules:
+            raise FieldError(("target_modules",), "target_modules is empty: list module names or use all-linear")
         r = self.r or 16
         defaults = {"r": r, "alpha": self.alpha or r, "dropout": 0.0 if self.dropout is None else self.dropout,
                     "target_modules": self.target_modules or "all-linear", "use_rslora": bool(self.use_rslora)}
         for name, value in defaults.items():
             object.__setattr__(self, name, value)
-        if isinstance(self.target_modules, list) and not self.target_modules:
-            raise ValueError("target_modules is empty: list module names or use all-linear")
         return self
 
 
@@ -224,11 +252,11 @@ class TrainingSpec(_Section):
     @model_validator(mode="after")
     def _length(self) -> TrainingSpec:
         if self.num_train_epochs is not None and self.max_steps is not None:
-            raise ValueError("set either num_train_epochs or max_steps, not both")
+            raise FieldError(("max_steps",), "set either num_train_epochs or max_steps, not both")
         if self.num_train_epochs is None and self.max_steps is None:
             object.__setattr__(self, "num_train_epochs", 1.0)
         if self.warmup_ratio and self.warmup_steps:
-            raise ValueError("set either warmup_ratio or warmup_steps, not both")
+            raise FieldError(("warmup_steps",), "set either warmup_ratio or warmup_steps, not both")
         return self
 
 
@@ -246,7 +274,7 @@ class ComputeSpec(_Section):
     def _timeout(cls, value: Any) -> Any:
         if value == "auto":
             return value
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, (str, int, float)):
             return parse_duration(value)
         return value
 
@@ -280,7 +308,7 @@ class EvalSpec(_Section):
             if isinstance(condition, (int, float)) and not isinstance(condition, bool):
                 condition = f">= {condition}"
             if not isinstance(condition, str) or not _GATE.match(condition):
-                raise ValueError(f"gate {metric}: '{condition}' is not a condition like '>= 0.85' or '< 2.5'")
+                raise FieldError((metric,), f"gate {metric}: '{condition}' is not a condition like '>= 0.85' or '< 2.5'")
             out[metric] = condition.strip()
         return out
 
@@ -294,7 +322,7 @@ class BudgetSpec(_Section):
 class RunSpec(_Section):
     """A tuneform run file, version 1."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="tuneform run", json_schema_extra={"$id": SCHEMA_URL})
+    model_config = ConfigDict(extra="forbid", frozen=True, title="tuneform run")
 
     name: str | None = Field(None, pattern=_SLUG, description="Slug naming the run; default: the file name.")
     model: ModelSpec
@@ -309,12 +337,14 @@ class RunSpec(_Section):
     @model_validator(mode="after")
     def _cross(self) -> RunSpec:
         if self.method.type == "qlora" and not self.model.load_in_4bit:
+            if "load_in_4bit" in self.model.model_fields_set:
+                raise FieldError(("model", "load_in_4bit"), "model.load_in_4bit: false with method qlora, which is LoRA on a 4-bit base: remove load_in_4bit or use method.type lora")
             object.__setattr__(self, "model", self.model.model_copy(update={"load_in_4bit": True}))
         elif self.model.load_in_4bit and self.method.type != "qlora":
-            raise ValueError(f"model.load_in_4bit with method {self.method.type}: use method.type qlora (LoRA on a 4-bit base)")
+            raise FieldError(("model", "load_in_4bit"), f"model.load_in_4bit with method {self.method.type}: use method.type qlora (LoRA on a 4-bit base)")
         save = self.output.save or ("merged" if self.method.type == "full" else "adapter")
         if self.method.type == "full" and save == "adapter":
-            raise ValueError("output.save adapter with method full: a full fine-tune has no adapter, use save: merged")
+            raise FieldError(("output", "save"), "output.save adapter with method full: a full fine-tune has no adapter, use save: merged")
         if save != self.output.save:
             object.__setattr__(self, "output", self.output.model_copy(update={"save": save}))
         return self
@@ -333,7 +363,7 @@ def check_relative_path(value: str) -> str:
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of a run file, for editors and `tuneform schema`."""
+    """JSON Schema of a run file, for editors (SCHEMA_FILE) and `tuneform schema`."""
     schema = RunSpec.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
@@ -395,8 +425,10 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    """Pydantic's error location minus union tags and validator names: a path into the data."""
+def _data_path(data: Any, loc: tuple[Any, ...], missing: bool = False) -> tuple[str | int, ...]:
+    """Pydantic's error location minus union tags and validator names: a path into the data.
+
+    `missing`: the error is a required key that is absent, so its name is kept at the end."""
     path: list[str | int] = []
     current = data
     for i, part in enumerate(loc):
@@ -406,7 +438,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             path.append(part)
             current = current[part]
-        elif i == len(loc) - 1 and isinstance(part, str) and isinstance(current, dict):
+        elif missing and i == len(loc) - 1 and isinstance(part, str) and isinstance(current, dict):
             path.append(part)  # a missing key: keep it so the message can name it
     return tuple(path)
 
@@ -419,6 +451,12 @@ def _message(error: dict[str, Any], path: tuple[str | int, ...], model_loc: tupl
         return f"unknown key '{key}'{did_you_mean(str(key), choices)}"
     if kind == "missing":
         return f"missing required key '{key}'"
+    if kind in ("model_type", "model_attributes_type"):
+        fields = _fields_at(RunSpec, tuple(p for p in model_loc if isinstance(p, (str, int))))
+        shown = f" ({', '.join(fields[:4])}{', ...' if len(fields) > 4 else ''})" if fields else ""
+        return f"expected a mapping of keys{shown}, got {_kind_of(error.get('input'))}"
+    if kind == "dict_type":
+        return f"expected a mapping (name: value, ...), got {_kind_of(error.get('input'))}"
     msg = error["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -431,6 +469,14 @@ def _message(error: dict[str, Any], path: tuple[str | int, ...], model_loc: tupl
     if kind == "string_pattern_mismatch" and key == "name":
         return f"'{error.get('input')}' is not a slug: use lowercase letters, digits, '-', '_' or '.'"
     return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__} ({value!r})" if isinstance(value, (str, int, float, bool)) else type(value).__name__
 
 
 def _literal_hint(got: Any, expected: str) -> str:
@@ -454,7 +500,10 @@ def problems_from_validation(exc: ValidationError, data: Any, document: yamlsafe
     seen: set[tuple[Any, ...]] = set()
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
-        path = _data_path(data, loc)
+        path = _data_path(data, loc, missing=error["type"] == "missing")
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, FieldError):  # a validator that names the key it is about
+            path = _data_path(data, loc + cause.where, missing=True)
         message = _message(error, path, loc)
         if (path, message) in seen:
             continue

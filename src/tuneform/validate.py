@@ -17,7 +17,7 @@ from .trees import WorkTree
 @dataclass
 class Validation:
     files: list[RunCheck]
-    problems: list[Problem]  # not tied to one run file (settings, missing paths)
+    problems: list[tuple[str, Problem]]  # not in a run file: (where, problem) for settings, missing paths
 
     @property
     def ok(self) -> bool:
@@ -25,29 +25,31 @@ class Validation:
 
     def as_json(self) -> dict[str, Any]:
         files = [f.as_json() for f in self.files]
-        if self.problems:
-            files.append({"path": PYPROJECT, "ok": False, "errors": [p.as_json() for p in self.problems], "warnings": []})
+        for where in dict.fromkeys(where for where, _ in self.problems):
+            errors = [p.as_json() for w, p in self.problems if w == where]
+            files.append({"path": where, "ok": False, "errors": errors, "warnings": []})
         return {"files": files, "ok": self.ok}
 
 
-def expand_paths(root: Path, paths: list[str]) -> tuple[list[str], list[Problem]]:
-    """Repository-relative run files for the given files or folders (default runs/)."""
+def expand_paths(root: Path, paths: list[str]) -> tuple[list[str], list[tuple[str, Problem]]]:
+    """Repository-relative run files for the given files or folders (default runs/), and a
+    problem for each argument that is not one, reported under the argument as typed."""
     tree = WorkTree(root)
     found: list[str] = []
-    problems: list[Problem] = []
+    problems: list[tuple[str, Problem]] = []
     for raw in paths or [RUNS_DIR]:
         absolute = (Path.cwd() / raw).resolve()
         try:
             rel = absolute.relative_to(tree.root).as_posix()
         except ValueError:
-            problems.append(Problem(f"{raw}: outside the repository at {tree.root.name}/: run tuneform from the training repository"))
+            problems.append((raw, Problem(f"outside the repository at {tree.root.name}/: run tuneform from the training repository")))
             continue
         if absolute.is_dir():
             found.extend(tree.list("" if rel == "." else rel, RUN_SUFFIXES) if rel != "." else tree.list(RUNS_DIR, RUN_SUFFIXES))
         elif absolute.exists():
             found.append(rel)
         else:
-            problems.append(Problem(f"{raw}: no such file or folder"))
+            problems.append((raw, Problem("no such file or folder: pass run files or folders in the repository (default runs/)")))
     return list(dict.fromkeys(found)), problems
 
 
@@ -58,6 +60,6 @@ def validate(root: Path, paths: list[str], *, backend: str | None = None, hub: H
     try:
         settings = load_settings(tree)
     except SettingsError as exc:
-        problems.append(exc.problem)
+        problems.append((PYPROJECT, exc.problem))
         settings = Settings()
     return Validation([check_run(tree, f, settings, hub, backend=backend) for f in files], problems)

@@ -142,6 +142,12 @@ def _bad_tag(node: yaml.Node, path: Path) -> YamlError:
     return YamlError(f"YAML tag '{shown}' is not allowed in a run file (nothing is ever constructed from tags): remove it", *_pos(node), path)
 
 
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
 def load(text: str | bytes) -> Document:
     """Parse one YAML document from untrusted text. Raises YamlError with a position."""
     if isinstance(text, bytes):
@@ -150,9 +156,21 @@ def load(text: str | bytes) -> Document:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise YamlError(f"file is not UTF-8 text (byte {exc.start})") from None
-    elif len(text.encode("utf-8")) > MAX_BYTES:
-        raise YamlError(f"file is over the {MAX_BYTES:,}-byte limit for a run file")
+            before = text[: exc.start]
+            line_start = before.rfind(b"\n") + 1
+            column = len(before[line_start:].decode("utf-8", errors="replace")) + 1
+            raise YamlError(
+                f"file is not UTF-8 text (byte {exc.start}, 0x{text[exc.start]:02x}): save it as UTF-8",
+                before.count(b"\n") + 1,
+                column,
+            ) from None
+    else:
+        try:
+            encoded = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no file on disk holds one
+            raise YamlError(f"text is not valid Unicode (character {exc.start}): save it as UTF-8", *_line_col(text, exc.start)) from None
+        if len(encoded) > MAX_BYTES:
+            raise YamlError(f"file is over the {MAX_BYTES:,}-byte limit for a run file")
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -162,8 +180,12 @@ def load(text: str | bytes) -> Document:
             problem = "more than one YAML document ('---'): a run file holds one"
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise YamlError(f"invalid YAML: {problem}", line, col) from None
+    except yaml.reader.ReaderError as exc:  # a control character; libyaml counts UTF-8 bytes
+        offset = len(text.encode("utf-8")[: exc.position].decode("utf-8", errors="ignore")) if _Loader is not yaml.SafeLoader else exc.position
+        char = text[offset] if offset < len(text) else ""
+        raise YamlError(f"invalid YAML: {exc.reason} (character {char!r}): remove it, or write it as an escape in a double-quoted string", *_line_col(text, offset)) from None
     except yaml.YAMLError as exc:
-        raise YamlError(f"invalid YAML: {exc}") from None
+        raise YamlError(f"invalid YAML: {str(exc).strip()}") from None
     except RecursionError:
         raise YamlError(f"nesting deeper than {MAX_DEPTH} levels") from None
     if node is None:

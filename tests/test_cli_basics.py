@@ -1,0 +1,102 @@
+"""The CLI's surface: help, version, schema, init, generated docs, and what it must not import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import ROOT, Repo
+
+from tuneform.cli import main
+from tuneform.docs import END, START, reference
+from tuneform.spec import json_schema
+
+
+def test_help_lists_the_contract_commands() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("validate", "plan", "schema", "init"):
+        assert command in result.output
+
+
+def test_unknown_option_is_usage_error_exit_2() -> None:
+    result = CliRunner().invoke(main, ["validate", "--no-such-flag"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_readme_reference_is_generated_from_the_schema() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(START, 1)[1].split(END, 1)[0]
+    assert block == "\n" + reference(), "README.md is stale: run python -m tuneform.docs"
+    assert "| `learning_rate` |" in block and "| `max_seq_length` | int | 2048 |" in block
+
+
+def test_committed_schema_file_matches_the_code() -> None:
+    committed = json.loads((ROOT / "schema/run.schema.json").read_text())
+    assert committed == json_schema(), "schema/run.schema.json is stale: run tuneform schema --write"
+    assert (ROOT / "runs/demo.yaml").read_text().startswith("# yaml-language-server: $schema=../schema/run.schema.json")
+
+
+def test_schema_command_prints_json_schema() -> None:
+    result = CliRunner().invoke(main, ["schema"])
+    schema = json.loads(result.output)
+    assert schema["$schema"].endswith("2020-12/schema")
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"model", "data"}
+
+
+def test_init_scaffolds_a_repo_that_validates_and_plans(tmp_path: Path) -> None:
+    target = tmp_path / "fresh"
+    result = CliRunner().invoke(main, ["init", str(target), "--namespace", "acme"])
+    assert result.exit_code == 0, result.output
+    for rel in ("runs/example.yaml", "evals/example.yaml", "evals/example.jsonl", "data/example.jsonl", "pyproject.toml", "schema/run.schema.json"):
+        assert (target / rel).is_file(), rel
+    assert 'namespace = "acme"' in (target / "pyproject.toml").read_text()
+    repo = Repo(target)
+    repo.git("init", "-q", "-b", "main")
+    repo.git("config", "user.email", "t@example.com")
+    repo.git("config", "user.name", "T")
+    code, validation = repo.json("validate", "--format", "json")
+    assert code == 0 and validation["ok"], validation
+    repo.commit("init")
+    repo.git("checkout", "-q", "-b", "first-run")
+    repo.write("runs/second.yaml", (target / "runs/example.yaml").read_text().replace("r: 16", "r: 8"))
+    code, plan = repo.json("plan", "--format", "json", "--backend", "hf-jobs")
+    [run] = plan["runs"]
+    assert code == 0 and run["action"] == "create" and run["output_repo"] == "acme/second"
+    assert run["flavor"] == "t4-small" and 0 < run["usd"] < 1
+
+
+def test_init_never_overwrites(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs/example.yaml").write_text("mine\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    result = CliRunner().invoke(main, ["init", str(tmp_path)])
+    assert result.exit_code == 0
+    assert (tmp_path / "runs/example.yaml").read_text() == "mine\n"
+    text = (tmp_path / "pyproject.toml").read_text()
+    assert text.startswith('[project]\nname = "x"\n') and "[tool.tuneform]" in text
+    again = CliRunner().invoke(main, ["init", str(tmp_path)])
+    assert (tmp_path / "pyproject.toml").read_text() == text and "created" not in again.output
+
+
+def test_validate_and_plan_never_import_training_libraries(repo: Repo) -> None:
+    """plan runs in tokenless PR jobs installed without the train extra: it must stay light."""
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from tuneform.cli import main\n"
+        "r = CliRunner().invoke(main, ['validate'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(main, ['plan', 'runs/support.yaml', '--format', 'json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'trl', 'peft') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=repo.path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
