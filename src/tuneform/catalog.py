@@ -318,6 +318,7 @@ def flavors_from_hardware(payload: list[dict[str, Any]]) -> dict[str, Flavor]:
 
 LORA_MODULES: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 """The seven projections of a decoder layer; PEFT's ``all-linear`` targets all of them."""
+LORA_MODULE_NAMES: tuple[str, ...] = tuple(f"{m}_proj" for m in LORA_MODULES)
 
 # Module names as written in run files (PEFT's), to the projection they adapt. LFM2's names map
 # onto the Llama-style projections they play the role of (see the LFM2 note in KNOWN_MODELS).
@@ -417,6 +418,11 @@ class ModelShape:
         dims = self.module_dims()
         per_layer = sum(r * (dims[name][0] + dims[name][1]) for name in modules)
         return per_layer * self.num_layers
+
+
+def known_lora_module(name: str) -> bool:
+    """Whether the estimator can size LoRA on a module of this name (q_proj, gate, ...)."""
+    return name.strip().lower() in _MODULE_ALIASES
 
 
 def _resolve_modules(target_modules: str | Iterable[str]) -> frozenset[str]:

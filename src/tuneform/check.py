@@ -14,7 +14,7 @@ from typing import Any
 
 from . import catalog
 from .diagnostics import Problem, did_you_mean
-from .evals.suite import SuiteError, read_suite
+from .evals.suite import Suite, SuiteError, read_suite
 from .resolve import HubResolver, resolve_run, with_fix
 from .settings import Settings
 from .sizing import Sizing, size_run
@@ -123,7 +123,7 @@ def check_run(
         for where, message, severity in result.sizing.findings:
             at(where, message, severity)
         for where, message in result.sizing.budget_problems:
-            line, column = loaded.locate(*where) if where else (None, None)
+            line, column = loaded.locate(*where)  # a repository cap (no key of its own) points at 1:1, like other whole-file errors
             result.budget_problems.append(Problem(message, line, column, dotted(where)))
     return result
 
@@ -138,13 +138,26 @@ def _check_flavor(spec: RunSpec, settings: Settings, at: Any) -> None:
         at(("compute", "flavor"), f"flavor '{flavor}' is not allowed in this repository (allowed: {', '.join(settings.allowed_flavors)}): pick one of those or ask an owner to extend [tool.tuneform] allowed_flavors")
 
 
+def _read_suite_once(tree: Tree, path: str) -> Suite:
+    """read_suite, remembered per tree: many runs of a plan share a suite."""
+    cache = tree.memo.setdefault("suites", {})
+    if path not in cache:
+        try:
+            cache[path] = read_suite(tree, path)
+        except (TreeError, SuiteError) as exc:
+            cache[path] = exc
+    if isinstance(cache[path], Exception):
+        raise cache[path]
+    return cache[path]
+
+
 def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
     """Load each suite (and its data) from the tree; the hash covers suites and gates."""
     parts: list[Any] = []
     for i, ref in enumerate(spec.evals):
         try:
             tree.read(ref.suite)  # read_suite would report a missing suite without the fix
-            suite = read_suite(tree, ref.suite)
+            suite = _read_suite_once(tree, ref.suite)
         except TreeError as exc:
             at(("evals", i, "suite"), with_fix(exc, "add the suite or fix the path (relative to the repository root)"))
             continue

@@ -7,6 +7,7 @@ said in a finding rather than guessed silently.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -92,15 +93,35 @@ def _tokenizer(spec: RunSpec, tree: Tree) -> bytes | None:
     return None
 
 
+# Token counts by content: (data sha256, tokenizer sha256, source settings, max_seq_length).
+# Content-addressed, so valid for the whole process; plans of many runs share one data file.
+_COUNTS: dict[tuple[str, str, str, int], TokenCount] = {}
+_COUNTERS: dict[str, Counter] = {}
+
+
+def _counter(tokenizer_json: bytes | None) -> tuple[str, Counter]:
+    digest = hashlib.sha256(tokenizer_json).hexdigest() if tokenizer_json is not None else "bytes/4"
+    if digest not in _COUNTERS:
+        _COUNTERS[digest] = Counter(tokenizer_json)
+    return digest, _COUNTERS[digest]
+
+
+def _count_local(tree: Tree, src: LocalSource, tokenizer_id: str, counter: Counter, max_seq_length: int) -> TokenCount:
+    key = (tree.sha256(src.path), tokenizer_id, src.model_dump_json(exclude={"path"}), max_seq_length)
+    if key not in _COUNTS:
+        _COUNTS[key] = count_source(tree.read(src.path), src, counter, max_seq_length)
+    return _COUNTS[key]
+
+
 def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     """Trainable tokens in one epoch of the train sources (before the eval split)."""
-    counter = Counter(_tokenizer(spec, tree))
+    tokenizer_id, counter = _counter(_tokenizer(spec, tree))
     methods = set()
     total, rows = 0, 0
     for i, src in enumerate(spec.data.train):
         if isinstance(src, LocalSource):
             try:
-                count: TokenCount = count_source(tree.read(src.path), src, counter, spec.model.max_seq_length)
+                count = _count_local(tree, src, tokenizer_id, counter, spec.model.max_seq_length)
             except TreeError:
                 return None  # reported by the resolver already
             methods.add(count.method)
@@ -150,6 +171,11 @@ def _eval_tokens(spec: RunSpec, data_tokens: int) -> int:
 def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Sizing:
     """Estimate a run for its backend: the local machine, or the right HF Jobs flavor."""
     sizing = Sizing()
+    modules = spec.method.target_modules
+    unknown = [m for m in modules if not catalog.known_lora_module(m)] if isinstance(modules, list) else []
+    if unknown:
+        sizing.findings.append((("method", "target_modules"), f"LoRA target module {', '.join(repr(m) for m in unknown)} is not one the estimator knows ({', '.join(catalog.LORA_MODULE_NAMES)}): cost and memory are not estimated", "warning"))
+        return sizing
     shape = _shape(spec, tree, sizing)
     data_tokens = _count_data(spec, tree, sizing)
     if shape is None or data_tokens is None:
@@ -180,8 +206,8 @@ def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, 
             sizing.findings.append((("compute", "flavor"), f"flavor {flavor_name} is ignored by the local backend (it trains on this machine)", "warning"))
         result = estimate(workload, FLAVORS["local"])
         if spec.method.type == "qlora" and result.flavor.is_cpu:
-            sizing.findings.append((("method", "type"), "qlora needs a CUDA GPU (4-bit kernels) and the local machine trains on its CPU: use lora or full locally, or backend hf-jobs", "warning"))
-        if not result.fits:
+            sizing.findings.append((("method", "type"), "qlora needs a CUDA GPU (4-bit kernels) and the local backend estimates this machine's CPU: use lora or full locally, or backend hf-jobs", "error"))
+        elif not result.fits:
             sizing.findings.append((("model", "id"), f"this machine has {result.memory_gb:.0f} GiB but the run needs about {result.peak_vram_gb:.1f} GiB: shorten max_seq_length, use lora, or backend hf-jobs", "error"))
         return result
     allowed = default_flavors(settings)

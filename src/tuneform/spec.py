@@ -23,6 +23,7 @@ from pydantic import (
     Tag,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -86,7 +87,7 @@ class _Section(BaseModel):
 def parse_duration(value: str | int | float) -> int:
     """Seconds from `5400`, `90m`, `1.5h`, `2d`. Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 90m or 2h")
+        raise ValueError(f"{str(value).lower()} is a boolean, not a duration (YAML reads yes/no/on/off as booleans): write 90m, 2h or seconds")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -266,7 +267,12 @@ class ComputeSpec(_Section):
     backend: Literal["local", "hf-jobs"] | None = Field(None, description="Default: [tool.tuneform] default_backend, else local.")
     flavor: str = Field("auto", description="HF Jobs hardware flavor, or auto for the cheapest that fits.")
     engine: Literal["auto", "unsloth", "trl"] = Field("auto", description="auto: unsloth on a CUDA GPU when installed, else trl.")
-    timeout: int | Literal["auto"] = Field("auto", description="Job time limit (90m, 2h, or seconds); auto: from the estimate with a margin.")
+    # The schema says what a user may write (90m, 2h, seconds), not the parsed int.
+    timeout: Annotated[int | Literal["auto"], WithJsonSchema({"anyOf": [
+        {"const": "auto"},
+        {"type": "number", "minimum": 60, "maximum": 7 * 86400},
+        {"type": "string", "pattern": _DURATION.pattern},
+    ]})] = Field("auto", description="Job time limit (90m, 2h, or seconds); auto: from the estimate with a margin.")
     image: str | None = Field(None, description="Container image for hf-jobs (default: a pinned image with Unsloth).")
 
     @field_validator("timeout", mode="before")
@@ -291,7 +297,11 @@ class EvalSpec(_Section):
     """An eval suite to score the model with, and the gates a new version must pass."""
 
     suite: str = Field(min_length=1, description="Repository-relative path of an eval suite YAML file.")
-    gate: dict[str, str] = Field(default_factory=dict, description="metric -> condition, e.g. exact_match: '>= 0.85'.")
+    # A bare number means '>= number' (see _gate); the schema accepts both forms.
+    gate: Annotated[dict[str, str], WithJsonSchema({"type": "object", "additionalProperties": {"anyOf": [
+        {"type": "string", "pattern": _GATE.pattern},
+        {"type": "number"},
+    ]}})] = Field(default_factory=dict, description="metric -> condition, e.g. exact_match: '>= 0.85'.")
 
     @field_validator("suite")
     @classmethod
@@ -455,6 +465,8 @@ def _message(error: dict[str, Any], path: tuple[str | int, ...], model_loc: tupl
         fields = _fields_at(RunSpec, tuple(p for p in model_loc if isinstance(p, (str, int))))
         shown = f" ({', '.join(fields[:4])}{', ...' if len(fields) > 4 else ''})" if fields else ""
         return f"expected a mapping of keys{shown}, got {_kind_of(error.get('input'))}"
+    if kind == "string_type" and isinstance(error.get("input"), (int, float)) and not isinstance(error.get("input"), bool):
+        return f"expected text, but YAML read a number ({error['input']!r}): put the value in quotes"
     if kind == "dict_type":
         return f"expected a mapping (name: value, ...), got {_kind_of(error.get('input'))}"
     msg = error["msg"]

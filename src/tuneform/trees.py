@@ -12,7 +12,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Any, Protocol
 
 LFS_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 
@@ -25,6 +25,7 @@ class Tree(Protocol):
     """A snapshot of repository files addressed by repository-relative POSIX paths."""
 
     label: str
+    memo: dict[str, Any]  # per-snapshot results (parsed suites) that callers may reuse
 
     def read(self, path: str) -> bytes:
         """The file's bytes; TreeError when it is missing or not allowed."""
@@ -56,6 +57,7 @@ class WorkTree:
 
     root: Path
     label: str = "working tree"
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +134,7 @@ class GitTree:
     root: Path
     rev: str
     label: str = ""
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _entries: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)  # path -> (mode, blob)
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -185,7 +188,11 @@ class GitTree:
         return sorted(p for p in self._entries if p.startswith(prefix) and p.endswith(suffixes))
 
     def sha256(self, path: str) -> str:
-        return _hash_bytes(self.read(path))
+        blob = self._target(path)[1]
+        hashes = self.memo.setdefault("sha256", {})
+        if blob not in hashes:
+            hashes[blob] = _hash_bytes(self._blob(blob))
+        return hashes[blob]
 
     def size(self, path: str) -> int:
         return len(self.read(path))

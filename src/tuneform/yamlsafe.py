@@ -70,23 +70,36 @@ class _Builder:
         self.expansions = 0
         self.nodes = 0
         self._scalars = yaml.constructor.SafeConstructor()
+        # Where the outermost alias being expanded is used. An alias node is its anchor's node,
+        # so its own position is the anchor's; errors inside an expansion point at the use.
+        self._alias_use: tuple[int, int] | None = None
 
-    def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
+    def build(self, node: yaml.Node, path: Path, depth: int, used_at: tuple[int, int] | None = None) -> Any:
+        """`used_at`: where the parent refers to this node (its key, or its sequence)."""
         self.nodes += 1
         if depth > MAX_DEPTH:
-            raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", *_pos(node), path)
+            raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", *(self._alias_use or _pos(node)), path)
         if self.nodes > MAX_NODES:
-            raise YamlError(f"more than {MAX_NODES} values in one file", *_pos(node), path)
+            raise YamlError(f"more than {MAX_NODES} values in one file", *(self._alias_use or _pos(node)), path)
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             if id(node) in self.seen:
                 self.expansions += 1
                 if self.expansions > MAX_ALIAS_EXPANSIONS:
                     raise YamlError(
                         f"more than {MAX_ALIAS_EXPANSIONS} alias expansions (*name): write the values out",
-                        *_pos(node),
+                        *(self._alias_use or used_at or _pos(node)),
                         path,
                     )
+                if self._alias_use is None:
+                    self._alias_use = used_at or _pos(node)
+                    try:
+                        return self._collection(node, path, depth)
+                    finally:
+                        self._alias_use = None
             self.seen.add(id(node))
+        return self._collection(node, path, depth)
+
+    def _collection(self, node: yaml.Node, path: Path, depth: int) -> Any:
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -94,7 +107,7 @@ class _Builder:
             items = []
             for i, child in enumerate(node.value):
                 self.positions.setdefault(path + (i,), _pos(child))
-                items.append(self.build(child, path + (i,), depth + 1))
+                items.append(self.build(child, path + (i,), depth + 1, _pos(node)))
             return items
         return self._scalar(node, path)
 
@@ -117,7 +130,7 @@ class _Builder:
                     path + (key,),
                 )
             self.positions[path + (key,)] = _pos(key_node)
-            out[key] = self.build(value_node, path + (key,), depth + 1)
+            out[key] = self.build(value_node, path + (key,), depth + 1, _pos(key_node))
         return out
 
     def _check_tag(self, node: yaml.Node, kind: str, path: Path) -> None:
@@ -127,13 +140,17 @@ class _Builder:
     def _scalar(self, node: yaml.ScalarNode, path: Path) -> Any:
         tag = node.tag
         if tag == _CORE + "str":
-            if node.style is None and _EXP_FLOAT.fullmatch(node.value):
+            if not node.style and _EXP_FLOAT.fullmatch(node.value):  # plain: None in PyYAML, "" in libyaml
                 return float(node.value)
             return node.value
         if tag == _CORE + "timestamp":  # a date-looking revision or name stays what was typed
             return node.value
         if tag in (_CORE + "null", _CORE + "bool", _CORE + "int", _CORE + "float"):
-            return self._scalars.yaml_constructors[tag](self._scalars, node)
+            try:
+                return self._scalars.yaml_constructors[tag](self._scalars, node)
+            except (ValueError, KeyError, TypeError, IndexError):  # an explicit tag on a value that is not one: !!int hello
+                name = tag[len(_CORE):]
+                raise YamlError(f"'{node.value}' is not a valid {name} (tag !!{name}): remove the tag or fix the value", *_pos(node), path) from None
         raise _bad_tag(node, path)
 
 
