@@ -24,6 +24,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
+	$(BIN)/python -m pip install -q check-jsonschema
 	$(BIN)/python bench/plan_speed.py
 
 clean:

@@ -138,7 +138,7 @@ def _check_flavor(spec: RunSpec, settings: Settings, at: Any) -> None:
         at(("compute", "flavor"), f"flavor '{flavor}' is not allowed in this repository (allowed: {', '.join(settings.allowed_flavors)}): pick one of those or ask an owner to extend [tool.tuneform] allowed_flavors")
 
 
-def _read_suite_once(tree: Tree, path: str) -> Suite:
+def read_suite_once(tree: Tree, path: str) -> Suite:
     """read_suite, remembered per tree: many runs of a plan share a suite."""
     cache = tree.memo.setdefault("suites", {})
     if path not in cache:
@@ -157,7 +157,7 @@ def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
     for i, ref in enumerate(spec.evals):
         try:
             tree.read(ref.suite)  # read_suite would report a missing suite without the fix
-            suite = _read_suite_once(tree, ref.suite)
+            suite = read_suite_once(tree, ref.suite)
         except TreeError as exc:
             at(("evals", i, "suite"), with_fix(exc, "add the suite or fix the path (relative to the repository root)"))
             continue

@@ -80,20 +80,245 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
 
     Exit 0 when the plan can be applied, 1 when a run is invalid or over budget.
     """
-    from .backends import registry_for
-    from .plan import make_plan
     from .report import render_plan
     from .resolve import HubResolver
     from .trees import TreeError
 
     root = _root()
     try:
-        result = make_plan(root, base=base, paths=list(paths), backend=backend,
-                           registry_for=registry_for(root), hub=HubResolver(offline=True) if offline else None)
+        result = _plan(root, list(paths), base, backend, HubResolver(offline=True) if offline else None)
     except TreeError as exc:
         _fail(str(exc), fmt)
     click.echo(render_plan(result, fmt), nl=False)
     sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.option("--base", default=None, help="Git revision to compare with (default: merge base with main).")
+@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Override compute.backend.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow each job until it ends.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: bool, fmt: str) -> None:
+    """Execute the plan: train, evaluate and publish; restore without training.
+
+    Prints the plan first, then each job's progress and report. Idempotent: a run whose key is
+    already trained (or training) is not trained again. Exit 1 when a run fails or misses a gate.
+    """
+    from .apply import apply_plan
+    from .report import render_plan
+    from .trees import TreeError
+
+    root = _root()
+    try:
+        result_plan = _plan(root, list(paths), base, backend)
+    except TreeError as exc:
+        _fail(str(exc), fmt)
+    say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
+    if fmt == "text":
+        click.echo(render_plan(result_plan, "text"), nl=False)
+    if not result_plan.ok:
+        _fail("the plan is not applicable: fix the errors above (tuneform plan shows them)", fmt)
+    result = apply_plan(result_plan, root, _home(root), wait=wait, say=say)
+    if fmt == "json":
+        _emit_json(result.as_json())
+    else:
+        for outcome in result.outcomes:
+            mark = {"done": "ok", "skipped": "--", "failed": "FAILED"}[outcome.status]
+            click.echo(f"{mark:6} {outcome.action:8} {outcome.path}: {outcome.message}")
+        if not result.outcomes:
+            click.echo("Nothing to apply.")
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+
+
+def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None) -> Any:
+    from .backends import registry_for
+    from .plan import make_plan
+
+    return make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--registry", "registry_home", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Local registry folder to publish into.")
+def job(bundle: Path, registry_home: Path) -> None:
+    """Run one job bundle: train, evaluate, publish (what every backend executes)."""
+    from .job import install_sigterm, run_job
+
+    install_sigterm()
+    try:
+        code = run_job(bundle, registry_home, lambda line: click.echo(line))
+    except ValueError as exc:
+        _fail(str(exc), "text")
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was published", err=True)
+        sys.exit(130)
+    sys.exit(code)
+
+
+def _home(root: Path) -> Path:
+    """The local registry folder: $TUNEFORM_HOME, [tool.tuneform] registry, or .tuneform."""
+    from .plan import load_settings
+    from .registry import default_home
+    from .settings import SettingsError
+    from .trees import WorkTree
+
+    try:
+        configured = load_settings(WorkTree(root)).registry
+    except SettingsError:
+        configured = None
+    return default_home(root, configured)
+
+
+def _registry(root: Path) -> Any:
+    from .registry import LocalRegistry
+
+    return LocalRegistry(_home(root))
+
+
+@main.command()
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history(run: str, fmt: str) -> None:
+    """Versions of a run (a run file or name): key, git commit, PR, date, status, metrics."""
+    from .check import RUNS_DIR
+    from .plan import load_settings
+    from .check import output_repo_of
+    from .spec import load_run_text
+    from .trees import WorkTree
+
+    root = _root()
+    path = Path(run) if Path(run).suffix in (".yaml", ".yml") else root / RUNS_DIR / f"{run}.yaml"
+    if not path.is_file():
+        _fail(f"no run file {path.relative_to(root) if path.is_relative_to(root) else path}: pass a run file or the name of one in runs/", fmt)
+    loaded = load_run_text(path.read_bytes(), str(path))
+    if loaded.spec is None:
+        _fail(f"{path}: invalid run file; tuneform validate {path} says why", fmt)
+    repo = output_repo_of(loaded.spec, loaded.name, load_settings(WorkTree(root)))
+    registry = _registry(root)
+    main_key = registry.main(repo)
+    versions = registry.versions(repo)
+    rows = [{"version": f"run-{v.key[:12]}", "run_key": v.key, "main": v.key == main_key, "status": v.status,
+             "created": v.created, "commit": v.commit, "pr": v.pr, "metrics": _headline(v.manifest)} for v in versions]
+    if fmt == "json":
+        _emit_json({"repo": repo, "main": main_key, "versions": rows})
+        return
+    if not rows:
+        click.echo(f"{repo}: no versions yet (tuneform apply {run} trains one)")
+        return
+    click.echo(f"{repo}")
+    for r in rows:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items())
+        click.echo(f"{'*' if r['main'] else ' '} {r['version']}  {r['created'] or '-':20}  {(r['commit'] or '-')[:12]:12}  "
+                   f"{'#' + str(r['pr']) if r['pr'] else '-':6} {r['status']:12} {metrics}")
+    click.echo("* = main")
+
+
+def _headline(manifest: dict[str, Any]) -> dict[str, float]:
+    rows = manifest.get("evals", {}).get("table", {}).get("rows", [])
+    return {r["metric"]: r["new"] for r in rows if isinstance(r.get("new"), (int, float))}
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--predictions", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL of {\"id\", \"prediction\"}.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def score(suite: Path, predictions: Path, fmt: str) -> None:
+    """Score predictions (any model's) against an eval suite. Exit 1 on missing rows or bad files."""
+    from .evals.score import load_predictions, score_predictions
+    from .evals.suite import EvalFileError, load_suite
+
+    root = _root()
+    try:
+        loaded = load_suite(suite.resolve(), root)
+        report = score_predictions(loaded, load_predictions(predictions))
+    except EvalFileError as exc:
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json(report.to_json())
+    else:
+        for metric, value in report.metrics.items():
+            click.echo(f"{metric:12} {value:.4f}")
+        for message in [*report.errors, *report.warnings]:
+            click.echo(message)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAIL)
+
+
+@main.command()
+@click.argument("run", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-n", "count", default=3, show_default=True, help="How many samples.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def preview(run: Path, count: int, fmt: str) -> None:
+    """Show rendered training samples with the trained (unmasked) spans marked."""
+    from .data import DataError
+    from .spec import load_run_text
+    from .train.format import FormatError, preview as make_preview
+
+    root = _root()
+    loaded = load_run_text(run.read_bytes(), str(run))
+    if loaded.spec is None:
+        _fail(f"{run}: invalid run file; tuneform validate {run} says why", fmt)
+    try:
+        samples = make_preview(loaded.spec, root, count)
+    except (DataError, FormatError) as exc:
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json([s.as_json() for s in samples])
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for sample in samples:
+        console.rule(f"{sample.source} row {sample.row}")
+        console.print(sample.as_rich())
+    console.print("[reverse]highlighted[/] text is trained; the rest is context only")
+
+
+def _jobs(ref: str, fmt: str) -> Any:
+    from .backends import local
+
+    found = local.find_jobs(_home(_root()), ref)
+    if not found:
+        _fail(f"no job matches '{ref}': pass a job id, a run name or a run key prefix (tuneform apply prints job ids)", fmt)
+    return found[-1]
+
+
+@main.command()
+@click.argument("run_or_job")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(run_or_job: str, fmt: str) -> None:
+    """Stage of the latest job of a run (or of a job id)."""
+    found = _jobs(run_or_job, fmt)
+    state = found.state | {"stage": found.stage}
+    if fmt == "json":
+        _emit_json(state)
+    else:
+        click.echo(f"{state['id']}: {state['stage']}" + (f" ({state['message']})" if state.get("message") else ""))
+
+
+@main.command()
+@click.argument("run_or_job")
+@click.option("--tail", "lines", type=int, default=None, help="Only the last N lines.")
+def logs(run_or_job: str, lines: int | None) -> None:
+    """Print the log of the latest job of a run (or of a job id)."""
+    from .backends import local
+
+    for line in local.tail(_jobs(run_or_job, "text"), lines):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("run_or_job")
+def cancel(run_or_job: str) -> None:
+    """Stop the latest job of a run (or a job id); nothing is published."""
+    from .backends import local
+
+    found = _jobs(run_or_job, "text")
+    if local.cancel(found):
+        click.echo(f"canceled {found.id}")
+    else:
+        click.echo(f"{found.id} had already ended ({found.stage})")
 
 
 @main.command()

@@ -109,8 +109,20 @@ class LocalRegistry:
         found = [self.get(repo, p.name) for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
         return sorted((v for v in found if v), key=lambda v: v.created or "")
 
+    def version_dir(self, repo: str, key: str) -> Path:
+        return self._repo(repo) / "versions" / key
+
     def model_dir(self, repo: str, key: str) -> Path:
-        return self._repo(repo) / "versions" / key / "model"
+        return self.version_dir(repo, key) / "model"
+
+    def record_evals(self, repo: str, key: str, eval_hash: str, evals: dict[str, Any]) -> None:
+        """Scores of an existing version under changed evals (action evaluate): kept beside the
+        immutable manifest, keyed by the evals' hash (DESIGN: evals are keyed model key + suites)."""
+        folder = self.version_dir(repo, key) / "evals"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{eval_hash}.tmp"
+        tmp.write_text(json.dumps(evals, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, folder / f"{eval_hash}.json")
 
     def publish(self, repo: str, key: str, staged: Path, manifest: dict[str, Any]) -> Version:
         """Move a finished folder (holding model/) into place with its manifest, atomically.

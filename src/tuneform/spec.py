@@ -127,6 +127,11 @@ class ModelSpec(_Section):
 
 
 def _source_tag(value: Any) -> str | None:
+    """Which kind of data source: by key when validating a mapping, by class when serialising."""
+    if isinstance(value, LocalSource):
+        return "local"
+    if isinstance(value, HubSource):
+        return "hub"
     if isinstance(value, dict):
         if "path" in value and "dataset" not in value:
             return "local"

@@ -1,0 +1,249 @@
+"""The job: one bundle in, one published version out. Every backend runs exactly this.
+
+Read top to bottom, a job: loads and checks the data, scores the base model and the version it
+replaces, trains, scores the new model, checks the gates, and publishes. Publishing is the last
+step and is atomic (the registry renames a finished folder into place), so a failure or Ctrl-C
+anywhere before it leaves no half-published version. A version that fails its gates is kept,
+marked `failed_gates`, and `main` does not move; `main` also never moves when another apply moved
+it since this one was planned (a late job must not roll main back).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .bundle import Bundle, read_bundle
+from .evals.suite import Suite, read_suite
+from .registry import FAILED_GATES, PASSED, LocalRegistry
+from .trees import WorkTree
+
+Echo = Callable[[str], None]
+MANIFEST_FORMAT = 1
+
+
+class JobError(Exception):
+    """The job cannot go on; the message says what happened and what to do."""
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_printer(echo: Echo) -> Callable[[int, int, float | None, int, float], None]:
+    """A training callback that prints one line per log step: step, loss, tokens/s, ETA."""
+
+    every = 1
+
+    def on_log(step: int, total: int, loss: float | None, tokens: int, elapsed: float) -> None:
+        nonlocal every
+        every = max(1, total // 20)  # about twenty lines per run, whatever its length
+        if step % every and step not in (1, total):
+            return
+        rate = tokens / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / step * (total - step) if step else 0.0
+        shown = "-" if loss is None else f"{loss:.4f}"
+        echo(f"  step {step}/{total} | loss {shown} | {rate:,.0f} tok/s | ETA {_eta(eta)}")
+
+    return on_log
+
+
+def _suites(bundle: Bundle) -> list[Suite]:
+    tree = WorkTree(bundle.files)
+    return [read_suite(tree, ref.suite) for ref in bundle.spec.evals]
+
+
+def _gates(bundle: Bundle) -> dict[str, str]:
+    """Gates of every eval entry; with several suites, named `<suite>/<metric>` (see compare)."""
+    spec = bundle.spec
+    gates: dict[str, str] = {}
+    suites = _suites(bundle)
+    for ref, suite in zip(spec.evals, suites):
+        for metric, condition in ref.gate.items():
+            gates[f"{suite.name}/{metric}" if len(suites) > 1 else metric] = condition
+    return gates
+
+
+def _score(path: str, base: str | None, revision: str | None, chat_template: str | None, suites: list[Suite], heldout: list[tuple[list[int], list[int]]]) -> Any:
+    """Load one model (a folder, or an adapter on `base`) and score it; frees it afterwards.
+
+    Every model is prompted with the run's chat template (the one training used), so base,
+    previous and new differ only in their weights.
+    """
+    import gc
+
+    from .evals.runner import load_for_eval, score_model
+
+    model, tokenizer = load_for_eval(path, base=base, revision=revision)
+    try:
+        return score_model(model, tokenizer, suites, heldout, chat_template=chat_template)
+    finally:
+        del model
+        gc.collect()
+
+
+def run_job(bundle_path: Path, registry_home: Path, echo: Echo) -> int:
+    """Train, evaluate and publish one bundle; returns the exit code (0 ok, 1 failed or gates)."""
+    from .data import DataError, load_data
+    from .evals.runner import compare
+    from .evals.suite import GateError, SuiteError
+    from .train.engine import TrainError, train
+    from .train.format import FormatError, load_tokenizer, tokenize_all
+
+    _quiet_libraries()
+    bundle = read_bundle(bundle_path)
+    spec, key, repo = bundle.spec, bundle.key, bundle.run["output_repo"]
+    registry = LocalRegistry(registry_home)
+    action = bundle.run.get("action", "create")
+    model_path = bundle.model_path()
+    echo(f"tuneform job: {action} {bundle.run['name']} run-{key[:12]} -> {repo}")
+
+    if action != "evaluate" and registry.get(repo, key) is not None:
+        echo(f"run-{key[:12]} is already published: nothing to train (the registry is the source of truth)")
+        return 0
+    staging = registry.staging(repo, key)
+    try:
+        started = time.perf_counter()
+        echo("loading data")
+        data = load_data(spec, bundle.files)
+        for bad in data.bad_rows[:5]:
+            echo(f"  dropped {bad}")
+        echo(f"  {len(data.train)} train and {len(data.eval)} eval examples ({len(data.bad_rows)} bad rows dropped)")
+        suites = _suites(bundle)
+        tokenizer = load_tokenizer(model_path, spec.model)
+        heldout = [(t.input_ids, t.completion_mask) for t in tokenize_all(data.eval, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)]
+
+        echo("scoring the base model")
+        hub_revision = None if spec.model.is_local else spec.model.revision
+        template = tokenizer.chat_template
+        base_scores = _score(model_path, None, hub_revision, template, suites, heldout)
+        previous_key = registry.main(repo)
+        previous_scores = None
+        if previous_key and previous_key != key:
+            echo(f"scoring the version it replaces, run-{previous_key[:12]}")
+            previous_scores = _score(str(registry.model_dir(repo, previous_key)), model_path, hub_revision, template, suites, heldout)
+
+        result = None
+        if action == "evaluate":
+            version_dir = registry.model_dir(repo, key)
+            echo(f"scoring run-{key[:12]} with the changed evals (no training)")
+            new_scores = _score(str(version_dir), model_path, hub_revision, template, suites, heldout)
+        else:
+            estimate = bundle.run.get("estimate") or {}
+            echo(f"training ({spec.method.type}, {spec.compute.engine} engine)")
+            result = train(spec, model_path, data.train, data.eval, staging / "model", on_log=progress_printer(echo),
+                           batch_size=estimate.get("batch_size"), gradient_checkpointing=estimate.get("gradient_checkpointing"))
+            echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}")
+            echo("scoring the new model")
+            adapter = spec.output.save == "adapter"
+            new_scores = _score(str(staging / "model"), model_path if adapter else None, hub_revision, template, suites, heldout)
+        table = compare(base_scores, previous_scores, new_scores, _gates(bundle))
+    except (DataError, FormatError, TrainError, GateError, SuiteError, JobError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        echo(f"error: {exc}")
+        return 1
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, time.perf_counter() - started)
+    if action == "evaluate":
+        shutil.rmtree(staging, ignore_errors=True)
+        registry.record_evals(repo, key, str(bundle.run.get("eval_hash")), manifest["evals"])
+        _write_report(registry.version_dir(repo, key), manifest, echo)
+        return 0 if table.passed else 1
+    _write_report(staging, manifest, echo)
+    version = registry.publish(repo, key, staging, manifest)
+    echo(f"published run-{key[:12]} to {repo} ({version.status})")
+    if version.status == PASSED:
+        expected = bundle.run.get("expected_main")
+        current = registry.main(repo)
+        if current != expected:
+            echo(f"main of {repo} moved since apply planned this (now run-{(current or '')[:12]}): leaving it; restore this version by planning its run file")
+        else:
+            registry.set_main(repo, key, f"trained {bundle.run['path']}")
+            echo(f"main of {repo} -> run-{key[:12]}")
+        return 0
+    echo("gates failed: the version is kept and marked; main did not move")
+    return 1
+
+
+def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, seconds: float) -> dict[str, Any]:
+    """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
+    run = bundle.run
+    estimate = run.get("estimate") or {}
+    training = None
+    if result is not None:
+        training = {
+            "seconds": result.seconds,
+            "tokens_per_second": result.tokens_per_second,
+            "steps": result.steps,
+            "train_loss": result.train_loss,
+            "loss_history": [list(p) for p in result.loss_history],
+            "peak_memory_gb": result.peak_memory_bytes / 2**30,
+            "peak_memory_kind": result.peak_memory_kind,
+            "tokens": result.tokens,
+            "trained_tokens": result.trained_tokens,
+            "settings": result.as_json()["settings"],
+        }
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "run_key": bundle.key,
+        "name": run["name"],
+        "path": run["path"],
+        "output_repo": run["output_repo"],
+        "status": PASSED if table.passed else FAILED_GATES,
+        "created": _stamp(),
+        "backend": run.get("backend", "local"),
+        "flavor": estimate.get("flavor", "local"),
+        "git": run.get("git", {}),
+        "spec": run["spec"],
+        "eval_hash": run.get("eval_hash"),
+        "data": {"train_rows": len(data.train), "eval_rows": len(data.eval), "bad_rows": len(data.bad_rows),
+                 "train_tokens": result.tokens if result else None},
+        "training": training,
+        "cost": {"estimated_usd": estimate.get("usd", 0.0), "actual_usd": 0.0 if run.get("backend", "local") == "local" else None,
+                 "estimated_seconds": estimate.get("seconds"), "job_seconds": seconds},
+        "evals": {"table": table.as_json(), "gates": table.gates_json(), "previous": previous_key,
+                  "scores": {"base": base.as_json()}},
+        "versions": result.versions if result else {},
+        "python": sys.version.split()[0],
+    }
+
+
+def _write_report(folder: Path, manifest: dict[str, Any], echo: Echo) -> None:
+    """report.md (the PR comment), report.json, loss.png; and the terminal report on stdout."""
+    from .runreport import render_run, write_run_report
+
+    write_run_report(manifest, folder)
+    echo(render_run(manifest, "text", color=sys.stdout.isatty()))
+
+
+def _quiet_libraries() -> None:
+    """The job prints its own progress; library progress bars would interleave with it in logs."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def install_sigterm() -> None:
+    """SIGTERM (cancel) unwinds like Ctrl-C, so the staging folder is removed on the way out."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)

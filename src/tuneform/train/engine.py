@@ -1,0 +1,570 @@
+"""Train a run: pick an engine, load the model, feed TRL's SFTTrainer tuneform's tokens, save.
+
+Two engines share one path and differ only in how the model is loaded and wrapped:
+- trl: transformers AutoModelForCausalLM (+ PEFT LoRA, + bitsandbytes 4-bit for qlora). Runs on
+  CPU and GPU; it is what the tests train.
+- unsloth: FastLanguageModel.from_pretrained + get_peft_model, CUDA only. Unsloth patches
+  transformers, trl and peft when imported, so it is imported before any of them, and this module
+  imports those libraries only inside functions, after the engine is chosen.
+
+The trainer receives a pre-tokenised dataset of `input_ids` and `labels`, where `labels` is -100
+wherever tuneform's mask (train/format.py) says not to train. TRL 1.14 uses a `labels` column as
+is; a `completion_mask` column would be applied only when `completion_only_loss` resolves to
+true, which for a pre-tokenised dataset it does not by default, and Unsloth re-derives that
+setting on its own: labels leave nothing for either to decide.
+
+Every training argument is set from the run file or from a setting resolved here (`Settings`,
+recorded in the manifest), never left to a library default: TRL's defaults differ from
+transformers' (bf16 on, gradient checkpointing on) and Unsloth's from TRL's.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tuneform.data import Example
+from tuneform.spec import RunSpec
+from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from trl import SFTConfig, SFTTrainer
+
+OnLog = Callable[[int, int, float, int, float], None]
+"""on_log(step, total_steps, loss, tokens_seen, elapsed_seconds), called at every logging step."""
+
+Engine = Literal["trl", "unsloth"]
+Precision = Literal["bf16", "fp16", "fp32"]
+# Batch sizes when the run says `auto` and the caller has not sized it from the flavor's memory.
+DEFAULT_BATCH = {"cuda": 8, "cpu": 4}
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers")
+
+
+class TrainError(Exception):
+    """The run cannot train as written here; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `auto` in a run file resolved to on this machine; goes to the manifest."""
+
+    engine: Engine
+    device: Literal["cuda", "cpu"]
+    precision: Precision
+    optim: str
+    batch_size: int
+    gradient_checkpointing: bool
+    packing: bool
+    loss_type: str
+
+
+@dataclass
+class TrainResult:
+    """What a training run did, measured by tuneform."""
+
+    steps: int
+    train_loss: float  # mean training loss over the run, as the trainer reports it
+    loss_history: list[tuple[int, float]]  # (step, loss) at each logging step
+    eval_loss: float | None
+    tokens: int  # tokens fed to the model, padding excluded
+    trained_tokens: int  # of those, tokens with a label (the loss covers them)
+    seconds: float  # the training loop alone: no loading, tokenising or saving
+    tokens_per_second: float
+    peak_memory_bytes: int
+    peak_memory_kind: Literal["cuda_max_allocated", "process_max_rss"]
+    examples: int
+    skipped_examples: int  # examples left with no trained token by truncation
+    settings: Settings
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["loss_history"] = [list(point) for point in self.loss_history]
+        return out
+
+
+@dataclass
+class Prepared:
+    """A trainer ready to run, with what `train` needs to report on it."""
+
+    trainer: SFTTrainer
+    tokenizer: PreTrainedTokenizerBase
+    settings: Settings
+    train_rows: list[Tokenized]
+    skipped_examples: int
+    counter: TokenCounter
+    loss_history: list[tuple[int, float]]  # filled as the trainer logs
+
+
+# ---------------------------------------------------------------------------------------------
+# The run, top to bottom
+
+
+def train(
+    spec: RunSpec,
+    model_dir_or_id: str,
+    examples: list[Example],
+    eval_examples: list[Example],
+    out_dir: Path,
+    *,
+    on_log: OnLog | None = None,
+    batch_size: int | None = None,
+    gradient_checkpointing: bool | None = None,
+) -> TrainResult:
+    """Train `examples`, score `eval_examples`' loss, save the adapter or weights to `out_dir`.
+
+    `batch_size` and `gradient_checkpointing` resolve the run's `auto` values (the caller sizes
+    them for the flavor's memory); a value written in the run file always wins.
+    """
+    import torch
+
+    prepared = prepare(spec, model_dir_or_id, examples, eval_examples, out_dir, on_log=on_log, batch_size=batch_size, gradient_checkpointing=gradient_checkpointing)
+    trainer = prepared.trainer
+    if prepared.settings.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    tokens, trained_tokens = prepared.counter.tokens, prepared.counter.trained
+
+    eval_loss = None
+    if trainer.eval_dataset is not None:
+        eval_loss = float(trainer.evaluate()["eval_loss"])
+
+    if prepared.settings.device == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(), "cuda_max_allocated"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"  # KiB on Linux
+    save(trainer, prepared.tokenizer, spec, prepared.settings, out_dir)
+    return TrainResult(
+        steps=output.global_step,
+        train_loss=float(output.training_loss),
+        loss_history=prepared.loss_history,
+        eval_loss=eval_loss,
+        tokens=tokens,
+        trained_tokens=trained_tokens,
+        seconds=seconds,
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        peak_memory_bytes=int(peak),
+        peak_memory_kind=kind,
+        examples=len(prepared.train_rows),
+        skipped_examples=prepared.skipped_examples,
+        settings=prepared.settings,
+        versions=library_versions(prepared.settings, spec),
+    )
+
+
+def prepare(
+    spec: RunSpec,
+    model_dir_or_id: str,
+    examples: list[Example],
+    eval_examples: list[Example],
+    out_dir: Path,
+    *,
+    on_log: OnLog | None = None,
+    batch_size: int | None = None,
+    gradient_checkpointing: bool | None = None,
+) -> Prepared:
+    """Everything up to `trainer.train()`: checks, engine, tokens, model, trainer.
+
+    Cheap checks and tokenisation come before the model is loaded, so a bad run fails in seconds.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    engine = choose_engine(spec.compute.engine, cuda=cuda)  # imports unsloth first when chosen
+    check_runnable(spec, engine=engine, cuda=cuda)
+    settings = resolve_settings(
+        spec,
+        engine=engine,
+        cuda=cuda,
+        bf16_supported=cuda and torch.cuda.is_bf16_supported(),
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+    model_path = _absolute(model_dir_or_id)
+
+    from transformers import set_seed
+
+    set_seed(spec.training.seed)  # before the model exists: LoRA weights are initialised at random
+    tokenizer = load_tokenizer(model_path, spec.model)
+    train_rows, skipped = _tokenize(examples, tokenizer, spec)
+    if not train_rows:
+        raise TrainError(f"no training example has a token to train within model.max_seq_length ({spec.model.max_seq_length}): raise it or check the data")
+    eval_rows, _ = _tokenize(eval_examples, tokenizer, spec)
+
+    model = _load_unsloth(spec, model_path, settings) if engine == "unsloth" else _load_trl(spec, model_path, settings)
+
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    counter = TokenCounter()
+    history: list[tuple[int, float]] = []
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(spec, settings, out_dir),
+        train_dataset=_dataset(train_rows),
+        eval_dataset=_dataset(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        callbacks=[_progress_callback(on_log, counter, history)],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the job reports through on_log
+    # Counting in the collator sees every batch the model gets. TRL builds its own collator (and
+    # refuses a custom one with packing), so it is wrapped once built.
+    counter.collate = trainer.data_collator
+    trainer.data_collator = counter
+    return Prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks and resolved settings
+
+
+def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
+    """Refuse, before any model or data is loaded, what cannot work on this machine."""
+    if spec.method.type == "qlora" and not cuda:
+        raise TrainError("qlora needs a CUDA GPU (bitsandbytes 4-bit kernels) and none is visible: use method.type lora on CPU, or a GPU flavor")
+    if spec.training.precision == "fp16" and not cuda:
+        raise TrainError("precision fp16 needs a CUDA GPU: use precision auto (fp32 on CPU) or bf16")
+    if spec.compute.engine == "unsloth" and not cuda:
+        raise TrainError("engine unsloth trains on CUDA GPUs and none is visible: set compute.engine: trl (or auto)")
+    if spec.method.type == "qlora" and spec.output.save == "merged" and engine == "trl":
+        raise TrainError("output.save merged with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
+
+
+def choose_engine(requested: str, *, cuda: bool) -> Engine:
+    """`auto` is Unsloth on a CUDA GPU where it is installed, else TRL.
+
+    Unsloth is imported here, before anything imports transformers, trl or peft: it patches them
+    at import time and warns (and is slower) when it comes second.
+    """
+    if requested == "trl" or not cuda:
+        return "trl"
+    try:
+        import unsloth  # noqa: F401
+    except ImportError as exc:
+        if requested == "unsloth":
+            raise TrainError("engine unsloth: the unsloth package is not installed: pip install 'tuneform[unsloth]', or set compute.engine: trl") from exc
+        return "trl"
+    return "unsloth"
+
+
+def resolve_settings(
+    spec: RunSpec,
+    *,
+    engine: Engine,
+    cuda: bool,
+    bf16_supported: bool,
+    batch_size: int | None = None,
+    gradient_checkpointing: bool | None = None,
+) -> Settings:
+    """Resolve the run's `auto` values for this machine; pure, so it is testable without a GPU."""
+    t = spec.training
+    device: Literal["cuda", "cpu"] = "cuda" if cuda else "cpu"
+    precision: Precision
+    if t.precision != "auto":
+        precision = t.precision
+    elif cuda:
+        precision = "bf16" if bf16_supported else "fp16"  # T4 and older have no bf16
+    else:
+        precision = "fp32"
+    if precision == "bf16" and cuda and not bf16_supported:
+        raise TrainError("precision bf16: this GPU has no bf16 (T4 and older): use precision fp16 or auto")
+    if t.optim != "auto":
+        optim = t.optim
+    else:
+        optim = "adamw_torch_fused" if cuda else "adamw_torch"
+    if t.per_device_train_batch_size != "auto":
+        batch = int(t.per_device_train_batch_size)
+    else:
+        batch = batch_size or DEFAULT_BATCH[device]
+    if t.gradient_checkpointing != "auto":
+        checkpointing = bool(t.gradient_checkpointing)
+    else:
+        checkpointing = bool(gradient_checkpointing)
+    # TRL's chunked loss projects only trained tokens through the LM head (a large share of
+    # memory at 128k vocabularies); it cannot when the head itself carries a LoRA adapter.
+    # Unsloth computes its own fused loss, so it gets the plain one.
+    head_adapted = isinstance(spec.method.target_modules, list) and "lm_head" in spec.method.target_modules
+    loss_type = "chunked_nll" if engine == "trl" and not head_adapted else "nll"
+    return Settings(engine, device, precision, optim, batch, checkpointing, t.packing, loss_type)
+
+
+def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
+    """The trainer's arguments, each from the run file or from the resolved settings."""
+    from trl import SFTConfig
+
+    t = spec.training
+    return SFTConfig(
+        output_dir=str(out_dir),
+        # How long and how fast
+        num_train_epochs=t.num_train_epochs if t.num_train_epochs is not None else 1.0,
+        max_steps=t.max_steps if t.max_steps is not None else -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        # transformers 5 dropped warmup_ratio: a float below 1 in warmup_steps is the ratio.
+        warmup_steps=t.warmup_ratio if t.warmup_ratio else t.warmup_steps,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=settings.optim,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        bf16=settings.precision == "bf16",
+        fp16=settings.precision == "fp16",
+        use_cpu=settings.device == "cpu",
+        seed=t.seed,
+        data_seed=t.seed,
+        torch_compile=False,
+        use_liger_kernel=False,
+        # No KV cache in training: with one, transformers stops reading packed documents'
+        # boundaries from position ids and lets them attend to each other.
+        use_cache=False,
+        # The data: tokenised, masked (labels) and truncated by tuneform
+        max_length=spec.model.max_seq_length,
+        truncation_mode="keep_start",
+        packing=settings.packing,
+        packing_strategy="bfd",  # whole examples, never cut, kept apart by position ids
+        padding_free=False,  # implied by bfd packing; off otherwise (it needs FlashAttention)
+        eval_packing=False,  # eval loss per example
+        completion_only_loss=False,  # the labels carry the mask
+        assistant_only_loss=False,
+        shuffle_dataset=False,  # load_data shuffled with the seed; the sampler reshuffles per epoch
+        dataset_num_proc=None,
+        remove_unused_columns=True,
+        loss_type=settings.loss_type,
+        # Around the loop: the job logs, evaluates and saves itself
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=False,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        push_to_hub=False,
+        dataloader_num_workers=0,  # the collator counts tokens: it must run in this process
+        dataloader_pin_memory=settings.device == "cuda",
+        dataloader_drop_last=False,
+    )
+
+
+def lora_config(spec: RunSpec) -> LoraConfig:
+    """PEFT LoRA settings from the run's method."""
+    from peft import LoraConfig
+
+    m = spec.method
+    return LoraConfig(
+        r=m.r,
+        lora_alpha=m.alpha,
+        lora_dropout=m.dropout,
+        target_modules=m.target_modules,
+        use_rslora=bool(m.use_rslora),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data for the trainer
+
+
+def _tokenize(examples: list[Example], tokenizer: PreTrainedTokenizerBase, spec: RunSpec) -> tuple[list[Tokenized], int]:
+    """Tokenised examples that still have a trained token after truncation, and how many did not."""
+    rows = tokenize_all(examples, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)
+    kept = [row for row in rows if any(row.completion_mask)]
+    return kept, len(rows) - len(kept)
+
+
+def _dataset(rows: list[Tokenized]) -> Dataset:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
+
+
+class TokenCounter:
+    """Wraps the trainer's collator (`collate`) and counts what goes into the model."""
+
+    def __init__(self) -> None:
+        self.collate: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+        self.tokens = 0
+        self.trained = 0
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        assert self.collate is not None, "TokenCounter.collate is set once the trainer has built its collator"
+        batch = self.collate(examples)
+        attention = batch.get("attention_mask")
+        # Padding-free batches (packing) have no attention mask and no padding.
+        self.tokens += int(attention.sum()) if attention is not None else int(batch["input_ids"].numel())
+        self.trained += int((batch["labels"] != -100).sum())
+        return batch
+
+
+def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: list[tuple[int, float]]) -> Any:
+    """A TrainerCallback that appends each logged step loss to `history` and reports progress.
+
+    Defined here because TrainerCallback comes from transformers, which must not be imported
+    before the engine is chosen."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        started = time.perf_counter()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+            if not logs or "loss" not in logs:
+                return  # the end-of-training summary and eval logs carry no step loss
+            loss = float(logs["loss"])
+            history.append((state.global_step, loss))
+            if on_log is not None:
+                on_log(state.global_step, state.max_steps, loss, counter.tokens, time.perf_counter() - self.started)
+
+    return _Progress()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the model: one function per engine
+
+
+def _absolute(model: str) -> str:
+    """A local model as an absolute path: a relative 'models/x' reads as a Hub id to the loaders."""
+    path = Path(model)
+    return str(path.resolve()) if path.is_dir() else model
+
+
+def _model_dtype(spec: RunSpec, settings: Settings) -> Any:
+    """Weights in the compute precision (16-bit on GPU, as the estimator assumes), except a full
+    fp16 fine-tune, whose gradient scaler needs fp32 weights."""
+    import torch
+
+    if settings.precision == "fp16" and spec.method.type == "full":
+        return torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.precision]
+
+
+def _load_trl(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel:
+    """transformers + PEFT: the base model, 4-bit for qlora, with LoRA adapters unless full."""
+    from transformers import AutoModelForCausalLM
+
+    local = Path(model).is_dir()
+    dtype = _model_dtype(spec, settings)
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "revision": None if local else spec.model.revision,
+        "local_files_only": local,
+        "trust_remote_code": spec.model.trust_remote_code,
+    }
+    if spec.method.type == "qlora":
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # 4-bit weights are placed as they load
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"cannot load model {model}: {exc}") from exc
+    if spec.method.type == "full":
+        return loaded
+
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if spec.method.type == "qlora":
+        loaded = prepare_model_for_kbit_training(loaded, use_gradient_checkpointing=settings.gradient_checkpointing)
+    return get_peft_model(loaded, lora_config(spec))
+
+
+def _load_unsloth(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel:
+    """Unsloth: the same model and adapters through FastLanguageModel (CUDA only, untested here)."""
+    from unsloth import FastLanguageModel
+
+    local = Path(model).is_dir()
+    loaded, _ = FastLanguageModel.from_pretrained(
+        model_name=model,
+        max_seq_length=spec.model.max_seq_length,
+        dtype=_model_dtype(spec, settings),
+        load_in_4bit=spec.model.load_in_4bit,
+        load_in_8bit=False,
+        full_finetuning=spec.method.type == "full",
+        revision=None if local else spec.model.revision,
+        local_files_only=local,
+        trust_remote_code=spec.model.trust_remote_code,
+        use_exact_model_name=True,  # no swap to a pre-quantised repo: the run key names this model
+        use_gradient_checkpointing="unsloth" if settings.gradient_checkpointing else False,
+        random_state=spec.training.seed,
+    )
+    if spec.method.type == "full":
+        return loaded
+    m = spec.method
+    return FastLanguageModel.get_peft_model(
+        loaded,
+        r=m.r,
+        lora_alpha=m.alpha,
+        lora_dropout=m.dropout,
+        # Unsloth's Llama path iterates the list; it would iterate the letters of "all-linear".
+        target_modules=_linear_layer_names(loaded) if m.target_modules == "all-linear" else m.target_modules,
+        use_rslora=bool(m.use_rslora),
+        bias="none",
+        use_gradient_checkpointing="unsloth" if settings.gradient_checkpointing else False,
+        random_state=spec.training.seed,
+    )
+
+
+def _linear_layer_names(model: PreTrainedModel) -> list[str]:
+    """PEFT's 'all-linear' spelled out: every linear layer's name except the output head's."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and module is not head})
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+
+
+def save(trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, spec: RunSpec, settings: Settings, out_dir: Path) -> None:
+    """Write what `output.save` asks for, with the tokenizer (and the chat template it trained with).
+
+    adapter: the LoRA weights (PEFT's save_pretrained). merged: LoRA folded into the base weights,
+    or the fully fine-tuned model itself.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = trainer.model
+    lora = spec.method.type != "full"
+    if spec.output.save == "merged" and lora:
+        if settings.engine == "unsloth":
+            # Unsloth dequantises a 4-bit base and writes 16-bit merged weights.
+            model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
+            return
+        model = model.merge_and_unload()
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def library_versions(settings: Settings, spec: RunSpec) -> dict[str, str]:
+    """Versions of the libraries that trained, for the manifest."""
+    names = list(LIBRARIES)
+    if settings.engine == "unsloth":
+        names += ["unsloth", "unsloth_zoo"]
+    if spec.method.type == "qlora":
+        names.append("bitsandbytes")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
