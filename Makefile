@@ -16,9 +16,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[train,test]'
 	touch $@
 
+# Plans, trains, evaluates and publishes the demo run on this machine; a second run is a no-op.
 demo: $(VENV)/.installed
 	$(BIN)/tuneform validate
-	$(BIN)/tuneform plan runs/demo.yaml
+	$(BIN)/tuneform apply runs/demo.yaml
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

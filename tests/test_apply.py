@@ -1,0 +1,150 @@
+"""apply on the local backend, end to end: real training of the demo model, the registry, restore.
+
+These run the real job in a subprocess (transformers + TRL on CPU), so they are the slowest tests;
+each training is the demo's ~10 s run or shorter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Repo, jsonl
+
+from tuneform.backends import local
+
+DEMO = (ROOT / "runs/demo.yaml").read_text()
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    """A copy of this repository's demo (model, data, suite, run) as a fresh training repo."""
+    home = tmp_path / "registry"
+    monkeypatch.setenv("TUNEFORM_HOME", str(home))
+    r = Repo(tmp_path / "demo")
+    r.path.mkdir()
+    for folder in ("models", "data", "evals", "schema"):
+        shutil.copytree(ROOT / folder, r.path / folder)
+    r.write("pyproject.toml", "[tool.tuneform]\nnamespace = \"acme\"\nmax_usd_per_run = 5\n")
+    r.write("runs/demo.yaml", DEMO)
+    r.git("init", "-q", "-b", "main")
+    r.git("config", "user.email", "t@example.com")
+    r.git("config", "user.name", "T")
+    r.commit("demo")
+    return r
+
+
+def registry_dirs(repo: Repo) -> list[str]:
+    versions = repo.path.parent / "registry" / "tuneform-demo" / "demo" / "versions"
+    return sorted(p.name for p in versions.iterdir()) if versions.is_dir() else []
+
+
+def jobs(repo: Repo) -> list[local.LocalJob]:
+    return local.list_jobs(repo.path.parent / "registry")
+
+
+def test_demo_trains_publishes_then_noop_update_and_restore(demo: Repo) -> None:
+    result = demo.cli("apply", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "+ create" in out and "step 1/" in out and "passed its gates" in out
+    code, history = demo.json("history", "demo", "--format", "json")
+    [first] = history["versions"]
+    assert first["main"] and first["status"] == "passed" and history["main"] == first["run_key"]
+    assert first["metrics"]["exact_match"] > 0.5 and first["commit"] == demo.git("rev-parse", "HEAD")
+    manifest = json.loads((demo.path.parent / "registry/tuneform-demo/demo/versions" / first["run_key"] / "manifest.json").read_text())
+    table = {row["metric"]: row for row in manifest["evals"]["table"]["rows"]}
+    assert table["exact_match"]["base"] < 0.2 < 0.5 < table["exact_match"]["new"]  # it measurably learned
+    assert manifest["training"]["steps"] > 0 and manifest["data"]["train_rows"] == 684
+    version_dir = demo.path.parent / "registry/tuneform-demo/demo/versions" / first["run_key"]
+    for name in ("report.md", "report.json", "loss.png", "model/config.json", "model/model.safetensors"):
+        assert (version_dir / name).is_file(), name
+
+    # a second apply is a no-op: same key, nothing starts
+    before = len(jobs(demo))
+    result = demo.cli("apply", "runs/demo.yaml")
+    assert result.exit_code == 0 and "= noop" in result.output and len(jobs(demo)) == before
+
+    # a change trains a new version and moves main
+    demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 7"))
+    result = demo.cli("apply")
+    assert result.exit_code == 0, result.output
+    code, history = demo.json("history", "demo", "--format", "json")
+    assert len(history["versions"]) == 2 and history["main"] != first["run_key"]
+
+    # reverting the file restores the first version: no job, no training, $0
+    demo.write("runs/demo.yaml", DEMO)
+    code, plan = demo.json("plan", "--format", "json")
+    [run] = plan["runs"]
+    assert run["action"] == "restore" and run["run_key"] == first["run_key"] and run["usd"] == 0
+    jobs_before = len(jobs(demo))
+    result = demo.cli("apply")
+    assert result.exit_code == 0 and "restored" in result.output
+    assert len(jobs(demo)) == jobs_before
+    code, history = demo.json("history", "demo", "--format", "json")
+    assert history["main"] == first["run_key"] and len(history["versions"]) == 2
+    log = (demo.path.parent / "registry/tuneform-demo/demo/log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["to"] for line in log] == [first["run_key"], history["versions"][1]["run_key"], first["run_key"]]
+
+
+def test_failed_gate_keeps_version_blocks_and_leaves_main(demo: Repo) -> None:
+    short = DEMO.replace("num_train_epochs: 3", "max_steps: 2")
+    demo.write("runs/demo.yaml", short)
+    result = demo.cli("apply", "runs/demo.yaml")
+    assert result.exit_code == 1
+    assert "gates failed" in result.output and "exact_match >= 0.85" in result.output
+    [key] = registry_dirs(demo)
+    code, history = demo.json("history", "demo", "--format", "json")
+    assert history["main"] is None and history["versions"][0]["status"] == "failed_gates"
+    code, plan = demo.json("plan", "--format", "json", "runs/demo.yaml")
+    assert plan["runs"][0]["action"] == "blocked" and plan["runs"][0]["run_key"] == key
+    result = demo.cli("apply", "runs/demo.yaml")
+    assert result.exit_code == 1 and "failed its gates before" in result.output
+    assert registry_dirs(demo) == [key]  # nothing retrained
+
+
+def test_bad_data_fails_before_training_and_publishes_nothing(demo: Repo) -> None:
+    rows = [json.loads(line) for line in (ROOT / "data/support.jsonl").read_text().splitlines()]
+    for row in rows[:40]:
+        row["messages"] = [m for m in row["messages"] if m["role"] != "assistant"]
+    demo.write("data/support.jsonl", jsonl(rows))
+    result = demo.cli("apply", "runs/demo.yaml")
+    assert result.exit_code == 1
+    assert "data/support.jsonl" in result.output and "line 1" in result.output and "assistant" in result.output
+    assert registry_dirs(demo) == []  # no version, no staging folder left behind
+    [job] = jobs(demo)
+    assert job.stage == local.FAILED
+    assert "step 1/" not in job.log.read_text()
+
+
+def test_unknown_chat_template_is_named(demo: Repo) -> None:
+    demo.write("runs/demo.yaml", DEMO.replace("  max_seq_length: 128", "  max_seq_length: 128\n  chat_template: chatmll"))
+    result = demo.cli("apply", "runs/demo.yaml")
+    assert result.exit_code == 1
+    assert "chatmll" in result.output and "chatml" in result.output.replace("chatmll", "")
+    assert registry_dirs(demo) == []
+
+
+def test_cancel_mid_training_leaves_the_registry_consistent(demo: Repo) -> None:
+    demo.write("runs/demo.yaml", DEMO.replace("num_train_epochs: 3", "num_train_epochs: 40"))
+    result = demo.cli("apply", "runs/demo.yaml", "--no-wait")
+    assert result.exit_code == 0, result.output
+    [job] = jobs(demo)
+    deadline = time.monotonic() + 120
+    while "step " not in job.log.read_text() and time.monotonic() < deadline:
+        assert job.stage == local.RUNNING, job.log.read_text()
+        time.sleep(0.2)
+    code, status = demo.json("status", "demo", "--format", "json")
+    assert status["stage"] == local.RUNNING and status["id"] == job.id
+    assert demo.cli("cancel", job.id).output.startswith("canceled")
+    deadline = time.monotonic() + 30
+    while local._alive(job.state.get("pid")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.stage == local.CANCELED
+    assert registry_dirs(demo) == []  # the staging folder went with the job
+    assert "step " in demo.cli("logs", job.id).output
+    code, plan = demo.json("plan", "--format", "json", "runs/demo.yaml")
+    assert plan["runs"][0]["action"] == "update" and plan["runs"][0]["reuse"] is None  # nothing half-published
