@@ -120,3 +120,78 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     r.write("runs/support.yaml", RUN)
     r.commit("base")
     return r
+
+
+# --- fake GitHub REST server (tests/fakegithub.py): appended block, self-contained --------------
+
+
+@pytest.fixture
+def fake_github() -> Any:
+    """An in-memory GitHub REST server on 127.0.0.1 (free port) for repository acme/models.
+
+    Seed it with `add_pr`, `merge_pr`, `add_comment`; queue faults with `fail`, `rate_limit`,
+    `drop`; read `comments(pr)` and `calls`. Stopped (shutdown + join) in teardown.
+    """
+    from fakegithub import FakeGitHub
+
+    server = FakeGitHub("acme/models").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert not server.errors, "fakegithub raised internally:\n" + "\n".join(server.errors)
+
+
+@pytest.fixture
+def github_env(fake_github: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`fake_github` plus the environment GitHub Actions would set (a personal-style token);
+    for CLI tests of `tuneform comment`. Set GITHUB_TOKEN to `fake_github.actions_token` for the
+    Actions identity."""
+    monkeypatch.setenv("GITHUB_API_URL", fake_github.url)
+    monkeypatch.setenv("GITHUB_TOKEN", fake_github.token)
+    monkeypatch.setenv("GITHUB_REPOSITORY", fake_github.repository)
+    for name in ("TUNEFORM_BOT_LOGIN", "GITHUB_EVENT_PATH", "GITHUB_RUN_ID", "GITHUB_SERVER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return fake_github
+
+
+# --- fake_hub: the local Hub + Jobs server (tests/fakehub.py): appended block, self-contained ----------------
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """A running FakeHub on 127.0.0.1 (free port); users alice (org "acme"; tokens USER_TOKEN, READ_TOKEN read-only)
+    and bob (OTHER_TOKEN); pages of 3 items. Talk to it with `fake_hub.api(token)` = `HfApi(endpoint=fake_hub.url,
+    token=token)`, or give a subprocess `fake_hub.client_env()`.
+
+    Offline mode: this conftest sets HF_HUB_OFFLINE=1 before huggingface_hub is imported, so the client's
+    `constants.HF_HUB_OFFLINE` is True and the request hook of its shared httpx client
+    (`utils/_http.py: hf_request_event_hook` -> `constants.is_offline_mode()`) raises OfflineModeIsEnabled for
+    every URL, 127.0.0.1 included. That function reads the module attribute at call time, and nothing else in the
+    client copies it (grep `HF_HUB_OFFLINE` / `is_offline_mode`), so for the duration of the test we set
+    `huggingface_hub.constants.HF_HUB_OFFLINE = False` (monkeypatch restores it). The client's HTTP code is left
+    untouched. We also pin `constants.HF_HUB_DISABLE_XET = True` (Xet cannot be served locally; read at call time
+    by `is_xet_available()`) and point `constants.HF_HUB_CACHE` at a temp folder so downloads never touch
+    ~/.cache. HF_HUB_DISABLE_TELEMETRY=1 (set above) keeps the client from fetching its agent-harness registry
+    from huggingface.co once offline mode is off. HF_ENDPOINT is not changed (it is read at import): pass
+    `endpoint=fake_hub.url`.
+    Teardown stops the server object and joins its threads; it never kills anything by name.
+    """
+    from fakehub import OTHER_TOKEN, READ_TOKEN, USER_TOKEN, FakeHub
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    hub = FakeHub(
+        tokens={USER_TOKEN: "alice", READ_TOKEN: "alice", OTHER_TOKEN: "bob"},
+        read_only_tokens={READ_TOKEN},
+        orgs={"alice": ["acme"]},
+        page_size=3,
+    )
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+    assert not hub.errors, "fakehub raised internally:\n" + "\n".join(hub.errors)

@@ -322,6 +322,27 @@ def cancel(run_or_job: str) -> None:
 
 
 @main.command()
+@click.option("--pr", type=int, default=None, help="Pull request number.")
+@click.option("--commit", default=None, help="A merge commit: the comment goes on the PR it came from.")
+@click.option("--key", required=True, help="Which sticky comment (e.g. plan, results): one per key per PR.")
+@click.option("--details-url", default=None, help="Where the full report lives (linked when the body is trimmed).")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, file: Any) -> None:
+    """Create or update the one tuneform comment for KEY on a PR (GITHUB_TOKEN, GITHUB_REPOSITORY)."""
+    from .github import GitHubError, comment_command
+
+    if (pr is None) == (commit is None):
+        raise click.UsageError("pass exactly one of --pr N or --commit SHA")
+    try:
+        result = comment_command(pr, commit, key, file.read(), details_url=details_url)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except GitHubError as exc:
+        _fail(str(exc), "text")
+    click.echo(f"{'created' if result.created else 'updated'} {result.url}")
+
+
+@main.command()
 @click.option("--write", is_flag=True, help="Write it to schema/run.schema.json, where run files point editors.")
 def schema(write: bool) -> None:
     """Print the JSON Schema of a run file (for editors and check-jsonschema)."""
