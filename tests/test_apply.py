@@ -89,6 +89,14 @@ def test_demo_trains_publishes_then_noop_update_and_restore(demo: Repo) -> None:
     log = (demo.path.parent / "registry/tuneform-demo/demo/log.jsonl").read_text().splitlines()
     assert [json.loads(line)["to"] for line in log] == [first["run_key"], history["versions"][1]["run_key"], first["run_key"]]
 
+    # an eval-only change scores the version again without training, once
+    demo.write("runs/demo.yaml", DEMO.replace('">= 0.85"', '">= 0.5"'))
+    result = demo.cli("apply")
+    assert result.exit_code == 0 and "? evaluate" in result.output and "scored again" in result.output
+    assert "step 1/" not in result.output and registry_dirs(demo) == sorted(v["run_key"] for v in history["versions"])
+    assert list((version_dir / "evals").glob("*/report.md")) and (version_dir / "report.md").read_text().count("0.85") >= 1
+    assert demo.json("plan", "--format", "json")[1]["runs"][0]["action"] == "noop"
+
 
 def test_failed_gate_keeps_version_blocks_and_leaves_main(demo: Repo) -> None:
     short = DEMO.replace("num_train_epochs: 3", "max_steps: 2")

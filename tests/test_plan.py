@@ -22,12 +22,12 @@ def branch(repo: Repo) -> None:
     repo.git("checkout", "-q", "-b", "pr")
 
 
-def publish(repo: Repo, key: str, *, status: str = PASSED, main: bool = True, pr: int | None = 12) -> None:
+def publish(repo: Repo, key: str, *, status: str = PASSED, main: bool = True, pr: int | None = 12, eval_hash: str | None = None) -> None:
     """Put a version in the local registry the way apply does (staged folder, then rename)."""
     registry = LocalRegistry(repo.path.parent / "registry")
     staged = registry.staging("acme/support", key)
     (staged / "model").mkdir()
-    manifest = {"run_key": key, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "git": {"commit": "c0ffee", "pr": pr}}
+    manifest = {"run_key": key, "output_repo": "acme/support", "eval_hash": eval_hash, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "git": {"commit": "c0ffee", "pr": pr}}
     registry.publish("acme/support", key, staged, manifest)
     if main:
         registry.set_main("acme/support", key, "test")
@@ -37,7 +37,7 @@ def trained(repo: Repo) -> str:
     """Train (publish) what main asks for, as apply on main would have: the usual PR start."""
     code, plan = plan_json(repo, "runs/support.yaml")
     key = plan["runs"][0]["run_key"]
-    publish(repo, key)
+    publish(repo, key, eval_hash=plan["runs"][0]["eval_hash"])
     return key
 
 
@@ -186,10 +186,17 @@ def test_explicit_path_is_planned_even_without_git_change(repo: Repo) -> None:
     code, plan = plan_json(repo, "runs/support.yaml")
     assert actions(plan) == {"runs/support.yaml": "create"}  # never trained
     key = plan["runs"][0]["run_key"]
-    publish(repo, key)
+    publish(repo, key, eval_hash=plan["runs"][0]["eval_hash"])
     code, plan = plan_json(repo, "runs/support.yaml")
     [run] = plan["runs"]
     assert run["action"] == "noop" and run["reuse"]["version"] == f"run-{key[:12]}"
+
+
+def test_version_never_scored_with_these_evals_is_evaluate(repo: Repo) -> None:
+    code, plan = plan_json(repo, "runs/support.yaml")
+    publish(repo, plan["runs"][0]["run_key"], eval_hash="0" * 64)  # trained under other evals
+    code, plan = plan_json(repo, "runs/support.yaml")
+    assert actions(plan) == {"runs/support.yaml": "evaluate"} and plan["runs"][0]["usd"] == 0
 
 
 def test_revert_is_restore_with_no_cost(repo: Repo) -> None:

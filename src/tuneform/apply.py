@@ -109,4 +109,5 @@ def _apply_one(run: PlannedRun, registry: LocalRegistry, tree: WorkTree, home: P
         return RunOutcome(check.path, run.action, "failed", message, job.id, version.manifest if version else None)
     if version is None:
         return RunOutcome(check.path, run.action, "failed", f"the job finished but published nothing: see {job.log}", job.id)
-    return RunOutcome(check.path, run.action, "done", "trained and published", job.id, version.manifest)
+    message = "scored again with the changed evals" if run.action == "evaluate" else "trained and published"
+    return RunOutcome(check.path, run.action, "done", message, job.id, version.manifest)

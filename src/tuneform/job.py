@@ -93,14 +93,20 @@ def _score(path: str, base: str | None, revision: str | None, chat_template: str
 
 def run_job(bundle_path: Path, registry_home: Path, echo: Echo) -> int:
     """Train, evaluate and publish one bundle; returns the exit code (0 ok, 1 failed or gates)."""
+    from .train.engine import TrainError, train  # imports no ML library yet
+
+    bundle = read_bundle(bundle_path)
+    try:
+        _import_engine_first(bundle)
+    except TrainError as exc:
+        echo(f"error: {exc}")
+        return 1
     from .data import DataError, load_data
     from .evals.runner import compare
     from .evals.suite import GateError, SuiteError
-    from .train.engine import TrainError, train
     from .train.format import FormatError, load_tokenizer, tokenize_all
 
     _quiet_libraries()
-    bundle = read_bundle(bundle_path)
     spec, key, repo = bundle.spec, bundle.key, bundle.run["output_repo"]
     registry = LocalRegistry(registry_home)
     action = bundle.run.get("action", "create")
@@ -158,8 +164,7 @@ def run_job(bundle_path: Path, registry_home: Path, echo: Echo) -> int:
     manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, time.perf_counter() - started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)
-        registry.record_evals(repo, key, str(bundle.run.get("eval_hash")), manifest["evals"])
-        _write_report(registry.version_dir(repo, key), manifest, echo)
+        _write_report(registry.evals_dir(repo, key, str(bundle.run.get("eval_hash"))), manifest, echo)
         return 0 if table.passed else 1
     _write_report(staging, manifest, echo)
     version = registry.publish(repo, key, staging, manifest)
@@ -226,6 +231,16 @@ def _write_report(folder: Path, manifest: dict[str, Any], echo: Echo) -> None:
 
     write_run_report(manifest, folder)
     echo(render_run(manifest, "text", color=sys.stdout.isatty()))
+
+
+def _import_engine_first(bundle: Bundle) -> None:
+    """Unsloth must be imported before transformers, trl and peft (it patches them on import):
+    choosing the engine first imports it when it will be used."""
+    import torch
+
+    from .train.engine import choose_engine
+
+    choose_engine(bundle.spec.compute.engine, cuda=torch.cuda.is_available())
 
 
 def _quiet_libraries() -> None:

@@ -71,6 +71,7 @@ class PlannedRun:
             "action": self.action,
             "run_key": run.key,
             "base_run_key": self.base.key if self.base else None,
+            "eval_hash": run.eval_hash,
             "base_path": self.base.path if self.base else None,
             "backend": run.backend,
             "output_repo": run.output_repo,
@@ -228,6 +229,9 @@ def _decide(head: RunCheck | None, base: RunCheck | None, registry_for: Registry
     in_scope = changed or explicit
     same_key = base is not None and base.key == head.key
     version, main, state = _lookup(head, base, registry_for)
+    if version is not None:
+        # the registry knows which evals scored this version: that, not git, says whether to score again
+        evals_changed = not _scored_with(registry_for(head.backend), version, head.eval_hash)
     if state != "read":
         # registry not readable (a private Hub repo in a tokenless PR job): git alone decides
         if not in_scope:
@@ -246,6 +250,14 @@ def _decide(head: RunCheck | None, base: RunCheck | None, registry_for: Registry
     if version is not None:
         return PlannedRun("evaluate" if evals_changed else "noop", head, base, version, state)
     return PlannedRun("update" if base is not None and not same_key else "create", head, base, registry_state=state)
+
+
+def _scored_with(registry: Registry | None, version: Version, eval_hash: str | None) -> bool:
+    """Whether this version has scores under these evals: at training time or by an evaluate."""
+    if version.manifest.get("eval_hash") == eval_hash:
+        return True
+    repo = version.manifest.get("output_repo")
+    return bool(registry is not None and repo and eval_hash and registry.has_evals(repo, version.key, eval_hash))
 
 
 def _lookup(head: RunCheck, base: RunCheck | None, registry_for: RegistryFor) -> tuple[Version | None, str | None, str]:

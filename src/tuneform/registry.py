@@ -65,6 +65,8 @@ class Registry(Protocol):
 
     def versions(self, repo: str) -> list[Version]: ...
 
+    def has_evals(self, repo: str, key: str, eval_hash: str) -> bool: ...
+
 
 def default_home(repo_root: Path, configured: str | None = None) -> Path:
     """$TUNEFORM_HOME, else [tool.tuneform] registry, else <repo>/.tuneform."""
@@ -115,14 +117,13 @@ class LocalRegistry:
     def model_dir(self, repo: str, key: str) -> Path:
         return self.version_dir(repo, key) / "model"
 
-    def record_evals(self, repo: str, key: str, eval_hash: str, evals: dict[str, Any]) -> None:
-        """Scores of an existing version under changed evals (action evaluate): kept beside the
+    def evals_dir(self, repo: str, key: str, eval_hash: str) -> Path:
+        """Scores of an existing version under changed evals (action evaluate) live beside the
         immutable manifest, keyed by the evals' hash (DESIGN: evals are keyed model key + suites)."""
-        folder = self.version_dir(repo, key) / "evals"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{eval_hash}.tmp"
-        tmp.write_text(json.dumps(evals, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, folder / f"{eval_hash}.json")
+        return self.version_dir(repo, key) / "evals" / eval_hash
+
+    def has_evals(self, repo: str, key: str, eval_hash: str) -> bool:
+        return (self.evals_dir(repo, key, eval_hash) / "report.json").is_file()
 
     def publish(self, repo: str, key: str, staged: Path, manifest: dict[str, Any]) -> Version:
         """Move a finished folder (holding model/) into place with its manifest, atomically.
