@@ -380,3 +380,25 @@ def test_comment_command_without_a_pr(github_env: FakeGitHub, sleeps: list[float
     github_env.add_commit(OTHER_SHA)
     with GitHub(sleep=sleeps.append, association_wait=5) as gh, pytest.raises(PullRequestNotFound, match="no pull request is associated"):
         comment_command(None, OTHER_SHA, "results", "x", github=gh)
+
+
+def test_comment_command_through_the_cli(fake_github, github_env, tmp_path) -> None:
+    """The CLI wiring: exit codes and JSON, against the local GitHub server."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from tuneform.cli import main
+
+    fake_github.add_pr(7, title="Add a run")
+    body = tmp_path / "plan.md"
+    body.write_text("### tuneform plan\n")
+    first = CliRunner().invoke(main, ["comment", "--pr", "7", "--key", "plan", str(body), "--format", "json"])
+    assert first.exit_code == 0, first.output
+    created = _json.loads(first.output)
+    assert created["created"] is True
+    second = CliRunner().invoke(main, ["comment", "--pr", "7", "--key", "plan", str(body), "--format", "json"])
+    assert _json.loads(second.output)["id"] == created["id"] and _json.loads(second.output)["created"] is False
+    assert len(fake_github.comments(7)) == 1
+    usage = CliRunner().invoke(main, ["comment", "--key", "plan", str(body)])
+    assert usage.exit_code == 2 and "exactly one of --pr" in usage.output

@@ -245,3 +245,10 @@ def test_unknown_base_is_a_clear_error(repo: Repo) -> None:
     assert "unknown git revision 'no-such-ref'" in result.output
     code, payload = repo.json("plan", "--base", "no-such-ref", "--format", "json")
     assert code == 1 and payload["ok"] is False and "no-such-ref" in payload["error"]
+
+
+def test_all_zero_base_means_everything_is_new(repo: Repo) -> None:
+    """GitHub's `before` on a branch's first push is 40 zeros: every run is a create."""
+    code, plan = plan_json(repo, "--base", "0" * 40)
+    assert code == 0 and actions(plan) == {"runs/support.yaml": "create"}
+    assert plan["max_usd_per_pr"] == 30  # settings come from the working tree when the base has none

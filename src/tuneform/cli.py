@@ -300,22 +300,31 @@ def status(run_or_job: str, fmt: str) -> None:
 @main.command()
 @click.argument("run_or_job")
 @click.option("--tail", "lines", type=int, default=None, help="Only the last N lines.")
-def logs(run_or_job: str, lines: int | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
     """Print the log of the latest job of a run (or of a job id)."""
     from .backends import local
 
-    for line in local.tail(_jobs(run_or_job, "text"), lines):
+    found = _jobs(run_or_job, fmt)
+    if fmt == "json":
+        _emit_json({"id": found.id, "lines": list(local.tail(found, lines))})
+        return
+    for line in local.tail(found, lines):
         click.echo(line)
 
 
 @main.command()
 @click.argument("run_or_job")
-def cancel(run_or_job: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def cancel(run_or_job: str, fmt: str) -> None:
     """Stop the latest job of a run (or a job id); nothing is published."""
     from .backends import local
 
-    found = _jobs(run_or_job, "text")
-    if local.cancel(found):
+    found = _jobs(run_or_job, fmt)
+    canceled = local.cancel(found)
+    if fmt == "json":
+        _emit_json({"id": found.id, "canceled": canceled, "stage": found.stage})
+    elif canceled:
         click.echo(f"canceled {found.id}")
     else:
         click.echo(f"{found.id} had already ended ({found.stage})")
@@ -326,8 +335,9 @@ def cancel(run_or_job: str) -> None:
 @click.option("--commit", default=None, help="A merge commit: the comment goes on the PR it came from.")
 @click.option("--key", required=True, help="Which sticky comment (e.g. plan, results): one per key per PR.")
 @click.option("--details-url", default=None, help="Where the full report lives (linked when the body is trimmed).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, file: Any) -> None:
+def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, fmt: str, file: Any) -> None:
     """Create or update the one tuneform comment for KEY on a PR (GITHUB_TOKEN, GITHUB_REPOSITORY)."""
     from .github import GitHubError, comment_command
 
@@ -338,8 +348,11 @@ def comment(pr: int | None, commit: str | None, key: str, details_url: str | Non
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except GitHubError as exc:
-        _fail(str(exc), "text")
-    click.echo(f"{'created' if result.created else 'updated'} {result.url}")
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json({"ok": True, "id": result.id, "url": result.url, "created": result.created})
+    else:
+        click.echo(f"{'created' if result.created else 'updated'} {result.url}")
 
 
 @main.command()
@@ -360,14 +373,18 @@ def schema(write: bool) -> None:
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @click.option("--namespace", default=None, help="Hub namespace for output repos (default: none, set it later).")
-def init(directory: str, namespace: str | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def init(directory: str, namespace: str | None, fmt: str) -> None:
     """Scaffold a training repository: runs/, evals/, data/ and [tool.tuneform] settings."""
     from .scaffold import ScaffoldError, scaffold
 
     try:
         written = scaffold(Path(directory), namespace=namespace)
     except ScaffoldError as exc:
-        _fail(str(exc), "text")
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json({"ok": True, "created": written})
+        return
     for path in written:
         click.echo(f"created {path}")
     click.echo("next: tuneform validate && tuneform plan")

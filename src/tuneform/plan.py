@@ -8,6 +8,7 @@ already trained, which turns a revert into `restore` and a re-run into `noop`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from .sizing import usd_text
 from .trees import GitTree, Tree, TreeError, WorkTree, default_base, resolve_rev
 
 PLAN_SCHEMA_VERSION = 1
+# `--base 0000...0` (GitHub's `before` of a first push) compares with git's empty tree.
+NO_BASE = re.compile(r"^0{40}$")
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ACTIONS = ("create", "update", "noop", "delete", "restore", "evaluate", "blocked", "invalid")
 # Actions that spend GPU time (evaluate scores the existing model again).
 TRAINING_ACTIONS = ("create", "update")
@@ -156,7 +160,10 @@ def make_plan(
     pull request cannot raise its own limits.
     """
     hub = hub or HubResolver()
-    base_rev = resolve_rev(root, base) if base else default_base(root)
+    if base is not None and NO_BASE.match(base):
+        base_rev = EMPTY_TREE  # a first push (GitHub's all-zero "before"): every run is new
+    else:
+        base_rev = resolve_rev(root, base) if base else default_base(root)
     base_tree = GitTree(root, base_rev, label=base or base_rev[:12])
     head_tree = WorkTree(root)
     problems: list[Problem] = []
