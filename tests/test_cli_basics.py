@@ -100,3 +100,23 @@ def test_validate_and_plan_never_import_training_libraries(repo: Repo) -> None:
     proc = subprocess.run([sys.executable, "-c", script], cwd=repo.path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_preview_marks_exactly_the_trained_span() -> None:
+    """The demo trains only the assistant label and its end-of-turn token."""
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        text = CliRunner().invoke(main, ["preview", "runs/demo.yaml", "-n", "1"])
+        data = CliRunner().invoke(main, ["preview", "runs/demo.yaml", "-n", "2", "--format", "json"])
+    finally:
+        os.chdir(cwd)
+    assert text.exit_code == 0, text.output
+    assert "⟦billing<|im_end|>⟧" in text.output and "data/support.jsonl row 1" in text.output
+    samples = json.loads(data.output)
+    assert [s["row"] for s in samples] == [1, 2]
+    first = samples[0]
+    [(start, end)] = first["trained_spans"]
+    assert first["text"][start:end] == "billing<|im_end|>" and first["trained_tokens"] == 2

@@ -269,10 +269,12 @@ def preview(run: Path, count: int, fmt: str) -> None:
     from rich.console import Console
 
     console = Console(highlight=False)
+    style = "rich" if console.is_terminal else "brackets"  # ⟦ ⟧ survive pipes and logs
     for sample in samples:
-        console.rule(f"{sample.source} row {sample.row}")
-        console.print(sample.as_rich())
-    console.print("[reverse]highlighted[/] text is trained; the rest is context only")
+        console.rule(f"{sample.source} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
+        console.print(sample.marked(style), markup=style == "rich")
+    console.print("[bold green]green[/] text is trained; the rest is context only" if style == "rich"
+                  else "text inside ⟦ ⟧ is trained; the rest is context only", markup=style == "rich")
 
 
 def _jobs(ref: str, fmt: str) -> Any:
