@@ -155,11 +155,12 @@ class Calibration:
     trl_checkpoint_kept_widths: float = 1.0
     # Logits bytes per vocabulary entry per token at the loss. Unsloth's fused cross-entropy
     # never holds the full logits (its batch-8 checkpointed peak, 3.0 GiB, has no room for the
-    # 1.05 GiB of bf16 logits). trl 1.14 goes through transformers' loss: bf16 logits 2 + the
-    # fp32 upcast 4 + fp32 log-softmax kept for backward 4. (trl 1.15's fused LM head, which
-    # the reference measured, holds none: tests pass 0.0 to compare with those rows.)
+    # 1.05 GiB of bf16 logits). tuneform's trl engine trains with loss_type chunked_nll
+    # (train/engine.py), which holds no full logits either: bench/results/gpu-2026-11-28.md
+    # measured 4.6 GiB for TRL batch 8 where 10 bytes/entry predicted 15.0. (Plain
+    # transformers' loss would hold bf16 2 + fp32 upcast 4 + fp32 log-softmax 4 = 10 bytes.)
     unsloth_logits_bytes: float = 0.0
-    trl_logits_bytes: float = 10.0
+    trl_logits_bytes: float = 0.0
     # Allocator slack, cuBLAS workspaces, fused-loss chunks: Unsloth's batch-8 unpacked peak
     # 7.2 GiB minus the modelled weights (2.30), LoRA state (0.17) and activations (~4.3).
     gpu_fixed_overhead_gb: float = 0.45
@@ -182,8 +183,9 @@ class Calibration:
     download_mb_per_s: float = 100.0
     # Assumption: reading weights into GPU memory (and quantising them for QLoRA).
     load_mb_per_s: float = 500.0
-    # reference: "compile warm-up (minutes)" -- Unsloth patches and compiles kernels at start.
-    unsloth_warmup_s: float = 90.0
+    # Unsloth patches and compiles kernels at start: 36-56 s measured on the H200 through
+    # tuneform job (bench/results/gpu-2026-11-28.md); 60 s keeps a margin.
+    unsloth_warmup_s: float = 60.0
     # Assumption: CUDA init and first-step warm-up for plain TRL on a GPU.
     trl_warmup_s: float = 15.0
     # Assumption: tokenising with the `tokenizers` Rust backend via datasets.map.
