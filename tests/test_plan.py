@@ -252,3 +252,19 @@ def test_all_zero_base_means_everything_is_new(repo: Repo) -> None:
     code, plan = plan_json(repo, "--base", "0" * 40)
     assert code == 0 and actions(plan) == {"runs/support.yaml": "create"}
     assert plan["max_usd_per_pr"] == 30  # settings come from the working tree when the base has none
+
+
+def test_budget_label_in_the_event_approves_an_over_budget_plan(repo: Repo, tmp_path, monkeypatch) -> None:
+    """The approval comes from the PR's labels in the event payload, not from the PR's files."""
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace("r: 8", "r: 16") + "budget: {max_usd: 0.001}\n")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 3, "labels": [{"name": "documentation"}]}}))
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+    code, plan = plan_json(repo, "--backend", "hf-jobs")
+    assert code == 1 and plan["runs"][0]["budget_ok"] is False  # another label approves nothing
+    event.write_text(json.dumps({"pull_request": {"number": 3, "labels": [{"name": "budget-approved"}]}}))
+    code, plan = plan_json(repo, "--backend", "hf-jobs")
+    [run] = plan["runs"]
+    assert code == 0 and plan["ok"] and run["budget_ok"] and run["errors"] == []
+    assert any("approved by the 'budget-approved' label" in w["message"] for w in run["warnings"])

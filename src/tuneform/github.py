@@ -579,20 +579,33 @@ def _pick_pull(pulls: list[dict[str, Any]], sha: str) -> int | None:
     return None
 
 
-def _event_title(sha: str) -> str | None:
-    """The push event's head commit message when that commit is `sha` (a squash title guess)."""
+def _event() -> dict[str, Any]:
+    """The workflow's event payload (`GITHUB_EVENT_PATH`), or {} outside Actions or when unreadable."""
     path = os.environ.get("GITHUB_EVENT_PATH")
     if not path:
-        return None
+        return {}
     try:
         with open(path, encoding="utf-8") as f:
             event = json.load(f)
-        head = event.get("head_commit") or {}
-        if str(head.get("id", "")).lower() == sha.strip().lower():
-            return str(head.get("message") or "") or None
-    except (OSError, ValueError, AttributeError):
-        return None
+    except (OSError, ValueError):
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _event_title(sha: str) -> str | None:
+    """The push event's head commit message when that commit is `sha` (a squash title guess)."""
+    head = _event().get("head_commit") or {}
+    if isinstance(head, dict) and str(head.get("id", "")).lower() == sha.strip().lower():
+        return str(head.get("message") or "") or None
     return None
+
+
+def event_labels() -> list[str]:
+    """Labels of the pull request in the event payload: what a PR's files cannot forge (an
+    approval label must be set by someone with triage rights on the repository)."""
+    pull = _event().get("pull_request") or {}
+    labels = pull.get("labels") if isinstance(pull, dict) else None
+    return [str(label["name"]) for label in labels or [] if isinstance(label, dict) and "name" in label]
 
 
 def _actions_run_url() -> str | None:

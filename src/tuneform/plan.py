@@ -9,7 +9,7 @@ already trained, which turns a revert into `restore` and a re-run into `noop`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class PlannedRun:
     reuse: Version | None = None
     registry_state: str = "unknown"  # "read", "unknown" (not readable), or an error message
     budget_problems: list[Problem] = field(default_factory=list)
+    approved: list[Problem] = field(default_factory=list)  # over budget, approved by the PR's label
 
     @property
     def check(self) -> RunCheck:
@@ -68,7 +69,7 @@ class PlannedRun:
         run = self.check
         sizing = self.head.sizing if self.head else None
         estimate = sizing.estimate if sizing else None
-        problems = (self.head.problems if self.head else []) + self.budget_problems
+        problems = (self.head.problems if self.head else []) + self.budget_problems + self.approved
         return {
             "path": run.path,
             "name": run.name,
@@ -117,7 +118,7 @@ class Plan:
     @property
     def ok(self) -> bool:
         """False when any run is invalid or over budget, or the plan as a whole is over budget."""
-        return not self.problems and all(r.action != "invalid" and r.budget_ok for r in self.runs)
+        return not any(p.severity == "error" for p in self.problems) and all(r.action != "invalid" and r.budget_ok for r in self.runs)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +130,7 @@ class Plan:
             "max_usd_per_pr": self.settings.max_usd_per_pr,
             "ok": self.ok,
             "errors": [p.as_json() for p in self.problems if p.severity == "error"],
+            "warnings": [p.as_json() for p in self.problems if p.severity == "warning"],
         }
 
 
@@ -151,6 +153,7 @@ def make_plan(
     registry_for: RegistryFor = lambda backend: None,
     backend: str | None = None,
     hub: HubResolver | None = None,
+    labels: tuple[str, ...] | list[str] = (),
 ) -> Plan:
     """Compare runs at `base` (default: merge base with main) with the working tree.
 
@@ -187,7 +190,7 @@ def make_plan(
         if missing not in heads and missing not in bases:
             problems.append(Problem(f"{missing}: no such run file"))
     plan = Plan(base_rev, runs, settings, problems)
-    _apply_budgets(plan, settings)
+    _apply_budgets(plan, settings, approved=settings.budget_label in labels)
     return plan
 
 
@@ -287,12 +290,25 @@ def _lookup(head: RunCheck, base: RunCheck | None, registry_for: RegistryFor) ->
     return None, None, "read"
 
 
-def _apply_budgets(plan: Plan, settings: Settings) -> None:
-    """Per-run caps only bind actions that train; the PR cap binds the plan's total."""
+def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
+    """Per-run caps only bind actions that train; the PR cap binds the plan's total.
+
+    A PR carrying the repository's approval label (read from the event, never from files the PR
+    controls) turns the over-budget errors into warnings that say who approved them.
+    """
+    problems: list[Problem] = []
     for run in plan.runs:
         if run.action in TRAINING_ACTIONS and run.head is not None:
             run.budget_problems = list(run.head.budget_problems)
     cap = settings.max_usd_per_pr
     if cap is not None and plan.total_usd > cap:
-        plan.problems.append(Problem(
+        problems.append(Problem(
             f"this plan's runs total {usd_text(plan.total_usd)}, over [tool.tuneform] max_usd_per_pr ({usd_text(cap)}): split the change or get it approved (label '{settings.budget_label}')"))
+    if not approved:
+        plan.problems.extend(problems)
+        return
+    note = f" (approved by the '{settings.budget_label}' label)"
+    for run in plan.runs:
+        run.approved = [replace(p, message=p.message + note, severity="warning") for p in run.budget_problems]
+        run.budget_problems = []
+    plan.problems.extend(replace(p, message=p.message + note, severity="warning") for p in problems)

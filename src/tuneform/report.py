@@ -150,7 +150,7 @@ def _problems(plan: Plan) -> Iterable[tuple[str, Problem]]:
         if run.head:
             for p in run.head.problems:
                 yield run.head.path, p
-        for p in run.budget_problems:
+        for p in run.budget_problems + run.approved:
             yield run.check.path, p
     for p in plan.problems:
         yield "plan", p
