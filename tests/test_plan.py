@@ -268,3 +268,22 @@ def test_budget_label_in_the_event_approves_an_over_budget_plan(repo: Repo, tmp_
     [run] = plan["runs"]
     assert code == 0 and plan["ok"] and run["budget_ok"] and run["errors"] == []
     assert any("approved by the 'budget-approved' label" in w["message"] for w in run["warnings"])
+
+
+def test_plan_shows_duplicates_leakage_and_overlong_rows_with_row_numbers(repo: Repo) -> None:
+    """Issue 7's new-user trial: three data problems, all in the plan, each with its rows."""
+    branch(repo)
+    rows = [json.loads(line) for line in (repo.path / "data/chat.jsonl").read_text().splitlines()]
+    rows.append(dict(rows[0]))  # an exact duplicate of line 1, at line 41
+    rows.append({"messages": [{"role": "user", "content": "eval 1"}, {"role": "assistant", "content": "billing"}]})  # suite row r1, line 42
+    rows.append({"messages": [{"role": "user", "content": "word " * 900}, {"role": "assistant", "content": "billing"}]})  # line 43
+    repo.write("data/chat.jsonl", jsonl(rows))
+    code, plan = plan_json(repo)
+    [run] = plan["runs"]
+    findings = {f["rule"]: f for f in run["data"]["findings"]}
+    assert {"duplicates", "leakage", "truncated"} <= set(findings)
+    assert 41 in [r["row"] for r in findings["duplicates"]["rows"]]
+    assert 42 in [r["row"] for r in findings["leakage"]["rows"]] and "r1" in findings["leakage"]["eval_ids"]
+    assert [r["row"] for r in findings["truncated"]["rows"]] == [43]
+    markdown = repo.cli("plan", "--format", "markdown").output
+    assert "### Data checks" in markdown and "<details>" in markdown

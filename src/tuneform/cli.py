@@ -135,7 +135,10 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
     from .backends import registry_for
     from .plan import make_plan
 
-    return make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub)
+    from .github import event_labels
+
+    return make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub,
+                     labels=event_labels())
 
 
 @main.command()
@@ -355,6 +358,23 @@ def comment(pr: int | None, commit: str | None, key: str, details_url: str | Non
         _emit_json({"ok": True, "id": result.id, "url": result.url, "created": result.created})
     else:
         click.echo(f"{'created' if result.created else 'updated'} {result.url}")
+
+
+@main.group()
+def data() -> None:
+    """Training data: quality checks before anything trains."""
+
+
+@data.command("check")
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def data_check(run: str, fmt: str) -> None:
+    """Rows, tokens, lengths, duplicates, broken rows, leakage into evals; exit 1 on a failing rule."""
+    from .datacheck import data_check_command
+
+    out, code = data_check_command(_root(), run, fmt)
+    click.echo(out, nl=False)
+    sys.exit(code)
 
 
 @main.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .check import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
+from .datacheck import DataSection, plan_data_section
 from .diagnostics import Problem
 from .registry import FAILED_GATES, Registry, RegistryError, Version
 from .resolve import HubResolver
@@ -106,6 +107,7 @@ class Plan:
     runs: list[PlannedRun]
     settings: Settings
     problems: list[Problem] = field(default_factory=list)
+    data: DataSection | None = None  # data checks of the runs that train
 
     @property
     def total_usd(self) -> float:
@@ -118,13 +120,16 @@ class Plan:
     @property
     def ok(self) -> bool:
         """False when any run is invalid or over budget, or the plan as a whole is over budget."""
-        return not any(p.severity == "error" for p in self.problems) and all(r.action != "invalid" and r.budget_ok for r in self.runs)
+        return (not any(p.severity == "error" for p in self.problems)
+                and all(r.action != "invalid" and r.budget_ok for r in self.runs)
+                and not (self.data and self.data.failed))
 
     def as_json(self) -> dict[str, Any]:
+        reports = self.data.reports if self.data else {}
         return {
             "schema_version": PLAN_SCHEMA_VERSION,
             "base": self.base_rev,
-            "runs": [r.as_json() for r in self.runs],
+            "runs": [r.as_json() | {"data": reports[r.check.path].as_json() if r.check.path in reports else None} for r in self.runs],
             "total_usd": round(self.total_usd, 4),
             "base_total_usd": round(self.base_total_usd, 4),
             "max_usd_per_pr": self.settings.max_usd_per_pr,
@@ -191,6 +196,7 @@ def make_plan(
             problems.append(Problem(f"{missing}: no such run file"))
     plan = Plan(base_rev, runs, settings, problems)
     _apply_budgets(plan, settings, approved=settings.budget_label in labels)
+    plan.data = plan_data_section(plan.runs, root, base_rev, settings)
     return plan
 
 

@@ -188,6 +188,8 @@ def render_plan_text(plan: Plan) -> str:
     total = f"Total: {fmt_usd(plan.total_usd)}" + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
     counts = ", ".join(f"{sum(1 for r in plan.runs if r.action == a)} to {a}" for a in ("create", "update", "restore", "evaluate", "delete") if any(r.action == a for r in plan.runs))
     console.print(total + (f" ({counts})" if counts else ""))
+    if plan.data and plan.data.reports:
+        console.print(plan.data.render("text"), markup=False, highlight=False)
     if not plan.ok:
         console.print("Plan is not applicable: fix the errors above.", style="bold red")
     return buffer.getvalue()
@@ -221,5 +223,7 @@ def render_plan_markdown(plan: Plan) -> str:
         out += ["", "**Errors**", ""] + [f"- `{_md_escape(_where(path, p))}` {_md_escape((p.field + ': ') if p.field else '')}{_md_escape(p.message)}" for path, p in errors]
     if warnings:
         out += ["", "<details><summary>Warnings</summary>", ""] + [f"- `{_md_escape(_where(path, p))}` {_md_escape(p.message)}" for path, p in warnings] + ["", "</details>"]
+    if plan.data and plan.data.reports:
+        out += ["", plan.data.render("markdown")]
     out.append("")
     return "\n".join(out)

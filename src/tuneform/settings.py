@@ -8,11 +8,12 @@ PR cannot raise its own budget.
 from __future__ import annotations
 
 import tomllib
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .diagnostics import Problem, did_you_mean
+from .spec import DataPolicy
 
 PYPROJECT = "pyproject.toml"
 
@@ -30,6 +31,7 @@ class Settings(BaseModel):
     trust_remote_code: list[str] = Field(default_factory=list, description="Model ids allowed to set trust_remote_code.")
     budget_label: str = Field("budget-approved", description="PR label that approves a plan over budget.")
     registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
+    data_policy: DataPolicy = Field(default_factory=DataPolicy, description="Data-check thresholds for every run: rule = {max, level}, e.g. duplicates = {max = 0.05, level = \"fail\"}.")
 
 
 class SettingsError(Exception):
@@ -54,7 +56,22 @@ def parse_settings(text: str | bytes | None) -> Settings:
         first = exc.errors(include_url=False)[0]
         key = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
-            message = f"[tool.tuneform] unknown key '{key}'{did_you_mean(key, Settings.model_fields)}"
+            last = str(first["loc"][-1])
+            message = f"[tool.tuneform] unknown key '{key}'{did_you_mean(last, _fields_at(first['loc'][:-1]))}"
         else:
-            message = f"[tool.tuneform] {key}: {first['msg']}"
+            message = f"[tool.tuneform] {key}: {first['msg'].removeprefix('Value error, ')}"
         raise SettingsError(Problem(message, field=f"tool.tuneform.{key}")) from None
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Keys allowed at `loc` inside [tool.tuneform] (data_policy.duplicates...), for did-you-mean."""
+    model: Any = Settings
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        model = next((a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)

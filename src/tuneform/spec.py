@@ -182,6 +182,61 @@ Source = Annotated[
 ]
 
 
+# Data-check rules a policy can tune and their defaults (max: a fraction of the rows concerned,
+# level). Kept next to the schema so the run-file reference states them; datacheck.py applies them.
+DATA_RULE_DEFAULTS: dict[str, tuple[float, Literal["off", "warn", "fail"]]] = {
+    "unparsable": (0.0, "warn"),
+    "non_text": (0.0, "warn"),
+    "missing_assistant": (0.0, "warn"),
+    "empty_turns": (0.0, "warn"),
+    "role_order": (0.0, "warn"),
+    "encoding": (0.0, "warn"),
+    "duplicates": (0.05, "warn"),
+    "truncated": (0.10, "warn"),
+    "leakage": (0.0, "warn"),
+}
+
+
+class RuleLimit(_Section):
+    """A data-check threshold: when more than `max` of the rows is affected, findings are reported at `level`."""
+
+    max: float | None = Field(None, ge=0, le=1, description="Largest tolerated fraction of the rows (0 to 1; 0: none); default per rule.")
+    level: Literal["off", "warn", "fail"] | None = Field(None, description="off: not reported; warn: reported; fail: the plan fails.")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """YAML reads an unquoted `off` as false: take it as the level it was meant to be."""
+        return "off" if value is False else value
+
+    @field_validator("max", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        """`max: 5` most likely means 5%: say how to write it rather than only "<= 1"."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1:
+            raise ValueError(f"{value} is over 1: max is a fraction of the rows (write {value / 100:g} for {value:g}%)")
+        return value
+
+
+def _rule(name: str, meaning: str) -> Any:
+    most, level = DATA_RULE_DEFAULTS[name]
+    return Field(None, description=f"{meaning} Default: {{max: {most:g}, level: {level}}}.")
+
+
+class DataPolicy(_Section):
+    """Data-check thresholds, each {max, level}; a run's policy applies over [tool.tuneform.data_policy], which it may tighten but never relax where the repository says fail."""
+
+    unparsable: RuleLimit | None = _rule("unparsable", "Rows that are not JSON objects or lack or misshape a required field (the job drops them).")
+    non_text: RuleLimit | None = _rule("non_text", "Rows whose content is not text: images, numbers, null (the job drops them).")
+    missing_assistant: RuleLimit | None = _rule("missing_assistant", "Rows without an assistant turn (completion, output): nothing to learn.")
+    empty_turns: RuleLimit | None = _rule("empty_turns", "Rows with an empty or whitespace-only turn.")
+    role_order: RuleLimit | None = _rule("role_order", "Rows whose turns are out of order: assistant first, system not first, two user or assistant turns in a row, a tool turn not after the assistant, a user turn last.")
+    encoding: RuleLimit | None = _rule("encoding", "Rows with control characters, U+FFFD or mojibake such as 'Ã©'.")
+    duplicates: RuleLimit | None = _rule("duplicates", "Rows repeating an earlier row, ignoring case, spacing and punctuation.")
+    truncated: RuleLimit | None = _rule("truncated", "Rows longer than model.max_seq_length.")
+    leakage: RuleLimit | None = _rule("leakage", "Eval prompts (suites, eval split, eval sources) also found in the training data; a fraction of the eval rows.")
+
+
 class DataSpec(_Section):
     """What the model is trained and validated on."""
 
@@ -189,6 +244,7 @@ class DataSpec(_Section):
     eval: list[Source] = Field(default_factory=list, description="Explicit held-out sources (instead of eval_split).")
     eval_split: float | None = Field(None, gt=0, lt=0.5, description="Fraction of train held out for eval loss; default 0.05 when no eval sources are given.")
     max_bad_rows: float = Field(0.01, ge=0, le=0.5, description="Fraction of malformed rows tolerated (dropped and reported) before the run fails.")
+    policy: DataPolicy = Field(default_factory=DataPolicy, description="Data-check thresholds for this run (not part of the run key).")
 
     @model_validator(mode="after")
     def _split(self) -> DataSpec:
@@ -581,6 +637,8 @@ def canonical(spec: RunSpec, resolved: Resolved) -> dict[str, Any]:
         out.pop("path", None)  # a moved file with the same bytes trains the same model
         return out
 
+    # data.policy only judges the data (see datacheck.py), so it is left out: a stricter or
+    # looser policy trains the same model.
     data = {
         "train": [source(s) for s in spec.data.train],
         "eval": [source(s) for s in spec.data.eval],
