@@ -61,6 +61,15 @@ evals:
 """
 
 
+def sub(*pairs: str, text: str = RUN) -> str:
+    """RUN with each (old, new) pair replaced once; fails loudly when `old` is not there."""
+    assert len(pairs) % 2 == 0
+    for old, new in zip(pairs[::2], pairs[1::2]):
+        assert text.count(old) == 1, f"{old!r} is not exactly once in the run"
+        text = text.replace(old, new)
+    return text
+
+
 def jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in rows)
 

@@ -17,7 +17,7 @@ import re
 import jsonschema
 import pytest
 
-from conftest import RUN, SETTINGS, Repo
+from conftest import RUN, SETTINGS, Repo, sub
 from tuneform import yamlsafe
 from tuneform.check import check_run
 from tuneform.resolve import HubResolver
@@ -28,14 +28,6 @@ from tuneform.trees import WorkTree
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 SHA = "93efa2f097d58c2a74874c7e644dbc9b0cee75a2"
 OTHER_SHA = "0123456789abcdef0123456789abcdef01234567"
-
-
-def sub(*pairs: str, text: str = RUN) -> str:
-    assert len(pairs) % 2 == 0
-    for old, new in zip(pairs[::2], pairs[1::2]):
-        assert text.count(old) == 1, f"{old!r} is not exactly once in the run"
-        text = text.replace(old, new)
-    return text
 
 
 def plan_key(repo: Repo, text: str, path: str = "runs/support.yaml") -> str:

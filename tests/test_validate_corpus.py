@@ -36,7 +36,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from conftest import RUN, SETTINGS, Repo
+from conftest import RUN, SETTINGS, Repo, sub
 
 RUN_PATH = "runs/x.yaml"
 MODEL_BLOCK = (
@@ -49,15 +49,6 @@ LFS_POINTER = (
     "size 12345\n"
 )
 SETTINGS_NO_NAMESPACE = "[tool.tuneform]\ndefault_backend = \"local\"\n"
-
-
-def sub(*pairs: str, text: str = RUN) -> str:
-    """RUN with each (old, new) pair replaced once; fails loudly when `old` is not there."""
-    assert len(pairs) % 2 == 0
-    for old, new in zip(pairs[::2], pairs[1::2]):
-        assert text.count(old) == 1, f"{old!r} is not exactly once in the run"
-        text = text.replace(old, new)
-    return text
 
 
 @dataclass

@@ -21,6 +21,7 @@ same run file and data always train on the same rows in the same split.
 from __future__ import annotations
 
 import csv
+import io
 import difflib
 import json
 import random
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.spec import HubSource, LocalSource, RunSpec
+from tuneform.trees import is_lfs_pointer
 
 ROLES = ("system", "user", "assistant", "tool")
 # ShareGPT's `from` values, and the OpenAI names some ShareGPT exports use instead.
@@ -98,10 +100,17 @@ class _RowProblem(Exception):
 
 
 @dataclass(frozen=True)
-class _Row:
-    number: int
+class Row:
+    """One row of a file as read, before it is checked against the run's format."""
+
+    number: int  # the file's line (JSONL) or 1-based data row (JSON array, CSV, Parquet)
     record: dict[str, Any] | None  # None when the row could not be parsed; then `error` says why
     error: str | None = None
+    raw: str = ""  # the line as written, for JSONL (samples and duplicate hashing of bad rows)
+
+
+class UnreadableFile(Exception):
+    """A whole file cannot be read as rows; the message says why (without the file's name)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,75 +202,82 @@ def _parse_fix(unit: str) -> str:
 # Reading files and Hub datasets into rows
 
 
-def _read_local(repo_root: Path, rel: str) -> tuple[str, list[_Row]]:
+def _read_local(repo_root: Path, rel: str) -> tuple[str, list[Row]]:
     """Rows of a repository file, numbered as the file's reader would see them."""
     path = repo_root / rel
     if not path.is_file():
         raise DataError(f"{rel}: file not found (data paths are relative to the repository root, {repo_root})")
-    suffix = path.suffix.lower()
+    try:
+        return parse_rows(path.read_bytes(), rel)
+    except UnreadableFile as exc:
+        raise DataError(f"{rel}: {exc}") from None
+
+
+def parse_rows(data: bytes, rel: str) -> tuple[str, list[Row]]:
+    """Rows of a data file's bytes and how they are numbered ("line" or "row").
+
+    The one reader of training files: the job and the plan's data check both use it, so a row
+    number in a plan comment is the row the job will report. Raises UnreadableFile.
+    """
+    if is_lfs_pointer(data[:100]):
+        raise UnreadableFile("the file is a Git LFS pointer, not the data: check out with LFS (actions/checkout with lfs: true)")
+    suffix = Path(rel).suffix.lower()
+    text = data.decode("utf-8", errors="replace") if suffix in (".jsonl", ".json", ".csv") else ""
     if suffix == ".jsonl":
-        return "line", _read_jsonl(path)
+        return "line", _jsonl_rows(text)
     if suffix == ".json":
-        return _read_json(path, rel)
-    if suffix == ".csv":
-        return "row", _read_csv(path, rel)
-    if suffix == ".parquet":
-        return "row", _read_parquet(path, rel)
-    raise DataError(f"{rel}: unknown file type '{suffix}': use one of {', '.join(SUFFIXES)}")
-
-
-def _read_jsonl(path: Path) -> list[_Row]:
-    rows: list[_Row] = []
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue  # blank lines (a trailing newline, spacing) are not rows
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            first = next((line for line in text.splitlines() if line.strip()), "")
             try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                rows.append(_Row(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-                continue
-            rows.append(_as_row(number, value))
+                json.loads(first)
+            except json.JSONDecodeError:
+                raise UnreadableFile(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+            return "line", _jsonl_rows(text)  # JSON Lines named .json (common on the Hub)
+        if not isinstance(value, list):
+            raise UnreadableFile(f"the JSON file holds {_kind(value)}: it must hold a list of row objects (or use JSON Lines, .jsonl)")
+        return "row", [_as_row(number, item) for number, item in enumerate(value, start=1)]
+    if suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames:
+            raise UnreadableFile("the CSV file has no header row: its first line must name the columns")
+        # Cells past the header's width land under the key None; they are not a column anyone named.
+        return "row", [Row(number, {k: v for k, v in record.items() if k is not None}) for number, record in enumerate(reader, start=1)]
+    if suffix == ".parquet":
+        return "row", _parquet_rows(data)
+    raise UnreadableFile(f"unknown file type '{suffix}': use one of {', '.join(SUFFIXES)}")
+
+
+def _jsonl_rows(text: str) -> list[Row]:
+    rows: list[Row] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line or line.isspace():
+            continue  # blank lines (a trailing newline, spacing) are not rows, but count for numbering
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            rows.append(Row(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})", line))
+            continue
+        row = _as_row(number, value)
+        rows.append(Row(row.number, row.record, row.error, line))
     return rows
 
 
-def _read_json(path: Path, rel: str) -> tuple[str, list[_Row]]:
-    """A JSON array of objects; a .json file that is really JSON Lines (common on the Hub) is read as such."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+def _parquet_rows(data: bytes) -> list[Row]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        first = next((line for line in text.splitlines() if line.strip()), "")
-        try:
-            json.loads(first)
-        except json.JSONDecodeError:
-            raise DataError(f"{rel}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-        return "line", _read_jsonl(path)
-    if not isinstance(value, list):
-        raise DataError(f"{rel}: the JSON file holds {_kind(value)}: it must hold a list of row objects (or use JSON Lines, .jsonl)")
-    return "row", [_as_row(number, item) for number, item in enumerate(value, start=1)]
-
-
-def _read_csv(path: Path, rel: str) -> list[_Row]:
-    with path.open(encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise DataError(f"{rel}: the CSV file has no header row: its first line must name the columns")
-        # Cells past the header's width land under the key None; they are not a column anyone named.
-        return [_Row(number, {k: v for k, v in record.items() if k is not None}) for number, record in enumerate(reader, start=1)]
-
-
-def _read_parquet(path: Path, rel: str) -> list[_Row]:
-    import pyarrow.parquet as pq
-
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UnreadableFile("pyarrow is not installed here, so Parquet cannot be read (pip install pyarrow)") from None
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except Exception as exc:  # pyarrow raises several types for a damaged or foreign file
-        raise DataError(f"{rel}: cannot read it as Parquet ({exc})") from exc
-    return [_Row(number, record) for number, record in enumerate(table.to_pylist(), start=1)]
+        raise UnreadableFile(f"cannot read it as Parquet ({exc})") from None
+    return [Row(number, record) for number, record in enumerate(table.to_pylist(), start=1)]
 
 
-def _read_hub(src: HubSource) -> list[_Row]:
+def _read_hub(src: HubSource) -> list[Row]:
     """A Hub dataset split, through `datasets`; any failure to get it becomes one clear error."""
     import datasets
 
@@ -277,13 +293,13 @@ def _read_hub(src: HubSource) -> list[_Row]:
     return [_as_row(number, record) for number, record in enumerate(ds, start=1)]
 
 
-def _as_row(number: int, value: Any) -> _Row:
+def _as_row(number: int, value: Any) -> Row:
     if isinstance(value, dict):
-        return _Row(number, value)
-    return _Row(number, None, f"a row must be a JSON object, not {_kind(value)}")
+        return Row(number, value)
+    return Row(number, None, f"a row must be a JSON object, not {_kind(value)}")
 
 
-def _check_columns(src: Source, label: str, rows: list[_Row]) -> None:
+def _check_columns(src: Source, label: str, rows: list[Row]) -> None:
     """A required column no row has is a naming problem, not a thousand bad rows: say which rename fixes it."""
     records = [row.record for row in rows if row.record is not None]
     if not records:

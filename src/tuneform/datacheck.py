@@ -48,13 +48,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from .check import read_suite_once
-from .data import REQUIRED_FIELDS, _CONVERTERS, _eval_count, _RowProblem
+from .data import REQUIRED_FIELDS, _CONVERTERS, UnreadableFile, _eval_count, _RowProblem, parse_rows
 from .evals.suite import SuiteError
 from .settings import PYPROJECT, Settings, SettingsError, parse_settings
 from .sizing import _counter, _tokenizer
 from .spec import DATA_RULE_DEFAULTS, DataPolicy, HubSource, LocalSource, RunSpec, load_run_text
 from .tokens import TEMPLATE_TOKENS_PER_MESSAGE, Counter
-from .trees import GitTree, Tree, TreeError, WorkTree, is_lfs_pointer
+from .trees import GitTree, Tree, TreeError, WorkTree
 
 if TYPE_CHECKING:
     from .plan import PlannedRun
@@ -259,76 +259,10 @@ class _Scan:
             self.dropped.append(hit)
 
 
-class _Unreadable(Exception):
-    """The whole file cannot be read as the job reads it; the job would stop on it."""
-
-
 def _visible(text: str, limit: int = SAMPLE_CHARS) -> str:
     """A one-line sample: control characters shown as escapes, whitespace collapsed, clipped."""
     text = " ".join(text[: limit * 2].translate(_VISIBLE).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-Record = tuple[int, Any, str | None, str]  # (row number, parsed value or None, parse error, raw text)
-
-
-def _records(data: bytes, path: str) -> tuple[Literal["line", "row"], list[Record]]:
-    """Rows of a file with the numbering and decoding of data.py (UTF-8 with replacement)."""
-    suffix = Path(path).suffix.lower()
-    if is_lfs_pointer(data[:100]):
-        raise _Unreadable("the file is a Git LFS pointer, not the data: check out with LFS (actions/checkout with lfs: true)")
-    if suffix == ".jsonl":
-        return "line", _jsonl(data.decode("utf-8", errors="replace"))
-    if suffix == ".json":
-        text = data.decode("utf-8", errors="replace")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            first = next((line for line in text.splitlines() if line.strip()), "")
-            try:
-                json.loads(first)
-            except json.JSONDecodeError:
-                raise _Unreadable(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-            return "line", _jsonl(text)  # JSON Lines named .json, as the job accepts
-        if not isinstance(value, list):
-            raise _Unreadable(f"the JSON file holds {_kind(value)}: it must hold a list of row objects (or use JSON Lines, .jsonl)")
-        return "row", [(n, v, None, "") for n, v in enumerate(value, start=1)]
-    if suffix == ".csv":
-        import csv
-        import io
-
-        reader = csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
-        if not reader.fieldnames:
-            raise _Unreadable("the CSV file has no header row: its first line must name the columns")
-        return "row", [(n, {k: v for k, v in r.items() if k is not None}, None, "") for n, r in enumerate(reader, start=1)]
-    if suffix == ".parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise _Unreadable("pyarrow is not installed here, so Parquet is not checked (pip install pyarrow)") from None
-        try:
-            table = pq.read_table(pa.BufferReader(data))
-        except Exception as exc:  # pyarrow raises several types for a damaged or foreign file
-            raise _Unreadable(f"cannot read it as Parquet ({exc})") from None
-        return "row", [(n, v, None, "") for n, v in enumerate(table.to_pylist(), start=1)]
-    raise _Unreadable(f"unknown file type '{suffix}': use .jsonl, .json, .csv or .parquet")
-
-
-def _jsonl(text: str) -> list[Record]:
-    records: list[Record] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line or line.isspace():
-            continue  # blank lines are not rows, but they count for line numbers
-        try:
-            records.append((number, json.loads(line), None, line))
-        except json.JSONDecodeError as exc:
-            records.append((number, None, f"not valid JSON ({exc.msg} at column {exc.colno}): each line of a JSONL file must be one JSON object", line))
-    return records
 
 
 def _rejected_rule(problem: _RowProblem, src: LocalSource) -> str:
@@ -382,8 +316,8 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
     """Read one local file row by row, as the job will, and keep what the checks need."""
     scan = _Scan(src.path)
     try:
-        scan.unit, records = _records(data, src.path)
-    except _Unreadable as exc:
+        scan.unit, records = parse_rows(data, src.path)
+    except UnreadableFile as exc:
         scan.error = str(exc)
         return scan
     convert = _CONVERTERS[src.format]
@@ -399,11 +333,11 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
                 norms_seen[text] = found
         return found
 
-    for number, record, error, raw in records:
+    for row in records:
+        number, record, raw = row.number, row.record, row.raw
         scan.rows += 1
-        if record is None or not isinstance(record, dict):
-            detail = error or f"a row must be a JSON object, not {_kind(record)}"
-            raw = raw or json.dumps(record, ensure_ascii=False, default=str)
+        if record is None:
+            detail = row.error or "unreadable"
             scan.contents[hash(("raw", raw))] += 1
             scan.drop("unparsable", Hit(RowRef(src.path, number, scan.unit), detail, _visible(raw)))
             continue
@@ -447,7 +381,7 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
     for kept, tokens, overhead in zip(scan.kept, counter.count(texts) if texts else [], overheads):
         kept.tokens = tokens + overhead
     if records and not scan.kept:
-        scan.error = _missing_column(src, [r for _, r, _, _ in records if isinstance(r, dict)])
+        scan.error = _missing_column(src, [r.record for r in records if r.record is not None])
         if scan.error:  # the job stops on the column before it looks at any row
             scan.counts.clear()
             scan.hits.clear()
