@@ -1,4 +1,4 @@
-"""apply: execute exactly what a plan shows, on the local backend.
+"""apply: execute exactly what a plan shows, on the local backend or on Hugging Face Jobs.
 
 create/update build a bundle and run the job; restore moves the registry's main pointer to the
 version already trained for this content (no training, $0); noop and delete change nothing;
@@ -69,7 +69,10 @@ def apply_plan(plan: Plan, root: Path, home: Path, *, wait: bool, say: Say, pr: 
     tree = WorkTree(root)
     facts = git_facts(root) | {"pr": pr}
     for run in plan.runs:
-        result.outcomes.append(_apply_one(run, registry, tree, home, facts, wait=wait, say=say))
+        if run.check.backend == "hf-jobs" and run.action not in ("noop", "delete", "blocked"):
+            result.outcomes.append(_apply_hf(run, plan, tree, facts, wait=wait, say=say))
+        else:
+            result.outcomes.append(_apply_one(run, registry, tree, home, facts, wait=wait, say=say))
     return result
 
 
@@ -111,3 +114,105 @@ def _apply_one(run: PlannedRun, registry: LocalRegistry, tree: WorkTree, home: P
         return RunOutcome(check.path, run.action, "failed", f"the job finished but published nothing: see {job.log}", job.id)
     message = "scored again with the changed evals" if run.action == "evaluate" else "trained and published"
     return RunOutcome(check.path, run.action, "done", message, job.id, version.manifest)
+
+
+# ----------------------------------------------------------------------------------------- hf-jobs
+
+
+def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any], *, wait: bool, say: Say) -> RunOutcome:
+    """One run on Hugging Face Jobs: restore by server-side copy ($0, no job), or submit the job once."""
+    import os
+    import tempfile
+
+    from .backends import hfjobs
+    from .hubregistry import HubRegistry, hub_api, tag_of
+
+    check = run.check
+    assert check.output_repo and check.key and check.spec is not None
+    repo, key, spec = check.output_repo, check.key, check.spec
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        return RunOutcome(check.path, run.action, "failed", "backend hf-jobs needs HF_TOKEN: a write token of the output repo's namespace (never put it in a run file)")
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # apply prints its own lines; upload bars would interleave with them
+    api = hub_api(token)
+    registry = HubRegistry(api, say=say)
+    if run.action == "restore":
+        try:
+            commit = registry.restore(repo, key, check.path)
+        except RegistryError as exc:
+            return RunOutcome(check.path, run.action, "failed", str(exc))
+        except Exception as exc:
+            return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, f"restoring {tag_of(key)}"))
+        say(f"restored {repo} main to {tag_of(key)} (commit {commit[:12]}; server-side copy, no job, $0)")
+        version = registry.get(repo, key)
+        return RunOutcome(check.path, run.action, "done", "main restored", manifest=version.manifest if version else None)
+
+    estimate = check.sizing.estimate if check.sizing else None
+    if estimate is None:
+        return RunOutcome(check.path, run.action, "failed", "no estimate for this run, so no flavor or timeout: tuneform plan says why")
+    jobs = hfjobs.HfJobs(api, hfjobs.namespace_of(repo), say)
+    label = hfjobs.job_key(key, run.action, check.eval_hash)
+    try:
+        active = jobs.active_job(label)
+        if active is not None:
+            return RunOutcome(check.path, run.action, "skipped", f"already submitted: job {active.id} ({active.status.stage}) {jobs.url(active.id)}", active.id)
+        if run.action != "evaluate" and registry.get(repo, key) is not None:
+            return RunOutcome(check.path, run.action, "skipped", f"already submitted: {tag_of(key)} is published in {repo}")
+        readable = [] if spec.model.is_local else [("model", spec.model.id)]
+        readable += [("dataset", src.dataset) for src in spec.data.train if getattr(src, "dataset", None)]
+        jobs.check_readable(readable)
+        registry.ensure_repo(repo, spec.output.private)
+        if not jobs.claim(repo, key, label):
+            return RunOutcome(check.path, run.action, "skipped", f"another apply is submitting {tag_of(key)} (branch {hfjobs.claim_branch(key)} in {repo}); if none is, delete that branch and apply again")
+    except hfjobs.HfJobsError as exc:
+        return RunOutcome(check.path, run.action, "failed", str(exc))
+    except RegistryError as exc:
+        return RunOutcome(check.path, run.action, "failed", str(exc))
+    except Exception as exc:
+        return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, "preparing the job"))
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="tuneform-submit-") as tmp:
+            extra = {"git": facts, "action": run.action, "expected_main": registry.main(repo),
+                     "expected_main_commit": registry.main_commit(repo), "backend": "hf-jobs"}
+            bundle = build_bundle(check, tree, Path(tmp) / "bundle", extra)
+            wheel = hfjobs.build_wheel(Path(tmp) / "wheel")
+            branch = jobs.upload(repo, key, bundle.path, wheel)
+        caps = [spec.budget.max_usd, plan.settings.max_usd_per_run]
+        timeout = hfjobs.timeout_seconds(estimate.seconds, estimate.flavor.usd_per_hour, caps, spec.compute.timeout)
+        image = spec.compute.image or os.environ.get("TUNEFORM_HF_IMAGE") or hfjobs.DEFAULT_IMAGE
+        submitted = jobs.submit(repo=repo, key=key, label=label, branch=branch, image=image, flavor=estimate.flavor.name,
+                                timeout=timeout, token=token, git_sha=facts.get("commit"), name=f"tuneform-{check.name}"[:100])
+    except (hfjobs.HfJobsError, RegistryError) as exc:
+        jobs.release(repo, key)
+        return RunOutcome(check.path, run.action, "failed", str(exc))
+    except Exception as exc:
+        jobs.release(repo, key)
+        return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, "submitting the job"))
+    say(f"submitted job {submitted.job_id} ({run.action} {check.path}) on {estimate.flavor.name}, timeout {timeout // 60} min: {submitted.url}")
+    if not wait:
+        return RunOutcome(check.path, run.action, "done", f"submitted: {submitted.url}", submitted.job_id)
+
+    try:
+        info = jobs.follow(submitted.job_id, say)
+    except Exception as exc:
+        return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, f"following job {submitted.job_id} (it may still run: tuneform status {submitted.job_id})"), submitted.job_id)
+    stage = info.status.stage
+    version = registry.get(repo, key)
+    if stage != "COMPLETED":
+        jobs.release(repo, key)  # a failed attempt holds no claim: applying again submits again
+        tail = "\n".join(f"    {line}" for line in getattr(info, "log_tail", [])[-10:])
+        why = info.status.message or stage
+        hint = " (raise compute.timeout or shorten the run)" if "timeout" in why.lower() else ""
+        return RunOutcome(check.path, run.action, "failed", f"job {submitted.job_id} ended {stage}: {why}{hint}; last log lines:\n{tail}", submitted.job_id,
+                          version.manifest if version else None)
+    jobs.release(repo, key)
+    if run.action == "evaluate":
+        return RunOutcome(check.path, run.action, "done", "scored again with the changed evals", submitted.job_id)
+    if version is None:
+        return RunOutcome(check.path, run.action, "failed", f"job {submitted.job_id} finished but published nothing: tuneform logs {submitted.job_id}", submitted.job_id)
+    if version.status != "passed":
+        return RunOutcome(check.path, run.action, "failed", "gates failed: version kept and marked, main not moved", submitted.job_id, version.manifest)
+    return RunOutcome(check.path, run.action, "done", "trained and published", submitted.job_id, version.manifest)

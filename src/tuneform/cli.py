@@ -143,9 +143,9 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
 
 @main.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--registry", "registry_home", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Local registry folder to publish into.")
-def job(bundle: Path, registry_home: Path) -> None:
+@click.option("--registry", "registry_home", required=True,
+              help="Local registry folder to publish into, or hub:<repo> (the bundle's output repo on the Hub; HF_TOKEN).")
+def job(bundle: Path, registry_home: str) -> None:
     """Run one job bundle: train, evaluate, publish (what every backend executes)."""
     from .job import install_sigterm, run_job
 
@@ -182,12 +182,13 @@ def _registry(root: Path) -> Any:
 
 @main.command()
 @click.argument("run")
+@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Whose registry (default: the run's backend).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def history(run: str, fmt: str) -> None:
+def history(run: str, backend: str | None, fmt: str) -> None:
     """Versions of a run (a run file or name): key, git commit, PR, date, status, metrics."""
-    from .check import RUNS_DIR
+    from .check import RUNS_DIR, output_repo_of
     from .plan import load_settings
-    from .check import output_repo_of
+    from .registry import RegistryError
     from .spec import load_run_text
     from .trees import WorkTree
 
@@ -198,10 +199,20 @@ def history(run: str, fmt: str) -> None:
     loaded = load_run_text(path.read_bytes(), str(path))
     if loaded.spec is None:
         _fail(f"{path}: invalid run file; tuneform validate {path} says why", fmt)
-    repo = output_repo_of(loaded.spec, loaded.name, load_settings(WorkTree(root)))
+    settings = load_settings(WorkTree(root))
+    repo = output_repo_of(loaded.spec, loaded.name, settings)
     registry = _registry(root)
-    main_key = registry.main(repo)
-    versions = registry.versions(repo)
+    if (backend or loaded.spec.compute.backend or settings.default_backend) == "hf-jobs":
+        from .backends import hub_registry
+
+        registry = hub_registry()
+        if registry is None:
+            _fail(f"{repo} is on the Hub and the Hub client is offline (HF_HUB_OFFLINE): unset it to read the versions", fmt)
+    try:
+        main_key = registry.main(repo)
+        versions = registry.versions(repo)
+    except RegistryError as exc:
+        _fail(str(exc), fmt)
     rows = [{"version": f"run-{v.key[:12]}", "run_key": v.key, "main": v.key == main_key, "status": v.status,
              "created": v.created, "commit": v.commit, "pr": v.pr, "metrics": _headline(v.manifest)} for v in versions]
     if fmt == "json":
@@ -289,11 +300,74 @@ def _jobs(ref: str, fmt: str) -> Any:
     return found[-1]
 
 
+def _hf_job_ref(ref: str) -> tuple[str, str] | None:
+    """(namespace, job id) of an HF Jobs job: `NAMESPACE/ID`, or an ID (24 hex) in [tool.tuneform] namespace
+    (else the token's user)."""
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[0-9a-f]{24}", ref):
+        namespace, job_id = ref.split("/", 1)
+        return namespace, job_id
+    if not re.fullmatch(r"[0-9a-f]{24}", ref):
+        return None
+    from .plan import load_settings
+    from .settings import SettingsError
+    from .trees import WorkTree
+
+    try:
+        namespace = load_settings(WorkTree(_root())).namespace
+    except (SettingsError, Exception):
+        namespace = None
+    if not namespace:
+        from .hubregistry import hub_api
+
+        namespace = hub_api().whoami()["name"]
+    return str(namespace), ref
+
+
+def _hf(ref: str, fmt: str) -> tuple[Any, str, str] | None:
+    """An HF Jobs job named by `ref`, when it names one and no local job matches."""
+    from .backends import local
+
+    if local.find_jobs(_home(_root()), ref):
+        return None
+    found = _hf_job_ref(ref)
+    if found is None:
+        return None
+    from .hubregistry import hub_api
+
+    return hub_api(), found[0], found[1]
+
+
+def _hf_call(fmt: str, what: str, call: Any) -> Any:
+    from .backends.hfjobs import explain
+
+    try:
+        return call()
+    except Exception as exc:
+        from huggingface_hub.errors import JobNotFoundError
+
+        if isinstance(exc, JobNotFoundError):
+            _fail(f"{what}: no such job (check the id and namespace: NAMESPACE/JOB_ID)", fmt)
+        _fail(explain(exc, what), fmt)
+
+
 @main.command()
 @click.argument("run_or_job")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(run_or_job: str, fmt: str) -> None:
-    """Stage of the latest job of a run (or of a job id)."""
+    """Stage of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
+    remote = _hf(run_or_job, fmt)
+    if remote is not None:
+        api, namespace, job_id = remote
+        info = _hf_call(fmt, f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
+        state = {"id": info.id, "stage": info.status.stage, "message": info.status.message, "flavor": info.flavor,
+                 "labels": info.labels, "url": info.url, "backend": "hf-jobs"}
+        if fmt == "json":
+            _emit_json(state)
+        else:
+            click.echo(f"{info.id}: {info.status.stage}" + (f" ({info.status.message})" if info.status.message else "") + f" {info.url}")
+        return
     found = _jobs(run_or_job, fmt)
     state = found.state | {"stage": found.stage}
     if fmt == "json":
@@ -307,8 +381,19 @@ def status(run_or_job: str, fmt: str) -> None:
 @click.option("--tail", "lines", type=int, default=None, help="Only the last N lines.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
-    """Print the log of the latest job of a run (or of a job id)."""
+    """Print the log of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
     from .backends import local
+
+    remote = _hf(run_or_job, fmt)
+    if remote is not None:
+        api, namespace, job_id = remote
+        lines_got = _hf_call(fmt, f"fetching logs of job {job_id}", lambda: list(api.fetch_job_logs(job_id=job_id, namespace=namespace, tail=lines)))
+        if fmt == "json":
+            _emit_json({"id": job_id, "lines": lines_got})
+        else:
+            for line in lines_got:
+                click.echo(line)
+        return
 
     found = _jobs(run_or_job, fmt)
     if fmt == "json":
@@ -322,8 +407,23 @@ def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
 @click.argument("run_or_job")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def cancel(run_or_job: str, fmt: str) -> None:
-    """Stop the latest job of a run (or a job id); nothing is published."""
+    """Stop the latest job of a run (or a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID); nothing is published."""
     from .backends import local
+
+    remote = _hf(run_or_job, fmt)
+    if remote is not None:
+        api, namespace, job_id = remote
+        before = _hf_call(fmt, f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
+        running = before.status.stage not in ("COMPLETED", "CANCELED", "ERROR", "DELETED")
+        if running:
+            _hf_call(fmt, f"canceling job {job_id}", lambda: api.cancel_job(job_id=job_id, namespace=namespace))
+        if fmt == "json":
+            _emit_json({"id": job_id, "canceled": running, "stage": "CANCELED" if running else before.status.stage})
+        elif running:
+            click.echo(f"canceled {job_id}")
+        else:
+            click.echo(f"{job_id} had already ended ({before.status.stage})")
+        return
 
     found = _jobs(run_or_job, fmt)
     canceled = local.cancel(found)

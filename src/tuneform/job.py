@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from . import __version__
 from .bundle import Bundle, read_bundle
 from .evals.suite import Suite, read_suite
 from .registry import FAILED_GATES, PASSED, LocalRegistry
@@ -91,9 +92,29 @@ def _score(path: str, base: str | None, revision: str | None, chat_template: str
         gc.collect()
 
 
-def run_job(bundle_path: Path, registry_home: Path, echo: Echo) -> int:
-    """Train, evaluate and publish one bundle; returns the exit code (0 ok, 1 failed or gates)."""
+HUB_REGISTRY = "hub"
+
+
+def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> Any:
+    """`hub` or `hub:<repo>`: the Hub model repo of output.repo (HF_TOKEN, HF_ENDPOINT); else a local folder."""
+    text = str(where)
+    if text == HUB_REGISTRY or text.startswith(HUB_REGISTRY + ":"):
+        from .hubregistry import HubJobRegistry, HubRegistry, hub_api
+
+        named = text.partition(":")[2]
+        if named and named != bundle.run["output_repo"]:
+            raise ValueError(f"--registry {text} does not match the bundle's output repo {bundle.run['output_repo']}")
+        return HubJobRegistry(HubRegistry(hub_api(), say=echo), private=bundle.spec.output.private)
+    return LocalRegistry(Path(where))
+
+
+def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
+    """Train, evaluate and publish one bundle; returns the exit code (0 ok, 1 failed or gates).
+
+    `registry_home` is a local registry folder, or `hub` / `hub:<repo>` to publish to the Hub."""
     from .train.engine import TrainError, train  # imports no ML library yet
+
+    job_started = time.time()
 
     bundle = read_bundle(bundle_path)
     try:
@@ -108,10 +129,12 @@ def run_job(bundle_path: Path, registry_home: Path, echo: Echo) -> int:
 
     _quiet_libraries()
     spec, key, repo = bundle.spec, bundle.key, bundle.run["output_repo"]
-    registry = LocalRegistry(registry_home)
+    registry = open_registry(registry_home, bundle, echo)
+    hub = not isinstance(registry, LocalRegistry)
     action = bundle.run.get("action", "create")
     model_path = bundle.model_path()
     echo(f"tuneform job: {action} {bundle.run['name']} run-{key[:12]} -> {repo}")
+    echo(f"  tuneform {__version__} from {Path(__file__).resolve().parent}")
 
     if action != "evaluate" and registry.get(repo, key) is not None:
         echo(f"run-{key[:12]} is already published: nothing to train (the registry is the source of truth)")
@@ -162,11 +185,17 @@ def run_job(bundle_path: Path, registry_home: Path, echo: Echo) -> int:
         raise
 
     manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, time.perf_counter() - started)
+    _record_cost(manifest, time.time() - job_started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)
-        _write_report(registry.evals_dir(repo, key, str(bundle.run.get("eval_hash"))), manifest, echo)
+        eval_hash = str(bundle.run.get("eval_hash"))
+        _write_report(registry.evals_dir(repo, key, eval_hash), manifest, echo)
+        if hub:
+            registry.upload_evals(repo, key, eval_hash)
         return 0 if table.passed else 1
     _write_report(staging, manifest, echo)
+    if hub:
+        return _publish_hub(registry, bundle, staging, manifest, echo)
     version = registry.publish(repo, key, staging, manifest)
     echo(f"published run-{key[:12]} to {repo} ({version.status})")
     if version.status == PASSED:
@@ -180,6 +209,50 @@ def run_job(bundle_path: Path, registry_home: Path, echo: Echo) -> int:
         return 0
     echo("gates failed: the version is kept and marked; main did not move")
     return 1
+
+
+def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[str, Any], echo: Echo) -> int:
+    """Tag the version; move main only when gates passed and main is still the commit apply saw."""
+    from .registry import RegistryError
+
+    key, repo = bundle.key, bundle.run["output_repo"]
+    passed = manifest["status"] == PASSED
+    try:
+        published = registry.publish(repo, key, staging, manifest, parent_commit=bundle.run.get("expected_main_commit"), move_main=passed)
+    except (RegistryError, OSError) as exc:
+        echo(f"error: publishing run-{key[:12]} to {repo} failed: {exc}")
+        return 1
+    except Exception as exc:  # an HTTP error the retries could not cure
+        echo(f"error: publishing run-{key[:12]} to {repo} failed: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    echo(f"published run-{key[:12]} to {repo} ({published.version.status})")
+    echo(published.note)
+    if not passed:
+        echo("gates failed: the version is kept and marked; main did not move")
+        return 1
+    return 0
+
+
+def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
+    """Job seconds and cost (flavor price x billed minutes) next to the estimate. Measured inside the
+    job, so it leaves out the container's start (image pull, install), which HF also bills."""
+    import math
+    import os
+
+    cost = manifest["cost"]
+    cost["job_seconds"] = round(seconds, 1)
+    cost["job_id"] = os.environ.get("JOB_ID")
+    if manifest.get("backend") != "hf-jobs":
+        return
+    from .catalog import FLAVORS
+
+    flavor = FLAVORS.get(str(manifest.get("flavor")))
+    minutes = max(1, math.ceil(seconds / 60))
+    cost["billed_minutes"] = minutes
+    cost["usd_per_hour"] = flavor.usd_per_hour if flavor else None
+    cost["actual_usd"] = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
 
 
 def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, seconds: float) -> dict[str, Any]:

@@ -26,9 +26,25 @@ def registry_for(root: Path) -> Callable[[str], Registry | None]:
         settings = Settings()
     local = LocalRegistry(default_home(root, settings.registry))
 
+    hub: list[Registry | None] = []
+
     def lookup(backend: str) -> Registry | None:
         if backend == "local":
             return local
-        return None  # the Hub registry arrives with the hf-jobs backend
+        if backend == "hf-jobs":
+            if not hub:
+                hub.append(hub_registry())
+            return hub[0]
+        return None
 
     return lookup
+
+
+def hub_registry() -> Registry | None:
+    """The Hub registry (HF_TOKEN when set: public repos are readable without), or None offline
+    (the client's HF_HUB_OFFLINE): plan then decides from git alone."""
+    from ..hubregistry import HubRegistry, hub_api, hub_offline
+
+    if hub_offline():
+        return None
+    return HubRegistry(hub_api())

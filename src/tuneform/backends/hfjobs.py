@@ -1,0 +1,276 @@
+"""Backend `hf-jobs`: the job runs in a container on Hugging Face Jobs and publishes to the Hub.
+
+Submitting one run:
+
+1. Already submitted? A job labelled `tuneform-job=<job key>` that has not failed (SCHEDULING,
+   RUNNING, COMPLETED), or an existing tag `run-<key12>`, means yes: nothing is submitted again.
+2. Claim the key: `create_branch(tuneform/claim-<key12>)`; a 409 means another apply holds it.
+3. Check that the job's token can read the base model and Hub datasets (auth_check).
+4. Upload the bundle and a wheel of this tuneform to branch `tuneform/jobs/<key12>` of the output repo.
+5. `run_job`: the container downloads that branch's `tuneform-job/`, installs the wheel and runs
+   `tuneform job BUNDLE --registry hub:<repo>`. HF_TOKEN goes in `secrets` only.
+
+The client does not retry run_job; a 429/5xx is retried here after listing the jobs again, so a
+POST whose answer was lost is not made twice.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..hubregistry import HubRegistry, http_status, retry, tag_of
+
+Say = Callable[[str], None]
+
+# unsloth/unsloth: Unsloth's own image (PyTorch + CUDA, Unsloth, unsloth-zoo, TRL, PEFT, bitsandbytes,
+# huggingface_hub), so a job installs only tuneform's small wheel. Pinned by tag so a run trains
+# on the same stack tomorrow; override with compute.image or TUNEFORM_HF_IMAGE.
+DEFAULT_IMAGE = "unsloth/unsloth:2026.10"
+ACTIVE = ("SCHEDULING", "RUNNING", "UPDATING", "COMPLETED")
+TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
+JOB_FOLDER = "tuneform-job"
+
+# What the container runs (bash). Parameters come from the environment, the token from secrets.
+# pip reads PIP_* from the environment too, so the same script installs offline in tests.
+CONTAINER_SCRIPT = r"""set -eu
+dir=$(mktemp -d)
+python -c 'import huggingface_hub' 2>/dev/null || python -m pip install -q 'huggingface_hub>=1.19,<2'
+python - "$TUNEFORM_REPO" "$TUNEFORM_BRANCH" "$dir" <<'PY'
+import sys
+from huggingface_hub import snapshot_download
+snapshot_download(sys.argv[1], revision=sys.argv[2], allow_patterns=["tuneform-job/*"], local_dir=sys.argv[3])
+PY
+python -m pip install -q --disable-pip-version-check "$dir"/tuneform-job/*.whl
+exec python -m tuneform.cli job "$dir/tuneform-job/bundle" --registry "hub:$TUNEFORM_REPO"
+"""
+
+
+class HfJobsError(Exception):
+    """Submitting or following a job failed; the message says what to do."""
+
+
+def jobs_branch(key: str) -> str:
+    return f"tuneform/jobs/{key[:12]}"
+
+
+def claim_branch(key: str) -> str:
+    return f"tuneform/claim-{key[:12]}"
+
+
+def job_key(key: str, action: str, eval_hash: str | None) -> str:
+    """The idempotency label: one training per run key; one re-scoring per (key, evals)."""
+    return f"{key[:12]}-eval-{(eval_hash or '')[:12]}" if action == "evaluate" else key[:12]
+
+
+def job_url(endpoint: str, namespace: str, job_id: str) -> str:
+    return f"{endpoint.rstrip('/')}/jobs/{namespace}/{job_id}"
+
+
+def explain(exc: BaseException, what: str) -> str:
+    """An HTTP error as a sentence that says what to do."""
+    status = http_status(exc)
+    server = getattr(exc, "server_message", None) or str(exc).splitlines()[0]
+    if status == 402:
+        return f"{what}: Hugging Face refused to bill the job (402: {server}): add credits or a payment method to the namespace, then apply again"
+    if status == 401:
+        return f"{what}: HF_TOKEN was refused (401): set HF_TOKEN to a valid token with write access"
+    if status == 403:
+        return f"{what}: HF_TOKEN may not do this (403: {server}): use a write token of a member of the namespace"
+    if status == 400 and "flavor" in server.lower():
+        return f"{what}: {server}: set compute.flavor to one of those (or auto)"
+    if status == 412:
+        return f"{what}: main of the output repo moved meanwhile (412): run tuneform plan again and apply what it shows"
+    if status == 429:
+        return f"{what}: rate limited by the Hub (429) after retries: apply again in a few minutes"
+    if status is not None and status >= 500:
+        return f"{what}: the Hub answered {status} after retries ({server}): apply again later; nothing was submitted twice"
+    if status is None:
+        return f"{what}: the Hub is not reachable ({type(exc).__name__}: {exc}): check the network and HF_ENDPOINT"
+    return f"{what}: HTTP {status}: {server}"
+
+
+def timeout_seconds(estimate_seconds: float | None, usd_per_hour: float | None, caps: list[float | None], configured: int | str | None) -> int:
+    """The job's time limit: compute.timeout when set, else estimate x 1.5 + 10 min (never HF's
+    30-minute default); capped so that its cost stays under the run's budget cap."""
+    if isinstance(configured, int):
+        seconds = configured
+    else:
+        seconds = int((estimate_seconds or 1800) * 1.5 + 600)
+    usable = [c for c in caps if c]
+    if usable and usd_per_hour:
+        seconds = min(seconds, int(min(usable) / usd_per_hour * 3600))
+    return max(60, seconds)
+
+
+def build_wheel(dest: Path) -> Path:
+    """A wheel of the tuneform running now (TUNEFORM_WHEEL: a prebuilt one). Built from a copy of the
+    source, so the checkout gets no build/ or egg-info folders."""
+    prebuilt = os.environ.get("TUNEFORM_WHEEL")
+    if prebuilt:
+        path = Path(prebuilt)
+        if not path.is_file():
+            raise HfJobsError(f"TUNEFORM_WHEEL={prebuilt} is not a file")
+        return Path(shutil.copy2(path, dest))
+    package = Path(__file__).resolve().parent.parent
+    project = package.parent.parent
+    if not (project / "pyproject.toml").is_file() or package.parent.name != "src":
+        raise HfJobsError("this tuneform is not installed from source, so apply cannot build its wheel: set TUNEFORM_WHEEL to a tuneform wheel")
+    with tempfile.TemporaryDirectory(prefix="tuneform-src-") as tmp:
+        copy = Path(tmp) / "src"
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (project / name).is_file():
+                shutil.copy2(project / name, Path(tmp) / name)
+        shutil.copytree(package, copy / "tuneform", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(dest), tmp]
+        # offline with the setuptools at hand first; else let pip fetch the build backend
+        done = subprocess.run([*command, "--no-build-isolation", "--no-index"], capture_output=True, text=True)
+        if done.returncode != 0:
+            done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise HfJobsError(f"building the tuneform wheel failed: {done.stderr.strip()[-500:]}")
+    wheels = sorted(dest.glob("tuneform-*.whl"))
+    if not wheels:
+        raise HfJobsError("building the tuneform wheel produced no wheel")
+    return wheels[-1]
+
+
+@dataclass
+class Submitted:
+    job_id: str
+    url: str
+    namespace: str
+    new: bool  # False: an earlier submission (or a published tag) was found
+
+
+class HfJobs:
+    """Submit, follow, and inspect jobs of one namespace."""
+
+    def __init__(self, api: Any, namespace: str, say: Say):
+        self.api = api
+        self.namespace = namespace
+        self.say = say
+        self.registry = HubRegistry(api, say=say)
+
+    # ------------------------------------------------------------------------------------------ lookup
+    def jobs_for(self, label: str) -> list[Any]:
+        return list(retry(lambda: list(self.api.list_jobs(labels={"tuneform-job": label}, namespace=self.namespace)),
+                          what="list jobs", say=self.say))
+
+    def active_job(self, label: str) -> Any | None:
+        """A job for this label that has not failed (SCHEDULING, RUNNING, COMPLETED), newest first."""
+        return next((j for j in self.jobs_for(label) if j.status.stage in ACTIVE), None)
+
+    def url(self, job_id: str) -> str:
+        return job_url(self.api.endpoint, self.namespace, job_id)
+
+    # ---------------------------------------------------------------------------------------- submit
+    def check_readable(self, repos: list[tuple[str, str]]) -> None:
+        """The job's token must read the base model and Hub datasets (gated ones included)."""
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+        for repo_type, repo_id in repos:
+            try:
+                self.api.auth_check(repo_id, repo_type=repo_type)
+            except GatedRepoError:
+                raise HfJobsError(f"{repo_type} {repo_id} is gated and HF_TOKEN's user has no access: request access on its page, then apply again") from None
+            except RepositoryNotFoundError:
+                raise HfJobsError(f"{repo_type} {repo_id} does not exist or HF_TOKEN cannot read it: check the id, or use a token that can read it") from None
+            except Exception as exc:
+                if http_status(exc) is None or http_status(exc) in (401, 402, 403, 429) or (http_status(exc) or 0) >= 500:
+                    raise HfJobsError(explain(exc, f"checking access to {repo_id}")) from None
+                raise
+
+    def claim(self, repo: str, key: str, label: str) -> bool:
+        """Create the claim branch; False when another apply holds it (a claim left by a job that
+        failed is taken over)."""
+        try:
+            retry(lambda: self.api.create_branch(repo, branch=claim_branch(key)), what="claim", say=self.say,
+                  landed=lambda: None)
+            return True
+        except Exception as exc:
+            if http_status(exc) != 409:
+                raise
+        jobs = self.jobs_for(label)
+        if jobs and all(j.status.stage not in ACTIVE for j in jobs):
+            return True  # the earlier attempt's job failed: retrying is what the user asked for
+        return False
+
+    def release(self, repo: str, key: str) -> None:
+        for branch in (claim_branch(key), jobs_branch(key)):
+            try:
+                self.api.delete_branch(repo, branch=branch)
+            except Exception:
+                pass
+
+    def upload(self, repo: str, key: str, bundle: Path, wheel: Path) -> str:
+        """Bundle + wheel on a fresh branch tuneform/jobs/<key12> (one commit)."""
+        from huggingface_hub import CommitOperationAdd
+
+        branch = jobs_branch(key)
+        try:
+            self.api.delete_branch(repo, branch=branch)
+        except Exception:
+            pass
+        retry(lambda: self.api.create_branch(repo, branch=branch, exist_ok=True), what=f"create branch {branch}", say=self.say)
+        ops = [CommitOperationAdd(f"{JOB_FOLDER}/bundle/{p.relative_to(bundle).as_posix()}", str(p)) for p in sorted(bundle.rglob("*")) if p.is_file()]
+        ops.append(CommitOperationAdd(f"{JOB_FOLDER}/{wheel.name}", str(wheel)))
+        retry(lambda: self.api.create_commit(repo, ops, commit_message=f"tuneform job bundle for {tag_of(key)}", revision=branch),
+              what="upload the job bundle", say=self.say)
+        return branch
+
+    def submit(self, *, repo: str, key: str, label: str, branch: str, image: str, flavor: str, timeout: int,
+               token: str, git_sha: str | None, name: str) -> Submitted:
+        labels = {"tuneform-run": key[:12], "tuneform-job": label, "tuneform-git": (git_sha or "none")[:12]}
+        env = {"TUNEFORM_REPO": repo, "TUNEFORM_BRANCH": branch, "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+        def call() -> Any:
+            return self.api.run_job(image=image, command=["bash", "-c", CONTAINER_SCRIPT], env=env, secrets={"HF_TOKEN": token},
+                                    flavor=flavor, timeout=timeout, labels=labels, name=name, namespace=self.namespace)
+
+        job = retry(call, what="submit the job", landed=lambda: self.active_job(label), say=self.say)
+        return Submitted(job.id, self.url(job.id), self.namespace, True)
+
+    # ---------------------------------------------------------------------------------------- follow
+    def follow(self, job_id: str, on_line: Say, poll: float = 1.0) -> Any:
+        """Stage changes and log lines (each once, across reconnects) until the job ends; its JobInfo."""
+        seen = 0
+        stage = None
+        lines: list[str] = []
+        while True:
+            info = retry(lambda: self.api.inspect_job(job_id=job_id, namespace=self.namespace), what="inspect the job", say=self.say)
+            if info.status.stage != stage:
+                stage = info.status.stage
+                on_line(f"[job {job_id}] {stage}" + (f": {info.status.message}" if info.status.message else ""))
+            if stage in ("SCHEDULING",):
+                time.sleep(poll)
+                continue
+            count = 0
+            try:
+                for line in self.api.fetch_job_logs(job_id=job_id, namespace=self.namespace, follow=stage not in TERMINAL):
+                    count += 1
+                    if count > seen:
+                        seen = count
+                        lines.append(line)
+                        on_line(line)
+            except Exception as exc:  # a cut stream: reconnect, the server replays, we skip what we showed
+                if http_status(exc) not in (None, 429, 500, 502, 503, 504):
+                    raise
+                time.sleep(poll)
+            if stage in TERMINAL:
+                info.log_tail = lines[-15:]  # type: ignore[attr-defined]
+                return info
+            time.sleep(min(poll, 0.2))
+
+
+def namespace_of(repo: str) -> str:
+    """Jobs run (and bill) in the output repo's namespace: the token writes there anyway."""
+    return repo.split("/", 1)[0]
+

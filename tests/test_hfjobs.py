@@ -1,0 +1,333 @@
+"""Backend hf-jobs end to end: `tuneform apply --backend hf-jobs` through the CLI, the REAL huggingface_hub
+client, and tests/fakehub.py as the Hub + Jobs.
+
+The container is played by `server.on_job_submitted`: it runs the job's exact command (the bash script
+`run_job` sent) as a subprocess on this CPU. The script downloads the bundle branch with huggingface_hub and
+pip-installs the uploaded wheel; pip is pointed offline by its own environment variables (PIP_NO_INDEX,
+PIP_NO_DEPS, PIP_TARGET), so the wheel lands in a fresh folder that PYTHONPATH puts first, and the
+dependencies (torch, transformers, trl) come from this test's interpreter. The job's log says which
+tuneform it imported: the test checks it is the wheel's, not the checkout's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Repo
+from fakehub import USER_TOKEN, FakeHub
+
+REPO = "acme/demo"
+# The demo, shortened for a CPU test: fewer steps (~5 s) and a gate any trained model passes.
+DEMO = ((ROOT / "runs/demo.yaml").read_text()
+        .replace("num_train_epochs: 3", "max_steps: 24")
+        .replace("repo: tuneform-demo/demo, private: false", f"repo: {REPO}, private: true")
+        .replace('gate: {exact_match: ">= 0.85"}', 'gate: {exact_match: ">= 0.0"}'))
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_hub: FakeHub) -> Repo:
+    """The demo repo (like test_apply's), pointed at the fake Hub with alice's write token."""
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
+    monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
+    monkeypatch.delenv("TUNEFORM_WHEEL", raising=False)
+    r = Repo(tmp_path / "demo")
+    r.path.mkdir()
+    for folder in ("models", "data", "evals", "schema"):
+        shutil.copytree(ROOT / folder, r.path / folder)
+    r.write("pyproject.toml", "[tool.tuneform]\nnamespace = \"acme\"\nmax_usd_per_run = 5\n")
+    r.write("runs/demo.yaml", DEMO)
+    r.git("init", "-q", "-b", "main")
+    r.git("config", "user.email", "t@example.com")
+    r.git("config", "user.name", "T")
+    r.commit("demo")
+    return r
+
+
+def container(hub: FakeHub, tmp_path: Path) -> Any:
+    """An on_job_submitted hook that runs the submitted command like HF Jobs would, on this CPU."""
+
+    def run(job: Any) -> None:
+        hub.start_job(job.id)
+        payload = job.payload
+        work = tmp_path / f"container-{job.id}"
+        work.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TUNEFORM_", "PIP_", "PYTHON"))}
+        env.update(payload.get("environment") or {})
+        env.update(payload.get("secrets") or {})  # HF Jobs exposes secrets as environment variables
+        env.update(hub.client_env(None))
+        env.update({
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}", "HOME": str(work), "TMPDIR": str(work),
+            "HF_HOME": str(work / "hf"), "JOB_ID": job.id,
+            "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1", "PIP_TARGET": str(work / "site"), "PYTHONPATH": str(work / "site"),
+        })
+        process = subprocess.Popen(payload["command"], env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None
+        for line in process.stdout:
+            hub.append_log(job.id, line.rstrip("\n"))
+        code = process.wait()
+        if code == 0:
+            hub.complete_job(job.id)
+        else:
+            hub.fail_job(job.id, f"Job failed with exit code: {code}")
+
+    return run
+
+
+def job_posts(hub: FakeHub) -> list[Any]:
+    return hub.requests_to("POST", r"^/api/jobs/acme$")
+
+
+def main_manifest(hub: FakeHub) -> dict[str, Any] | None:
+    try:
+        return json.loads(hub.read_file(REPO, "tuneform/manifest.json"))
+    except KeyError:
+        return None
+
+
+def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, fake_hub: FakeHub, tmp_path: Path) -> None:
+    fake_hub.on_job_submitted = container(fake_hub, tmp_path)
+    fake_hub.faults.drop_logs(after_events=4)  # the log stream is cut once: apply reconnects, no line twice
+    result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.count("loading data") == 1 and out.count("step 1/") == 1 and out.count("published run-") == 1, out
+    assert len(fake_hub.requests_to("GET", r"/logs$")) >= 2
+    assert "submitted job" in out and "step 1/" in out and "[job " in out and "COMPLETED" in out, out
+    assert str(tmp_path) in out and "/site/tuneform" in out  # the job imported tuneform from the uploaded wheel
+
+    # one POST, with what the design asks for; the token only in secrets
+    [post] = job_posts(fake_hub)
+    [job] = fake_hub.jobs.values()
+    payload = job.payload
+    assert payload["secrets"] == {"HF_TOKEN": USER_TOKEN}
+    assert USER_TOKEN not in json.dumps({k: v for k, v in payload.items() if k != "secrets"}) and USER_TOKEN not in out
+    assert payload["flavor"] and isinstance(payload["timeoutSeconds"], int) and payload["timeoutSeconds"] >= 600
+    code, plan = demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")
+    key = plan["runs"][0]["run_key"]
+    assert plan["runs"][0]["action"] == "noop" and plan["runs"][0]["registry"] == "read"
+    labels = payload["labels"]
+    assert labels["tuneform-run"] == key[:12] and labels["tuneform-git"] == demo.git("rev-parse", "HEAD")[:12] and labels["name"]
+    assert payload["dockerImage"].startswith("unsloth/unsloth:")
+
+    # the version: a tag run-<key12>, main moved to it, manifest with measured cost beside the estimate
+    repo = fake_hub.repo(REPO)
+    assert repo.private and f"run-{key[:12]}" in repo.tags
+    assert repo.tags[f"run-{key[:12]}"] == repo.branches["main"]
+    manifest = main_manifest(fake_hub)
+    assert manifest and manifest["run_key"] == key and manifest["status"] == "passed" and manifest["backend"] == "hf-jobs"
+    cost = manifest["cost"]
+    assert cost["job_seconds"] > 0 and cost["billed_minutes"] >= 1 and cost["actual_usd"] > 0 and cost["estimated_usd"] > 0
+    assert cost["job_id"] == job.id
+    files = set(repo.files_at("main"))
+    assert {"model.safetensors", "config.json", "tuneform/report.md", "tuneform/loss.png"} <= files
+    assert not any(b.startswith("tuneform/claim-") or b.startswith("tuneform/jobs/") for b in repo.branches)
+
+    # re-running apply (a re-run workflow) submits nothing
+    result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
+    assert result.exit_code == 0 and "= noop" in result.output, result.output
+    assert len(job_posts(fake_hub)) == 1
+    code, history = demo.json("history", "demo", "--format", "json")  # compute.backend is local: the local registry
+    assert history["versions"] == []
+
+    # a change trains a second version (the job scores the one it replaces, downloaded from its tag)
+    demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 7"))
+    demo.commit("seed 7")
+    result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    assert f"scoring the version it replaces, run-{key[:12]}" in result.output
+    second = main_manifest(fake_hub)
+    assert second and second["run_key"] != key and len(job_posts(fake_hub)) == 2
+
+    # revert: plan says restore at $0; apply copies the tagged files onto main without a job
+    demo.write("runs/demo.yaml", DEMO)
+    code, plan = demo.json("plan", "--format", "json", "--backend", "hf-jobs")
+    [run] = plan["runs"]
+    assert run["action"] == "restore" and run["run_key"] == key and run["usd"] == 0 and run["reuse"]["version"] == f"run-{key[:12]}"
+    batches = len(fake_hub.requests_to("POST", r"/info/lfs/objects/batch$"))
+    result = demo.cli("apply", "--backend", "hf-jobs")
+    assert result.exit_code == 0 and "restored" in result.output and "$0" in result.output, result.output
+    assert len(job_posts(fake_hub)) == 2
+    assert len(fake_hub.requests_to("POST", r"/info/lfs/objects/batch$")) == batches  # no weights uploaded
+    assert main_manifest(fake_hub)["run_key"] == key  # type: ignore[index]
+    tagged = repo.files_at(f"run-{key[:12]}")
+    on_main = repo.files_at("main")
+    assert {p: b.oid for p, b in on_main.items()} == {p: b.oid for p, b in tagged.items()}
+    assert [r["action"] for r in demo.json("plan", "--format", "json", "--backend", "hf-jobs")[1]["runs"]] == ["noop"]
+
+    # an eval-only change scores the restored version again in a job, without training, once
+    demo.write("runs/demo.yaml", DEMO.replace('">= 0.0"', '">= 0.01"'))
+    code, plan = demo.json("plan", "--format", "json", "--backend", "hf-jobs")
+    assert plan["runs"][0]["action"] == "evaluate"
+    result = demo.cli("apply", "--backend", "hf-jobs")
+    assert result.exit_code == 0 and "scored again" in result.output and "step 1/" not in result.output, result.output
+    assert len(job_posts(fake_hub)) == 3 and main_manifest(fake_hub)["run_key"] == key  # type: ignore[index]
+    assert any(p.startswith("tuneform/evals/") and p.endswith("/report.json") for p in repo.files_at("main"))
+    assert demo.json("plan", "--format", "json", "--backend", "hf-jobs")[1]["runs"][0]["action"] == "noop"
+
+    code, history = demo.json("history", "demo", "--backend", "hf-jobs", "--format", "json")
+    assert code == 0 and history["main"] == key and [v["run_key"] for v in history["versions"]] == [key, second["run_key"]]
+    assert history["versions"][0]["main"] and history["versions"][0]["commit"]
+
+    # status and logs of an HF job by its id
+    code, status = demo.json("status", f"acme/{job.id}", "--format", "json")
+    assert code == 0 and status["stage"] == "COMPLETED" and status["backend"] == "hf-jobs"
+    logs = demo.cli("logs", job.id, "--tail", "3")
+    assert logs.exit_code == 0 and logs.output.strip()
+
+
+def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHub) -> None:
+    # 500 once on run_job: retried after listing the jobs again; one job
+    fake_hub.faults.fail("POST", r"^/api/jobs/acme$", 500)
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    assert [r.status for r in job_posts(fake_hub)] == [500, 200] and len(fake_hub.jobs) == 1
+    [first] = fake_hub.jobs
+    assert f"{fake_hub.url}/jobs/acme/{first}" in result.output
+    # while it is scheduled, applying again submits nothing
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "already submitted" in result.output and first in result.output, result.output
+    assert len(job_posts(fake_hub)) == 2
+    assert demo.cli("cancel", f"acme/{first}").output.startswith("canceled")
+
+    # 429 with Retry-After: waited, then one job
+    fake_hub.faults.rate_limit("POST", r"^/api/jobs/acme$", retry_after=1)
+    started = time.monotonic()
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started >= 1 and [r.status for r in job_posts(fake_hub)][-2:] == [429, 200]
+    assert len(fake_hub.jobs) == 2
+    second = [j for j in fake_hub.jobs if j != first][0]
+    demo.cli("cancel", second)
+
+    # 402: a message that says what to do; the claim is released so a later apply can submit
+    fake_hub.out_of_credits.add("acme")
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 1 and "402" in result.output and "add credits" in result.output, result.output
+    assert len(fake_hub.jobs) == 2
+    assert not any(b.startswith("tuneform/claim-") for b in fake_hub.repo(REPO).branches)
+    fake_hub.out_of_credits.clear()
+
+    # a job that ends in ERROR: its last log lines, no tag, main unmoved
+    fake_hub.faults.fail_next_job("Job failed with exit code: 1", logs=["loading data", "Traceback (most recent call last):", "torch.OutOfMemoryError: CUDA out of memory"])
+    result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
+    assert result.exit_code == 1, result.output
+    assert "ended ERROR" in result.output and "CUDA out of memory" in result.output and "exit code: 1" in result.output
+    repo = fake_hub.repo(REPO)
+    assert not any(t.startswith("run-") for t in repo.tags) and main_manifest(fake_hub) is None
+    assert len(fake_hub.jobs) == 3
+
+    # a job that runs past its time limit: ERROR "Job timeout", and what to change
+    def too_slow(job: Any) -> None:
+        fake_hub.start_job(job.id)
+        fake_hub.append_log(job.id, "  step 1/24 | loss 6.9")
+        fake_hub.time_out_job(job.id)
+
+    fake_hub.on_job_submitted = too_slow
+    result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
+    assert result.exit_code == 1 and "Job timeout" in result.output and "compute.timeout" in result.output, result.output
+    assert "step 1/24" in result.output and len(fake_hub.jobs) == 4
+    fake_hub.on_job_submitted = None
+
+    # a flavor the service does not offer: the server's list, and what to set
+    flavor = demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")[1]["runs"][0]["flavor"]
+    fake_hub.hardware = [h for h in fake_hub.hardware if h["name"] != flavor]
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 1 and f"Invalid flavor '{flavor}'" in result.output and "compute.flavor" in result.output, result.output
+    assert len(fake_hub.jobs) == 4
+
+    # another apply holds the claim of a key that has no job yet: this one submits nothing
+    from fakehub import HARDWARE
+
+    fake_hub.hardware = [dict(h) for h in HARDWARE]
+    demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 9"))
+    key9 = demo.json("plan", "--format", "json", "--backend", "hf-jobs")[1]["runs"][0]["run_key"]
+    fake_hub.api().create_branch(REPO, branch=f"tuneform/claim-{key9[:12]}")
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "another apply is submitting" in result.output, result.output
+    assert len(fake_hub.jobs) == 4
+
+    # a bad token is named: by plan (registry unreadable, git decides) and by apply
+    os.environ["HF_TOKEN"] = "hf_not_a_token"  # monkeypatch restores it
+    code, plan = demo.json("plan", "--format", "json", "--backend", "hf-jobs")
+    assert plan["runs"][0]["action"] == "update" and "HF_TOKEN" in plan["runs"][0]["registry"], plan
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 1 and "HF_TOKEN" in result.output and "hf_not_a_token" not in result.output, result.output
+    assert len(fake_hub.jobs) == 4
+
+
+def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HubRegistry on its own: tag + main with parent_commit, 412 -> tag only, retried commits, restore, offline."""
+    from huggingface_hub import constants
+
+    from tuneform.backends import hub_registry
+    from tuneform.backends.hfjobs import timeout_seconds
+    from tuneform.hubregistry import HubRegistry
+
+    monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
+    registry = HubRegistry(fake_hub.api())
+    key_a, key_b, key_c = "a" * 64, "b" * 64, "c" * 64
+
+    def folder(name: str, weights: bytes) -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        (out / "model.safetensors").write_bytes(weights)
+        (out / f"only-{name}.txt").write_text(name)
+        return out
+
+    def manifest(key: str) -> dict[str, Any]:
+        return {"run_key": key, "status": "passed", "created": time.strftime("%Y-%m-%dT%H:%M:%S") + key[0], "name": "x"}
+
+    assert registry.main(REPO) is None and registry.get(REPO, key_a) is None and registry.versions(REPO) == []
+    fake_hub.faults.fail("POST", r"/commit/main$", 500)  # the client does not retry commits: we do
+    first = registry.publish(REPO, key_a, folder("a", b"\0A" * 100), manifest(key_a), parent_commit=None, move_main=True)
+    assert first.moved_main and registry.main(REPO) == key_a and fake_hub.repo(REPO).private
+    assert [r.status for r in fake_hub.requests_to("POST", r"/commit/main$")] == [500, 200]
+    seen = registry.main_commit(REPO)
+
+    second = registry.publish(REPO, key_b, folder("b", b"\0B" * 100), manifest(key_b), parent_commit=seen, move_main=True)
+    assert second.moved_main and registry.main(REPO) == key_b
+    assert "only-a.txt" not in fake_hub.repo(REPO).files_at("main")  # main holds exactly the version
+    # a late job whose apply saw main at `seen`: main moved since (412), so it is tagged only
+    late = registry.publish(REPO, key_c, folder("c", b"\0C" * 100), manifest(key_c), parent_commit=seen, move_main=True)
+    assert not late.moved_main and "moved since" in late.note and registry.main(REPO) == key_b
+    assert registry.get(REPO, key_c) is not None and [v.key for v in registry.versions(REPO)] == [key_a, key_b, key_c]
+    again = registry.publish(REPO, key_c, folder("c2", b"x"), manifest(key_c), parent_commit=None, move_main=True)
+    assert "already published" in again.note and registry.main(REPO) == key_b
+    assert registry.get(REPO, "c" * 12 + "d" * 52) is None  # same tag, another key
+
+    batches = len(fake_hub.requests_to("POST", r"/info/lfs/objects/batch$"))
+    registry.restore(REPO, key_a, "revert")
+    repo = fake_hub.repo(REPO)
+    assert registry.main(REPO) == key_a and set(repo.files_at("main")) == set(repo.files_at("run-aaaaaaaaaaaa"))
+    assert len(fake_hub.requests_to("POST", r"/info/lfs/objects/batch$")) == batches
+    assert not registry.has_evals(REPO, key_a, "e" * 16)
+
+    from tuneform.backends.hfjobs import HfJobs, HfJobsError
+
+    fake_hub.add_repo("meta/gated-model", {"config.json": "{}"}, gated="manual")
+    jobs = HfJobs(fake_hub.api(), "acme", lambda line: None)
+    jobs.check_readable([("model", REPO)])
+    with pytest.raises(HfJobsError, match="gated.*request access"):
+        jobs.check_readable([("model", "meta/gated-model")])
+    with pytest.raises(HfJobsError, match="does not exist or HF_TOKEN cannot read it"):
+        jobs.check_readable([("dataset", "acme/nothing-here")])
+
+    anonymous = HubRegistry(fake_hub.api(None))  # a private repo in a tokenless PR job: not readable, say why
+    with pytest.raises(Exception, match="HF_TOKEN"):
+        anonymous.main(REPO)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_registry() is None  # offline: plan falls back to git
+
+    assert timeout_seconds(1000, 0.40, [None], "auto") == 2100  # estimate x 1.5 + 10 min
+    assert timeout_seconds(1000, 0.40, [0.10, 5], "auto") == 900  # $0.10 buys 15 minutes at $0.40/h
+    assert timeout_seconds(None, 1.0, [], 7200) == 7200
