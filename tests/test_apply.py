@@ -114,18 +114,18 @@ def test_failed_gate_keeps_version_blocks_and_leaves_main(demo: Repo) -> None:
     assert registry_dirs(demo) == [key]  # nothing retrained
 
 
-def test_bad_data_fails_before_training_and_publishes_nothing(demo: Repo) -> None:
+def test_bad_data_stops_apply_at_the_plan_naming_rows(demo: Repo) -> None:
+    """Rows with no assistant turn over data.max_bad_rows: the plan's data check names them and
+    apply starts no job (the job would stop on them too: tests/test_data.py)."""
     rows = [json.loads(line) for line in (ROOT / "data/support.jsonl").read_text().splitlines()]
     for row in rows[:40]:
         row["messages"] = [m for m in row["messages"] if m["role"] != "assistant"]
     demo.write("data/support.jsonl", jsonl(rows))
     result = demo.cli("apply", "runs/demo.yaml")
     assert result.exit_code == 1
-    assert "data/support.jsonl" in result.output and "line 1" in result.output and "assistant" in result.output
-    assert registry_dirs(demo) == []  # no version, no staging folder left behind
-    [job] = jobs(demo)
-    assert job.stage == local.FAILED
-    assert "step 1/" not in job.log.read_text()
+    assert "data/support.jsonl:1: messages: has no assistant message" in result.output
+    assert "FAIL max_bad_rows" in result.output and "not applicable" in result.output
+    assert registry_dirs(demo) == [] and jobs(demo) == []
 
 
 def test_unknown_chat_template_is_named(demo: Repo) -> None:
