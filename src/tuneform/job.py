@@ -27,10 +27,6 @@ Echo = Callable[[str], None]
 MANIFEST_FORMAT = 1
 
 
-class JobError(Exception):
-    """The job cannot go on; the message says what happened and what to do."""
-
-
 def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -141,7 +137,6 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
         return 0
     staging = registry.staging(repo, key)
     try:
-        started = time.perf_counter()
         echo("loading data")
         data = load_data(spec, bundle.files)
         for bad in data.bad_rows[:5]:
@@ -167,16 +162,16 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
             echo(f"scoring run-{key[:12]} with the changed evals (no training)")
             new_scores = _score(str(version_dir), model_path, hub_revision, template, suites, heldout)
         else:
-            estimate = bundle.run.get("estimate") or {}
+            batch_size, checkpointing = _sized_auto_settings(bundle.run.get("estimate") or {})
             echo(f"training ({spec.method.type}, {spec.compute.engine} engine)")
             result = train(spec, model_path, data.train, data.eval, staging / "model", on_log=progress_printer(echo),
-                           batch_size=estimate.get("batch_size"), gradient_checkpointing=estimate.get("gradient_checkpointing"))
+                           batch_size=batch_size, gradient_checkpointing=checkpointing)
             echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}")
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
             new_scores = _score(str(staging / "model"), model_path if adapter else None, hub_revision, template, suites, heldout)
         table = compare(base_scores, previous_scores, new_scores, _gates(bundle))
-    except (DataError, FormatError, TrainError, GateError, SuiteError, JobError) as exc:
+    except (DataError, FormatError, TrainError, GateError, SuiteError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         echo(f"error: {exc}")
         return 1
@@ -184,7 +179,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, time.perf_counter() - started)
+    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None)
     _record_cost(manifest, time.time() - job_started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)
@@ -235,6 +230,17 @@ def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[st
     return 0
 
 
+def _sized_auto_settings(estimate: dict[str, Any]) -> tuple[int | None, bool | None]:
+    """The estimate's batch size and checkpointing for the `auto` settings, when it sized the
+    device the job runs on. The local backend estimates this machine's CPU (dtype fp32); on a
+    machine with a GPU those numbers do not apply, so the engine's GPU defaults decide."""
+    import torch
+
+    if estimate.get("dtype") == "fp32" and torch.cuda.is_available():
+        return None, None
+    return estimate.get("batch_size"), estimate.get("gradient_checkpointing")
+
+
 def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
     """Job seconds and cost (flavor price x billed minutes) next to the estimate. Measured inside the
     job, so it leaves out the container's start (image pull, install), which HF also bills."""
@@ -255,7 +261,7 @@ def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
     cost["actual_usd"] = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
 
 
-def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, seconds: float) -> dict[str, Any]:
+def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None) -> dict[str, Any]:
     """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
     run = bundle.run
     estimate = run.get("estimate") or {}
@@ -290,7 +296,7 @@ def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, pre
                  "train_tokens": result.tokens if result else None},
         "training": training,
         "cost": {"estimated_usd": estimate.get("usd", 0.0), "actual_usd": 0.0 if run.get("backend", "local") == "local" else None,
-                 "estimated_seconds": estimate.get("seconds"), "job_seconds": seconds},
+                 "estimated_seconds": estimate.get("seconds")},
         "evals": {"table": table.as_json(), "gates": table.gates_json(), "previous": previous_key,
                   "scores": {"base": base.as_json()}},
         "versions": result.versions if result else {},
