@@ -133,9 +133,8 @@ def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: b
 
 def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None) -> Any:
     from .backends import registry_for
-    from .plan import make_plan
-
     from .github import event_labels
+    from .plan import make_plan
 
     return make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub,
                      labels=event_labels())
@@ -160,18 +159,24 @@ def job(bundle: Path, registry_home: str) -> None:
     sys.exit(code)
 
 
-def _home(root: Path) -> Path:
-    """The local registry folder: $TUNEFORM_HOME, [tool.tuneform] registry, or .tuneform."""
+def _settings(root: Path) -> Any:
+    """The repository's [tool.tuneform] settings; defaults when pyproject.toml is broken (validate
+    and plan report that, with its fix)."""
     from .plan import load_settings
-    from .registry import default_home
-    from .settings import SettingsError
+    from .settings import Settings, SettingsError
     from .trees import WorkTree
 
     try:
-        configured = load_settings(WorkTree(root)).registry
+        return load_settings(WorkTree(root))
     except SettingsError:
-        configured = None
-    return default_home(root, configured)
+        return Settings()
+
+
+def _home(root: Path) -> Path:
+    """The local registry folder: $TUNEFORM_HOME, [tool.tuneform] registry, or .tuneform."""
+    from .registry import default_home
+
+    return default_home(root, _settings(root).registry)
 
 
 def _registry(root: Path) -> Any:
@@ -187,10 +192,8 @@ def _registry(root: Path) -> Any:
 def history(run: str, backend: str | None, fmt: str) -> None:
     """Versions of a run (a run file or name): key, git commit, PR, date, status, metrics."""
     from .check import RUNS_DIR, output_repo_of
-    from .plan import load_settings
     from .registry import RegistryError
     from .spec import load_run_text
-    from .trees import WorkTree
 
     root = _root()
     path = Path(run) if Path(run).suffix in (".yaml", ".yml") else root / RUNS_DIR / f"{run}.yaml"
@@ -199,7 +202,7 @@ def history(run: str, backend: str | None, fmt: str) -> None:
     loaded = load_run_text(path.read_bytes(), str(path))
     if loaded.spec is None:
         _fail(f"{path}: invalid run file; tuneform validate {path} says why", fmt)
-    settings = load_settings(WorkTree(root))
+    settings = _settings(root)
     repo = output_repo_of(loaded.spec, loaded.name, settings)
     registry = _registry(root)
     if (backend or loaded.spec.compute.backend or settings.default_backend) == "hf-jobs":
@@ -310,14 +313,7 @@ def _hf_job_ref(ref: str) -> tuple[str, str] | None:
         return namespace, job_id
     if not re.fullmatch(r"[0-9a-f]{24}", ref):
         return None
-    from .plan import load_settings
-    from .settings import SettingsError
-    from .trees import WorkTree
-
-    try:
-        namespace = load_settings(WorkTree(_root())).namespace
-    except (SettingsError, Exception):
-        namespace = None
+    namespace = _settings(_root()).namespace
     if not namespace:
         from .hubregistry import hub_api
 
