@@ -113,6 +113,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "training": {},
         "compute": {},
     },
+    "tuneform-batch16": {
+        "about": "tuneform's defaults with the batch fixed at 16: a second point for the estimator's utilisation curve",
+        "training": {"per_device_train_batch_size": 16},
+        "compute": {},
+    },
     "unsloth-notebook": {
         "about": "Unsloth notebook: batch 2, GA 4, checkpointing 'unsloth', adamw_8bit, lr 2e-4, warmup 5, wd 0.001, no packing (16-bit base, not 4-bit)",
         "training": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,

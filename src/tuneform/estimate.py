@@ -123,6 +123,11 @@ class Calibration:
     # Assumption: on a CPU a larger micro-batch does not train faster (that run was compute-
     # bound at batch 4 x 512), it only costs RAM and optimizer steps; auto stops here.
     cpu_max_auto_batch: int = 4
+    # `auto` batch never puts more tokens than this in one GPU's micro-batch. Measured on the
+    # H200 through tuneform job (Llama-3.2-1B shape, LoRA, packed 2048): batch 16 ran at 35,213
+    # tokens/s steady, batch 32 at 24,724 (bench/results/gpu-2026-11-28-batch16.md and
+    # -long-default.md): past ~32k tokens a bigger batch is slower, not faster.
+    gpu_max_micro_batch_tokens: int = 32_768
 
     # ---- memory (bytes) -----------------------------------------------------------------
     # 4-bit NF4 weights (0.5 byte) + bitsandbytes' block constants (double-quantised, ~0.016
@@ -614,11 +619,13 @@ def _estimate_with(
 
 
 def _batch_cap(workload: Workload, flavor: Flavor, cal: Calibration) -> int:
-    """Largest micro-batch worth trying: one optimizer step should not exceed the data, and
-    on a CPU a bigger batch buys nothing but memory."""
+    """Largest micro-batch worth trying: one optimizer step should not exceed the data, on a
+    CPU a bigger batch buys nothing but memory, and on a GPU past ~32k tokens it gets slower."""
     per_step = workload.row_tokens * max(1, workload.grad_accum) * max(1, flavor.gpus)
     cap = max(1, workload.train_tokens // per_step)
-    return min(cap, cal.cpu_max_auto_batch) if flavor.is_cpu else cap
+    if flavor.is_cpu:
+        return min(cap, cal.cpu_max_auto_batch)
+    return min(cap, max(1, cal.gpu_max_micro_batch_tokens // workload.row_tokens))
 
 
 def estimate(
