@@ -162,8 +162,7 @@ def job(bundle: Path, registry_home: str) -> None:
 def _settings(root: Path) -> Any:
     """The repository's [tool.tuneform] settings; defaults when pyproject.toml is broken (validate
     and plan report that, with its fix)."""
-    from .plan import load_settings
-    from .settings import Settings, SettingsError
+    from .settings import Settings, SettingsError, load_settings
     from .trees import WorkTree
 
     try:

@@ -439,9 +439,9 @@ def _message(item: Any, where: str) -> dict[str, str]:
     if not isinstance(item, dict):
         raise _RowProblem(where, f"must be an object with role and content, not {_kind(item)}", 'write {"role": "...", "content": "..."}')
     if "from" in item and "role" not in item:  # ShareGPT
-        role, role_key, content_key = _sharegpt_role(item.get("from"), where), "from", "value"
+        role, content_key = _sharegpt_role(item.get("from"), where), "value"
     else:
-        role, role_key, content_key = item.get("role"), "role", "content"
+        role, content_key = item.get("role"), "content"
         if not isinstance(role, str) or role not in ROLES:
             raise _RowProblem(f"{where}.role", _role_problem(role), f"use one of {', '.join(ROLES)}")
     if content_key not in item:

@@ -6,7 +6,6 @@ the committed README differs from what the schema generates.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any

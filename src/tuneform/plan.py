@@ -18,9 +18,9 @@ from .datacheck import DataSection, plan_data_section
 from .diagnostics import Problem
 from .registry import FAILED_GATES, Registry, RegistryError, Version
 from .resolve import HubResolver
-from .settings import PYPROJECT, Settings, SettingsError, parse_settings
+from .settings import PYPROJECT, Settings, SettingsError, load_settings
 from .sizing import usd_text
-from .trees import GitTree, Tree, TreeError, WorkTree, default_base, resolve_rev
+from .trees import GitTree, WorkTree, default_base, resolve_rev
 
 PLAN_SCHEMA_VERSION = 1
 # `--base 0000...0` (GitHub's `before` of a first push) compares with git's empty tree.
@@ -141,13 +141,6 @@ class Plan:
 
 RegistryFor = Any  # callable: backend name -> Registry | None (None: not readable here)
 
-
-def load_settings(tree: Tree) -> Settings:
-    try:
-        text = tree.read(PYPROJECT)
-    except TreeError:
-        text = None
-    return parse_settings(text)
 
 
 def make_plan(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .diagnostics import Problem
-from .plan import Plan, PlannedRun
-from .validate import Validation
+
+if TYPE_CHECKING:  # validate's path must not import plan (and its data checks) at start-up
+    from .plan import Plan, PlannedRun
+    from .validate import Validation
 
 PLAN_MARKER = "<!-- tuneform:plan -->"
 ACTION_SYMBOLS = {"create": "+", "update": "~", "noop": "=", "delete": "-", "restore": "<", "evaluate": "?", "blocked": "!", "invalid": "x"}

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .diagnostics import Problem, did_you_mean
+from .trees import Tree, TreeError
 from .spec import DataPolicy
 
 PYPROJECT = "pyproject.toml"
@@ -75,3 +76,12 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         if model is None:
             return []
     return list(model.model_fields)
+
+
+def load_settings(tree: Tree) -> Settings:
+    """Settings of a repository snapshot (a missing pyproject.toml means defaults)."""
+    try:
+        text = tree.read(PYPROJECT)
+    except TreeError:
+        text = None
+    return parse_settings(text)

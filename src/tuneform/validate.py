@@ -8,9 +8,8 @@ from typing import Any
 
 from .check import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
 from .diagnostics import Problem
-from .plan import load_settings
 from .resolve import HubResolver
-from .settings import PYPROJECT, Settings, SettingsError
+from .settings import PYPROJECT, Settings, SettingsError, load_settings
 from .trees import WorkTree
 
 

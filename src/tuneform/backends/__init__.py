@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..registry import LocalRegistry, Registry, default_home
-from ..settings import Settings, SettingsError
+from ..settings import Settings, SettingsError, load_settings
 from ..trees import WorkTree
 
 BACKENDS = ("local", "hf-jobs")
@@ -18,7 +18,6 @@ BACKENDS = ("local", "hf-jobs")
 
 def registry_for(root: Path) -> Callable[[str], Registry | None]:
     """A lookup from backend name to the registry plan may read (None: not readable here)."""
-    from ..plan import load_settings
 
     try:
         settings = load_settings(WorkTree(root))
