@@ -331,3 +331,19 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
     assert timeout_seconds(1000, 0.40, [None], "auto") == 2100  # estimate x 1.5 + 10 min
     assert timeout_seconds(1000, 0.40, [0.10, 5], "auto") == 900  # $0.10 buys 15 minutes at $0.40/h
     assert timeout_seconds(None, 1.0, [], 7200) == 7200
+
+
+def test_plan_for_hf_jobs_prices_with_the_hubs_current_hardware(demo: Repo, fake_hub: FakeHub) -> None:
+    """Prices change: a plan for hf-jobs reads GET /api/jobs/hardware through the client."""
+    code, before = demo.json("plan", "runs/demo.yaml", "--backend", "hf-jobs", "--format", "json")
+    flavor = before["runs"][0]["flavor"]
+    for item in fake_hub.hardware:
+        if item["name"] == flavor:
+            item["unitCostUSD"] = item["unitCostUSD"] * 10
+            item["unitCostMicroUSD"] = item["unitCostMicroUSD"] * 10
+    code, after = demo.json("plan", "runs/demo.yaml", "--backend", "hf-jobs", "--format", "json")
+    assert after["runs"][0]["flavor"] != flavor or after["runs"][0]["usd"] > before["runs"][0]["usd"]
+    assert fake_hub.requests_to("GET", r"/api/jobs/hardware")
+    fake_hub.faults.fail("GET", r"/api/jobs/hardware", 500, times=5)
+    code, offline_table = demo.json("plan", "runs/demo.yaml", "--backend", "hf-jobs", "--format", "json")
+    assert any("could not read current prices" in w["message"] for w in offline_table["warnings"])

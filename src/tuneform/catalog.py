@@ -207,6 +207,7 @@ LOCAL: Flavor = local_flavor()
 """The local backend's pseudo-flavor, measured from this machine at import."""
 
 FLAVORS: dict[str, Flavor] = {**_offline_flavors(), LOCAL.name: LOCAL}
+_TABLE_DATE = "2026-11 (reference/hf-jobs.md)"
 """Offline catalog: every HF Jobs flavor of reference/hf-jobs.md plus ``local``."""
 
 
@@ -925,3 +926,35 @@ def model_shape(model_id: str, repo_root: Path) -> ModelShape | None:
             raise ValueError(f"{config_path}: expected a JSON object")
         return shape_from_config(config)
     return known_model(model_id)
+
+
+def refresh_from_hub(api: Any) -> str | None:
+    """Replace the offline flavor table with the Hub's current one (prices change); the local
+    pseudo-flavor stays. Returns why it could not, or None. Uses the client's own call."""
+    try:
+        hardware = api.list_jobs_hardware()
+    except Exception as exc:  # offline, auth, server: the offline table still prices the plan
+        return f"could not read current prices from the Hub ({type(exc).__name__}): using tuneform's table of {_TABLE_DATE}"
+    payload = [
+        {
+            "name": h.name,
+            "prettyName": h.pretty_name,
+            "cpu": h.cpu,
+            "ram": h.ram,
+            "accelerator": None if h.accelerator is None else {
+                "type": h.accelerator.type, "model": h.accelerator.model, "quantity": h.accelerator.quantity,
+                "vram": h.accelerator.vram, "manufacturer": h.accelerator.manufacturer,
+            },
+            "unitCostMicroUSD": h.unit_cost_micro_usd,
+            "unitCostUSD": h.unit_cost_usd,
+            "unitLabel": h.unit_label,
+        }
+        for h in hardware
+    ]
+    fresh = flavors_from_hardware(payload)
+    if not fresh:
+        return "the Hub listed no hardware: using tuneform's table"
+    FLAVORS.clear()
+    FLAVORS.update(fresh)
+    FLAVORS[LOCAL.name] = LOCAL
+    return None

@@ -136,8 +136,25 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
     from .github import event_labels
     from .plan import make_plan
 
-    return make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub,
+    from .diagnostics import Problem
+
+    note = _refresh_prices(root, backend)
+    plan = make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub,
                      labels=event_labels())
+    if note:
+        plan.problems.append(Problem(note, severity="warning"))
+    return plan
+
+
+def _refresh_prices(root: Path, backend: str | None) -> str | None:
+    """Current HF Jobs prices when the plan is for hf-jobs and the Hub is reachable (the offline
+    table otherwise); a message when the Hub could not be asked."""
+    if (backend or _settings(root).default_backend) != "hf-jobs":
+        return None
+    from .catalog import refresh_from_hub
+    from .hubregistry import hub_api, hub_offline
+
+    return None if hub_offline() else refresh_from_hub(hub_api())
 
 
 @main.command()
