@@ -253,3 +253,23 @@ def test_valid_runs_validate_against_the_schema(schema: dict, name: str) -> None
 def test_invalid_runs_fail_the_schema(schema: dict, text: str, fragment: str) -> None:
     messages = [e.message for e in _validator(schema).iter_errors(yamlsafe.load(text).data)]
     assert any(fragment in m for m in messages), messages
+
+
+def test_hub_revision_is_resolved_to_a_commit_when_the_hub_answers(repo: Repo, fake_hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A branch name in model.revision enters the key as the commit it points at, and the plan
+    says to pin it; when the branch moves, the key moves with it."""
+    from fakehub import USER_TOKEN
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
+    fake_hub.add_repo("acme/base", {"config.json": "{}"})
+    repo.write("runs/support.yaml", sub("HuggingFaceTB/SmolLM2-135M-Instruct", "acme/base", "revision: 93efa2f097d58c2a74874c7e644dbc9b0cee75a2", "revision: main"))
+    code, first = repo.json("plan", "runs/support.yaml", "--format", "json")
+    [run] = first["runs"]
+    sha = fake_hub.repo("acme/base").resolve("main")
+    assert any(f"pin revision: {sha}" in w["message"] for w in run["warnings"]), run["warnings"]
+    fake_hub.add_commit("acme/base", {"config.json": '{"changed": true}'})
+    code, second = repo.json("plan", "runs/support.yaml", "--format", "json")
+    assert second["runs"][0]["run_key"] != run["run_key"]  # same file, new upstream commit, new key
+    offline = repo.json("plan", "runs/support.yaml", "--format", "json", "--offline")[1]["runs"][0]
+    assert any("could not resolve 'main'" in w["message"] for w in offline["warnings"])

@@ -21,8 +21,10 @@ from .trees import Tree, TreeError, is_lfs_pointer
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+def _client_offline() -> bool:
+    from .hubregistry import hub_offline  # the client's own switch, as every Hub call sees it
+
+    return hub_offline()
 
 
 @dataclass
@@ -32,7 +34,7 @@ class HubResolver:
     `offline` skips the network entirely (plan in CI without network must stay fast).
     """
 
-    offline: bool = field(default_factory=hub_offline)
+    offline: bool = field(default_factory=_client_offline)
     timeout: float = 5.0
     _cache: dict[tuple[str, str, str], tuple[str | None, str | None]] = field(default_factory=dict)
 
@@ -48,9 +50,9 @@ class HubResolver:
     def _ask(self, repo_type: str, repo_id: str, revision: str) -> tuple[str | None, str | None]:
         if self.offline:
             return None, "offline (HF_HUB_OFFLINE)"
-        from huggingface_hub import HfApi  # imported only when the Hub is asked
+        from .hubregistry import hub_api  # the client is imported only when the Hub is asked
 
-        api = HfApi()
+        api = hub_api()
         try:
             info: Any
             if repo_type == "dataset":
