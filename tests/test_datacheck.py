@@ -470,3 +470,152 @@ def test_check_stays_torch_free(repo: Repo) -> None:
     proc = subprocess.run([sys.executable, "-c", script], cwd=repo.path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub datasets, when the Hub answers (the local fake Hub, through the real huggingface_hub client)
+
+
+def hub_env(fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakehub import USER_TOKEN
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
+
+
+def hub_run(dataset: str, extra: str = "") -> str:
+    return run_yaml(f"    - dataset: {dataset}\n{extra}", evals=False)
+
+
+def test_hub_data_files_follow_the_hubs_layouts() -> None:
+    from tuneform.datacheck import hub_data_files
+
+    files = [
+        "README.md", ".gitattributes", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet",
+        "data/test-00000-of-00001.parquet", "train.jsonl", "trainer.jsonl", "train.txt", "en/train/0000.parquet",
+        "fr/train-00000.csv", "fr/validation.json", "extra/train_notes.md",
+    ]
+    assert hub_data_files(files, "train") == [
+        "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet", "en/train/0000.parquet", "fr/train-00000.csv", "train.jsonl"]
+    assert hub_data_files(files, "validation") == ["fr/validation.json"]
+    assert hub_data_files(files, "train", "fr") == ["fr/train-00000.csv"]
+    assert hub_data_files(files, "train", "de") == []
+    assert hub_data_files(["data/train.jsonl"], "train", "default") == ["data/train.jsonl"]
+
+
+def test_public_hub_dataset_is_checked_with_hub_row_refs(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub_env(fake_hub, monkeypatch)
+    first = jsonl([chat("how do I pay my invoice"), chat("where is my parcel"), chat("how do I pay my invoice")])
+    second = jsonl([chat("change my address"), {"messages": [{"role": "user", "content": "anyone there?"}]}])
+    fake_hub.add_repo("acme/chats", {
+        "README.md": "# chats\n",
+        "data/train-00000-of-00002.jsonl": first,
+        "data/train-00001-of-00002.jsonl": second,
+        "data/test-00000-of-00001.jsonl": jsonl([chat("a test row")] * 3),  # another split: not read
+    }, repo_type="dataset")
+    setup(repo, [], hub_run("acme/chats"))
+    report = check(repo)
+
+    a, b = "hub:acme/chats/data/train-00000-of-00002.jsonl", "hub:acme/chats/data/train-00001-of-00002.jsonl"
+    assert [(s.source, s.checked, s.rows, s.kept, s.note) for s in report.sources] == [("hub:acme/chats", True, 5, 4, None)]
+    assert report.checked and (report.rows, report.rows_read) == (4, 5)
+    duplicates = only(report, "duplicates")
+    assert [(str(h.ref), h.detail) for h in duplicates.hits] == [(f"{a}:3", f"exact duplicate of {a}:1")]
+    missing = only(report, "missing_assistant")
+    assert [str(h.ref) for h in missing.hits] == [f"{b}:2"] and missing.count == 1
+    assert only(report, "max_bad_rows").level == "fail"  # 1 of 5 dropped, over the default max_bad_rows
+    markdown = render_data_markdown(report)
+    assert f"<code>{a}:3</code>" in markdown and "how do I pay my invoice" in markdown  # public: quoted
+    assert not any("not checked" in note for note in report.notes)
+    # the files came through the client's own download route, at the commit the revision names
+    assert fake_hub.requests_to("GET", r"/datasets/acme/chats/resolve/[0-9a-f]{40}/data/train-0000[01]-of-00002\.jsonl")
+    assert not fake_hub.requests_to("GET", r"/resolve/.*/data/test-")
+
+
+def test_private_hub_dataset_is_checked_but_never_quoted(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub_env(fake_hub, monkeypatch)
+    rows = [chat(f"secret customer text {i}", "confidential-answer") for i in range(60)] + [chat("secret customer text 0", "confidential-answer")]
+    fake_hub.add_repo("acme/secret", {"train.jsonl": jsonl(rows)}, repo_type="dataset", private=True)
+    setup(repo, [], hub_run("acme/secret"))
+    report = check(repo)
+
+    assert [(s.source, s.checked, s.rows) for s in report.sources] == [("hub:acme/secret", True, 61)]
+    duplicates = only(report, "duplicates")
+    assert duplicates.count == 1 and [str(h.ref) for h in duplicates.hits] == ["hub:acme/secret/train.jsonl:61"]
+    assert report.labels == [("confidential-answer", 61)]
+    markdown, text, as_json = render_data_markdown(report), render_data_text(report), json.dumps(report.as_json())
+    for out in (markdown, text, as_json):
+        assert "secret customer text" not in out and "confidential-answer" not in out
+        assert "hub:acme/secret/train.jsonl" in out and "61" in out  # counts and row numbers only
+    assert duplicates.as_json()["rows"][0]["sample"] is None and duplicates.as_json()["sample"] is None
+    assert any("hub:acme/secret is private" in note for note in report.notes)
+
+
+def test_private_rows_stay_unquoted_next_to_quoted_local_rows(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub_env(fake_hub, monkeypatch)
+    fake_hub.add_repo("acme/secret", {"data/train-00000-of-00001.jsonl": jsonl([chat("private words")] * 2)}, repo_type="dataset", private=True)
+    setup(repo, [chat("public words")] * 2, run_yaml("    - path: data/train.jsonl\n    - dataset: acme/secret\n", evals=False))
+    markdown = render_data_markdown(check(repo))
+    assert "public words" in markdown and "private words" not in markdown
+    secret = "hub:acme/secret/data/train-00000-of-00001.jsonl"
+    assert f"- <code>{secret}:2</code> exact duplicate of {secret}:1\n" in markdown  # the row, without its text
+    assert f"- <code>{secret}:2</code> prompt of eval row {secret}:1 (exact)\n" in markdown  # the eval split draws Hub rows too
+
+
+def test_hub_datasets_that_cannot_be_checked_say_why(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneform import datacheck
+
+    hub_env(fake_hub, monkeypatch)
+    fake_hub.add_repo("bob/gated", {"train.jsonl": jsonl([chat("q")])}, repo_type="dataset", gated="manual")
+    fake_hub.add_repo("acme/images", {"train/0001.png": b"\x89PNG", "README.md": "# no rows\n"}, repo_type="dataset")
+    fake_hub.add_repo("acme/big", {"train.jsonl": jsonl([chat(f"q {i}") for i in range(50)])}, repo_type="dataset")
+
+    def note_of(dataset: str, extra: str = "") -> str | None:
+        setup(repo, [], hub_run(dataset, extra))
+        report = check(repo)
+        assert not report.checked and report.summary() == "not checked (Hub datasets only, none could be read: each source says why)"
+        assert "no training data checked" in report.notes[-1]
+        (source,) = report.sources
+        assert not source.checked and source.note and datacheck._md(source.note) in render_data_markdown(report)
+        return source.note
+
+    assert note_of("acme/nowhere") == "Hub dataset: not checked: not found, or private and HF_TOKEN cannot read it"
+    assert "gated, and this token has not been granted access" in (note_of("bob/gated") or "")
+    assert "no .jsonl, .json, .csv, .parquet files of revision main, split train" in (note_of("acme/images") or "")
+    assert note_of("acme/big", "      revision: v9\n") == "Hub dataset: not checked: revision v9 not found"
+    monkeypatch.setattr(datacheck, "HUB_MAX_BYTES", 100)
+    assert "too large to check in plan (over 0 MB)" in (note_of("acme/big") or "")
+    assert not fake_hub.requests_to("GET", r"/datasets/acme/(big|images)/resolve/")  # nothing downloaded when too large or no files
+
+
+def test_unreachable_hub_dataset_is_not_checked_with_the_reason(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the fake Hub the client is offline (conftest): no request is made, and the note says so."""
+    from tuneform.hubregistry import hub_offline
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there; offline mode must not even try
+    assert hub_offline()
+    setup(repo, [chat(f"q {i}") for i in range(5)], run_yaml("    - path: data/train.jsonl\n    - dataset: acme/chats\n", evals=False))
+    report = check(repo)
+    assert [(s.source, s.checked, s.note) for s in report.sources] == [
+        ("data/train.jsonl", True, None), ("hub:acme/chats", False, "Hub dataset: not checked offline")]
+    assert "- `hub:acme/chats`: Hub dataset: not checked offline" in render_data_markdown(report)
+    assert "hub:acme/chats (messages): Hub dataset: not checked offline" in render_data_text(report)
+
+
+def test_hub_check_stays_torch_and_datasets_free(repo: Repo, fake_hub: Any) -> None:
+    fake_hub.add_repo("acme/chats", {"train.jsonl": jsonl([chat("q 1"), chat("q 1")])}, repo_type="dataset")
+    setup(repo, [], hub_run("acme/chats"))
+    script = (
+        "import sys, json\nfrom pathlib import Path\n"
+        "from tuneform.datacheck import data_check_command\n"
+        "out, code = data_check_command(Path('.'), 'runs/check.yaml', 'json')\n"
+        "report = json.loads(out)\n"
+        "assert code == 0 and report['sources'][0]['checked'], out\n"
+        "print(','.join(sorted(m for m in ('torch', 'transformers', 'datasets', 'trl', 'peft') if m in sys.modules)))\n"
+    )
+    import os
+
+    env = {**os.environ, **fake_hub.client_env(), "HF_HUB_CACHE": str(repo.path.parent / "hf-cache")}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=repo.path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proc.stdout.strip() == ""

@@ -1,7 +1,7 @@
 """Data quality of a run: catch bad training data in the plan, before it costs GPU time.
 
-For each run, its local files are read the way the job reads them (a Hub dataset is reported
-as not checked offline: plan never downloads data), and the report gives:
+For each run, its local files are read the way the job reads them, and so is each Hub dataset
+when the Hub answers (below), and the report gives:
 
 - rows, tokens (the model's tokenizer.json when it is already on this machine, else bytes/4,
   and the report says which), the length distribution and how many rows exceed max_seq_length;
@@ -31,6 +31,15 @@ exceeds `max` gets the rule's level (warn or fail); at or under it, `info`. A ru
 rule that the repository sets to fail, never relax it: plan reads settings from the base branch
 so that a pull request cannot lower its own bar, and a run file is part of the pull request.
 Findings that predict a job failure (an unreadable source, too many bad rows) are always `fail`.
+
+Hub datasets are checked when the huggingface_hub client is not offline and the dataset answers:
+the data files of the split (and config) are picked from the repository's files by the Hub's usual
+layouts (`data/train-00000-of-00001.parquet`, `train.jsonl`, `<config>/train-*.parquet`), downloaded
+through the client (at most HUB_MAX_BYTES in all) and read with the same parse_rows as local files;
+rows are named `hub:owner/name/<file>` and their line or row. Never through `datasets`: plan stays
+light. Rows of a private (or gated) dataset are counted and numbered, never quoted. A dataset that
+cannot be checked (offline, not found, gated without access, no matching files, too large) is
+listed with the reason.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from .check import read_suite_once
-from .data import REQUIRED_FIELDS, _CONVERTERS, UnreadableFile, _eval_count, _RowProblem, parse_rows
+from .data import REQUIRED_FIELDS, SUFFIXES, _CONVERTERS, Row, UnreadableFile, _eval_count, _RowProblem, parse_rows
 from .evals.suite import SuiteError
 from .settings import PYPROJECT, Settings, SettingsError, parse_settings
 from .sizing import _counter, _tokenizer
@@ -74,6 +83,10 @@ LABEL_TOP = 20
 LABEL_COVER = 0.9
 # Actions of a plan that train, hence whose data is checked.
 CHECKED_ACTIONS = ("create", "update")
+# Hub datasets: the most plan downloads for one source's split, and what it says when offline.
+MB = 1024 * 1024
+HUB_MAX_BYTES = 200 * MB
+HUB_OFFLINE_NOTE = "Hub dataset: not checked offline"
 
 # Control characters other than tab and newlines, C1 controls, U+FFFD, and the marks UTF-8 leaves
 # when decoded as Latin-1 or cp1252: 'Ã' or 'Â' before a cp1252 high character ('Ã©' for 'é',
@@ -123,9 +136,10 @@ class Hit:
     ref: RowRef
     detail: str
     sample: str
+    quoted: bool = True  # False for rows of a private dataset: never shown, whatever the caller asks
 
     def as_json(self, quote: bool) -> dict[str, Any]:
-        return {**self.ref.as_json(), "detail": self.detail, "sample": self.sample if quote else None}
+        return {**self.ref.as_json(), "detail": self.detail, "sample": self.sample if quote and self.quoted else None}
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,7 @@ class Finding:
             "total": self.total,
             "rate": round(self.rate, 6),
             "rows": [hit.as_json(quote) for hit in self.hits],
-            "sample": self.hits[0].sample if quote and self.hits else None,
+            "sample": self.hits[0].sample if quote and self.hits and self.hits[0].quoted else None,
         }
         if self.rule == "leakage":
             out["eval_ids"] = list(self.eval_ids[:MAX_ROWS])
@@ -218,6 +232,7 @@ class _Kept:
     label: str | None  # the final answer, stripped
     turns: tuple[tuple[str, str], ...]  # (role, content); role "text" for a text row
     tokens: int = 0
+    file: int = 0  # index into its scan's `files`
 
     @property
     def prompt(self) -> str:
@@ -233,10 +248,14 @@ class _Kept:
 
 @dataclass
 class _Scan:
-    """One local file: its rows the job keeps, and the rows each rule flagged (first MAX_ROWS)."""
+    """One source (a local file, or the files of a Hub split): its rows the job keeps, and the rows
+    each rule flagged (first MAX_ROWS)."""
 
     path: str
     unit: Literal["line", "row"] = "line"
+    files: list[tuple[str, Literal["line", "row"]]] = field(default_factory=list)  # (name in row refs, unit)
+    quote: bool = True  # False: rows of a private dataset, never quoted
+    exact: bool = True  # False: the rows are not exactly those the job draws (a sliced Hub split)
     rows: int = 0  # rows read, kept or dropped
     kept: list[_Kept] = field(default_factory=list)
     contents: Multiset[int] = field(default_factory=Multiset)  # every row's content hash, for the diff
@@ -245,6 +264,10 @@ class _Scan:
     dropped: list[Hit] = field(default_factory=list)  # rows the job drops (first MAX_ROWS)
     dropped_count: int = 0
     error: str | None = None  # the job cannot read the file at all
+
+    def ref(self, kept: _Kept) -> RowRef:
+        name, unit = self.files[kept.file] if self.files else (self.path, self.unit)
+        return RowRef(name, kept.number, unit)
 
     def flag(self, rule: str, hit: Hit) -> None:
         self.counts[rule] += 1
@@ -265,7 +288,7 @@ def _visible(text: str, limit: int = SAMPLE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _rejected_rule(problem: _RowProblem, src: LocalSource) -> str:
+def _rejected_rule(problem: _RowProblem, src: LocalSource | HubSource) -> str:
     """Which rule a row the job refuses breaks, from the job's own reason."""
     text = problem.problem
     answer_columns = {src.columns.get(name, name) for name in ("completion", "output")}
@@ -320,10 +343,17 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
     except UnreadableFile as exc:
         scan.error = str(exc)
         return scan
+    return _scan_rows(scan, [(src.path, scan.unit, records)], src, counter)
+
+
+def _scan_rows(scan: _Scan, files: Sequence[tuple[str, Literal["line", "row"], list[Row]]], src: LocalSource | HubSource, counter: Counter) -> _Scan:
+    """The rows of one source's files (name in row refs, unit, rows), through the job's converters."""
     convert = _CONVERTERS[src.format]
     texts: list[str] = []
     overheads: list[int] = []
     norms_seen: dict[str, str] = {}  # system prompts and labels repeat on every row: normalise them once
+    records = [row for _, _, rows in files for row in rows]
+    scan.files = [(name, unit) for name, unit, _ in files]
 
     def normal(text: str) -> str:
         found = norms_seen.get(text)
@@ -333,51 +363,13 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
                 norms_seen[text] = found
         return found
 
-    for row in records:
-        number, record, raw = row.number, row.record, row.raw
-        scan.rows += 1
-        if record is None:
-            detail = row.error or "unreadable"
-            scan.contents[hash(("raw", raw))] += 1
-            scan.drop("unparsable", Hit(RowRef(src.path, number, scan.unit), detail, _visible(raw)))
-            continue
-        try:
-            example = convert(record, src.columns, src.path, number)
-        except _RowProblem as problem:
-            raw = raw or json.dumps(record, ensure_ascii=False, default=str)
-            scan.contents[hash(("raw", raw))] += 1
-            where = f"{problem.field}: " if problem.field else ""
-            scan.drop(_rejected_rule(problem, src), Hit(RowRef(src.path, number, scan.unit), f"{where}{problem.problem}: {problem.fix}", _visible(raw)))
-            continue
-        if example.messages is not None:
-            roles = [m["role"] for m in example.messages]
-            contents = [m["content"] for m in example.messages]
-        else:
-            roles, contents = ["text"], [example.text or ""]
-        norms = [normal(c) for c in contents]
-        users = [i for i, r in enumerate(roles) if r in ("user", "text")]
-        joined = " ".join(norms[i] for i in users if norms[i])
-        prompts = (joined, *(norms[i] for i in users if norms[i])) if len(users) > 1 else (joined,)
-        answers = [c for r, c in zip(roles, contents) if r == "assistant"]
-        turns = tuple(zip(roles, contents))
-        kept = _Kept(number, hash(turns), hash(tuple(zip(roles, norms))), prompts, answers[-1].strip() if answers else None, turns)
-        for i, c in enumerate(contents):
-            if not c or c.isspace():
-                scan.flag("empty_turns", Hit(RowRef(src.path, number, scan.unit), f"turn {i + 1} ({roles[i]}) is empty", _visible(kept.preview)))
-                break
-        if example.messages is not None:
-            order = _role_order(roles)
-            if order:
-                scan.flag("role_order", Hit(RowRef(src.path, number, scan.unit), order, _visible(kept.preview)))
-        for c in contents:
-            odd = None if c.isascii() and c.isprintable() else _ODD.search(c)  # the fast path covers most text
-            if odd:
-                scan.flag("encoding", Hit(RowRef(src.path, number, scan.unit), _oddity(odd), _context(c, odd.start())))
-                break
-        scan.contents[kept.content] += 1
-        texts.append("\n".join(contents))
-        overheads.append(len(contents) * TEMPLATE_TOKENS_PER_MESSAGE if example.messages is not None else 0)
-        scan.kept.append(kept)
+    def hit(number: int, detail: str, sample: str) -> Hit:
+        """A hit on a row of the file being read (`name`, `unit` of the loop below); no text when private."""
+        return Hit(RowRef(name, number, unit), detail, sample if scan.quote else "", scan.quote)
+
+    for file, (name, unit, rows) in enumerate(files):
+        for row in rows:
+            _scan_row(scan, row, file, src, convert, hit, normal, texts, overheads)
     for kept, tokens, overhead in zip(scan.kept, counter.count(texts) if texts else [], overheads):
         kept.tokens = tokens + overhead
     if records and not scan.kept:
@@ -390,7 +382,55 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
     return scan
 
 
-def _missing_column(src: LocalSource, records: list[dict[str, Any]]) -> str | None:
+def _scan_row(scan: _Scan, row: Row, file: int, src: LocalSource | HubSource, convert: Any, hit: Any, normal: Any, texts: list[str], overheads: list[int]) -> None:
+    """One row: dropped with the job's reason, or kept with its hashes, keys and the rules it breaks."""
+    number, record, raw = row.number, row.record, row.raw
+    scan.rows += 1
+    if record is None:
+        detail = row.error or "unreadable"
+        scan.contents[hash(("raw", raw))] += 1
+        scan.drop("unparsable", hit(number, detail, _visible(raw)))
+        return
+    try:
+        example = convert(record, src.columns, scan.files[file][0], number)
+    except _RowProblem as problem:
+        raw = raw or json.dumps(record, ensure_ascii=False, default=str)
+        scan.contents[hash(("raw", raw))] += 1
+        where = f"{problem.field}: " if problem.field else ""
+        scan.drop(_rejected_rule(problem, src), hit(number, f"{where}{problem.problem}: {problem.fix}", _visible(raw)))
+        return
+    if example.messages is not None:
+        roles = [m["role"] for m in example.messages]
+        contents = [m["content"] for m in example.messages]
+    else:
+        roles, contents = ["text"], [example.text or ""]
+    norms = [normal(c) for c in contents]
+    users = [i for i, r in enumerate(roles) if r in ("user", "text")]
+    joined = " ".join(norms[i] for i in users if norms[i])
+    prompts = (joined, *(norms[i] for i in users if norms[i])) if len(users) > 1 else (joined,)
+    answers = [c for r, c in zip(roles, contents) if r == "assistant"]
+    turns = tuple(zip(roles, contents))
+    kept = _Kept(number, hash(turns), hash(tuple(zip(roles, norms))), prompts, answers[-1].strip() if answers else None, turns, file=file)
+    for i, c in enumerate(contents):
+        if not c or c.isspace():
+            scan.flag("empty_turns", hit(number, f"turn {i + 1} ({roles[i]}) is empty", _visible(kept.preview)))
+            break
+    if example.messages is not None:
+        order = _role_order(roles)
+        if order:
+            scan.flag("role_order", hit(number, order, _visible(kept.preview)))
+    for c in contents:
+        odd = None if c.isascii() and c.isprintable() else _ODD.search(c)  # the fast path covers most text
+        if odd:
+            scan.flag("encoding", hit(number, _oddity(odd), _context(c, odd.start())))
+            break
+    scan.contents[kept.content] += 1
+    texts.append("\n".join(contents))
+    overheads.append(len(contents) * TEMPLATE_TOKENS_PER_MESSAGE if example.messages is not None else 0)
+    scan.kept.append(kept)
+
+
+def _missing_column(src: LocalSource | HubSource, records: list[dict[str, Any]]) -> str | None:
     """A required column no row has: the job stops with a rename to make, so say it here too."""
     present = set().union(*records) if records else set()
     for name in REQUIRED_FIELDS[src.format]:
@@ -403,7 +443,7 @@ def _missing_column(src: LocalSource, records: list[dict[str, Any]]) -> str | No
 
 # Scans by content: (file sha256, path, source settings, tokenizer). A plan reads
 # the same file at the base and in the working tree, and many runs share one file.
-_SCANS: dict[tuple[str, str, str, str], _Scan] = {}
+_SCANS: dict[tuple[Any, ...], _Scan] = {}
 
 
 def _scan_source(tree: Tree, src: LocalSource, tokenizer_id: str, counter: Counter) -> _Scan:
@@ -415,6 +455,85 @@ def _scan_source(tree: Tree, src: LocalSource, tokenizer_id: str, counter: Count
     if key not in _SCANS:
         _SCANS[key] = _scan(tree.read(src.path), src, counter)
     return _SCANS[key]
+
+
+def _split_name(split: str) -> str:
+    """'train' of 'train[:10%]': the split whose files hold the rows."""
+    return split.split("[", 1)[0].strip()
+
+
+def hub_data_files(files: Sequence[str], split: str, name: str | None = None) -> list[str]:
+    """The data files of a split (and config `name`) among a Hub dataset's files, by the Hub's
+    usual layouts: the split as a folder (`<name>/train/0000.parquet`) or as the start of the file
+    name (`data/train-00000-of-00001.parquet`, `train.jsonl`), with a suffix parse_rows reads.
+    With `name`, only files under a folder of that name (config "default" may also be the root)."""
+    split = split.casefold()
+    start = re.compile(rf"{re.escape(split)}(?:[-._ 0-9]|$)")
+    chosen: list[str] = []
+    for path in sorted(files):
+        parts = path.split("/")
+        folders, filename = [p.casefold() for p in parts[:-1]], parts[-1].casefold()
+        if Path(filename).suffix not in SUFFIXES or any(p.startswith(".") for p in parts):
+            continue
+        if split in folders or start.match(filename):
+            chosen.append(path)
+    if name is None:
+        return chosen
+    in_config = [path for path in chosen if name.casefold() in [p.casefold() for p in path.split("/")[:-1]]]
+    return in_config if in_config or name != "default" else chosen
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _scan_hub(src: HubSource, tokenizer_id: str, counter: Counter) -> _Scan | str:
+    """A Hub dataset's split read through huggingface_hub (never `datasets`), or why it was not."""
+    from .hubregistry import hub_api, hub_offline
+
+    if hub_offline():
+        return HUB_OFFLINE_NOTE
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    label = f"hub:{src.dataset}"
+    split = _split_name(src.split)
+    what = f"revision {src.revision}{f', name {src.name}' if src.name else ''}, split {split}"
+    try:
+        api = hub_api()
+        info = api.dataset_info(src.dataset, revision=src.revision)
+        revision = info.sha or src.revision
+        files = hub_data_files(api.list_repo_files(src.dataset, repo_type="dataset", revision=revision), split, src.name)
+        if not files:
+            return (f"Hub dataset: not checked: no {', '.join(SUFFIXES)} files of {what} in the Hub's usual layouts "
+                    f"(data/{split}-*.parquet, {split}.jsonl, <name>/{split}-*)")
+        sizes = {entry.path: getattr(entry, "size", 0) or 0 for entry in api.get_paths_info(src.dataset, files, repo_type="dataset", revision=revision)}
+        total = sum(sizes.get(path, 0) for path in files)
+        if total > HUB_MAX_BYTES:
+            return f"Hub dataset: not checked: {len(files)} files of {what} are {total / MB:,.0f} MB, too large to check in plan (over {HUB_MAX_BYTES // MB} MB)"
+        quote = not info.private and not info.gated
+        key = ("hub", api.endpoint, src.dataset, revision, quote, src.model_dump_json(), tokenizer_id)
+        if key in _SCANS:
+            return _SCANS[key]
+        parsed: list[tuple[str, Literal["line", "row"], list[Row]]] = []
+        for path in files:
+            local = api.hf_hub_download(src.dataset, path, repo_type="dataset", revision=revision)
+            try:
+                unit, rows = parse_rows(Path(local).read_bytes(), path)
+            except UnreadableFile as exc:
+                return f"Hub dataset: not checked: {path} cannot be read here ({exc})"
+            parsed.append((f"{label}/{path}", unit, rows))
+    except GatedRepoError:
+        return f"Hub dataset: not checked: gated, and this token has not been granted access (request it on the Hub, or set HF_TOKEN) ({what})"
+    except RevisionNotFoundError:
+        return f"Hub dataset: not checked: revision {src.revision} not found"
+    except RepositoryNotFoundError:
+        return "Hub dataset: not checked: not found, or private and HF_TOKEN cannot read it"
+    except Exception as exc:  # unreachable, timed out, refused: plan goes on without it
+        return f"Hub dataset: not checked: the Hub did not answer ({type(exc).__name__}: {_first_line(exc)})"
+    scan = _Scan(label, quote=quote, exact=split == src.split.strip())
+    _SCANS[key] = _scan_rows(scan, parsed, src, counter)
+    return scan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +632,7 @@ class DataReport:
     notes: list[str] = field(default_factory=list)
     diff: DataDiff | None = None
     contents: Multiset[int] = field(default_factory=Multiset, repr=False)  # training rows read, by content, for a diff
+    quote_labels: bool = True  # False when a training source is private: its answers are row text
 
     @property
     def failed(self) -> bool:
@@ -538,7 +658,9 @@ class DataReport:
     def summary(self) -> str:
         """One line: rows, tokens, lengths, truncation, duplicates, leakage."""
         if not self.checked:
-            return "not checked offline (Hub datasets only)"
+            if any(s.note == HUB_OFFLINE_NOTE for s in self.sources):
+                return "not checked offline (Hub datasets only)"
+            return "not checked (Hub datasets only, none could be read: each source says why)"
         dropped = f" ({self.rows_read - self.rows:,} dropped)" if self.rows_read != self.rows else ""
         parts = [f"{self.rows:,} rows{dropped}", f"{self.tokens:,} tokens ({self.token_method})"]
         if self.lengths:
@@ -567,7 +689,7 @@ class DataReport:
             "max_seq_length": self.max_seq_length,
             "truncated": self.truncated,
             "duplicates": {"rows": self.duplicates, "exact": self.exact_duplicates, "near": self.duplicates - self.exact_duplicates, "rate": round(self.duplicate_rate, 6)},
-            "labels": None if self.labels is None else [{"label": label if quote else None, "rows": n} for label, n in self.labels],
+            "labels": None if self.labels is None else [{"label": label if quote and self.quote_labels else None, "rows": n} for label, n in self.labels],
             "leakage": [s.as_json() for s in self.leakage],
             "findings": [f.as_json(quote) for f in self.findings],
             "policy": {rule: {"max": limit.max, "level": limit.level} for rule, limit in self.policy.items()},
@@ -640,10 +762,11 @@ class _Row:
 
     @property
     def ref(self) -> RowRef:
-        return RowRef(self.scan.path, self.kept.number, self.scan.unit)
+        return self.scan.ref(self.kept)
 
     def hit(self, detail: str) -> Hit:
-        return Hit(self.ref, detail, _visible(self.kept.preview))
+        quoted = self.scan.quote
+        return Hit(self.ref, detail, _visible(self.kept.preview) if quoted else "", quoted)
 
 
 def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataReport:
@@ -652,25 +775,35 @@ def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataRepor
     report = DataReport(run, [], spec.model.max_seq_length, counter.method, policy=limits, notes=notes)
     findings: list[Finding | None] = []
 
-    def read(sources: Sequence[LocalSource | HubSource], role: Literal["train", "eval"]) -> tuple[list[tuple[LocalSource, _Scan]], bool]:
-        """Scans of the local sources, and whether that is all of them (no Hub source)."""
-        scans: list[tuple[LocalSource, _Scan]] = []
+    def read(sources: Sequence[LocalSource | HubSource], role: Literal["train", "eval"]) -> tuple[list[tuple[LocalSource | HubSource, _Scan]], bool]:
+        """Scans of the sources that could be read, and whether they are all of the job's rows."""
+        scans: list[tuple[LocalSource | HubSource, _Scan]] = []
         for src in sources:
             if isinstance(src, HubSource):
-                report.sources.append(SourceSummary(f"hub:{src.dataset}", role, src.format, None, None, False, "Hub dataset: not checked offline"))
-                continue
-            scan = _scan_source(tree, src, tokenizer_id, counter)
+                hub = _scan_hub(src, tokenizer_id, counter)
+                if isinstance(hub, str):
+                    report.sources.append(SourceSummary(f"hub:{src.dataset}", role, src.format, None, None, False, hub))
+                    continue
+                scan = hub
+                if not scan.exact:
+                    report.notes.append(f"{scan.path}: split {src.split} is sliced: the whole split {_split_name(src.split)} was checked")
+                if not scan.quote:
+                    report.notes.append(f"{scan.path} is private or gated: its rows are counted and numbered, never quoted")
+            else:
+                scan = _scan_source(tree, src, tokenizer_id, counter)
             scans.append((src, scan))
-            report.sources.append(SourceSummary(src.path, role, src.format, scan.rows, len(scan.kept), True, scan.error))
+            report.sources.append(SourceSummary(scan.path, role, src.format, scan.rows, len(scan.kept), True, scan.error))
             if scan.error:
-                findings.append(Finding("unreadable", "fail", f"{src.path}: {scan.error}", 1, 1, ()))
-        return scans, len(scans) == len(sources)
+                findings.append(Finding("unreadable", "fail", f"{scan.path}: {scan.error}", 1, 1, ()))
+        return scans, len(scans) == len(sources) and all(scan.exact for _, scan in scans)
 
     train_scans, train_complete = read(spec.data.train, "train")
     eval_scans, eval_complete = read(spec.data.eval, "eval")
     scans = [scan for _, scan in train_scans + eval_scans]
     if not train_scans:
-        report.notes.append("no local training files: only Hub datasets, which plan does not download")
+        offline = any(s.note == HUB_OFFLINE_NOTE for s in report.sources)
+        report.notes.append("no local training files: only Hub datasets, which plan does not download" if offline
+                            else "no training data checked: the Hub datasets could not be read here (each source says why)")
         report.findings = [f for f in findings if f]
         return report
 
@@ -682,7 +815,7 @@ def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataRepor
         findings.append(_judge(limits, rule, count, read_rows, f"{_rows_of(count, read_rows)} {meaning}", hits))
     dropped = sum(scan.dropped_count for scan in scans)
     if dropped and dropped > spec.data.max_bad_rows * read_rows:
-        partial = "" if train_complete and eval_complete else " of the local files"
+        partial = "" if train_complete and eval_complete else " of the files checked"
         findings.append(Finding(
             "max_bad_rows", "fail",
             f"the job will stop: {_rows_of(dropped, read_rows)}{partial} are malformed, more than data.max_bad_rows ({_pct(spec.data.max_bad_rows)}) allows: fix them, or raise data.max_bad_rows to drop them",
@@ -692,6 +825,7 @@ def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataRepor
     for _, scan in train_scans:
         report.rows_read += scan.rows
         report.contents.update(scan.contents)
+        report.quote_labels &= scan.quote
     if train_complete and not rows and not any(scan.error for _, scan in train_scans):
         findings.append(Finding("unreadable", "fail", "the training files hold no usable rows: the job will stop", 1, 1, ()))
     _stats(report, rows, limits, findings)
@@ -741,7 +875,7 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
         report.labels = [(label, n) for label, n in top if label is not None]
 
 
-def _split(spec: RunSpec, train_scans: list[tuple[LocalSource, _Scan]], complete: bool, report: DataReport) -> tuple[list[int], list[int]]:
+def _split(spec: RunSpec, train_scans: list[tuple[LocalSource | HubSource, _Scan]], complete: bool, report: DataReport) -> tuple[list[int], list[int]]:
     """Indices into `rows` that train and that are held out, drawn exactly as data.load_data does:
     max_samples per source (seeded sample), one seeded shuffle, then the first eval_split rows."""
     seed = spec.training.seed
@@ -757,7 +891,7 @@ def _split(spec: RunSpec, train_scans: list[tuple[LocalSource, _Scan]], complete
     if spec.data.eval or not spec.data.eval_split:
         return chosen, []
     if not complete:
-        report.notes.append("eval split not checked for leakage: the training data includes a Hub dataset, so the held-out rows cannot be drawn offline")
+        report.notes.append("eval split not checked for leakage: not every training row was read here (a Hub dataset not checked, or a sliced split), so the held-out rows cannot be drawn")
         return chosen, []
     random.Random(seed).shuffle(chosen)
     n_eval = _eval_count(len(chosen), spec.data.eval_split)
@@ -782,7 +916,7 @@ def _prompt(messages: Sequence[dict[str, Any]] | None, prompt: str | None) -> tu
 
 def _leakage(
     spec: RunSpec, tree: Tree, report: DataReport, rows: list[_Row], trained: list[int], held_out: list[int],
-    eval_scans: list[tuple[LocalSource, _Scan]], eval_complete: bool, limits: dict[str, Limit], findings: list[Finding | None],
+    eval_scans: list[tuple[LocalSource | HubSource, _Scan]], eval_complete: bool, limits: dict[str, Limit], findings: list[Finding | None],
 ) -> None:
     """Eval rows (suites, the eval split, eval sources) whose prompt is also a training prompt."""
     index: dict[str, list[int]] = {}
@@ -825,9 +959,9 @@ def _leakage(
             chosen: Sequence[int] = range(len(scan.kept))
             if src.max_samples is not None and len(scan.kept) > src.max_samples:
                 chosen = sorted(random.Random(spec.training.seed).sample(range(len(scan.kept)), src.max_samples))
-            items += [_EvalRow(str(RowRef(scan.path, scan.kept[i].number, scan.unit)), scan.kept[i].prompts[0], scan.kept[i].prompt) for i in chosen]
+            items += [_EvalRow(str(scan.ref(scan.kept[i])), scan.kept[i].prompts[0], scan.kept[i].prompt) for i in chosen]
         if not eval_complete:
-            report.notes.append("eval sources on the Hub are not checked for leakage offline")
+            report.notes.append("eval sources not read here (a Hub dataset) or sliced are not fully checked for leakage")
         if items:
             check("the eval sources (data.eval)", "source", items)
 
@@ -842,6 +976,7 @@ _MD_MARKS = {"fail": ":x: **fail**", "warn": ":warning: **warn**", "info": ":inf
 def _labels_text(report: DataReport, quote: bool) -> str | None:
     if not report.labels:
         return None
+    quote = quote and report.quote_labels
     shown = ", ".join(f"{label if quote else f'answer {i + 1}'} {_pct(n / report.rows)}" for i, (label, n) in enumerate(report.labels[:8]))
     more = f", and {len(report.labels) - 8} more" if len(report.labels) > 8 else ""
     return f"classification-like: {len(report.labels)} distinct answers: {shown}{more}"
@@ -865,7 +1000,7 @@ def render_data_text(report: DataReport, quote: bool = True) -> str:
     for finding in report.findings:
         out.append(f"{_MARKS[finding.level]} {finding.rule}: {finding.message}")
         for hit in finding.hits[:SHOWN_ROWS]:
-            sample = f": {hit.sample}" if quote else ""
+            sample = f": {hit.sample}" if quote and hit.quoted else ""
             out.append(f"    {hit.ref}: {hit.detail}{sample}")
         if finding.count > SHOWN_ROWS and finding.hits:
             out.append(f"    ... {finding.count - min(SHOWN_ROWS, len(finding.hits)):,} more (--format json lists up to {MAX_ROWS})")
@@ -895,7 +1030,7 @@ def render_data_markdown(report: DataReport, quote: bool = True) -> str:
     for finding in report.findings:
         out += ["", f"<details><summary>{_MD_MARKS[finding.level]} <code>{finding.rule}</code>: {_md(finding.message)}</summary>", ""]
         for hit in finding.hits[:SHOWN_ROWS]:
-            sample = f" <code>{_md(hit.sample)}</code>" if quote and hit.sample else ""
+            sample = f" <code>{_md(hit.sample)}</code>" if quote and hit.quoted and hit.sample else ""
             out.append(f"- <code>{_md(str(hit.ref))}</code> {_md(hit.detail)}{sample}")
         if finding.count > SHOWN_ROWS and finding.hits:
             out.append(f"- ... {finding.count - min(SHOWN_ROWS, len(finding.hits)):,} more (`tuneform data check --format json`)")
