@@ -238,9 +238,12 @@ def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHu
     assert "step 1/24" in result.output and len(fake_hub.jobs) == 4
     fake_hub.on_job_submitted = None
 
-    # a flavor the service does not offer: the server's list, and what to set
+    # a flavor the service does not offer: plan prices with the Hub's current list, so auto moves
+    # to an offered flavor; when that list cannot be read, the server's refusal names the fix
     flavor = demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")[1]["runs"][0]["flavor"]
     fake_hub.hardware = [h for h in fake_hub.hardware if h["name"] != flavor]
+    assert demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")[1]["runs"][0]["flavor"] != flavor
+    fake_hub.faults.fail("GET", r"/api/jobs/hardware", 500, times=10)
     result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
     assert result.exit_code == 1 and f"Invalid flavor '{flavor}'" in result.output and "compute.flavor" in result.output, result.output
     assert len(fake_hub.jobs) == 4
@@ -347,3 +350,71 @@ def test_plan_for_hf_jobs_prices_with_the_hubs_current_hardware(demo: Repo, fake
     fake_hub.faults.fail("GET", r"/api/jobs/hardware", 500, times=5)
     code, offline_table = demo.json("plan", "runs/demo.yaml", "--backend", "hf-jobs", "--format", "json")
     assert any("could not read current prices" in w["message"] for w in offline_table["warnings"])
+
+
+def test_a_newer_apply_cancels_the_superseded_job_of_the_same_run(demo: Repo, fake_hub: FakeHub) -> None:
+    """ISSUE 4.3: the job of the run's previous key, still queued or running, is canceled; nothing else is."""
+    from datetime import datetime, timezone
+
+    from tuneform.backends.hfjobs import HfJobs, Submitted
+
+    # seed 42: job 1 queued (no container plays it), then running
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "superseded" not in result.output, result.output
+    [first] = fake_hub.jobs
+    key_a = fake_hub.job(first).labels["tuneform-run"]
+    assert fake_hub.job(first).labels["tuneform-repo"] == "acme--demo"
+    fake_hub.start_job(first)
+
+    # beside it in namespace acme: a running job of another run (another output repo), and a job of
+    # this run for another key that already COMPLETED
+    api = fake_hub.api()
+
+    def other_job(run: str, repo_label: str) -> str:
+        labels = {"tuneform-run": run, "tuneform-job": run, "tuneform-repo": repo_label}
+        return api.run_job(image="python:3.12", command=["true"], flavor="cpu-basic", labels=labels, namespace="acme").id
+
+    other_run = other_job("0" * 12, "acme--other")
+    fake_hub.start_job(other_run)
+    finished = other_job("d" * 12, "acme--demo")
+    fake_hub.complete_job(finished)
+
+    # re-applying the same key submits nothing and cancels nothing; nor does superseding for that key
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "already submitted" in result.output and "canceled" not in result.output, result.output
+    jobs = HfJobs(fake_hub.api(), "acme", lambda line: None)
+    assert jobs.supersede(REPO, key_a, Submitted("x" * 24, "", "acme", True)) == []
+    # a job submitted after ours belongs to a newer apply: not ours to cancel
+    long_ago = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    assert jobs.supersede(REPO, "b" * 64, Submitted("x" * 24, "", "acme", True, long_ago)) == []
+    assert fake_hub.job(first).stage == "RUNNING" and len(fake_hub.jobs) == 3
+
+    # seed 7: job 2 is submitted, job 1 is canceled (and its branches released), the others untouched
+    demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 7"))
+    demo.commit("seed 7")
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    [second] = [j for j in fake_hub.jobs if j not in (first, other_run, finished)]
+    key_b = fake_hub.job(second).labels["tuneform-run"]
+    assert key_b != key_a and fake_hub.job(second).stage == "SCHEDULING"
+    assert f"canceled superseded job {first} (run-{key_a})" in result.output, result.output
+    assert fake_hub.job(first).stage == "CANCELED"
+    assert fake_hub.job(other_run).stage == "RUNNING" and fake_hub.job(finished).stage == "COMPLETED"
+    [cancel] = fake_hub.requests_to("POST", r"/cancel$")
+    assert first in cancel.path
+    branches = fake_hub.repo(REPO).branches
+    assert f"tuneform/claim-{key_a}" not in branches and f"tuneform/jobs/{key_a}" not in branches
+    assert f"tuneform/claim-{key_b}" in branches
+
+    # seed 9, a cancel that fails (404: job 2 just ended): a warning, the new job stands; the outcome records it
+    fake_hub.faults.fail("POST", r"/cancel$", 404)
+    demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 9"))
+    demo.commit("seed 9")
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "--format", "json", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)["runs"][0]
+    assert outcome["status"] == "done" and len(fake_hub.jobs) == 5
+    [record] = outcome["superseded"]
+    assert record["job_id"] == second and record["run"] == f"run-{key_b}" and not record["canceled"] and "404" in record["message"]
+    assert f"warning: could not cancel superseded job {second}" in result.stderr
+    assert fake_hub.job(other_run).stage == "RUNNING"

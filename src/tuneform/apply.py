@@ -31,10 +31,11 @@ class RunOutcome:
     message: str = ""
     job_id: str | None = None
     manifest: dict[str, Any] | None = None
+    superseded: list[dict[str, Any]] = field(default_factory=list)  # older jobs of the run this apply canceled (or tried to)
 
     def as_json(self) -> dict[str, Any]:
         return {"path": self.path, "action": self.action, "status": self.status, "message": self.message,
-                "job_id": self.job_id, "manifest": self.manifest}
+                "job_id": self.job_id, "manifest": self.manifest, "superseded": self.superseded}
 
 
 @dataclass
@@ -192,13 +193,46 @@ def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any]
         jobs.release(repo, key)
         return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, "submitting the job"))
     say(f"submitted job {submitted.job_id} ({run.action} {check.path}) on {estimate.flavor.name}, timeout {timeout // 60} min: {submitted.url}")
+    superseded, note = _supersede(jobs, repo, key, submitted, say)
     if not wait:
-        return RunOutcome(check.path, run.action, "done", f"submitted: {submitted.url}", submitted.job_id)
+        return RunOutcome(check.path, run.action, "done", f"submitted: {submitted.url}{note}", submitted.job_id, superseded=superseded)
 
     try:
         info = jobs.follow(submitted.job_id, say)
     except Exception as exc:
-        return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, f"following job {submitted.job_id} (it may still run: tuneform status {submitted.job_id})"), submitted.job_id)
+        return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, f"following job {submitted.job_id} (it may still run: tuneform status {submitted.job_id})"),
+                          submitted.job_id, superseded=superseded)
+    outcome = _followed(run, info, jobs, registry, repo, key, submitted)
+    outcome.superseded = superseded
+    if note and outcome.status == "done":
+        outcome.message += note
+    return outcome
+
+
+def _supersede(jobs: Any, repo: str, key: str, submitted: Any, say: Say) -> tuple[list[dict[str, Any]], str]:
+    """Cancel the run's older jobs still queued or running (another key: this apply replaced them).
+    Failing to cancel, or to list them, is a warning: the new job is submitted either way."""
+    from .backends import hfjobs
+
+    try:
+        found = jobs.supersede(repo, key, submitted)
+    except Exception as exc:
+        say(f"warning: could not look for superseded jobs of {repo}: {hfjobs.explain(exc, 'listing jobs')}")
+        return [], ""
+    notes = []
+    for old in found:
+        if old.canceled:
+            say(f"canceled superseded job {old.job_id} (run-{old.run})")
+            notes.append(f"canceled superseded job {old.job_id} (run-{old.run})")
+        else:
+            say(f"warning: could not cancel superseded job {old.job_id} (run-{old.run}, {old.stage}): {old.message}")
+            notes.append(f"could not cancel superseded job {old.job_id} (run-{old.run})")
+    return [old.as_json() for old in found], "".join(f"; {n}" for n in notes)
+
+
+def _followed(run: PlannedRun, info: Any, jobs: Any, registry: Any, repo: str, key: str, submitted: Any) -> RunOutcome:
+    """The outcome of a job followed to its end."""
+    check = run.check
     stage = info.status.stage
     version = registry.get(repo, key)
     if stage != "COMPLETED":

@@ -207,6 +207,7 @@ LOCAL: Flavor = local_flavor()
 """The local backend's pseudo-flavor, measured from this machine at import."""
 
 FLAVORS: dict[str, Flavor] = {**_offline_flavors(), LOCAL.name: LOCAL}
+_OFFLINE_TABLE: dict[str, Flavor] = dict(FLAVORS)
 _TABLE_DATE = "2026-11 (reference/hf-jobs.md)"
 """Offline catalog: every HF Jobs flavor of reference/hf-jobs.md plus ``local``."""
 
@@ -934,6 +935,8 @@ def refresh_from_hub(api: Any) -> str | None:
     try:
         hardware = api.list_jobs_hardware()
     except Exception as exc:  # offline, auth, server: the offline table still prices the plan
+        FLAVORS.clear()
+        FLAVORS.update(_OFFLINE_TABLE)
         return f"could not read current prices from the Hub ({type(exc).__name__}): using tuneform's table of {_TABLE_DATE}"
     payload = [
         {

@@ -9,6 +9,8 @@ Submitting one run:
 4. Upload the bundle and a wheel of this tuneform to branch `tuneform/jobs/<key12>` of the output repo.
 5. `run_job`: the container downloads that branch's `tuneform-job/`, installs the wheel and runs
    `tuneform job BUNDLE --registry hub:<repo>`. HF_TOKEN goes in `secrets` only.
+6. Supersede: jobs labelled with the same output repo (`tuneform-repo`) but another run key that are
+   still SCHEDULING or RUNNING train a version this apply replaced; they are canceled.
 
 The client does not retry run_job; a 429/5xx is retried here after listing the jobs again, so a
 POST whose answer was lost is not made twice.
@@ -16,7 +18,9 @@ POST whose answer was lost is not made twice.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +40,7 @@ Say = Callable[[str], None]
 DEFAULT_IMAGE = "unsloth/unsloth:2026.10"
 ACTIVE = ("SCHEDULING", "RUNNING", "UPDATING", "COMPLETED")
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
+CANCELABLE = ("SCHEDULING", "RUNNING", "UPDATING")  # a superseded job in one of these is canceled
 JOB_FOLDER = "tuneform-job"
 
 # What the container runs (bash). Parameters come from the environment, the token from secrets.
@@ -68,6 +73,17 @@ def claim_branch(key: str) -> str:
 def job_key(key: str, action: str, eval_hash: str | None) -> str:
     """The idempotency label: one training per run key; one re-scoring per (key, evals)."""
     return f"{key[:12]}-eval-{(eval_hash or '')[:12]}" if action == "evaluate" else key[:12]
+
+
+def repo_label(repo: str) -> str:
+    """The `tuneform-repo` label: which output repo (so which run) a job trains for. Label values
+    allow letters, digits, - and _ (<= 100): `acme/demo` -> `acme--demo`; a repo id that does not
+    fit (dots, too long) gets `h` + a hash, which never holds `--` (repo ids never do), so the two
+    forms cannot collide."""
+    readable = repo.replace("/", "--", 1)
+    if len(readable) <= 100 and re.fullmatch(r"[A-Za-z0-9_-]+--[A-Za-z0-9_-]+", readable):
+        return readable
+    return "h" + hashlib.sha256(repo.encode()).hexdigest()[:24]
 
 
 def job_url(endpoint: str, namespace: str, job_id: str) -> str:
@@ -148,6 +164,21 @@ class Submitted:
     url: str
     namespace: str
     new: bool  # False: an earlier submission (or a published tag) was found
+    created_at: Any = None  # the server's createdAt (datetime), when it said
+
+
+@dataclass
+class Superseded:
+    """A job of the same output repo for another run key, found still queued or running."""
+
+    job_id: str
+    run: str  # the key12 it trains
+    stage: str  # the stage it was seen in
+    canceled: bool
+    message: str = ""  # why the cancel failed
+
+    def as_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "run": f"run-{self.run}", "stage": self.stage, "canceled": self.canceled, "message": self.message}
 
 
 class HfJobs:
@@ -228,7 +259,8 @@ class HfJobs:
 
     def submit(self, *, repo: str, key: str, label: str, branch: str, image: str, flavor: str, timeout: int,
                token: str, git_sha: str | None, name: str) -> Submitted:
-        labels = {"tuneform-run": key[:12], "tuneform-job": label, "tuneform-git": (git_sha or "none")[:12]}
+        labels = {"tuneform-run": key[:12], "tuneform-job": label, "tuneform-git": (git_sha or "none")[:12],
+                  "tuneform-repo": repo_label(repo)}
         env = {"TUNEFORM_REPO": repo, "TUNEFORM_BRANCH": branch, "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
         def call() -> Any:
@@ -236,7 +268,36 @@ class HfJobs:
                                     flavor=flavor, timeout=timeout, labels=labels, name=name, namespace=self.namespace)
 
         job = retry(call, what="submit the job", landed=lambda: self.active_job(label), say=self.say)
-        return Submitted(job.id, self.url(job.id), self.namespace, True)
+        return Submitted(job.id, self.url(job.id), self.namespace, True, getattr(job, "created_at", None))
+
+    # -------------------------------------------------------------------------------------- supersede
+    def supersede(self, repo: str, key: str, submitted: Submitted) -> list[Superseded]:
+        """Cancel the jobs of this output repo that train another run key and are still queued or
+        running: the job just submitted replaces them. Never a job of this key (that is the same
+        submission), one that has ended, or one submitted after ours (a newer apply's). A cancel that
+        fails (the job ended meanwhile, 404...) comes back with canceled=False and why; listing the
+        jobs failing raises."""
+        found = retry(lambda: list(self.api.list_jobs(labels={"tuneform-repo": repo_label(repo)}, namespace=self.namespace)),
+                      what="list the run's jobs", say=self.say)
+        out: list[Superseded] = []
+        for job in found:
+            labels = getattr(job, "labels", None) or {}
+            run = labels.get("tuneform-run") or ""
+            stage = job.status.stage if job.status else ""
+            if job.id == submitted.job_id or not run or run == key[:12] or stage not in CANCELABLE:
+                continue
+            created = getattr(job, "created_at", None)
+            if created is not None and submitted.created_at is not None and created > submitted.created_at:
+                continue  # a newer apply submitted it: it supersedes ours, not the other way round
+            try:
+                retry(lambda job_id=job.id: self.api.cancel_job(job_id=job_id, namespace=self.namespace), what=f"cancel job {job.id}", say=self.say)
+                out.append(Superseded(job.id, run, stage, True))
+                self.release(repo, run)  # its claim and bundle branches: a later apply of that key submits again
+            except Exception as exc:
+                status = http_status(exc)
+                why = "it ended or was deleted meanwhile (404)" if status == 404 else explain(exc, "cancel")
+                out.append(Superseded(job.id, run, stage, False, why))
+        return out
 
     # ---------------------------------------------------------------------------------------- follow
     def follow(self, job_id: str, on_line: Say, poll: float = 1.0) -> Any:
