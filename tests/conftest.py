@@ -113,6 +113,24 @@ class Repo:
             raise AssertionError(f"not JSON (exit {result.exit_code}):\n{result.output}") from None
 
 
+def demo_repo(path: Path, run: str) -> Repo:
+    """A fresh training repo holding this repository's demo (model, data, suite) and `run` as
+    runs/demo.yaml, committed on main."""
+    import shutil
+
+    r = Repo(path)
+    r.path.mkdir()
+    for folder in ("models", "data", "evals", "schema"):
+        shutil.copytree(ROOT / folder, r.path / folder)
+    r.write("pyproject.toml", "[tool.tuneform]\nnamespace = \"acme\"\nmax_usd_per_run = 5\n")
+    r.write("runs/demo.yaml", run)
+    r.git("init", "-q", "-b", "main")
+    r.git("config", "user.email", "t@example.com")
+    r.git("config", "user.name", "T")
+    r.commit("demo")
+    return r
+
+
 @pytest.fixture(autouse=True)
 def _restore_flavor_table() -> Any:
     """Plans for hf-jobs refresh the flavor table from the (local) Hub in place: undo it."""

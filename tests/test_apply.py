@@ -7,12 +7,11 @@ each training is the demo's ~10 s run or shorter.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Repo, jsonl
+from conftest import ROOT, Repo, demo_repo, jsonl
 
 from tuneform.backends import local
 
@@ -22,19 +21,8 @@ DEMO = (ROOT / "runs/demo.yaml").read_text()
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     """A copy of this repository's demo (model, data, suite, run) as a fresh training repo."""
-    home = tmp_path / "registry"
-    monkeypatch.setenv("TUNEFORM_HOME", str(home))
-    r = Repo(tmp_path / "demo")
-    r.path.mkdir()
-    for folder in ("models", "data", "evals", "schema"):
-        shutil.copytree(ROOT / folder, r.path / folder)
-    r.write("pyproject.toml", "[tool.tuneform]\nnamespace = \"acme\"\nmax_usd_per_run = 5\n")
-    r.write("runs/demo.yaml", DEMO)
-    r.git("init", "-q", "-b", "main")
-    r.git("config", "user.email", "t@example.com")
-    r.git("config", "user.name", "T")
-    r.commit("demo")
-    return r
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    return demo_repo(tmp_path / "demo", DEMO)
 
 
 def registry_dirs(repo: Repo) -> list[str]:

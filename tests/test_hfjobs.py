@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Repo
+from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 
 REPO = "acme/demo"
@@ -40,17 +39,7 @@ def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_hub: FakeHub) -> 
     monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
     monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
     monkeypatch.delenv("TUNEFORM_WHEEL", raising=False)
-    r = Repo(tmp_path / "demo")
-    r.path.mkdir()
-    for folder in ("models", "data", "evals", "schema"):
-        shutil.copytree(ROOT / folder, r.path / folder)
-    r.write("pyproject.toml", "[tool.tuneform]\nnamespace = \"acme\"\nmax_usd_per_run = 5\n")
-    r.write("runs/demo.yaml", DEMO)
-    r.git("init", "-q", "-b", "main")
-    r.git("config", "user.email", "t@example.com")
-    r.git("config", "user.name", "T")
-    r.commit("demo")
-    return r
+    return demo_repo(tmp_path / "demo", DEMO)
 
 
 def container(hub: FakeHub, tmp_path: Path) -> Any:
