@@ -287,3 +287,19 @@ def test_plan_shows_duplicates_leakage_and_overlong_rows_with_row_numbers(repo: 
     assert [r["row"] for r in findings["truncated"]["rows"]] == [43]
     markdown = repo.cli("plan", "--format", "markdown").output
     assert "### Data checks" in markdown and "<details>" in markdown
+
+
+def test_a_failing_data_policy_makes_plan_exit_1_naming_the_rule(repo: Repo) -> None:
+    settings = repo.path / "pyproject.toml"
+    settings.write_text(settings.read_text() + '\n[tool.tuneform.data_policy]\nduplicates = {max = 0.05, level = "fail"}\n')
+    repo.commit("duplicates fail the plan")
+    branch(repo)
+    rows = [json.loads(line) for line in (repo.path / "data/chat.jsonl").read_text().splitlines()]
+    repo.write("data/chat.jsonl", jsonl(rows + rows[:5]))  # 5 of 45 rows repeat: 11%
+    code, plan = plan_json(repo)
+    assert code == 1 and plan["ok"] is False
+    [run] = plan["runs"]
+    failing = [f for f in run["data"]["findings"] if f["level"] == "fail"]
+    assert [f["rule"] for f in failing] == ["duplicates"]
+    text = repo.cli("plan").output
+    assert "FAIL duplicates" in text and "not applicable" in text
