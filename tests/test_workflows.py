@@ -47,7 +47,7 @@ from tuneform.backends import local
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 TEMPLATES = ROOT / "src" / "tuneform" / "templates" / "init" / ".github" / "workflows"
-NAMES = ("plan.yml", "comment.yml", "apply.yml")
+NAMES = ("plan.yml", "comment.yml", "apply.yml", "report.yml")
 # reference/github.md: the verified commits every workflow must pin.
 PINNED = {
     "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1",
@@ -821,7 +821,7 @@ def test_least_privilege() -> None:
         assert job["permissions"] == permissions, name
         secrets_used = re.findall(r"secrets\.([A-Za-z_]+)", (WORKFLOWS / name).read_text())
         assert secrets_used == (["HF_TOKEN"] if name == "apply.yml" else []), f"{name}: {secrets_used}"
-    plan, comment, apply = (load(n) for n in NAMES)
+    plan, comment, apply = (load(n) for n in ("plan.yml", "comment.yml", "apply.yml"))
     assert triggers(comment)["workflow_run"] == {"workflows": [plan["name"]], "types": ["completed"]}
     assert not any("checkout" in s.get("uses", "") for s in all_steps(comment)), "comment.yml must never check out code"
     assert list(triggers(plan)) == ["pull_request"] and "pull_request_target" not in (WORKFLOWS / "plan.yml").read_text()
@@ -951,7 +951,9 @@ def test_an_artifact_naming_another_pr_or_a_bad_run_key_is_refused(actions: Acti
     files = artifact(actions, plan)
     (files / "pr-number").write_text("8\n")
     job = run_comment(actions, plan, pr, repo, fork=True).job
-    assert job.status == "failure" and "head is not" in job.step("artifact").output
+    # the artifact passed its own checks; `tuneform comment --expect-head` refuses the other PR
+    assert job.status == "failure" and job.step("artifact").outcome == "success"
+    assert "PR #8's head is 888888888888, not" in job.steps[-1].output and "not commenting" in job.steps[-1].output
     (files / "pr-number").write_text("7\n")
     planned = json.loads((files / "plan.json").read_text())
     planned["runs"][0]["run_key"] = "$(touch x)" + "0" * 54
@@ -1034,6 +1036,28 @@ def test_a_merge_is_applied_and_its_pr_gets_results(actions: Actions, repo: Repo
     assert "runs/faq.yaml" in body and ("runs/support.yaml" in body) == first_push
     assert "started job faq-" + jobs["faq"][:12] in body
     assert "tuneform apply: submitted" in job.summary
+    # budget approval: the merged PR's labels were read through the API (push events carry none)
+    assert fake_github.requests("GET", r"/issues/7/labels$")
+
+
+@pytest.mark.parametrize("labels", [(), ("budget-approved",)], ids=["unapproved", "approved"])
+def test_an_over_budget_merge_needs_the_label_on_its_pr(actions: Actions, repo: Repo, fake_github: Any, labels: tuple[str, ...]) -> None:
+    """Apply plans for hf-jobs (the default), where the run costs more than its cap."""
+    before, after = merge_pr(repo, fake_github, run=FAQ_RUN + "budget: {max_usd: 0.001}\n")
+    fake_github.prs[7]["labels"] = [{"name": name} for name in labels]
+    run = actions.run("apply.yml", event_name="push", event=push_event(before, after), ref="refs/heads/main", sha=after,
+                      environments={"training": {}})
+    job = run.job
+    assert job.step("Apply").outcome == "success", job.log()  # the step records apply's exit code
+    [posted] = fake_github.comments(7)
+    body = posted["body"]
+    if labels:
+        # past the budget check: the plan in the results comment says who approved it
+        assert "approved by the 'budget-approved' label" in body and "approval label" not in job.step("Apply").output
+    else:
+        assert run.conclusion == "failure" and "tuneform apply: **failed** (exit 1)" in body
+        assert "over budget.max_usd ($0.001)" in body
+        assert "approval label 'budget-approved' (PR #7, merged as" in job.step("Apply").output
 
 
 def test_a_failed_apply_still_reports_then_fails(actions: Actions, repo: Repo, fake_github: Any) -> None:

@@ -18,6 +18,8 @@ import click
 from . import __version__
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: `tuneform comment --commit SHA` found no pull request for the commit (a direct push).
+EXIT_NO_PR = 3
 
 
 def _root() -> Path:
@@ -99,26 +101,56 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
 @click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Override compute.backend.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow each job until it ends.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: bool, fmt: str) -> None:
+@click.option("--approval-from-commit", "approval_commit", metavar="SHA", default=None,
+              help="Read budget approval from the labels of the merged PR of this commit, through the GitHub API "
+                   "(GITHUB_TOKEN, GITHUB_REPOSITORY): for a push to main, whose event carries no labels.")
+@click.option("--plan-markdown", "plan_markdown", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the plan as markdown to this file (what the results comment shows).")
+def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: bool, fmt: str,
+          approval_commit: str | None, plan_markdown: str | None) -> None:
     """Execute the plan: train, evaluate and publish; restore without training.
 
     Prints the plan first, then each job's progress and report. Idempotent: a run whose key is
     already trained (or training) is not trained again. Exit 1 when a run fails or misses a gate.
+
+    A plan over budget applies only when the PR carries the budget approval label
+    ([tool.tuneform] budget_label): from the event of a pull_request workflow, or, with
+    --approval-from-commit SHA, from the merged PR of SHA. No PR found or GitHub unreachable
+    means no approval.
     """
     from .apply import apply_plan
     from .report import render_plan
     from .trees import TreeError
 
     root = _root()
+    approval = None
+    labels: list[str] | None = None
+    if approval_commit is not None:
+        from .github import approval_from_commit, event_labels
+
+        approval = approval_from_commit(approval_commit)
+        labels = [*event_labels(), *approval.labels]
     try:
-        result_plan = _plan(root, list(paths), base, backend)
+        result_plan = _plan(root, list(paths), base, backend, labels=labels)
     except TreeError as exc:
         _fail(str(exc), fmt)
     say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
+    if plan_markdown is not None:
+        Path(plan_markdown).write_text(render_plan(result_plan, "markdown"), encoding="utf-8")
     if fmt == "text":
         click.echo(render_plan(result_plan, "text"), nl=False)
     if not result_plan.ok:
-        _fail("the plan is not applicable: fix the errors above (tuneform plan shows them)", fmt)
+        message = "the plan is not applicable: fix the errors above (tuneform plan shows them)"
+        if _over_budget(result_plan):
+            label = result_plan.settings.budget_label
+            if approval is None:
+                why = "no --approval-from-commit was given and the event carries no such label"
+            elif approval.pr is not None:
+                why = f"{approval.source} does not carry it"
+            else:
+                why = approval.source
+            message += f"; over budget: it applies only when the PR carries the approval label '{label}' ({why})"
+        _fail(message, fmt)
     result = apply_plan(result_plan, root, _home(root), wait=wait, say=say)
     if fmt == "json":
         _emit_json(result.as_json())
@@ -131,7 +163,14 @@ def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: b
     sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
 
-def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None) -> Any:
+def _over_budget(plan: Any) -> bool:
+    """Whether the plan fails (also) because of a budget: a run's cap or the PR cap."""
+    return (any(run.budget_problems for run in plan.runs)
+            or any(p.severity == "error" and "max_usd_per_pr" in p.message for p in plan.problems))
+
+
+def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None,
+          labels: list[str] | None = None) -> Any:
     from .backends import registry_for
     from .github import event_labels
     from .plan import make_plan
@@ -140,7 +179,7 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
 
     note = _refresh_prices(root, backend)
     plan = make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub,
-                     labels=event_labels())
+                     labels=event_labels() if labels is None else labels)
     if note:
         plan.problems.append(Problem(note, severity="warning"))
     return plan
@@ -452,24 +491,59 @@ def cancel(run_or_job: str, fmt: str) -> None:
 @click.option("--commit", default=None, help="A merge commit: the comment goes on the PR it came from.")
 @click.option("--key", required=True, help="Which sticky comment (e.g. plan, results): one per key per PR.")
 @click.option("--details-url", default=None, help="Where the full report lives (linked when the body is trimmed).")
+@click.option("--expect-head", metavar="SHA", default=None,
+              help="Comment only when the PR's head commit is SHA (exit 1 otherwise).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, fmt: str, file: Any) -> None:
-    """Create or update the one tuneform comment for KEY on a PR (GITHUB_TOKEN, GITHUB_REPOSITORY)."""
-    from .github import GitHubError, comment_command
+def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, expect_head: str | None,
+            fmt: str, file: Any) -> None:
+    """Create or update the one tuneform comment for KEY on a PR (GITHUB_TOKEN, GITHUB_REPOSITORY).
+
+    Exit 0 when the comment was created or updated; 1 when GitHub failed or the PR's head is not
+    --expect-head; 2 on usage errors; 3 when --commit SHA belongs to no pull request (a direct
+    push), after waiting up to 90 s for GitHub to link the commit to its PR.
+    """
+    from .github import GitHubError, PullRequestNotFound, comment_command
 
     if (pr is None) == (commit is None):
         raise click.UsageError("pass exactly one of --pr N or --commit SHA")
     try:
-        result = comment_command(pr, commit, key, file.read(), details_url=details_url)
+        result = comment_command(pr, commit, key, file.read(), details_url=details_url, expect_head=expect_head)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except PullRequestNotFound as exc:
+        _fail(str(exc), fmt, EXIT_NO_PR)
     except GitHubError as exc:
         _fail(str(exc), fmt)
     if fmt == "json":
         _emit_json({"ok": True, "id": result.id, "url": result.url, "created": result.created})
     else:
         click.echo(f"{'created' if result.created else 'updated'} {result.url}")
+
+
+@main.command()
+@click.option("--commit", required=True, help="The merge commit (full SHA) whose jobs to report on.")
+@click.option("--post", is_flag=True, help="Also update the PR's sticky results comment (GITHUB_TOKEN, GITHUB_REPOSITORY).")
+def results(commit: str, post: bool) -> None:
+    """Each job COMMIT submitted to HF Jobs, its stage, and the finished runs' reports (markdown).
+
+    Exit 0 when every run finished, 75 when some are still queued or running (ask again later),
+    1 when some failed (the body says which) or on errors (no body), 2 on usage errors.
+    """
+    from .github import GitHubError
+    from .registry import RegistryError
+    from .results import results_command
+
+    try:
+        body, code = results_command(commit, post=post)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (GitHubError, RegistryError) as exc:
+        _fail(str(exc), "text")
+    except Exception as exc:  # the Hub: HTTP errors, network
+        _fail(f"reading the jobs of {commit[:12]} failed: {type(exc).__name__}: {exc}", "text")
+    click.echo(body, nl=False)
+    sys.exit(code)
 
 
 @main.group()

@@ -77,6 +77,10 @@ class PullRequestNotFound(GitHubError):
     """No pull request is associated with a commit (a direct push, or a fork's commit)."""
 
 
+class HeadMismatch(GitHubError):
+    """A PR's head is not the commit the caller expected (`tuneform comment --expect-head`)."""
+
+
 class _AmbiguousWrite(GitHubError):
     """A non-idempotent request may or may not have taken effect; the caller must look first."""
 
@@ -493,6 +497,7 @@ def comment_command(
     body: str,
     *,
     details_url: str | None = None,
+    expect_head: str | None = None,
     github: GitHub | None = None,
 ) -> Comment:
     """What `tuneform comment (--pr N | --commit SHA) --key KEY FILE` does.
@@ -500,12 +505,18 @@ def comment_command(
     With `--commit`, the PR is looked up from the merge commit; the push event's head commit
     message (`GITHUB_EVENT_PATH`) serves as the squash-title guess when it is that commit's.
     `details_url` defaults, inside GitHub Actions, to the current workflow run, which is where
-    the full report lives when the comment has to be trimmed. `github` is for tests and callers
-    that already hold a client; otherwise one is built from the environment and closed after.
+    the full report lives when the comment has to be trimmed. `expect_head` refuses to comment
+    (`HeadMismatch`) unless the PR's head is that commit: an artifact that names a PR cannot aim
+    the comment at a PR the plan did not run on. `github` is for tests and callers that already
+    hold a client; otherwise one is built from the environment and closed after.
     """
     if (pr is None) == (commit is None):
         raise ValueError("give exactly one of --pr N or --commit SHA")
     marker(key)  # a bad key is a usage error; say so before any network call
+    if expect_head is not None:
+        expect_head = expect_head.strip().lower()
+        if not _SHA.match(expect_head):
+            raise ValueError(f"--expect-head must be a full 40-character commit SHA, got {expect_head!r}")
     if details_url is None:
         details_url = _actions_run_url()
     gh = github if github is not None else GitHub()
@@ -518,7 +529,57 @@ def comment_command(
                     f"no pull request is associated with commit {commit.strip()[:12]} in {gh.owner}/{gh.repo} "
                     "(a direct push to the branch, or GitHub has not caught up yet): nothing to comment on"
                 )
+        if expect_head is not None:
+            head = str(((gh.pull_request(pr).get("head") or {}).get("sha")) or "").lower()
+            if head != expect_head:
+                raise HeadMismatch(
+                    f"PR #{pr}'s head is {head[:12] or 'unknown'}, not {expect_head[:12]}, the commit this report is for: "
+                    "the PR moved on since (its newer run comments) or the report names another PR; not commenting"
+                )
         return gh.upsert_comment(pr, key, body, details_url=details_url)
+    finally:
+        if github is None:
+            gh.close()
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Labels of the pull request a merge commit came from, for budget approval at apply time.
+
+    `labels` is empty when no merged PR was found or GitHub could not be asked; `source` says
+    where the labels came from, or why there are none (it ends up in the error of a plan that
+    stays over budget).
+    """
+
+    labels: tuple[str, ...]
+    source: str
+    pr: int | None = None  # the merged PR whose labels were read; None when none was
+
+
+def approval_from_commit(commit: str, *, github: GitHub | None = None) -> Approval:
+    """The labels of the merged pull request that produced `commit` (what `tuneform apply
+    --approval-from-commit SHA` passes to the plan).
+
+    Push events carry no labels, so they are read through the API: the PR is found as `tuneform
+    comment --commit` finds it (squash title, then `commits/{sha}/pulls` with backoff), and it
+    must be merged, so an open PR that merely contains the commit approves nothing. Any failure
+    (no token, no PR, GitHub unreachable) means no labels: an over-budget plan then stays an error.
+    """
+    short = commit.strip()[:12]
+    try:
+        gh = github if github is not None else GitHub()
+    except GitHubError as exc:
+        return Approval((), f"GitHub could not be asked ({exc})")
+    try:
+        number = gh.pr_for_commit(commit, title=_event_title(commit))
+        if number is None:
+            return Approval((), f"no pull request is associated with commit {short} in {gh.owner}/{gh.repo}")
+        pr = gh.pull_request(number)
+        if not pr.get("merged"):
+            return Approval((), f"PR #{number} of commit {short} is not merged")
+        return Approval(tuple(gh.labels(number)), f"PR #{number}, merged as {short}", number)
+    except GitHubError as exc:
+        return Approval((), f"GitHub could not be asked for the PR of commit {short} ({exc})")
     finally:
         if github is None:
             gh.close()
