@@ -22,6 +22,9 @@ The harness below plays the GitHub Actions runner, and only as much of it as the
   GITHUB_STEP_SUMMARY (fresh files per step, parsed afterwards), GITHUB_WORKSPACE,
   GITHUB_REPOSITORY, GITHUB_API_URL, GITHUB_SHA, GITHUB_REF, RUNNER_TEMP and friends, and run as
   `bash --noprofile --norc -eo pipefail` (what `shell: bash` means on GitHub).
+- The runner machine's environment has no network for huggingface_hub (HF_HUB_OFFLINE=1);
+  `runner_env` replaces or adds variables there, as a self-hosted runner's own environment
+  would: the hf-jobs test reaches the local Hub (tests/fakehub.py) through HF_ENDPOINT set so.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, RUN, Repo
+from conftest import ROOT, RUN, Repo, demo_repo
 
 import tuneform
 from tuneform.backends import local
@@ -474,6 +477,7 @@ class Actions:
         environments: dict[str, dict[str, str]] | None = None,
         inputs: dict[str, str] | None = None,
         fork: bool = False,
+        runner_env: dict[str, str] | None = None,
     ) -> WorkflowRun:
         wf = load(workflow) if isinstance(workflow, str) else workflow
         assert event_name in triggers(wf), f"{wf['name']} is not triggered by {event_name}"
@@ -498,7 +502,8 @@ class Actions:
             repo_secrets = {} if fork else dict(secrets or {})
             env_secrets = (environments or {}).get(job.get("environment", ""), {}) if job.get("environment") else {}
             token = self._token(job.get("permissions", wf.get("permissions")) or {}, run_id, job_id, fork=fork)
-            jobs[job_id] = self._job(wf, job_id, job, run_id, folder, event_path, github, contexts, repo_secrets | env_secrets, token)
+            jobs[job_id] = self._job(wf, job_id, job, run_id, folder, event_path, github, contexts, repo_secrets | env_secrets, token,
+                                     dict(runner_env or {}))
         return WorkflowRun(run_id, wf["name"], jobs, concurrency)
 
     def _token(self, permissions: dict[str, str], run_id: int, job_id: str, *, fork: bool) -> str:
@@ -510,7 +515,8 @@ class Actions:
         return token
 
     def _job(self, wf: dict[str, Any], job_id: str, job: dict[str, Any], run_id: int, folder: Path, event_path: Path,
-             github: dict[str, Any], contexts: dict[str, Any], secrets: dict[str, str], token: str) -> JobResult:
+             github: dict[str, Any], contexts: dict[str, Any], secrets: dict[str, str], token: str,
+             runner_env: dict[str, str]) -> JobResult:
         github = dict(github, token=token, job=job_id)
         base = folder / job_id
         workspace, temp, home, shims = base / "work" / "repo", base / "temp", base / "home", base / "shims"
@@ -538,7 +544,7 @@ class Actions:
             "RUNNER_TEMP": str(temp), "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64",
             # no network in this sandbox: huggingface_hub must not try to reach the Hub
             "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
-        }
+        } | runner_env  # the runner machine's own environment (not a workflow's: no `env:` context sees it)
         for index, step in enumerate(job["steps"]):
             name = step.get("name") or step.get("uses") or step["run"].splitlines()[0]
             status = {"success": result.status == "success", "failure": result.status == "failure", "always": True, "cancelled": False}
@@ -820,7 +826,7 @@ def test_least_privilege() -> None:
         [job] = wf["jobs"].values()
         assert job["permissions"] == permissions, name
         secrets_used = re.findall(r"secrets\.([A-Za-z_]+)", (WORKFLOWS / name).read_text())
-        assert secrets_used == (["HF_TOKEN"] if name == "apply.yml" else []), f"{name}: {secrets_used}"
+        assert secrets_used == {"apply.yml": ["HF_TOKEN"], "comment.yml": ["HF_READ_TOKEN"]}.get(name, []), f"{name}: {secrets_used}"
     plan, comment, apply = (load(n) for n in ("plan.yml", "comment.yml", "apply.yml"))
     assert triggers(comment)["workflow_run"] == {"workflows": [plan["name"]], "types": ["completed"]}
     assert not any("checkout" in s.get("uses", "") for s in all_steps(comment)), "comment.yml must never check out code"
@@ -1014,17 +1020,16 @@ def submitted(run: WorkflowRun) -> dict[str, str]:
     return {job.state["name"]: job.state["run_key"] for job in local.list_jobs(run.job.workspace / ".tuneform")}
 
 
-@pytest.mark.parametrize("first_push", [False, True], ids=["merge", "first-push"])
-def test_a_merge_is_applied_and_its_pr_gets_results(actions: Actions, repo: Repo, fake_github: Any, first_push: bool) -> None:
-    before, after = merge_pr(repo, fake_github)
-    run = run_apply(actions, "push", push_event(ZERO if first_push else before, after), after)
+def test_a_first_push_applies_every_run_on_the_local_backend(actions: Actions, repo: Repo, fake_github: Any) -> None:
+    """The repository variable TUNEFORM_BACKEND=local (the runner trains, so it installs the train
+    extras), and an all-zero `before`: every run is new. The default backend, hf-jobs, has its own
+    test below, against the local Hub."""
+    _, after = merge_pr(repo, fake_github)
+    run = run_apply(actions, "push", push_event(ZERO, after), after)
     job = run.job
     assert run.conclusion == "success", job.log()
-    assert run.concurrency == {"group": f"apply-{after}", "cancel-in-progress": False}
-    # apply ran on the local backend (the hf-jobs stand-in) and submitted the changed runs
-    expected = {"faq", "support"} if first_push else {"faq"}
     jobs = submitted(run)
-    assert set(jobs) == expected, job.log()
+    assert set(jobs) == {"faq", "support"}, job.log()
     assert all(re.fullmatch(r"[0-9a-f]{64}", key) for key in jobs.values())
     assert actions.pip_calls() == [["install", "--disable-pip-version-check", f"tuneform[train]=={tuneform.__version__}"]]
     # the training secret reached the Apply step and nothing else
@@ -1033,11 +1038,9 @@ def test_a_merge_is_applied_and_its_pr_gets_results(actions: Actions, repo: Repo
     [posted] = fake_github.comments(7)
     body = posted["body"]
     assert body.startswith(RESULTS_MARKER) and "tuneform apply: submitted" in body and after in body
-    assert "runs/faq.yaml" in body and ("runs/support.yaml" in body) == first_push
-    assert "started job faq-" + jobs["faq"][:12] in body
+    assert "backend `local`" in body and "runs/faq.yaml" in body and "runs/support.yaml" in body
+    assert "started job faq-" + jobs["faq"][:12] in body and "started job support-" + jobs["support"][:12] in body
     assert "tuneform apply: submitted" in job.summary
-    # budget approval: the merged PR's labels were read through the API (push events carry none)
-    assert fake_github.requests("GET", r"/issues/7/labels$")
 
 
 @pytest.mark.parametrize("labels", [(), ("budget-approved",)], ids=["unapproved", "approved"])
@@ -1068,6 +1071,70 @@ def test_a_failed_apply_still_reports_then_fails(actions: Actions, repo: Repo, f
     assert submitted(run) == {}
     [posted] = fake_github.comments(7)
     assert "tuneform apply: **failed** (exit 1)" in posted["body"] and "lerning_rate" in posted["body"]
+
+
+# The demo (this repository's tiny model, data and suite), publishing to a private repo of org acme
+# (alice's) on the fake Hub. Never trained here: apply submits with --no-wait and the fake Hub never
+# runs the job (no on_job_submitted).
+DEMO_RUN = (ROOT / "runs/demo.yaml").read_text().replace("repo: tuneform-demo/demo, private: false", "repo: acme/demo, private: true")
+
+
+def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path, fake_github: Any, fake_hub: Any) -> None:
+    """apply.yml with the default backend, hf-jobs, against the local Hub + Jobs server (tests/fakehub.py).
+
+    How the Hub is reached: the `training` environment's secret HF_TOKEN (alice's write token), as
+    the workflow maps it into the Apply step; HF_ENDPOINT (plus HF_HUB_OFFLINE=0, undoing the
+    harness's no-network default) as the runner machine's own environment (`runner_env`), as a
+    self-hosted runner would export it: apply.yml names no endpoint, and huggingface_hub reads it
+    from the environment. TUNEFORM_RETRY_DELAY keeps a retry short. No repository variable: the
+    backend is the workflow's default."""
+    from fakehub import USER_TOKEN
+
+    assert "HF_ENDPOINT" not in (WORKFLOWS / "apply.yml").read_text()  # the endpoint is the runner's, not the workflow's
+    demo = demo_repo(tmp_path / "demo", DEMO_RUN)
+    before = demo.git("rev-parse", "main")
+    demo.write("runs/demo.yaml", DEMO_RUN.replace("seed: 42", "seed: 7"))
+    after = demo.commit("Train the demo with seed 7 (#7)")
+    fake_github.add_pr(7, title="Train the demo with seed 7", head_sha="f" * 40)
+    fake_github.merge_pr(7, after)
+    actions = Actions(tmp_path / "actions", demo.path, fake_github)
+    runner_env = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_OFFLINE": "0", "TUNEFORM_RETRY_DELAY": "0.05"}
+
+    run = actions.run("apply.yml", event_name="push", event=push_event(before, after), ref="refs/heads/main", sha=after,
+                      secrets={"OTHER": "x"}, environments={"training": {"HF_TOKEN": USER_TOKEN}}, runner_env=runner_env)
+    job = run.job
+    assert run.conclusion == "success", job.log()
+    assert run.concurrency == {"group": f"apply-{after}", "cancel-in-progress": False}
+    apply_log = job.step("Apply").output
+    # hf-jobs ships tuneform to the job: the runner installs it without the training extras
+    assert actions.pip_calls() == [["install", "--disable-pip-version-check", f"tuneform=={tuneform.__version__}"]]
+    assert job.step("Apply").env["TUNEFORM_BACKEND"] == "hf-jobs"
+
+    # exactly one submission, to namespace acme, labelled with the run key and the merge commit
+    [post] = fake_hub.requests_to("POST", r"^/api/jobs/")
+    assert post.path == "/api/jobs/acme" and post.status == 200, apply_log
+    [(job_id, submitted_job)] = fake_hub.jobs.items()
+    labels = submitted_job.payload["labels"]
+    key12 = labels["tuneform-run"]
+    assert re.fullmatch(r"[0-9a-f]{12}", key12) and labels["tuneform-git"] == after[:12]
+    assert submitted_job.stage == "SCHEDULING"  # submitted and left detached (--no-wait): nothing ran it
+    # the token only in the job's secrets: not in its environment, command or labels, nor in any log
+    assert submitted_job.payload["secrets"] == {"HF_TOKEN": USER_TOKEN}
+    assert USER_TOKEN not in json.dumps({k: v for k, v in submitted_job.payload.items() if k != "secrets"})
+    assert [s.name for s in job.steps if s.env.get("HF_TOKEN") == USER_TOKEN] == ["Apply"]
+    assert all("OTHER" not in json.dumps(s.env) for s in job.steps)
+    assert USER_TOKEN not in job.log() and USER_TOKEN not in job.summary
+
+    # the results comment on the merged PR names the submitted job
+    [posted] = fake_github.comments(7)
+    body = posted["body"]
+    assert body.startswith(RESULTS_MARKER) and "tuneform apply: submitted" in body and after in body, body
+    assert "backend `hf-jobs`" in body and "runs/demo.yaml" in body
+    assert f"submitted job {job_id}" in body and f"{fake_hub.url}/jobs/acme/{job_id}" in body, body
+    assert key12 in body and submitted_job.payload["flavor"] in body  # the plan that was applied: its key, its hardware
+    assert USER_TOKEN not in body
+    # budget approval: the merged PR's labels were read through the API (push events carry none)
+    assert fake_github.requests("GET", r"/issues/7/labels$")
 
 
 def test_the_default_backend_is_hf_jobs() -> None:

@@ -546,6 +546,22 @@ def results(commit: str, post: bool) -> None:
     sys.exit(code)
 
 
+@main.command()
+@click.argument("plan_json", type=click.Path(dir_okay=False, path_type=Path))
+def reuse(plan_json: Path) -> None:
+    """Look the run keys of PLAN_JSON up in registries the plan could not read (HF_TOKEN: read-only).
+
+    Prints a markdown section for the plan comment (nothing when nothing was found); exit 1 when
+    PLAN_JSON is unreadable.
+    """
+    from .reuse import reuse_command
+
+    text, code = reuse_command(plan_json)
+    if code:
+        _fail(text, "text", code)
+    click.echo(text, nl=False)
+
+
 @main.group()
 def data() -> None:
     """Training data: quality checks before anything trains."""
