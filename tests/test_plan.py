@@ -303,3 +303,21 @@ def test_a_failing_data_policy_makes_plan_exit_1_naming_the_rule(repo: Repo) -> 
     assert [f["rule"] for f in failing] == ["duplicates"]
     text = repo.cli("plan").output
     assert "FAIL duplicates" in text and "not applicable" in text
+
+
+def test_markdown_shows_the_resolved_diff_of_each_run(repo: Repo) -> None:
+    """Reviewers see every setting that changed, defaults filled in, in a collapsed block."""
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace("r: 8", "r: 16") + "name: support\n")
+    markdown = repo.cli("plan", "--format", "markdown").output
+    block = markdown.split("<details><summary>Resolved changes", 1)[1].split("</details>", 1)[0]
+    assert "-method.r: 8\n+method.r: 16" in block and "+method.alpha: 16" in block
+    assert "+name: \"support\"" in block  # a key not in the file before, now resolved
+    assert "training.learning_rate" not in block  # unchanged settings stay out of the diff
+
+
+def test_resolved_diff_fence_survives_backticks_in_values(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/support.yaml", RUN.replace("    - path: data/chat.jsonl", "    - path: data/chat.jsonl\n      columns: {messages: 'a```b'}"))
+    markdown = repo.cli("plan", "--format", "markdown").output
+    assert "````diff" in markdown and "a```b" in markdown  # the fence is longer than any run inside

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tuneform.runreport import RESULTS_MARKER, loss_chart, md_escape, render_run, write_loss_png, write_run_report
+from tuneform.runreport import RESULTS_MARKER, loss_chart, md_escape, render_run, render_run_markdown, write_loss_png, write_run_report
 
 NAME = "support-bot |<script>alert(1)</script>"
 
@@ -206,3 +206,16 @@ def test_png_and_report_files(tmp_path: Path) -> None:
     assert json.loads(files.json.read_text(encoding="utf-8")) == data
     assert write_loss_png({"name": "x", "training": {"loss_history": []}}, tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_markdown_links_the_exact_version_and_says_how_to_roll_back(monkeypatch) -> None:
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    manifest = {"run_key": "a" * 64, "output_repo": "acme/demo", "backend": "hf-jobs", "status": "passed",
+                "name": "demo", "evals": {"previous": "b" * 64}}
+    text = render_run_markdown(manifest)
+    assert "[`acme/demo` at `run-aaaaaaaaaaaa`](https://huggingface.co/acme/demo/tree/run-aaaaaaaaaaaa)" in text
+    assert "revert this PR" in text and "`run-bbbbbbbbbbbb`" in text
+    failed = render_run_markdown(manifest | {"status": "failed_gates"})
+    assert "revert this PR" not in failed  # main did not move: nothing to roll back
+    hostile = render_run_markdown(manifest | {"output_repo": "acme/demo)](https://evil.example"})
+    assert "#### Model" not in hostile and "](https://evil.example" not in hostile.replace("\\]", "")

@@ -5,8 +5,10 @@ One function per (thing, format family) so the three views always show the same 
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
+import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .diagnostics import Problem
@@ -202,6 +204,31 @@ def _md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ").replace("`", "'")
 
 
+def _flatten(value: Any, prefix: str = "") -> list[str]:
+    """`training.learning_rate: 0.0002` lines: a resolved run, one setting per line, for a diff."""
+    if isinstance(value, dict):
+        return [line for key in sorted(value) for line in _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
+        return [line for i, item in enumerate(value) for line in _flatten(item, f"{prefix}[{i}]")]
+    return [f"{prefix}: {json.dumps(value, ensure_ascii=False)}"]
+
+
+def _resolved_diff(run: PlannedRun) -> str:
+    """What the reviewer approves: the run as tuneform reads it at the base and in the PR."""
+    def lines(check: Any) -> list[str]:
+        return _flatten(check.spec.model_dump(mode="json")) if check is not None and check.spec is not None else []
+
+    before, after = lines(run.base), lines(run.head)
+    if before == after:
+        return ""
+    diff = difflib.unified_diff(before, after, fromfile=run.base.path if run.base else "(new)", tofile=run.check.path, lineterm="", n=1)
+    return "\n".join(diff)
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)
+
+
 def render_plan_markdown(plan: Plan) -> str:
     out = [PLAN_MARKER, "### tuneform plan", ""]
     if not plan.runs:
@@ -218,6 +245,14 @@ def render_plan_markdown(plan: Plan) -> str:
     delta = plan.total_usd - plan.base_total_usd
     out.append(f"**Total: {fmt_usd(plan.total_usd)}**" + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
                + (f" ({'+' if delta >= 0 else '-'}{fmt_usd(abs(delta))} vs base)" if plan.base_total_usd else ""))
+    diffs = [(run, _resolved_diff(run)) for run in plan.runs if run.action in ("create", "update", "restore", "evaluate", "blocked")]
+    diffs = [(run, diff) for run, diff in diffs if diff]
+    if diffs:
+        out += ["", "<details><summary>Resolved changes (every setting, defaults filled in)</summary>", ""]
+        for run, diff in diffs:
+            fence = "`" * max(3, _longest_backtick_run(diff) + 1)
+            out += [f"`{_md_escape(run.check.path)}`", "", f"{fence}diff", diff, fence, ""]
+        out += ["</details>"]
     problems = list(_problems(plan))
     errors = [(path, p) for path, p in problems if p.severity == "error"]
     warnings = [(path, p) for path, p in problems if p.severity == "warning"]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -403,6 +404,8 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
             out.append("| " + " | ".join(md_escape(cell, CELL_CHARS) for cell in cells) + " |")
         out += ["", "</details>", ""]
 
+    out += _model_and_rollback(manifest)
+
     for title, header, pairs in (
         ("Training settings", "| setting | value |", _pairs(_dig(manifest, "training", "settings"))),
         ("Library versions", "| library | version |", _pairs(manifest.get("versions"))),
@@ -412,6 +415,30 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
             out += [f"| {md_escape(key)} | {md_escape(value, CELL_CHARS)} |" for key, value in pairs]
             out += ["", "</details>", ""]
     return "\n".join(out)
+
+
+HUB_URL = "https://huggingface.co"
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _model_and_rollback(manifest: Mapping[str, Any]) -> list[str]:
+    """Where the version lives, at its exact revision, and how to undo the change."""
+    key, repo = manifest.get("run_key"), manifest.get("output_repo")
+    if not (isinstance(key, str) and _KEY.match(key) and isinstance(repo, str) and _REPO_ID.match(repo)):
+        return []
+    tag = f"run-{key[:12]}"
+    if manifest.get("backend") == "hf-jobs":
+        base = (os.environ.get("HF_ENDPOINT") or HUB_URL).rstrip("/")
+        where = f"[`{repo}` at `{tag}`]({base}/{repo}/tree/{tag})"
+    else:
+        where = f"`{repo}` version `{tag}` in the local registry (`tuneform history {md_escape(str(manifest.get('name', '')))}`)"
+    out = ["#### Model", "", f"{where}."]
+    previous = _dig(manifest, "evals", "previous")
+    if manifest.get("status") == "passed":
+        back = f"`run-{previous[:12]}`" if isinstance(previous, str) and _KEY.match(previous) else "the version before it"
+        out.append(f"To roll back, revert this PR: the plan will say `restore` and point `main` back at {back}, with no training and $0.")
+    return out + [""]
 
 
 def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: int = 100) -> str:
