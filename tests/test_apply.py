@@ -50,6 +50,9 @@ def test_demo_trains_publishes_then_noop_update_and_restore(demo: Repo) -> None:
     version_dir = demo.path.parent / "registry/tuneform-demo/demo/versions" / first["run_key"]
     for name in ("report.md", "report.json", "loss.png", "model/config.json", "model/model.safetensors"):
         assert (version_dir / name).is_file(), name
+    card = (version_dir / "model/README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\ntags:\n- tuneform\n---")
+    assert "#### Evals" in card and f"run key `{first['run_key']}`" in card and "#### Lineage" in card
 
     # a second apply is a no-op: same key, nothing starts
     before = len(jobs(demo))

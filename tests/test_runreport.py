@@ -219,3 +219,15 @@ def test_markdown_links_the_exact_version_and_says_how_to_roll_back(monkeypatch)
     assert "revert this PR" not in failed  # main did not move: nothing to roll back
     hostile = render_run_markdown(manifest | {"output_repo": "acme/demo)](https://evil.example"})
     assert "#### Model" not in hostile and "](https://evil.example" not in hostile.replace("\\]", "")
+
+
+def test_model_card_has_hub_metadata_and_lineage() -> None:
+    from tuneform.runreport import model_card
+
+    manifest = {"run_key": "c" * 64, "name": "bot", "path": "runs/bot.yaml", "output_repo": "acme/bot", "status": "passed",
+                "backend": "hf-jobs", "git": {"commit": "d" * 40, "pr": 12},
+                "spec": {"model": {"id": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "output": {"save": "adapter"}}}
+    card = model_card(manifest)
+    assert card.startswith('---\nbase_model: "HuggingFaceTB/SmolLM2-135M-Instruct"\nlibrary_name: peft\ntags:\n- tuneform\n---\n')
+    assert RESULTS_MARKER not in card
+    assert "at commit `dddddddddddd` (PR #12); run key `" + "c" * 64 + "`." in card

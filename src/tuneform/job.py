@@ -189,6 +189,9 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
             registry.upload_evals(repo, key, eval_hash)
         return 0 if table.passed else 1
     _write_report(staging, manifest, echo)
+    from .runreport import model_card
+
+    (staging / "model" / "README.md").write_text(model_card(manifest), encoding="utf-8")  # replaces PEFT's stub card
     if hub:
         return _publish_hub(registry, bundle, staging, manifest, echo)
     version = registry.publish(repo, key, staging, manifest)

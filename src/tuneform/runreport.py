@@ -441,6 +441,27 @@ def _model_and_rollback(manifest: Mapping[str, Any]) -> list[str]:
     return out + [""]
 
 
+def model_card(manifest: Mapping[str, Any]) -> str:
+    """README.md of a published version: Hub metadata, then the same report a PR gets, then its
+    lineage (what trained it, from which commit, what it replaced)."""
+    model = _dig(manifest, "spec", "model") or {}
+    save = _dig(manifest, "spec", "output", "save")
+    front = ["---"]
+    base = model.get("id")
+    if isinstance(base, str) and not base.startswith((".", "/")):
+        front.append(f"base_model: {json.dumps(base)}")
+    front += [f"library_name: {'peft' if save == 'adapter' else 'transformers'}", "tags:", "- tuneform", "---", ""]
+    body = render_run_markdown(manifest).replace(RESULTS_MARKER, "").lstrip("\n")
+    git = manifest.get("git") or {}
+    lineage = [f"Trained by tuneform from `{md_escape(str(manifest.get('path', '')))}`"]
+    if isinstance(git.get("commit"), str):
+        lineage.append(f"at commit `{md_escape(git['commit'][:12])}`")
+    if isinstance(git.get("pr"), int):
+        lineage.append(f"(PR #{git['pr']})")
+    text = " ".join(lineage) + f"; run key `{md_escape(str(manifest.get('run_key', '')))}`."
+    return "\n".join(front) + body + "\n#### Lineage\n\n" + text + "\n"
+
+
 def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: int = 100) -> str:
     """The terminal view (rich); with `color`, deltas are green when better and red when worse."""
     from rich.console import Console
