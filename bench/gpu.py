@@ -39,7 +39,6 @@ On a machine without internet, carry the wheels of scripts/fetch_gpu_wheels.sh.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
 import os
@@ -496,12 +495,9 @@ def machine(cuda: bool) -> dict[str, Any]:
     import torch
 
     facts: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    from tuneform.train.engine import installed_versions
+
+    versions = installed_versions(LIBRARIES)
     versions.setdefault("tuneform", tuneform.__version__)
     facts["versions"] = versions
     facts["torch_cuda"] = torch.version.cuda

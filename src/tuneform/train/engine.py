@@ -561,6 +561,11 @@ def library_versions(settings: Settings, spec: RunSpec) -> dict[str, str]:
         names += ["unsloth", "unsloth_zoo"]
     if spec.method.type == "qlora":
         names.append("bitsandbytes")
+    return installed_versions(names)
+
+
+def installed_versions(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Installed version of each named distribution; the ones not installed are left out."""
     versions = {}
     for name in names:
         try:
