@@ -913,12 +913,29 @@ class FakeHub:
             return self._resolve(req, repo_type, f"{rest[0]}/{rest[1]}", rest[3], "/".join(rest[4:]))
         raise HttpError(404, f"Sorry, we can't find the page you are looking for ({req.method} {req.raw_path}).")
 
+    def _validate_yaml(self, req: _Request) -> None:
+        """POST /api/validate-yaml: the client checks a README.md's metadata block before committing
+        it. 400 with `errors` when the front matter is not a YAML mapping, else 200."""
+        import yaml
+
+        content = str((req.json() or {}).get("content", ""))
+        match = re.match(r"^---\n(.*?)\n---", content, re.S)
+        try:
+            meta = yaml.safe_load(match.group(1)) if match else {}
+        except yaml.YAMLError as exc:
+            return req.send_json({"errors": [{"message": f"invalid YAML: {exc}"}]}, status=400)
+        if meta is not None and not isinstance(meta, dict):
+            return req.send_json({"errors": [{"message": "metadata must be a YAML mapping"}]}, status=400)
+        req.send_json({"errors": [], "warnings": []})
+
     def _route_api(self, req: _Request, s: list[str]) -> None:
         m = req.method
         if s == ["whoami-v2"] and m == "GET":
             return self._whoami(req)
         if s == ["repos", "create"] and m == "POST":
             return self._create_repo(req)
+        if s == ["validate-yaml"] and m == "POST":
+            return self._validate_yaml(req)
         if s == ["repos", "delete"] and m == "DELETE":
             return self._delete_repo(req)
         if s[:1] == ["jobs"]:

@@ -427,3 +427,16 @@ def test_server_errors_and_rate_limits(fake_hub: FakeHub) -> None:
     fake_hub.faults.fail("GET", r"^/api/jobs/acme\?.*cursor=3", 500)  # the second page fails once: retried
     assert len(list(api.list_jobs(namespace="acme"))) == 4
     assert [r.status for r in fake_hub.requests_to("GET", r"^/api/jobs/acme$")][-3:] == [200, 500, 200]
+
+
+def test_readme_metadata_is_validated_like_the_hub(fake_hub) -> None:
+    """The client posts a README.md's front matter to /api/validate-yaml before committing it."""
+    import pytest
+    from fakehub import USER_TOKEN
+
+    api = fake_hub.api(USER_TOKEN)
+    api.create_repo("acme/card", private=True)
+    api.upload_file(path_or_fileobj=b"---\nlibrary_name: peft\ntags:\n- tuneform\n---\n# card\n", path_in_repo="README.md", repo_id="acme/card")
+    assert fake_hub.read_file("acme/card", "README.md", "main").startswith(b"---\nlibrary_name: peft")
+    with pytest.raises(ValueError, match="Invalid metadata"):
+        api.upload_file(path_or_fileobj=b"---\n- just\n- a list\n---\n", path_in_repo="README.md", repo_id="acme/card")
