@@ -91,8 +91,8 @@ class LoadedData:
     rows_read: int = 0
 
 
-class _RowProblem(Exception):
-    """Raised while converting one row; becomes a BadRow, never escapes this module."""
+class RowProblem(Exception):
+    """Raised while converting one row: the job turns it into a BadRow, the data check into a finding."""
 
     def __init__(self, field: str | None, problem: str, fix: str) -> None:
         super().__init__(problem)
@@ -150,11 +150,11 @@ def load_data(spec: RunSpec, repo_root: Path) -> LoadedData:
     random.Random(seed).shuffle(train)
     if spec.data.eval:
         return LoadedData(train, held_out, bad, rows_read)
-    n_eval = _eval_count(len(train), spec.data.eval_split or 0.0)
+    n_eval = eval_count(len(train), spec.data.eval_split or 0.0)
     return LoadedData(train[n_eval:], train[:n_eval], bad, rows_read)
 
 
-def _eval_count(n: int, fraction: float) -> int:
+def eval_count(n: int, fraction: float) -> int:
     """Rows held out: the fraction rounded, at least one, and never the whole training set."""
     if n < 2 or fraction <= 0:
         return 0
@@ -174,7 +174,7 @@ def _load_source(src: Source, repo_root: Path, seed: int) -> tuple[list[Example]
         unit, rows = "row", _read_hub(src)
     _check_columns(src, label, rows)
 
-    convert = _CONVERTERS[src.format]
+    convert = CONVERTERS[src.format]
     examples: list[Example] = []
     bad: list[BadRow] = []
     for row in rows:
@@ -183,7 +183,7 @@ def _load_source(src: Source, repo_root: Path, seed: int) -> tuple[list[Example]
             continue
         try:
             examples.append(convert(row.record, src.columns, label, row.number))
-        except _RowProblem as problem:
+        except RowProblem as problem:
             bad.append(BadRow(label, row.number, problem.field, problem.problem, problem.fix, unit))
 
     if src.max_samples is not None and len(examples) > src.max_samples:
@@ -365,7 +365,7 @@ def _alpaca_example(record: dict[str, Any], columns: dict[str, str], label: str,
     instruction = _text(_field(record, instruction_column, "instruction"), instruction_column)
     extra = record.get(input_column)
     if extra is not None and not isinstance(extra, str):
-        raise _RowProblem(input_column, f"must be a string, not {_kind(extra)}", "give the input as text, or leave it empty")
+        raise RowProblem(input_column, f"must be a string, not {_kind(extra)}", "give the input as text, or leave it empty")
     output = _text(_field(record, output_column, "output"), output_column)
     # The common Alpaca layout: the input follows the instruction after a blank line.
     user = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
@@ -377,7 +377,7 @@ def _text_example(record: dict[str, Any], columns: dict[str, str], label: str, n
     return Example(label, number, text=_text(_field(record, column, "text"), column))
 
 
-_CONVERTERS = {
+CONVERTERS = {
     "messages": _messages_example,
     "prompt_completion": _prompt_completion_example,
     "alpaca": _alpaca_example,
@@ -389,15 +389,15 @@ def _field(record: dict[str, Any], column: str, name: str) -> Any:
     value = record.get(column)
     if value is None:
         rename = "" if column != name else f" (or name its column with columns: {{{name}: <column>}})"
-        raise _RowProblem(column, "missing", f"give every row a '{column}' value{rename}")
+        raise RowProblem(column, "missing", f"give every row a '{column}' value{rename}")
     return value
 
 
 def _text(value: Any, column: str) -> str:
     if not isinstance(value, str):
-        raise _RowProblem(column, f"must be a string, not {_kind(value)}", "give it as text")
+        raise RowProblem(column, f"must be a string, not {_kind(value)}", "give it as text")
     if not value.strip():
-        raise _RowProblem(column, "is empty", "give it some text, or remove the row")
+        raise RowProblem(column, "is empty", "give it some text, or remove the row")
     return value
 
 
@@ -418,40 +418,40 @@ def _conversation(value: Any, column: str, *, need_assistant: bool) -> list[dict
     if isinstance(value, str):
         parsed = _parsed_list(value)
         if parsed is None:
-            raise _RowProblem(column, "is text, not a list of messages", 'give a JSON list like [{"role": "user", "content": "..."}]')
+            raise RowProblem(column, "is text, not a list of messages", 'give a JSON list like [{"role": "user", "content": "..."}]')
         value = parsed
     if not isinstance(value, list):
-        raise _RowProblem(column, f"must be a list of messages, not {_kind(value)}", 'give a list like [{"role": "user", "content": "..."}]')
+        raise RowProblem(column, f"must be a list of messages, not {_kind(value)}", 'give a list like [{"role": "user", "content": "..."}]')
     if not value:
-        raise _RowProblem(column, "is an empty list", "give at least a user and an assistant message")
+        raise RowProblem(column, "is an empty list", "give at least a user and an assistant message")
     messages = [_message(item, f"{column}[{i}]") for i, item in enumerate(value)]
     if need_assistant:
         assistant = [m for m in messages if m["role"] == "assistant"]
         if not assistant:
-            raise _RowProblem(column, "has no assistant message, so nothing would be trained", "add the assistant's reply")
+            raise RowProblem(column, "has no assistant message, so nothing would be trained", "add the assistant's reply")
     for i, m in enumerate(messages):
         if m["role"] == "assistant" and not m["content"].strip():
-            raise _RowProblem(f"{column}[{i}].content", "the assistant's content is empty", "give the reply text, or remove the row")
+            raise RowProblem(f"{column}[{i}].content", "the assistant's content is empty", "give the reply text, or remove the row")
     return messages
 
 
 def _message(item: Any, where: str) -> dict[str, str]:
     if not isinstance(item, dict):
-        raise _RowProblem(where, f"must be an object with role and content, not {_kind(item)}", 'write {"role": "...", "content": "..."}')
+        raise RowProblem(where, f"must be an object with role and content, not {_kind(item)}", 'write {"role": "...", "content": "..."}')
     if "from" in item and "role" not in item:  # ShareGPT
         role, content_key = _sharegpt_role(item.get("from"), where), "value"
     else:
         role, content_key = item.get("role"), "content"
         if not isinstance(role, str) or role not in ROLES:
-            raise _RowProblem(f"{where}.role", _role_problem(role), f"use one of {', '.join(ROLES)}")
+            raise RowProblem(f"{where}.role", _role_problem(role), f"use one of {', '.join(ROLES)}")
     if content_key not in item:
-        raise _RowProblem(f"{where}.{content_key}", "missing", f"give every message a {content_key}")
+        raise RowProblem(f"{where}.{content_key}", "missing", f"give every message a {content_key}")
     return {"role": role, "content": _content(item[content_key], f"{where}.{content_key}")}
 
 
 def _sharegpt_role(value: Any, where: str) -> str:
     if not isinstance(value, str) or value not in SHAREGPT_ROLES:
-        raise _RowProblem(f"{where}.from", _role_problem(value), f"use one of {', '.join(SHAREGPT_ROLES)} (ShareGPT)")
+        raise RowProblem(f"{where}.from", _role_problem(value), f"use one of {', '.join(SHAREGPT_ROLES)} (ShareGPT)")
     return SHAREGPT_ROLES[value]
 
 
@@ -465,7 +465,7 @@ def _content(value: Any, where: str) -> str:
         return value
     if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value):
         return "".join(p["text"] for p in value)
-    raise _RowProblem(where, f"must be a string, not {_kind(value)}", "give the message content as text")
+    raise RowProblem(where, f"must be a string, not {_kind(value)}", "give the message content as text")
 
 
 def _kind(value: Any) -> str:

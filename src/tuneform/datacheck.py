@@ -57,10 +57,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from .check import read_suite_once
-from .data import REQUIRED_FIELDS, SUFFIXES, _CONVERTERS, Row, UnreadableFile, _eval_count, _RowProblem, parse_rows
+from .data import CONVERTERS, REQUIRED_FIELDS, SUFFIXES, Row, RowProblem, UnreadableFile, eval_count, parse_rows
 from .evals.suite import SuiteError
 from .settings import PYPROJECT, Settings, SettingsError, parse_settings
-from .sizing import _counter, _tokenizer
+from .sizing import local_tokenizer, token_counter
 from .spec import DATA_RULE_DEFAULTS, DataPolicy, HubSource, LocalSource, RunSpec, load_run_text
 from .tokens import TEMPLATE_TOKENS_PER_MESSAGE, Counter
 from .trees import GitTree, Tree, TreeError, WorkTree
@@ -288,7 +288,7 @@ def _visible(text: str, limit: int = SAMPLE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _rejected_rule(problem: _RowProblem, src: LocalSource | HubSource) -> str:
+def _rejected_rule(problem: RowProblem, src: LocalSource | HubSource) -> str:
     """Which rule a row the job refuses breaks, from the job's own reason."""
     text = problem.problem
     answer_columns = {src.columns.get(name, name) for name in ("completion", "output")}
@@ -348,7 +348,7 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
 
 def _scan_rows(scan: _Scan, files: Sequence[tuple[str, Literal["line", "row"], list[Row]]], src: LocalSource | HubSource, counter: Counter) -> _Scan:
     """The rows of one source's files (name in row refs, unit, rows), through the job's converters."""
-    convert = _CONVERTERS[src.format]
+    convert = CONVERTERS[src.format]
     texts: list[str] = []
     overheads: list[int] = []
     norms_seen: dict[str, str] = {}  # system prompts and labels repeat on every row: normalise them once
@@ -393,7 +393,7 @@ def _scan_row(scan: _Scan, row: Row, file: int, src: LocalSource | HubSource, co
         return
     try:
         example = convert(record, src.columns, scan.files[file][0], number)
-    except _RowProblem as problem:
+    except RowProblem as problem:
         raw = raw or json.dumps(record, ensure_ascii=False, default=str)
         scan.contents[hash(("raw", raw))] += 1
         where = f"{problem.field}: " if problem.field else ""
@@ -771,7 +771,7 @@ class _Row:
 
 def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataReport:
     limits, notes = resolve_policy(settings.data_policy, spec.data.policy)
-    tokenizer_id, counter = _counter(_tokenizer(spec, tree))
+    tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
     report = DataReport(run, [], spec.model.max_seq_length, counter.method, policy=limits, notes=notes)
     findings: list[Finding | None] = []
 
@@ -894,7 +894,7 @@ def _split(spec: RunSpec, train_scans: list[tuple[LocalSource | HubSource, _Scan
         report.notes.append("eval split not checked for leakage: not every training row was read here (a Hub dataset not checked, or a sliced split), so the held-out rows cannot be drawn")
         return chosen, []
     random.Random(seed).shuffle(chosen)
-    n_eval = _eval_count(len(chosen), spec.data.eval_split)
+    n_eval = eval_count(len(chosen), spec.data.eval_split)
     return chosen[n_eval:], chosen[:n_eval]
 
 

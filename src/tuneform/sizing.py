@@ -74,7 +74,7 @@ def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
     return shape
 
 
-def _tokenizer(spec: RunSpec, tree: Tree) -> bytes | None:
+def local_tokenizer(spec: RunSpec, tree: Tree) -> bytes | None:
     """tokenizer.json of the base model when it is already on this machine; never downloads."""
     if spec.model.is_local and not spec.model.id.startswith("/"):
         try:
@@ -99,7 +99,7 @@ _COUNTS: dict[tuple[str, str, str, int], TokenCount] = {}
 _COUNTERS: dict[str, Counter] = {}
 
 
-def _counter(tokenizer_json: bytes | None) -> tuple[str, Counter]:
+def token_counter(tokenizer_json: bytes | None) -> tuple[str, Counter]:
     digest = hashlib.sha256(tokenizer_json).hexdigest() if tokenizer_json is not None else "bytes/4"
     if digest not in _COUNTERS:
         _COUNTERS[digest] = Counter(tokenizer_json)
@@ -115,7 +115,7 @@ def _count_local(tree: Tree, src: LocalSource, tokenizer_id: str, counter: Count
 
 def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     """Trainable tokens in one epoch of the train sources (before the eval split)."""
-    tokenizer_id, counter = _counter(_tokenizer(spec, tree))
+    tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
     methods = set()
     total, rows = 0, 0
     for i, src in enumerate(spec.data.train):
