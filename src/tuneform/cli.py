@@ -218,13 +218,10 @@ def job(bundle: Path, registry_home: str) -> None:
 def _settings(root: Path) -> Any:
     """The repository's [tool.tuneform] settings; defaults when pyproject.toml is broken (validate
     and plan report that, with its fix)."""
-    from .settings import Settings, SettingsError, load_settings
+    from .settings import settings_or_defaults
     from .trees import WorkTree
 
-    try:
-        return load_settings(WorkTree(root))
-    except SettingsError:
-        return Settings()
+    return settings_or_defaults(WorkTree(root))
 
 
 def _home(root: Path) -> Path:
@@ -368,12 +365,9 @@ def _hf_job_ref(ref: str) -> tuple[str, str] | None:
         return namespace, job_id
     if not re.fullmatch(r"[0-9a-f]{24}", ref):
         return None
-    namespace = _settings(_root()).namespace
-    if not namespace:
-        from .hubregistry import hub_api
+    from .hubregistry import default_namespace
 
-        namespace = hub_api().whoami()["name"]
-    return str(namespace), ref
+    return default_namespace(_root()), ref
 
 
 def _hf(ref: str, fmt: str) -> tuple[Any, str, str] | None:

@@ -40,6 +40,15 @@ def hub_api(token: str | None = None) -> Any:
     return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or get_token() or None)
 
 
+def default_namespace(root: Path) -> str:
+    """Where a bare job id lives: [tool.tuneform] namespace of the repository, else the token's user."""
+    from .settings import settings_or_defaults
+    from .trees import WorkTree
+
+    namespace = settings_or_defaults(WorkTree(root)).namespace
+    return str(namespace or hub_api().whoami()["name"])
+
+
 def hub_offline() -> bool:
     """The client's own offline switch (HF_HUB_OFFLINE, read at its import)."""
     from huggingface_hub import constants

@@ -176,19 +176,6 @@ def render_results(results: list[RunResult], commit: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _default_namespace() -> str:
-    """[tool.tuneform] namespace of the repository here, else the token's user."""
-    from .hubregistry import hub_api
-    from .settings import SettingsError, load_settings
-    from .trees import WorkTree, repo_root
-
-    try:
-        namespace = load_settings(WorkTree(repo_root(Path.cwd()))).namespace
-    except SettingsError:
-        namespace = None  # a broken pyproject.toml: plan and validate say why; ask the Hub
-    return str(namespace or hub_api().whoami()["name"])
-
-
 def results_command(commit: str, *, post: bool, namespace: str | None = None, api: Any = None,
                     github: Any = None) -> tuple[str, int]:
     """What `tuneform results --commit SHA [--post]` does: the markdown and the exit code
@@ -204,7 +191,11 @@ def results_command(commit: str, *, post: bool, namespace: str | None = None, ap
     from .hubregistry import hub_api
 
     api = api if api is not None else hub_api()
-    namespace = namespace or _default_namespace()
+    if not namespace:
+        from .hubregistry import default_namespace
+        from .trees import repo_root
+
+        namespace = default_namespace(repo_root(Path.cwd()))
     results = collect_results(commit, api=api, namespace=namespace)
     body = render_results(results, commit.strip())
     if post and results:

@@ -85,3 +85,12 @@ def load_settings(tree: Tree) -> Settings:
     except TreeError:
         text = None
     return parse_settings(text)
+
+
+def settings_or_defaults(tree: Tree) -> Settings:
+    """Settings for commands that only need defaults to go on (registry folder, namespace): a broken
+    pyproject.toml falls back to defaults here, while validate and plan report it with its fix."""
+    try:
+        return load_settings(tree)
+    except SettingsError:
+        return Settings()

@@ -10,20 +10,13 @@ from pathlib import Path
 from typing import Callable
 
 from ..registry import LocalRegistry, Registry, default_home
-from ..settings import Settings, SettingsError, load_settings
+from ..settings import settings_or_defaults
 from ..trees import WorkTree
-
-BACKENDS = ("local", "hf-jobs")
-
 
 def registry_for(root: Path) -> Callable[[str], Registry | None]:
     """A lookup from backend name to the registry plan may read (None: not readable here)."""
 
-    try:
-        settings = load_settings(WorkTree(root))
-    except SettingsError:
-        settings = Settings()
-    local = LocalRegistry(default_home(root, settings.registry))
+    local = LocalRegistry(default_home(root, settings_or_defaults(WorkTree(root)).registry))
 
     hub: list[Registry | None] = []
 
