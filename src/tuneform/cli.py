@@ -200,13 +200,15 @@ def _refresh_prices(root: Path, backend: str | None) -> str | None:
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--registry", "registry_home", required=True,
               help="Local registry folder to publish into, or hub:<repo> (the bundle's output repo on the Hub; HF_TOKEN).")
-def job(bundle: Path, registry_home: str) -> None:
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Processes to train with (DDP under accelerate launch). Default: one per visible GPU, 1 on CPU.")
+def job(bundle: Path, registry_home: str, processes: int | None) -> None:
     """Run one job bundle: train, evaluate, publish (what every backend executes)."""
     from .job import install_sigterm, run_job
 
     install_sigterm()
     try:
-        code = run_job(bundle, registry_home, lambda line: click.echo(line))
+        code = run_job(bundle, registry_home, lambda line: click.echo(line), processes=processes)
     except ValueError as exc:
         _fail(str(exc), "text")
     except KeyboardInterrupt:

@@ -104,17 +104,18 @@ def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> Any:
     return LocalRegistry(Path(where))
 
 
-def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
+def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes: int | None = None) -> int:
     """Train, evaluate and publish one bundle; returns the exit code (0 ok, 1 failed or gates).
 
-    `registry_home` is a local registry folder, or `hub` / `hub:<repo>` to publish to the Hub."""
-    from .train.engine import TrainError, train  # imports no ML library yet
+    `registry_home` is a local registry folder, or `hub` / `hub:<repo>` to publish to the Hub.
+    `processes` train together under DDP; None means one per visible GPU."""
+    from .train.engine import TrainError  # imports no ML library yet
 
     job_started = time.time()
 
     bundle = read_bundle(bundle_path)
     try:
-        _import_engine_first(bundle)
+        import_engine_first(bundle)
     except TrainError as exc:
         echo(f"error: {exc}")
         return 1
@@ -123,7 +124,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
     from .evals.suite import GateError, SuiteError
     from .train.format import FormatError, load_tokenizer, tokenize_all
 
-    _quiet_libraries()
+    quiet_libraries()
     spec, key, repo = bundle.spec, bundle.key, bundle.run["output_repo"]
     registry = open_registry(registry_home, bundle, echo)
     hub = not isinstance(registry, LocalRegistry)
@@ -162,10 +163,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo) -> int:
             echo(f"scoring run-{key[:12]} with the changed evals (no training)")
             new_scores = _score(str(version_dir), model_path, hub_revision, template, suites, heldout)
         else:
-            batch_size, checkpointing = _sized_auto_settings(bundle.run.get("estimate") or {})
-            echo(f"training ({spec.method.type}, {spec.compute.engine} engine)")
-            result = train(spec, model_path, data.train, data.eval, staging / "model", on_log=progress_printer(echo),
-                           batch_size=batch_size, gradient_checkpointing=checkpointing)
+            result = _train(bundle, data, staging, echo, processes)
             echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}")
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
@@ -233,7 +231,27 @@ def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[st
     return 0
 
 
-def _sized_auto_settings(estimate: dict[str, Any]) -> tuple[int | None, bool | None]:
+def _train(bundle: Bundle, data: Any, staging: Path, echo: Echo, processes: int | None) -> Any:
+    """The training step: in this process, or on several (DDP, one per GPU) through train/launch.py."""
+    from .train.engine import train
+    from .train.launch import TrainRequest, train_distributed, training_processes
+
+    spec = bundle.spec
+    batch_size, checkpointing = sized_auto_settings(bundle.run.get("estimate") or {})
+    count = training_processes(processes)
+    echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
+    if count == 1:
+        return train(spec, bundle.model_path(), data.train, data.eval, staging / "model", on_log=progress_printer(echo),
+                     batch_size=batch_size, gradient_checkpointing=checkpointing)
+    import torch
+
+    torch.cuda.empty_cache()  # the scoring passes' cached blocks would crowd the first GPU
+    request = TrainRequest(bundle=str(bundle.path.resolve()), out_dir=str((staging / "model").resolve()),
+                           result=str((staging / "ddp" / "result.json").resolve()), batch_size=batch_size, gradient_checkpointing=checkpointing)
+    return train_distributed(request, count, echo)
+
+
+def sized_auto_settings(estimate: dict[str, Any]) -> tuple[int | None, bool | None]:
     """The estimate's batch size and checkpointing for the `auto` settings, when it sized the
     device the job runs on. The local backend estimates this machine's CPU (dtype fp32); on a
     machine with a GPU those numbers do not apply, so the engine's GPU defaults decide."""
@@ -315,7 +333,7 @@ def _write_report(folder: Path, manifest: dict[str, Any], echo: Echo) -> None:
     echo(render_run(manifest, "text", color=sys.stdout.isatty()))
 
 
-def _import_engine_first(bundle: Bundle) -> None:
+def import_engine_first(bundle: Bundle) -> None:
     """Unsloth must be imported before transformers, trl and peft (it patches them on import):
     choosing the engine first imports it when it will be used."""
     import torch
@@ -325,7 +343,7 @@ def _import_engine_first(bundle: Bundle) -> None:
     choose_engine(bundle.spec.compute.engine, cuda=torch.cuda.is_available())
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """The job prints its own progress; library progress bars would interleave with it in logs."""
     import datasets
     from huggingface_hub.utils import disable_progress_bars

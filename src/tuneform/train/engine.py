@@ -21,6 +21,7 @@ transformers' (bf16 on, gradient checkpointing on) and Unsloth's from TRL's.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class Settings:
     gradient_checkpointing: bool
     packing: bool
     loss_type: str
+    processes: int = 1  # data-parallel training processes (one per GPU under DDP)
 
 
 @dataclass
@@ -89,6 +91,14 @@ class TrainResult:
         out = asdict(self)
         out["loss_history"] = [list(point) for point in self.loss_history]
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainResult:
+        """The inverse of `as_json`: how a training process hands its result to the job."""
+        fields = dict(data)
+        fields["loss_history"] = [(int(step), float(loss)) for step, loss in fields["loss_history"]]
+        fields["settings"] = Settings(**fields["settings"])
+        return cls(**fields)
 
 
 @dataclass
@@ -118,23 +128,30 @@ def train(
     on_log: OnLog | None = None,
     batch_size: int | None = None,
     gradient_checkpointing: bool | None = None,
+    resume_from: Path | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train `examples`, score `eval_examples`' loss, save the adapter or weights to `out_dir`.
 
     `batch_size` and `gradient_checkpointing` resolve the run's `auto` values (the caller sizes
-    them for the flavor's memory); a value written in the run file always wins.
+    them for the flavor's memory); a value written in the run file always wins. `resume_from` is
+    a trainer checkpoint folder to continue from; `callbacks` are extra TrainerCallbacks.
+
+    Under DDP (several processes started by `accelerate launch`, see train/launch.py) every
+    process calls this; token counts are summed over processes, and only the first one saves.
     """
     import torch
 
-    prepared = prepare(spec, model_dir_or_id, examples, eval_examples, out_dir, on_log=on_log, batch_size=batch_size, gradient_checkpointing=gradient_checkpointing)
+    prepared = prepare(spec, model_dir_or_id, examples, eval_examples, out_dir, on_log=on_log, batch_size=batch_size,
+                       gradient_checkpointing=gradient_checkpointing, callbacks=callbacks)
     trainer = prepared.trainer
     if prepared.settings.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
     started = time.perf_counter()
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
-    tokens, trained_tokens = prepared.counter.tokens, prepared.counter.trained
+    tokens, trained_tokens = prepared.counter.totals(trainer.args.device)
 
     eval_loss = None
     if trainer.eval_dataset is not None:
@@ -144,7 +161,8 @@ def train(
         peak, kind = torch.cuda.max_memory_allocated(), "cuda_max_allocated"
     else:
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"  # KiB on Linux
-    save(trainer, prepared.tokenizer, spec, prepared.settings, out_dir)
+    if trainer.is_world_process_zero():
+        save(trainer, prepared.tokenizer, spec, prepared.settings, out_dir)
     return TrainResult(
         steps=output.global_step,
         train_loss=float(output.training_loss),
@@ -173,6 +191,7 @@ def prepare(
     on_log: OnLog | None = None,
     batch_size: int | None = None,
     gradient_checkpointing: bool | None = None,
+    callbacks: list[Any] | None = None,
 ) -> Prepared:
     """Everything up to `trainer.train()`: checks, engine, tokens, model, trainer.
 
@@ -190,6 +209,7 @@ def prepare(
         bf16_supported=cuda and torch.cuda.is_bf16_supported(),
         batch_size=batch_size,
         gradient_checkpointing=gradient_checkpointing,
+        processes=process_count(),
     )
     model_path = _absolute(model_dir_or_id)
 
@@ -215,7 +235,7 @@ def prepare(
         train_dataset=_dataset(train_rows),
         eval_dataset=_dataset(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        callbacks=[_progress_callback(on_log, counter, history)],
+        callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the job reports through on_log
     # Counting in the collator sees every batch the model gets. TRL builds its own collator (and
@@ -266,6 +286,7 @@ def resolve_settings(
     bf16_supported: bool,
     batch_size: int | None = None,
     gradient_checkpointing: bool | None = None,
+    processes: int = 1,
 ) -> Settings:
     """Resolve the run's `auto` values for this machine; pure, so it is testable without a GPU."""
     t = spec.training
@@ -296,7 +317,7 @@ def resolve_settings(
     # Unsloth computes its own fused loss, so it gets the plain one.
     head_adapted = isinstance(spec.method.target_modules, list) and "lm_head" in spec.method.target_modules
     loss_type = "chunked_nll" if engine == "trl" and not head_adapted else "nll"
-    return Settings(engine, device, precision, optim, batch, checkpointing, t.packing, loss_type)
+    return Settings(engine, device, precision, optim, batch, checkpointing, t.packing, loss_type, processes)
 
 
 def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
@@ -355,6 +376,9 @@ def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
         dataloader_num_workers=0,  # the collator counts tokens: it must run in this process
         dataloader_pin_memory=settings.device == "cuda",
         dataloader_drop_last=False,
+        # Under DDP: every trainable weight (LoRA adapters, or all of a full fine-tune) takes
+        # part in every step, so DDP need not search the graph for unused ones after each forward.
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -391,6 +415,11 @@ def _dataset(rows: list[Tokenized]) -> Dataset:
     return Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
 
 
+def process_count() -> int:
+    """Processes training together: WORLD_SIZE under `accelerate launch`/torchrun, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 class TokenCounter:
     """Wraps the trainer's collator (`collate`) and counts what goes into the model."""
 
@@ -407,6 +436,19 @@ class TokenCounter:
         self.tokens += int(attention.sum()) if attention is not None else int(batch["input_ids"].numel())
         self.trained += int((batch["labels"] != -100).sum())
         return batch
+
+    def totals(self, device: Any) -> tuple[int, int]:
+        """(tokens, trained tokens) over every training process: each counts only the batches
+        its own dataloader gave it. Every process must call this at the same point (a collective)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.tokens, self.trained
+        import torch
+
+        counts = torch.tensor([self.tokens, self.trained], dtype=torch.int64, device=device)
+        dist.all_reduce(counts)
+        return int(counts[0]), int(counts[1])
 
 
 def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: list[tuple[int, float]]) -> Any:
@@ -427,8 +469,9 @@ def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: lis
                 return  # the end-of-training summary and eval logs carry no step loss
             loss = float(logs["loss"])
             history.append((state.global_step, loss))
+            tokens, _ = counter.totals(args.device)  # every process logs at the same steps
             if on_log is not None:
-                on_log(state.global_step, state.max_steps, loss, counter.tokens, time.perf_counter() - self.started)
+                on_log(state.global_step, state.max_steps, loss, tokens, time.perf_counter() - self.started)
 
     return _Progress()
 
@@ -472,7 +515,8 @@ def _load_trl(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
         )
-        kwargs["device_map"] = {"": torch.cuda.current_device()}  # 4-bit weights are placed as they load
+        # 4-bit weights are placed as they load: on this process's own GPU under DDP.
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     try:
         loaded = AutoModelForCausalLM.from_pretrained(model, **kwargs)
     except (OSError, ValueError) as exc:

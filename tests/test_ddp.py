@@ -1,0 +1,71 @@
+"""Several training processes (DDP under `accelerate launch`), for real, on CPU processes over gloo.
+
+The same launcher, worker and trainer run on a multi-GPU flavor with NCCL; here two CPU processes
+train the demo model, so the launch, the data split, the summed token counts, the first-process
+save and the failure reporting are all exercised on every CI run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, demo_repo
+
+from tuneform.backends import local
+from tuneform.train.engine import TrainError
+from tuneform.train.launch import TrainRequest, train_distributed
+
+ONE_EPOCH = (ROOT / "runs/demo.yaml").read_text().replace("num_train_epochs: 3", "num_train_epochs: 1")
+
+
+def manifest(registry: Path) -> dict:
+    [found] = registry.glob("tuneform-demo/demo/versions/*/manifest.json")
+    return json.loads(found.read_text())
+
+
+def test_two_processes_split_each_step_and_sum_their_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "single"))
+    demo = demo_repo(tmp_path / "demo", ONE_EPOCH)
+    demo.cli("apply", "runs/demo.yaml")  # one process; one epoch is too short for the gate: exit 1 is expected
+    single = manifest(tmp_path / "single")["training"]
+    [job] = local.list_jobs(tmp_path / "single")
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(tmp_path / "ddp"), "--processes", "2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    out = done.stdout
+    assert "training (full, auto engine, 2 processes with DDP)" in out, out + done.stderr
+    ddp = manifest(tmp_path / "ddp")["training"]
+
+    assert single["settings"]["processes"] == 1 and ddp["settings"]["processes"] == 2
+    # each optimizer step takes a batch of 16 from each process: half the steps for the same epoch
+    assert single["steps"] == 43 and ddp["steps"] == math.ceil(single["steps"] / 2) == 22
+    assert f"step {ddp['steps']}/{ddp['steps']}" in out
+    # tokens are summed over both processes; accelerate repeats a few rows to even out the last
+    # step (at most one batch per process of rows up to max_seq_length 128)
+    assert single["tokens"] <= ddp["tokens"] <= single["tokens"] + 2 * 16 * 128
+    losses = [loss for _, loss in ddp["loss_history"]]
+    assert len(losses) == 22 and losses[-1] < losses[0] / 2  # one model learned from both halves
+    # only the first process saved, and the scratch folder of the launch was not published
+    [version] = (tmp_path / "ddp").glob("tuneform-demo/demo/versions/*")
+    [single_version] = (tmp_path / "single").glob("tuneform-demo/demo/versions/*")
+    assert sorted(p.name for p in version.rglob("*")) == sorted(p.name for p in single_version.rglob("*"))
+
+
+def test_a_failing_training_process_is_reported_and_its_scratch_removed(tmp_path: Path) -> None:
+    work = tmp_path / "staging" / "ddp"
+    request = TrainRequest(bundle=str(tmp_path / "no-bundle"), out_dir=str(tmp_path / "staging" / "model"), result=str(work / "result.json"))
+    lines: list[str] = []
+    with pytest.raises(TrainError) as raised:
+        train_distributed(request, 2, lines.append)
+    message = str(raised.value)
+    assert message.startswith("the 2 training processes failed (exit 1)")
+    assert "is not a job bundle: it has no run.json" in message  # the cause, from a process's output
+    assert "rank-1:" in message  # the second process's log, which the job's output does not show
+    assert not work.exists() and not (tmp_path / "staging" / "model").exists()
