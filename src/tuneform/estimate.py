@@ -94,27 +94,50 @@ class Calibration:
     # errs towards longer and dearer, never towards a budget overrun.
     unknown_gpu_tflops: float = 65.0
     # Utilisation u(T) = utilization_max * T / (T + half_utilization_tokens) of the matmul peak,
-    # T = tokens in one GPU's micro-batch. Fitted to Unsloth's two packed, no-checkpointing runs
-    # on the H200: batch 8 x 2048 -> 30,652 tok/s and batch 16 x 2048 -> ~34,000 tok/s, at
-    # 5.41 GFLOP/token: 21.0% and 23.3% of 790 TFLOP/s. Solving gives 0.262 and 4,030 tokens.
-    # (Checks out: batch 32 packed with checkpointing predicts 25.9k tok/s, 24.7k measured.)
-    # Other GPUs: the same utilisation curve, with the half point scaled by the GPU's matmul
-    # rate relative to the H200's (assumption: a smaller GPU fills up with fewer tokens).
+    # T = real (unpadded) tokens in one GPU's micro-batch, at most gpu_max_micro_batch_tokens.
+    # Fitted to Unsloth's two packed, no-checkpointing runs on the H200: batch 8 x 2048 ->
+    # 30,652 tok/s and batch 16 x 2048 -> ~34,000 tok/s, at 5.41 GFLOP/token: 21.0% and 23.3%
+    # of 790 TFLOP/s. Solving gives 0.262 and 4,030 tokens. The half point counts the work
+    # without recomputation (see _flops_per_second). Checks: tuneform job's batch 16 packed ran
+    # at 35,213 (predicted 34,046), and the reference's batch 32 packed with checkpointing at
+    # ~24,700 (predicted 25,296). Other GPUs: the same curve, with the half point scaled by the
+    # GPU's matmul rate relative to the H200's (assumption: a smaller GPU fills up with fewer
+    # tokens).
     utilization_max: float = 0.262
     half_utilization_tokens_h200: float = 4030.0
-    # TRL + PEFT relative to Unsloth, same settings. Packed: trl 1.14 (tuneform's pin) 11,988
-    # vs Unsloth 30,652 tok/s = 0.39. Unpacked: trl 1.15 reached 0.79-0.80 of Unsloth (13,177 vs
-    # 16,492 at batch 8; 23,083 vs 29,545 at batch 32) and 1.14 is 0.84x of 1.15 (11,988 vs
-    # 14,297 packed): 0.79 x 0.84 = 0.66.
+    # Speed factors relative to that curve. The unpacked ones were fitted with T = batch x the
+    # mean example (405 tokens in bench/results/gpu-2026-11-28.md; the reference's data follow
+    # the same recipe, 70-800-word chats, so 405 is assumed for its rows too).
+    # TRL + PEFT packed: trl 1.14 (tuneform's pin) 11,988 vs Unsloth 30,652 tok/s = 0.39.
     trl_speed_packed: float = 0.39
-    trl_speed_unpacked: float = 0.66
-    # TRL's gradient checkpointing costs more than the recomputed FLOPs: batch 8 went from
-    # 13,177 to 6,327 tok/s (x0.48) where the extra forward alone explains x0.72: 0.48/0.72.
-    trl_checkpointing_speed: float = 0.67
-    # Assumption (no measurement): dequantising 4-bit weights in every forward and backward
-    # makes a QLoRA step slower than a 16-bit LoRA step of the same shape.
-    qlora_speed: float = 0.75
-    # Assumption: DDP over NVLink/PCIe loses ~10% to gradient all-reduce and stragglers.
+    # TRL + PEFT unpacked, no checkpointing (the reference, trl 1.15): batch 8 13,177 and batch
+    # 32 23,083 tok/s, 0.727 and 0.744 of the curve (18,121 and 31,015): geometric mean 0.735.
+    trl_speed_unpacked: float = 0.735
+    # TRL's gradient checkpointing costs more than its recomputed FLOPs. tuneform's trl engine
+    # (trl 1.14, chunked NLL), batch 8 unpacked with checkpointing, ran at 7,562 tok/s
+    # (bench/results/gpu-2026-11-28.md, trl-defaults): 0.490 of the curve's 15,426, and
+    # 0.490 / 0.735 = 0.665. (The reference's trl 1.15 ran the same settings at 6,327: 0.564.)
+    trl_checkpointing_speed: float = 0.665
+    # Unsloth unpacked relative to its packed curve, no checkpointing factor needed: the
+    # notebook recipe (batch 2 x 4, checkpointing "unsloth") ran at 5,677 tok/s in
+    # bench/results/gpu-2026-11-28.md (0.889 of the curve's 6,386); the reference's batch 8 with
+    # checkpointing 14,124 (0.916 of 15,426), batch 8 16,492 (0.910 of 18,121), batch 32 29,545
+    # (0.953 of 31,015). Geometric mean, the bench's point (tuneform's own job) counted twice.
+    unsloth_speed_unpacked: float = 0.91
+    # The curve above was fitted on one model, whose work per token (no recomputation) was
+    # 5.12 GFLOP: the Llama-3.2-1B shape at the bench's lengths. The fixed time per micro-batch
+    # (host work: launches, the optimizer step) does not grow with the model, so for another
+    # model the half point is that fixed time in its own tokens: half x 5.12 / its GFLOP/token.
+    reference_gflop_per_token: float = 5.12
+    # QLoRA relative to 16-bit LoRA on the same curve. Measured: Llama-3.1-8B shape, QLoRA,
+    # Unsloth, batch 1 x 2048 packed (sized for a 24 GB L4, run capped at 22 GiB) ran at 6,056
+    # tok/s steady on the H200 = 23.5% MFU (bench/results/gpu-llama-8b-qlora-l4cap-2026-11-28.md),
+    # where the LoRA curve says 19.9%: the 4-bit weights cost nothing visible at that size, so 1.0
+    # (it was an unmeasured 0.75); the curve itself is 19% low for the 8B shape.
+    qlora_speed: float = 1.0
+    # DDP: two H200s ran tuneform's batch-16 packed job at 1.74x one GPU over 4,000 conversations
+    # and 2.01x over 6,000 (bench/results/gpu-2026-11-28-ddp{,-long}.md; the shorter run's steady
+    # window is 27 steps). 0.9 per GPU keeps the estimate on the side of longer, not shorter.
     multi_gpu_efficiency: float = 0.9
     # Measured on the dev machine (2-core AMD EPYC, torch 2.13 CPU, transformers 5.17, peft
     # 0.21, fp32): SmolLM2-135M shape, LoRA r=16 all-linear, batch 4 x 512 -> 39.7 tokens/s at
@@ -211,7 +234,8 @@ class Workload:
     largest micro-batch that fits); ``gradient_checkpointing`` None means "only if it pays":
     see :func:`estimate`. Without packing, rows are padded examples: ``max_example_tokens``
     (the longest example, capped by ``seq_len``) sizes the memory peak and
-    ``mean_example_tokens`` the attention cost; both default to ``seq_len`` (the safe side).
+    ``mean_example_tokens`` the work (attention and the GPU's utilisation); both default to
+    ``seq_len`` (the safe side).
     ``eval_tokens`` are tokens scored forward-only by the evaluation.
     """
 
@@ -251,8 +275,14 @@ class Workload:
         return max(1, length)
 
     @property
-    def attended_tokens(self) -> int:
-        """Length of the sequences attention runs over (packed rows, or mean examples)."""
+    def real_row_tokens(self) -> int:
+        """Real (unpadded) tokens in one row on average: a packed row, or the mean example.
+
+        What a row trains on, and so what the time depends on: attention runs over each
+        example's own tokens, and the measured unpacked speeds follow the real tokens of a
+        micro-batch rather than its padded size (docs/calibration.md). Padding only costs
+        memory, which ``row_tokens`` sizes.
+        """
         if self.packing:
             return self.row_tokens
         mean = self.mean_example_tokens or self.max_example_tokens or self.seq_len
@@ -471,12 +501,14 @@ def _memory_gb(
 
 
 def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, cal: Calibration) -> float:
-    """Measured slowdowns relative to Unsloth's packed LoRA path."""
+    """Measured slowdowns relative to Unsloth's packed LoRA path (the utilisation curve's fit)."""
     factor = 1.0
     if engine == "trl":
         factor *= cal.trl_speed_packed if workload.packing else cal.trl_speed_unpacked
         if checkpointing:
             factor *= cal.trl_checkpointing_speed
+    elif not workload.packing:
+        factor *= cal.unsloth_speed_unpacked
     if workload.method == "qlora":
         factor *= cal.qlora_speed
     return factor
@@ -488,20 +520,27 @@ def _flops_per_second(
     engine: Engine,
     batch_size: int,
     checkpointing: bool,
+    flops: TokenFlops,
     cal: Calibration,
 ) -> float:
     """Hardware FLOP/s the whole flavor sustains on this workload.
 
-    Padding in unpacked batches is not modelled (the reference gives no length distribution
-    to calibrate it): unpacked estimates are optimistic. Unsloth's unpacked batch-8 run
-    measured 16.5k tokens/s where this model, with ~560-token rows, says ~21k.
+    A GPU's utilisation grows with the real tokens T of its micro-batch (padding is not work),
+    up to ``gpu_max_micro_batch_tokens``, past which the H200 got no faster. u(T) = max x T /
+    (T + half) amounts to a fixed time per micro-batch, half tokens' worth of work at the full
+    rate, on top of the compute. That fixed time is the same for every model and for
+    checkpointing (which adds FLOPs to every token, not to the fixed part): the half point is
+    the reference model's, in this workload's hardware FLOPs per token. Fitted that way, one
+    Unsloth factor covers its unpacked runs with and without checkpointing (the reference's
+    batch 8 lost only x0.86 to it, the bench's batch-2 notebook recipe fits too) and the packed
+    batch-32 checkpointed run still checks (docs/calibration.md).
     """
     if flavor.is_cpu:
         return (flavor.cpus or 1) * cal.cpu_gflops_per_core * 1e9
     peak = _matmul_tflops(flavor, cal)
     reference_peak = cal.measured_tflops.get("H200", 790.0)
-    half = cal.half_utilization_tokens_h200 * peak / reference_peak
-    micro_batch_tokens = batch_size * workload.row_tokens
+    half = cal.half_utilization_tokens_h200 * peak / reference_peak * cal.reference_gflop_per_token * 1e9 / flops.hardware
+    micro_batch_tokens = min(batch_size * workload.real_row_tokens, cal.gpu_max_micro_batch_tokens)
     utilization = cal.utilization_max * micro_batch_tokens / (micro_batch_tokens + half)
     per_gpu = peak * 1e12 * utilization * _speed_factor(workload, engine, checkpointing, cal)
     scaling = flavor.gpus * (cal.multi_gpu_efficiency if flavor.gpus > 1 else 1.0)
@@ -569,10 +608,10 @@ def _estimate_with(
         workload.shape,
         method=workload.method,
         lora_params=lora,
-        attended_tokens=workload.attended_tokens,
+        attended_tokens=workload.real_row_tokens,
         gradient_checkpointing=checkpointing,
     )
-    rate = _flops_per_second(workload, flavor, engine, batch_size, checkpointing, cal)
+    rate = _flops_per_second(workload, flavor, engine, batch_size, checkpointing, flops, cal)
     seconds = _seconds(workload, flavor, engine, rate, flops, cal)
     total_seconds = sum(seconds.values())
     billed_minutes = math.ceil(total_seconds / 60)
@@ -619,9 +658,10 @@ def _estimate_with(
 
 
 def _batch_cap(workload: Workload, flavor: Flavor, cal: Calibration) -> int:
-    """Largest micro-batch worth trying: one optimizer step should not exceed the data, on a
-    CPU a bigger batch buys nothing but memory, and on a GPU past ~32k tokens it gets slower."""
-    per_step = workload.row_tokens * max(1, workload.grad_accum) * max(1, flavor.gpus)
+    """Largest micro-batch worth trying: one optimizer step should not exceed the data (rows of
+    real tokens: padding is not data), on a CPU a bigger batch buys nothing but memory, and on
+    a GPU past ~32k tokens it gets slower."""
+    per_step = workload.real_row_tokens * max(1, workload.grad_accum) * max(1, flavor.gpus)
     cap = max(1, workload.train_tokens // per_step)
     if flavor.is_cpu:
         return min(cap, cal.cpu_max_auto_batch)

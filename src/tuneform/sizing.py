@@ -39,12 +39,22 @@ class Sizing:
     data_tokens: int | None = None
     rows: int | None = None
     truncated_rows: int = 0
+    # The longest training row, when every row was counted (not a Hub dataset or parquet file).
+    longest_row: int | None = None
     findings: list[tuple[Where, str, str]] = field(default_factory=list)  # (where, message, severity)
     budget_problems: list[tuple[Where, str]] = field(default_factory=list)
 
     @property
     def fits(self) -> bool | None:
         return None if self.estimate is None else self.estimate.fits
+
+    @property
+    def mean_row(self) -> int | None:
+        """Mean training row in tokens, when every row was counted: the real work of an
+        unpacked row (its padding goes to ``longest_row``)."""
+        if self.longest_row is None or not self.rows or self.data_tokens is None:
+            return None
+        return max(1, round(self.data_tokens / self.rows))
 
 
 def default_flavors(settings: Settings) -> list[str]:
@@ -118,6 +128,7 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
     methods = set()
     total, rows = 0, 0
+    longest: int | None = 0  # None once a source's rows are not counted one by one
     for i, src in enumerate(spec.data.train):
         if isinstance(src, LocalSource):
             try:
@@ -128,6 +139,7 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
             total += count.tokens
             rows += count.rows
             sizing.truncated_rows += count.truncated_rows
+            longest = None if longest is None or count.longest is None else max(longest, count.longest)
         elif isinstance(src, HubSource):
             if src.max_samples is None:
                 sizing.findings.append((("data", "train", i), f"dataset {src.dataset} cannot be sized offline: set max_samples (or training.max_steps) so the plan can price the run", "warning"))
@@ -135,14 +147,18 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
             methods.add("max_samples")
             total += int(src.max_samples * spec.model.max_seq_length * UNKNOWN_ROW_FILL)
             rows += src.max_samples
+            longest = None
     sizing.token_method = " + ".join(sorted(methods))
     sizing.rows = rows
+    sizing.longest_row = longest or None
     if sizing.truncated_rows:
         sizing.findings.append((("model", "max_seq_length"), f"{sizing.truncated_rows} of {rows} training rows are longer than max_seq_length {spec.model.max_seq_length} and will be truncated", "warning"))
     return total
 
 
-def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: int, engine: str) -> Workload:
+def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: int, engine: str, sizing: Sizing) -> Workload:
+    """The estimator's view of the run. The counted rows' mean and longest lengths size an
+    unpacked run's work and padding; without them it is sized at max_seq_length (safe side)."""
     method = spec.method
     training = spec.training
     modules = method.target_modules if isinstance(method.target_modules, str) or method.target_modules is None else tuple(method.target_modules)
@@ -159,6 +175,8 @@ def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: 
         packing=training.packing,
         engine=engine,  # type: ignore[arg-type]
         eval_tokens=eval_tokens,
+        mean_example_tokens=sizing.mean_row,
+        max_example_tokens=sizing.longest_row,
         save=spec.output.save or "adapter",
     )
 
@@ -185,13 +203,14 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Siz
     per_epoch = int(data_tokens * (1 - (spec.data.eval_split or 0.0)))
     train_tokens = int(per_epoch * epochs)
     engine = "unsloth" if spec.compute.engine in ("auto", "unsloth") else "trl"
-    workload = _workload(spec, shape, train_tokens, _eval_tokens(spec, data_tokens), engine)
+    workload = _workload(spec, shape, train_tokens, _eval_tokens(spec, data_tokens), engine, sizing)
 
     result = _price(spec, workload, settings, backend, sizing)
     if result is not None and spec.training.max_steps is not None:
         # max_steps fixes the optimizer steps: tokens follow from the batch the estimate chose
+        # (real tokens: padding is not trained)
         rows_per_step = result.batch_size * spec.training.gradient_accumulation_steps * max(1, result.flavor.gpus)
-        steps_tokens = spec.training.max_steps * rows_per_step * workload.row_tokens
+        steps_tokens = spec.training.max_steps * rows_per_step * workload.real_row_tokens
         result = estimate(replace(workload, train_tokens=max(1, steps_tokens), batch_size=result.batch_size), result.flavor)
     sizing.estimate = result
     if result is not None:
