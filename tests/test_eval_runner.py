@@ -190,6 +190,24 @@ def test_heldout_loss_is_the_mean_nll_over_trained_tokens(demo: tuple[Any, Any])
     assert by_hand != pytest.approx(torch.stack([n.mean() for n in nll]).mean().item(), rel=1e-4)
 
 
+def test_heldout_batches_shrink_to_the_logits_budget(demo: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneform.evals import runner
+
+    rows = [([1] * n, [1] * n) for n in (40, 30, 20, 10, 5)]
+    # 4,000 logit values at a vocabulary of 100: 40 tokens wide; one row of 40 or 30, two of 20 and 10
+    monkeypatch.setattr(runner, "LOGITS_BUDGET", 4_000)
+    assert [len(b) for b in runner._loss_batches(rows, 8, vocab=100)] == [1, 1, 2, 1]  # 40; 30; 20+10; 5
+    monkeypatch.setattr(runner, "LOGITS_BUDGET", 1)
+    assert [len(b) for b in runner._loss_batches(rows, 8, vocab=100)] == [1, 1, 1, 1, 1]  # never less than a row
+    # the same loss whatever the batches: a tiny budget scores one row at a time
+    model, _ = demo
+    long = ([1, 3, 300, 301, 302, 4, 3, 303, 310, 311, 4], [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+    short = ([1, 3, 320, 4, 3, 303, 330, 4], [0, 0, 0, 0, 0, 0, 1, 1])
+    one_by_one = heldout_loss(model, [long, short], batch_size=8)
+    monkeypatch.setattr(runner, "LOGITS_BUDGET", 2**28)
+    assert heldout_loss(model, [long, short], batch_size=8) == pytest.approx(one_by_one, rel=1e-5)
+
+
 def test_heldout_loss_refuses_inputs_it_cannot_score(demo: tuple[Any, Any]) -> None:
     model, _ = demo
     with pytest.raises(ValueError, match="2 input ids but 3 mask values"):

@@ -233,6 +233,10 @@ def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[st
 
 def _train(bundle: Bundle, data: Any, staging: Path, echo: Echo, processes: int | None) -> Any:
     """The training step: in this process, or on several (DDP, one per GPU) through train/launch.py."""
+    import gc
+
+    import torch
+
     from .train.engine import train
     from .train.launch import TrainRequest, train_distributed, training_processes
 
@@ -241,10 +245,14 @@ def _train(bundle: Bundle, data: Any, staging: Path, echo: Echo, processes: int 
     count = training_processes(processes)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
     if count == 1:
-        return train(spec, bundle.model_path(), data.train, data.eval, staging / "model", on_log=progress_printer(echo),
-                     batch_size=batch_size, gradient_checkpointing=checkpointing)
-    import torch
-
+        result = train(spec, bundle.model_path(), data.train, data.eval, staging / "model", on_log=progress_printer(echo),
+                       batch_size=batch_size, gradient_checkpointing=checkpointing)
+        # The trainer, model and optimizer hold reference cycles: free them now, not at some later
+        # collection, so that scoring the new model has the GPU to itself (on a 24 GB card an 8B
+        # model's scoring needs most of it).
+        gc.collect()
+        torch.cuda.empty_cache()
+        return result
     torch.cuda.empty_cache()  # the scoring passes' cached blocks would crowd the first GPU
     request = TrainRequest(bundle=str(bundle.path.resolve()), out_dir=str((staging / "model").resolve()),
                            result=str((staging / "ddp" / "result.json").resolve()), batch_size=batch_size, gradient_checkpointing=checkpointing)

@@ -161,27 +161,32 @@ def generate_predictions(
     return predictions
 
 
+# Logit values one held-out batch may hold (rows x width x vocabulary): 2^28 is 512 MiB in bf16.
+# A 128k vocabulary at 2,048 tokens is 263M a row, so long rows are scored one at a time: an 8B
+# QLoRA job on a 24 GB card trains, and its batch-of-8 logits (4 GiB) did not fit beside the model.
+LOGITS_BUDGET = 2**28
+
+
 def heldout_loss(model: CausalLM, examples: Sequence[Example], *, batch_size: int = 8) -> float:
     """Mean negative log-likelihood (natural log) per trained token of tokenised held-out examples.
 
     Each example is (input_ids, mask) as the trainer saw it; token i counts when mask[i] is 1 and
     i > 0 (the first token has nothing to be predicted from). Examples are right-padded, so padding
-    never sits before a real token and needs no position fix-up.
+    never sits before a real token and needs no position fix-up. A batch holds at most `batch_size`
+    rows, and fewer when their logits would pass LOGITS_BUDGET.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     for n, (ids, mask) in enumerate(examples):
         if len(ids) != len(mask):
             raise ValueError(f"held-out example {n}: {len(ids)} input ids but {len(mask)} mask values")
-    ordered = sorted(examples, key=lambda example: -len(example[0]))
+    ordered = [example for example in sorted(examples, key=lambda example: -len(example[0])) if example[0]]
     device = _device(model)
+    vocab = int(model.get_output_embeddings().weight.shape[0])
     total, count = 0.0, 0
     with _eval_mode(model):
-        for start in range(0, len(ordered), batch_size):
-            batch = [example for example in ordered[start : start + batch_size] if example[0]]
-            if not batch:
-                continue
-            width = max(len(ids) for ids, _ in batch)
+        for batch in _loss_batches(ordered, batch_size, vocab):
+            width = len(batch[0][0])  # the longest: rows are sorted longest first
             input_ids = torch.zeros((len(batch), width), dtype=torch.long)
             attention = torch.zeros((len(batch), width), dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -250,6 +255,15 @@ def json_number(value: float | None) -> float | str | None:
     if value is None or math.isfinite(value):
         return value
     return str(value)
+
+
+def _loss_batches(ordered: list[Example], batch_size: int, vocab: int) -> Iterator[list[Example]]:
+    """Consecutive batches of longest-first examples within `batch_size` rows and LOGITS_BUDGET."""
+    start = 0
+    while start < len(ordered):
+        rows = max(1, min(batch_size, LOGITS_BUDGET // (len(ordered[start][0]) * vocab)))
+        yield ordered[start : start + rows]
+        start += rows
 
 
 def score_model(
