@@ -270,11 +270,11 @@ def count_tokens(folder: Path, rows: list[dict[str, Any]], max_seq_length: int) 
 # The scratch training repository and its bundles
 
 
-def write_repo(repo: Path, shape: Shape, configs: list[str], backend: str, max_seq_length: int, method: str) -> None:
+def write_repo(repo: Path, shape: Shape, configs: list[str], backend: str, max_seq_length: int, method: str, flavor: str = "h200") -> None:
     import yaml
 
     (repo / "runs").mkdir(parents=True, exist_ok=True)
-    flavors = '["h200"]' if backend == "hf-jobs" else '["cpu-basic"]'
+    flavors = f'["{flavor}"]' if backend == "hf-jobs" else '["cpu-basic"]'
     (repo / "pyproject.toml").write_text(
         f'[project]\nname = "bench"\nversion = "0"\n\n[tool.tuneform]\nnamespace = "bench"\ndefault_backend = "{backend}"\n'
         f"allowed_flavors = {flavors}\n"
@@ -293,7 +293,7 @@ def write_repo(repo: Path, shape: Shape, configs: list[str], backend: str, max_s
                      "eval": [{"path": "data/eval.jsonl", "format": "messages"}]},
             "method": {"type": method, "r": 16, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
             "training": training,
-            "compute": {"backend": backend, **({"flavor": "h200"} if backend == "hf-jobs" else {}), **config["compute"]},
+            "compute": {"backend": backend, **({"flavor": flavor} if backend == "hf-jobs" else {}), **config["compute"]},
             "output": {"save": "adapter"},
         }
         (repo / "runs" / f"{name}.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
@@ -386,15 +386,26 @@ class JobRun:
     tail: list[str] = field(default_factory=list)
 
 
-def run_job(bundle: Path, registry: Path, log: Path, env: dict[str, str], timeout: float) -> JobRun:
-    """`tuneform job BUNDLE --registry DIR` (as the local backend starts it), time-stamping lines."""
-    command = [sys.executable, "-m", "tuneform.cli", "job", str(bundle), "--registry", str(registry)]
+# `tuneform job` with the process's CUDA allocator capped first: proves a run fits a smaller card.
+CAPPED_JOB = (
+    "import sys, torch; cap = float(sys.argv.pop(1)) * 2**30; "
+    "torch.cuda.set_per_process_memory_fraction(min(1.0, cap / torch.cuda.get_device_properties(0).total_memory)); "
+    "from tuneform.cli import main; sys.argv[0] = 'tuneform'; main()"
+)
+
+
+def run_job(bundle: Path, registry: Path, log: Path, env: dict[str, str], timeout: float, processes: int = 1,
+            memory_cap_gib: float | None = None) -> JobRun:
+    """`tuneform job BUNDLE --registry DIR --processes N` (as the local backend starts it), time-stamping
+    lines; with `memory_cap_gib`, the job's CUDA allocator is capped there (one process only)."""
+    args = ["job", str(bundle), "--registry", str(registry), "--processes", str(processes)]
+    command = [sys.executable, "-c", CAPPED_JOB, str(memory_cap_gib), *args] if memory_cap_gib else [sys.executable, "-m", "tuneform.cli", *args]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                env=env, text=True, bufsize=1, start_new_session=True)
     result = JobRun(None, 0.0, False)
     with log.open("w") as out:
-        out.write("$ tuneform job " + " ".join(command[4:]) + "\n")
+        out.write("$ tuneform " + " ".join(args) + (f"  (CUDA memory capped at {memory_cap_gib} GiB)" if memory_cap_gib else "") + "\n")
 
         def read() -> None:
             assert process.stdout is not None
@@ -520,7 +531,10 @@ def machine(cuda: bool) -> dict[str, Any]:
 
 
 def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any] | None, memory: float | None,
-            shape: catalog.ModelShape, lengths: list[int], max_seq_length: int, cuda: bool, method: str) -> dict[str, Any]:
+            shape: catalog.ModelShape, lengths: list[int], max_seq_length: int, cuda: bool, method: str,
+            flavor_name: str = "h200", processes: int = 1) -> dict[str, Any]:
+    """Measured against predicted for one job. With several processes, the prediction is for the
+    flavor with that many GPUs of the same card (h200 -> h200x2) and MFU counts every GPU."""
     spec_training = run["spec"]["training"]
     tokens = sum(lengths)
     training = (manifest or {}).get("training") or {}
@@ -544,12 +558,12 @@ def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any
     loop_seconds = training.get("seconds")
     rate = tokens / loop_seconds if loop_seconds else None
     steady, s0, s1 = steady_rate(job.steps, tokens)
-    peak = 1e12 * H200_BF16_TFLOPS if cuda else None
+    peak = 1e12 * H200_BF16_TFLOPS * processes if cuda else None
 
     def mfu(r: float | None) -> float | None:
         return None if r is None or peak is None else r * flops.model / peak
 
-    flavor = catalog.FLAVORS["h200"] if cuda else catalog.FLAVORS["local"]
+    flavor = catalog.FLAVORS[f"{flavor_name}x{processes}" if processes > 1 else flavor_name] if cuda else catalog.FLAVORS["local"]
     workload = Workload(shape=shape, train_tokens=tokens, seq_len=max_seq_length, method=method, lora_r=16, target_modules="all-linear",
                         batch_size=int(batch) if batch else None, grad_accum=grad_accum, gradient_checkpointing=checkpointing,
                         packing=packing, engine=engine, eval_tokens=0, mean_example_tokens=round(tokens / len(lengths)),
@@ -557,8 +571,9 @@ def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any
     predicted = estimate(workload, flavor)
     context = predicted.memory_breakdown.get("cuda_context", 0.0)
     return {
-        "config": name,
+        "config": name if processes == 1 else f"{name} x{processes} GPUs",
         "about": CONFIGS[name]["about"],
+        "processes": processes,
         "status": "ok" if job.exit_code == 0 and manifest else ("timeout" if job.timed_out else f"failed (exit {job.exit_code})"),
         "engine": engine,
         "batch_size": batch,
@@ -640,6 +655,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_num(pr['tokens_per_second'])} | {_num(pr['train_seconds'], '{:.0f}')} / {_num(me['train_loop_seconds'], '{:.0f}')} "
             f"| {_num(pr['peak_gib_without_context'], '{:.1f}')} | {r['status']} |"
         )
+    lines += _scaling(report["results"])
     lines += ["", "Configurations:", ""]
     for r in report["results"]:
         lines.append(f"- **{r['config']}**: {r['about']}. Whole job {r['measured']['job_seconds']:.0f} s (estimator: {r['predicted']['job_seconds']:.0f} s incl. container start and download).")
@@ -649,6 +665,19 @@ def markdown(report: dict[str, Any]) -> str:
     for s in report.get("skipped", []):
         lines.append(f"- skipped {s['config']}: {s['reason']}")
     return "\n".join(lines) + "\n"
+
+
+def _scaling(results: list[dict[str, Any]]) -> list[str]:
+    """Scaling efficiency of each config run on several GPUs: steady tok/s over N x one GPU's."""
+    single = {r["config"]: r["measured"]["steady_tokens_per_second"] for r in results if r.get("processes", 1) == 1}
+    lines = []
+    for r in results:
+        n = r.get("processes", 1)
+        base = single.get(r["config"].split(" x")[0])
+        rate = r["measured"]["steady_tokens_per_second"]
+        if n > 1 and base and rate:
+            lines.append(f"- {r['config']}: {rate:,.0f} tok/s steady = {rate / base:.2f}x one GPU ({rate / (n * base):.0%} scaling efficiency)")
+    return ["", "Scaling:", "", *lines] if lines else []
 
 
 def write_reports(report: dict[str, Any], out: Path, stem: str) -> None:
@@ -676,6 +705,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--name", default=None, help="report file stem (default gpu-<date>, cpu-tiny-<date> with --tiny --cpu)")
     parser.add_argument("--deadline", type=float, default=None, help="seconds for the whole bench: a job still running then is stopped and reported partially")
+    parser.add_argument("--flavor", default="h200", help="flavor the estimator sizes `auto` for and predicts (default h200)")
+    parser.add_argument("--processes", default="1", help="comma-separated process counts to run each config with (DDP over that many GPUs), e.g. 1,2")
+    parser.add_argument("--memory-cap-gib", type=float, default=None, help="cap each job's CUDA allocator (torch.cuda.set_per_process_memory_fraction): a smaller card's fit")
     parser.add_argument("--reanalyse", type=Path, default=None, metavar="JSON", help="recompute a saved report's log-derived numbers from its logs; run nothing")
     args = parser.parse_args(argv)
     if args.reanalyse:
@@ -724,7 +756,8 @@ def main(argv: list[str] | None = None) -> int:
     model_shape = catalog.shape_from_config(built["config"])
     print(f"  model {built['params']:,} parameters, tokenizer {built['tokenizer_vocab']}, data {sum(lengths):,} tokens "
           f"(mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}) in {time.perf_counter() - t:.1f}s", flush=True)
-    write_repo(repo, shape, configs, backend, args.max_seq_length, args.method)
+    write_repo(repo, shape, configs, backend, args.max_seq_length, args.method, args.flavor)
+    counts = [int(n) for n in args.processes.split(",") if n.strip()]
 
     env = {**os.environ, **OFFLINE_ENV, "UNSLOTH_COMPILE_LOCATION": str(work / "unsloth_compiled"), "TUNEFORM_HOME": str(work / "registry")}
     src = str(Path(tuneform.__file__).resolve().parent.parent)
@@ -744,34 +777,40 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.out / f"{stem}-logs"
     if not args.dry_run:
         logs.mkdir(parents=True, exist_ok=True)
-    for name in configs:
+    for name, processes in [(name, n) for name in configs for n in counts]:
+        label = name if processes == 1 else f"{name}-x{processes}"
         if CONFIGS[name].get("needs_cuda") and not gpu:
-            report["skipped"].append({"config": name, "reason": "needs a CUDA GPU"})
-            print(f"- {name}: skipped (needs a CUDA GPU)", flush=True)
+            report["skipped"].append({"config": label, "reason": "needs a CUDA GPU"})
+            print(f"- {label}: skipped (needs a CUDA GPU)", flush=True)
             continue
         left = None if args.deadline is None else args.deadline - (time.perf_counter() - started)
         if left is not None and left < 45:
-            report["skipped"].append({"config": name, "reason": f"deadline: {max(0, left):.0f}s left"})
-            print(f"- {name}: skipped ({max(0, left):.0f}s left before the deadline)", flush=True)
+            report["skipped"].append({"config": label, "reason": f"deadline: {max(0, left):.0f}s left"})
+            print(f"- {label}: skipped ({max(0, left):.0f}s left before the deadline)", flush=True)
             continue
-        bundle, registry = work / "bundles" / name, work / "registry" / name
+        bundle, registry = work / "bundles" / name, work / "registry" / label
         run = make_bundle(repo, name, bundle, backend)
         if args.dry_run:
             job = JobRun(None, 0.0, False)
             memory: Any = _NoMemory()
             shown = {k: (run.get("estimate") or {}).get(k) for k in ("flavor", "batch_size", "gradient_checkpointing", "tokens_per_second", "seconds", "peak_vram_gb")}
-            print(f"- {name}: run-{run['run_key'][:12]}, plan estimate {json.dumps(shown)}", flush=True)
+            print(f"- {label}: run-{run['run_key'][:12]}, plan estimate {json.dumps(shown)}", flush=True)
         else:
-            print(f"- {name}: tuneform job (run-{run['run_key'][:12]})", flush=True)
+            print(f"- {label}: tuneform job (run-{run['run_key'][:12]}, {processes} process{'es' if processes > 1 else ''})", flush=True)
             with GpuMemory() if cuda else _NoMemory() as memory:
-                job = run_job(bundle, registry, logs / f"{name}.log", env, left if left is not None else 24 * 3600)
+                job = run_job(bundle, registry, logs / f"{label}.log", env, left if left is not None else 24 * 3600,
+                              processes=processes, memory_cap_gib=args.memory_cap_gib)
+        shutil.rmtree(bundle, ignore_errors=True)  # an 8B bundle holds a copy of the model: one at a time
         manifest = None
         from tuneform.registry import LocalRegistry
 
         version = LocalRegistry(registry).get(run["output_repo"], run["run_key"])
         if version is not None:
             manifest = version.manifest
-        result = analyse(name, run, job, manifest, memory.peak_gib, model_shape, lengths, args.max_seq_length, gpu, args.method)
+        result = analyse(name, run, job, manifest, memory.peak_gib, model_shape, lengths, args.max_seq_length, gpu, args.method,
+                         flavor_name=args.flavor, processes=processes)
+        if args.memory_cap_gib:
+            result["memory_cap_gib"] = args.memory_cap_gib
         if args.dry_run:
             result["status"] = "dry-run"
         report["results"].append(result)
