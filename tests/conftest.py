@@ -92,6 +92,16 @@ class Repo:
     def git(self, *args: str) -> str:
         return subprocess.run(["git", *args], cwd=self.path, check=True, capture_output=True, text=True).stdout.strip()
 
+    @classmethod
+    def init(cls, path: Path) -> Repo:
+        """An empty git repository on branch main at `path` (created when missing), with a committer."""
+        path.mkdir(parents=True, exist_ok=True)
+        repo = cls(path)
+        repo.git("init", "-q", "-b", "main")
+        repo.git("config", "user.email", "test@example.com")
+        repo.git("config", "user.name", "Test")
+        return repo
+
     def commit(self, message: str = "change") -> str:
         self.git("add", "-A")
         self.git("commit", "-q", "--allow-empty", "-m", message)
@@ -118,15 +128,11 @@ def demo_repo(path: Path, run: str) -> Repo:
     runs/demo.yaml, committed on main."""
     import shutil
 
-    r = Repo(path)
-    r.path.mkdir()
+    r = Repo.init(path)
     for folder in ("models", "data", "evals", "schema"):
         shutil.copytree(ROOT / folder, r.path / folder)
     r.write("pyproject.toml", "[tool.tuneform]\nnamespace = \"acme\"\nmax_usd_per_run = 5\n")
     r.write("runs/demo.yaml", run)
-    r.git("init", "-q", "-b", "main")
-    r.git("config", "user.email", "t@example.com")
-    r.git("config", "user.name", "T")
     r.commit("demo")
     return r
 
@@ -146,11 +152,7 @@ def _restore_flavor_table() -> Any:
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     """A training repo with settings, chat data, an eval suite and one valid run, committed on main."""
     monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
-    r = Repo(tmp_path / "repo")
-    r.path.mkdir()
-    r.git("init", "-q", "-b", "main")
-    r.git("config", "user.email", "test@example.com")
-    r.git("config", "user.name", "Test")
+    r = Repo.init(tmp_path / "repo")
     r.write("pyproject.toml", SETTINGS)
     r.write("data/chat.jsonl", jsonl(CHAT_ROWS))
     r.write("evals/intents.yaml", SUITE)

@@ -56,10 +56,7 @@ def test_init_scaffolds_a_repo_that_validates_and_plans(tmp_path: Path) -> None:
     for rel in ("runs/example.yaml", "evals/example.yaml", "evals/example.jsonl", "data/example.jsonl", "pyproject.toml", "schema/run.schema.json"):
         assert (target / rel).is_file(), rel
     assert 'namespace = "acme"' in (target / "pyproject.toml").read_text()
-    repo = Repo(target)
-    repo.git("init", "-q", "-b", "main")
-    repo.git("config", "user.email", "t@example.com")
-    repo.git("config", "user.name", "T")
+    repo = Repo.init(target)
     code, validation = repo.json("validate", "--format", "json")
     assert code == 0 and validation["ok"], validation
     repo.commit("init")

@@ -65,11 +65,7 @@ def _rows(units: int, count: int) -> list[dict]:
 @pytest.fixture
 def sized_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
-    repo = Repo(tmp_path / "repo")
-    repo.path.mkdir()
-    repo.git("init", "-q", "-b", "main")
-    repo.git("config", "user.email", "test@example.com")
-    repo.git("config", "user.name", "Test")
+    repo = Repo.init(tmp_path / "repo")
     repo.write("pyproject.toml", SETTINGS)
     repo.write("models/llama-1b/config.json", json.dumps(LLAMA_1B_CONFIG))
     rows = [row for count, units in ANSWER_UNITS.items() for row in _rows(units, count)] + _rows(LONGEST_UNITS, 1)
