@@ -14,7 +14,8 @@ utils/_http.py) and /work/shared/reference/hf-jobs.md:
   commit endpoint (`file`, `lfsFile`, `deletedFile`, `deletedFolder`), `parentCommit` -> 412, atomic branch moves.
 * jobs: run / inspect / list (label + stage filters, `Link` pagination) / cancel / labels / hardware / logs (SSE,
   replayed in full on every connection) / metrics (SSE).
-* test control: job lifecycle methods, an `on_job_submitted` hook, fault injection (`server.faults`), a request
+* test control: job lifecycle methods, an `on_job_submitted` hook, fault injection (`server.faults`, including
+  holding the answer to a commit so a test can kill its client at a known state), a request
   log, the exact job payloads and commit payloads received.
 
 Limitations (on purpose): repo ids must be `namespace/name`; no Xet (tests set HF_HUB_DISABLE_XET=1); no
@@ -49,6 +50,7 @@ __all__ = [
     "FakeHub",
     "FakeJob",
     "FakeRepo",
+    "CommitHold",
     "Fault",
     "Faults",
 ]
@@ -315,6 +317,21 @@ class Fault:
 
 
 @dataclass
+class CommitHold:
+    """Holds the answer to the `nth` commit on a branch matching `branch` (after the commit is applied) until
+    `release` is set or `timeout` passes; `reached` is set meanwhile, so a test can act (kill the client) while a
+    known commit is in place and the client still waits."""
+
+    branch: re.Pattern[str]
+    nth: int
+    timeout: float
+    seen: int = 0
+    commit: str | None = None  # the held commit's oid
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class _LogDrop:
     job_id: str | None
     after_events: int
@@ -342,6 +359,8 @@ class Faults:
       client sees as httpx.RemoteProtocolError.
     - `fail_next_job(message, logs=(), times=1)`: the next submitted job(s) go RUNNING, print `logs`, then end in
       ERROR with `status.message = message`; `on_job_submitted` is not called for them.
+    - `hold_commit(branch_regex, nth=1, timeout=60)`: a `CommitHold`; the `nth` commit to a matching branch is
+      applied, then its answer waits for `hold.release` (set by `clear()` and when the server stops).
     """
 
     def __init__(self) -> None:
@@ -349,6 +368,7 @@ class Faults:
         self.rules: list[Fault] = []
         self.log_drops: list[_LogDrop] = []
         self.job_failures: list[_JobFailure] = []
+        self.holds: list[CommitHold] = []
 
     def fail(
         self,
@@ -377,11 +397,20 @@ class Faults:
         with self._lock:
             self.job_failures.append(_JobFailure(message, tuple(logs), times))
 
+    def hold_commit(self, branch_regex: str, *, nth: int = 1, timeout: float = 60.0) -> CommitHold:
+        hold = CommitHold(re.compile(branch_regex), nth, timeout)
+        with self._lock:
+            self.holds.append(hold)
+        return hold
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
             self.log_drops.clear()
             self.job_failures.clear()
+            for hold in self.holds:
+                hold.release.set()
+            self.holds.clear()
 
     # -- used by the server
     def _take_rule(self, method: str, path: str) -> Fault | None:
@@ -390,6 +419,16 @@ class Faults:
                 if (rule.times is None or rule.hits < rule.times) and rule.matches(method, path):
                     rule.hits += 1
                     return rule
+        return None
+
+    def _take_hold(self, branch: str, commit: str) -> CommitHold | None:
+        with self._lock:
+            for hold in self.holds:
+                if hold.branch.search(branch) and hold.seen < hold.nth:
+                    hold.seen += 1
+                    if hold.seen == hold.nth:
+                        hold.commit = commit
+                        return hold
         return None
 
     def _take_log_drop(self, job_id: str) -> int | None:
@@ -665,7 +704,9 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
-        """Stop serving: wake and end open streams, close client connections, join the threads we started."""
+        """Stop serving: release held commits, wake and end open streams, close client connections, join the
+        threads we started."""
+        self.faults.clear()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -1468,6 +1509,10 @@ class FakeHub:
             else:
                 commit = self._new_commit(repo, branch, tree, summary, description, user, parent=head)
                 pr_url = None
+        hold = None if create_pr else self.faults._take_hold(branch, commit.oid)
+        if hold is not None:
+            hold.reached.set()
+            hold.release.wait(hold.timeout)
         req.send_json({
             "success": True,
             "commitOid": commit.oid,

@@ -177,7 +177,8 @@ def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any]
     try:
         with tempfile.TemporaryDirectory(prefix="tuneform-submit-") as tmp:
             extra = {"git": facts, "action": run.action, "expected_main": registry.main(repo),
-                     "expected_main_commit": registry.main_commit(repo), "backend": "hf-jobs"}
+                     "expected_main_commit": registry.main_commit(repo), "backend": "hf-jobs",
+                     "checkpoint_minutes": plan.settings.checkpoint_minutes}
             bundle = build_bundle(check, tree, Path(tmp) / "bundle", extra)
             wheel = hfjobs.build_wheel(Path(tmp) / "wheel")
             branch = jobs.upload(repo, key, bundle.path, wheel)

@@ -4,6 +4,8 @@
                                        plus tuneform/manifest.json, tuneform/report.{md,json}, loss.png
     branch main                        the version git main asks for (its tuneform/manifest.json names the key)
     tuneform/evals/<hash>/report.json  scores of a version under changed evals (on main)
+    branch tuneform/work-<key12>       the newest training checkpoint of a job (checkpoints.py);
+                                       deleted once the version is published
 
 Writes go through `_retry`: the client does not retry create_commit, create_repo, create_tag or
 run_job, so every write here is retried on 429 / 5xx / connection errors, and before each retry
@@ -19,9 +21,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .registry import PASSED, RegistryError, Version
+
+if TYPE_CHECKING:
+    from .checkpoints import WorkBranch
 
 MANIFEST = "tuneform/manifest.json"
 TAG_PREFIX = "run-"
@@ -386,8 +391,17 @@ class HubJobRegistry:
     def upload_evals(self, repo: str, key: str, eval_hash: str) -> None:
         self.hub.add_evals(repo, key, eval_hash, self.evals_dir(repo, key, eval_hash))
 
+    def work_branch(self, repo: str, key: str, settings: dict[str, Any]) -> WorkBranch:
+        """Where this job uploads its training checkpoints and finds one to resume from (checkpoints.py)."""
+        from .checkpoints import WorkBranch
+
+        return WorkBranch(self.hub, repo, key, settings, self._tmp / f"checkpoint-{key[:12]}", private=self.private)
+
     def publish(self, repo: str, key: str, staged: Path, manifest: dict[str, Any], *, parent_commit: str | None, move_main: bool) -> Published:
-        """Lay the staged folder out as the Hub version (model files at the root, reports under tuneform/)."""
+        """Lay the staged folder out as the Hub version (model files at the root, reports under tuneform/),
+        publish it, and drop the run's checkpoint branch: a published key never trains again."""
+        from .checkpoints import delete_work_branch
+
         folder = self._tmp / f"publish-{key[:12]}"
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(staged / "model", folder)
@@ -395,7 +409,9 @@ class HubJobRegistry:
         for item in staged.iterdir():
             if item.is_file() and item.name != "manifest.json":
                 shutil.copy2(item, folder / "tuneform" / item.name)
-        return self.hub.publish(repo, key, folder, manifest, parent_commit=parent_commit, move_main=move_main, private=self.private)
+        published = self.hub.publish(repo, key, folder, manifest, parent_commit=parent_commit, move_main=move_main, private=self.private)
+        delete_work_branch(self.hub, repo, key)
+        return published
 
     def cleanup(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)

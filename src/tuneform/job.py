@@ -15,13 +15,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .bundle import Bundle, read_bundle
 from .evals.suite import Suite, read_suite
 from .registry import FAILED_GATES, PASSED, LocalRegistry
 from .trees import WorkTree
+
+if TYPE_CHECKING:
+    from .checkpoints import Resume
 
 Echo = Callable[[str], None]
 MANIFEST_FORMAT = 1
@@ -157,13 +160,13 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
             echo(f"scoring the version it replaces, run-{previous_key[:12]}")
             previous_scores = _score(str(registry.model_dir(repo, previous_key)), model_path, hub_revision, template, suites, heldout)
 
-        result = None
+        result, resumed = None, None
         if action == "evaluate":
             version_dir = registry.model_dir(repo, key)
             echo(f"scoring run-{key[:12]} with the changed evals (no training)")
             new_scores = _score(str(version_dir), model_path, hub_revision, template, suites, heldout)
         else:
-            result = _train(bundle, data, staging, echo, processes)
+            result, resumed = _train(bundle, registry, data, staging, echo, processes)
             echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}")
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
@@ -177,7 +180,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None)
+    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, resumed)
     _record_cost(manifest, time.time() - job_started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)
@@ -231,8 +234,9 @@ def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[st
     return 0
 
 
-def _train(bundle: Bundle, data: Any, staging: Path, echo: Echo, processes: int | None) -> Any:
-    """The training step: in this process, or on several (DDP, one per GPU) through train/launch.py."""
+def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, processes: int | None) -> tuple[Any, int | None]:
+    """The training step: in this process, or on several (DDP, one per GPU) through train/launch.py.
+    Returns the TrainResult and the step it resumed from (None: from the start)."""
     import gc
 
     import torch
@@ -243,20 +247,41 @@ def _train(bundle: Bundle, data: Any, staging: Path, echo: Echo, processes: int 
     spec = bundle.spec
     batch_size, checkpointing = sized_auto_settings(bundle.run.get("estimate") or {})
     count = training_processes(processes)
+    callbacks, resume = _checkpoints(bundle, registry, count, batch_size, checkpointing, echo)
+    resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
     if count == 1:
         result = train(spec, bundle.model_path(), data.train, data.eval, staging / "model", on_log=progress_printer(echo),
-                       batch_size=batch_size, gradient_checkpointing=checkpointing)
+                       batch_size=batch_size, gradient_checkpointing=checkpointing, resume_from=resume_from, callbacks=callbacks)
         # The trainer, model and optimizer hold reference cycles: free them now, not at some later
         # collection, so that scoring the new model has the GPU to itself (on a 24 GB card an 8B
         # model's scoring needs most of it).
         gc.collect()
         torch.cuda.empty_cache()
-        return result
+        return result, resumed
     torch.cuda.empty_cache()  # the scoring passes' cached blocks would crowd the first GPU
     request = TrainRequest(bundle=str(bundle.path.resolve()), out_dir=str((staging / "model").resolve()),
-                           result=str((staging / "ddp" / "result.json").resolve()), batch_size=batch_size, gradient_checkpointing=checkpointing)
-    return train_distributed(request, count, echo)
+                           result=str((staging / "ddp" / "result.json").resolve()), batch_size=batch_size, gradient_checkpointing=checkpointing,
+                           resume_from=str(resume_from) if resume_from else None)
+    return train_distributed(request, count, echo), resumed
+
+
+def _checkpoints(bundle: Bundle, registry: Any, processes: int, batch_size: int | None, checkpointing: bool | None,
+                 echo: Echo) -> tuple[list[Any], Resume | None]:
+    """The trainer callbacks that upload checkpoints to the run's work branch, and the checkpoint
+    there to resume from. Hub jobs only: a local job has nothing that retries it, so it neither
+    saves nor resumes (see checkpoints.py)."""
+    if isinstance(registry, LocalRegistry):
+        return [], None
+    from .checkpoints import checkpoint_callback, resume_settings
+    from .settings import DEFAULT_CHECKPOINT_MINUTES
+
+    work = registry.work_branch(bundle.run["output_repo"], bundle.key, resume_settings(bundle.spec, processes, batch_size, checkpointing))
+    minutes = float(bundle.run.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES))
+    if minutes > 0 and processes > 1:
+        echo("  checkpoints are not saved when training with several processes yet; a retried job starts over")
+    callbacks = [checkpoint_callback(work, minutes * 60)] if minutes > 0 and processes == 1 else []
+    return callbacks, work.resume()
 
 
 def sized_auto_settings(estimate: dict[str, Any]) -> tuple[int | None, bool | None]:
@@ -290,7 +315,7 @@ def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
     cost["actual_usd"] = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
 
 
-def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None) -> dict[str, Any]:
+def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None) -> dict[str, Any]:
     """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
     run = bundle.run
     estimate = run.get("estimate") or {}
@@ -307,6 +332,7 @@ def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, pre
             "tokens": result.tokens,
             "trained_tokens": result.trained_tokens,
             "settings": result.as_json()["settings"],
+            "resumed_from_step": resumed_from_step,
         }
     return {
         "manifest_format": MANIFEST_FORMAT,

@@ -17,6 +17,7 @@ from .trees import Tree, TreeError
 from .spec import DataPolicy
 
 PYPROJECT = "pyproject.toml"
+DEFAULT_CHECKPOINT_MINUTES = 15.0
 
 
 class Settings(BaseModel):
@@ -32,6 +33,7 @@ class Settings(BaseModel):
     trust_remote_code: list[str] = Field(default_factory=list, description="Model ids allowed to set trust_remote_code.")
     budget_label: str = Field("budget-approved", description="PR label that approves a plan over budget.")
     registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
+    checkpoint_minutes: float = Field(DEFAULT_CHECKPOINT_MINUTES, ge=0, description="Minutes between training checkpoints an hf-jobs job uploads to its work branch, so a retried job resumes (0: none).")
     data_policy: DataPolicy = Field(default_factory=DataPolicy, description="Data-check thresholds for every run: rule = {max, level}, e.g. duplicates = {max = 0.05, level = \"fail\"}.")
 
 
