@@ -25,12 +25,13 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tuneform.data import Example
 from tuneform.spec import RunSpec
+from tuneform.train import packed_attention
 from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Settings:
     packing: bool
     loss_type: str
     processes: int = 1  # data-parallel training processes (one per GPU under DDP)
+    attention: str = "n/a"  # how packed documents are attended (train/packed_attention.py Route)
 
 
 @dataclass
@@ -202,6 +204,7 @@ def prepare(
     cuda = torch.cuda.is_available()
     engine = choose_engine(spec.compute.engine, cuda=cuda)  # imports unsloth first when chosen
     check_runnable(spec, engine=engine, cuda=cuda)
+    attention = packed_attention.enable_for_unsloth() if engine == "unsloth" else "n/a"
     settings = resolve_settings(
         spec,
         engine=engine,
@@ -211,6 +214,7 @@ def prepare(
         gradient_checkpointing=gradient_checkpointing,
         processes=process_count(),
     )
+    settings = replace(settings, attention=attention)
     model_path = _absolute(model_dir_or_id)
 
     from transformers import set_seed

@@ -1,0 +1,114 @@
+"""One attention kernel call per packed row, on torch builds where Unsloth would make one per document.
+
+Why this exists: tuneform packs whole conversations into each row and keeps them apart by
+position ids. Unsloth attends such a row with torch's variable-length ("varlen") flash kernel in
+one call, but only when `torch.nn.attention.varlen.varlen_attn` takes `enable_gqa`, which arrived
+in torch 2.12. On torch 2.11 (the image the HF Jobs GPU flavors and our device run) it falls back
+to one SDPA call per run of equal-length documents: on the 1B shape that is about 900 attention
+calls and some 20,000 small copies and fills a step, and the profile in
+bench/results/profile-2026-11-28.md shows the GPU idle 44% of the step waiting for the host.
+
+The kernel Unsloth's varlen path ends in, `torch.ops.aten._flash_attention_forward` with
+cumulative sequence lengths, is in torch 2.11 already, and its flash kernel takes grouped-query
+attention (fewer key/value heads) natively. Unsloth wraps exactly that op in an autograd Function
+of its own (`_LeanFlashVarlen`) and only the `varlen_attn` signature check keeps it off. So on
+such builds tuneform hands Unsloth's attention dispatch a `varlen_attn` stand-in that calls that
+Function; Unsloth's own checks (dtype, head size, GPU generation, deterministic mode, dropout,
+the int32 backward limit) still decide per call whether the varlen route is taken.
+
+The result is the same attention, computed in one launch: it is a kernel choice, so it is not in
+the run key. It is recorded in the manifest (`settings.attention`), and
+`TUNEFORM_PACKED_ATTENTION=segments` in the job's environment turns it off.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Literal
+
+Route = Literal["varlen", "varlen-aten", "segments", "n/a"]
+"""How packed documents are attended:
+- varlen: Unsloth's own single varlen call (torch >= 2.12);
+- varlen-aten: the same single call through torch's flash op, enabled here (torch < 2.12);
+- segments: one SDPA call per run of equal-length documents (Unsloth's fallback);
+- n/a: not Unsloth (TRL builds its own attention masks) or no GPU."""
+
+ENV = "TUNEFORM_PACKED_ATTENTION"
+
+
+def torch_varlen_takes_gqa(varlen_attn: Callable[..., Any] | None) -> bool:
+    """Whether torch's public varlen function has the parameters Unsloth requires (torch >= 2.12)."""
+    if varlen_attn is None:
+        return False
+    params = inspect.signature(varlen_attn).parameters
+    return "window_size" in params and "enable_gqa" in params
+
+
+def choose_route(*, engine: str, cuda: bool, unsloth_has_varlen: bool, flash_available: bool,
+                 capability_major: int, lean_function: bool, env: str | None) -> Route:
+    """Which route a job takes; pure, so every branch is testable without a GPU.
+
+    `unsloth_has_varlen`: Unsloth found a usable `varlen_attn` itself. `lean_function`: its
+    attention module has the autograd Function the stand-in calls (absent in other versions).
+    """
+    if engine != "unsloth" or not cuda:
+        return "n/a"
+    if unsloth_has_varlen:
+        return "varlen"
+    if (env or "").strip().lower() == "segments":
+        return "segments"
+    # torch's flash kernels need sm_80 (A100) or newer; a T4 keeps the per-document path.
+    if not flash_available or capability_major < 8 or not lean_function:
+        return "segments"
+    return "varlen-aten"
+
+
+def aten_varlen(dispatch: ModuleType) -> Callable[..., Any]:
+    """A `varlen_attn` with torch 2.12's signature over Unsloth's autograd Function for aten flash.
+
+    Called with one cumulative-lengths tensor for queries and keys (self-attention over a packed
+    row, the only way Unsloth calls it); `enable_gqa` needs no work because the flash kernel reads
+    grouped key/value heads as they are.
+    """
+    lean = dispatch._LeanFlashVarlen
+
+    def varlen_attn(query: Any, key: Any, value: Any, cu_seq_q: Any, cu_seq_k: Any, max_q: int, max_k: int, *,
+                    scale: float | None = None, window_size: tuple[int, int] = (-1, -1), enable_gqa: bool = False) -> Any:
+        if cu_seq_k is not cu_seq_q or max_k != max_q:
+            raise ValueError("tuneform's varlen stand-in handles self-attention only (one cu_seqlens)")
+        left, right = window_size
+        return lean.apply(query, key, value, cu_seq_q, max_q, (left, right) == (-1, 0), scale, left, right)
+
+    return varlen_attn
+
+
+def enable_for_unsloth() -> Route:
+    """Point Unsloth's packed attention at one varlen call where torch allows it; returns the route.
+
+    Call after `import unsloth` and before training. Changes Unsloth's attention module only when
+    the route is `varlen-aten`.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        return "n/a"
+    from unsloth.utils import attention_dispatch as dispatch
+
+    route = choose_route(
+        engine="unsloth",
+        cuda=cuda,
+        unsloth_has_varlen=getattr(dispatch, "_TORCH_VARLEN_ATTN", None) is not None,
+        flash_available=bool(getattr(torch.backends.cuda, "is_flash_attention_available", lambda: False)()),
+        capability_major=torch.cuda.get_device_capability()[0],
+        lean_function=hasattr(dispatch, "_LeanFlashVarlen") and hasattr(dispatch, "_TORCH_VARLEN_ATTN"),
+        env=os.environ.get(ENV),
+    )
+    if route == "varlen-aten":
+        dispatch._TORCH_VARLEN_ATTN = aten_varlen(dispatch)
+        # Unsloth's lean path would ask torch 2.12's cuDNN check first; the stand-in is that path.
+        dispatch._LEAN_VARLEN = False
+    return route
