@@ -117,6 +117,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "training": {"per_device_train_batch_size": 16},
         "compute": {},
     },
+    "tuneform-batch32": {
+        "about": "tuneform's defaults with the batch fixed at 32: the next point up the utilisation curve",
+        "training": {"per_device_train_batch_size": 32},
+        "compute": {},
+    },
+    "tuneform-batch16-segments": {
+        "about": "tuneform-batch16 with packed documents attended one SDPA call per run of equal lengths (Unsloth's fallback on torch < 2.12): the baseline for train/packed_attention.py",
+        "training": {"per_device_train_batch_size": 16},
+        "compute": {},
+        "env": {"TUNEFORM_PACKED_ATTENTION": "segments"},
+    },
     "unsloth-notebook": {
         "about": "Unsloth notebook: batch 2, GA 4, checkpointing 'unsloth', adamw_8bit, lr 2e-4, warmup 5, wd 0.001, no packing (16-bit base, not 4-bit)",
         "training": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,
@@ -580,6 +591,7 @@ def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any
         "gradient_accumulation_steps": grad_accum,
         "gradient_checkpointing": checkpointing,
         "packing": packing,
+        "attention": settings.get("attention"),
         "optim": settings.get("optim") or spec_training["optim"],
         "settings": settings or None,
         "run_training": spec_training,
@@ -643,15 +655,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['data']['eval_examples']} eval.",
         f"Command: `{report['command']}`. MFU = model FLOPs (no recompute) / {report['peak_tflops']:.0f} TFLOP/s.",
         "",
-        "| config | engine | batch x GA | ckpt | packing | tok/s (loop) | tok/s (steady) | MFU (steady) | peak GiB torch / GPU | predicted tok/s | predicted / measured train s | predicted peak GiB | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | engine | batch x GA | ckpt | packing | attention | tok/s (loop) | tok/s (steady) | MFU (steady) | peak GiB torch / GPU | predicted tok/s | predicted / measured train s | predicted peak GiB | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         me, pr = r["measured"], r["predicted"]
         peak = f"{_num(me['peak_torch_allocated_gib'], '{:.1f}')} / {_num(me['peak_gpu_used_gib'], '{:.1f}')}"
         lines.append(
             f"| {r['config']} | {r['engine']} | {r['batch_size']} x {r['gradient_accumulation_steps']} | {r['gradient_checkpointing']} | {r['packing']} "
-            f"| {_num(me['tokens_per_second'])} | {_num(me['steady_tokens_per_second'])} | {_num(me['steady_mfu'], '{:.1%}')} | {peak} "
+            f"| {r.get('attention') or '-'} | {_num(me['tokens_per_second'])} | {_num(me['steady_tokens_per_second'])} | {_num(me['steady_mfu'], '{:.1%}')} | {peak} "
             f"| {_num(pr['tokens_per_second'])} | {_num(pr['train_seconds'], '{:.0f}')} / {_num(me['train_loop_seconds'], '{:.0f}')} "
             f"| {_num(pr['peak_gib_without_context'], '{:.1f}')} | {r['status']} |"
         )
@@ -798,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"- {label}: tuneform job (run-{run['run_key'][:12]}, {processes} process{'es' if processes > 1 else ''})", flush=True)
             with GpuMemory() if cuda else _NoMemory() as memory:
-                job = run_job(bundle, registry, logs / f"{label}.log", env, left if left is not None else 24 * 3600,
+                job = run_job(bundle, registry, logs / f"{label}.log", {**env, **CONFIGS[name].get("env", {})}, left if left is not None else 24 * 3600,
                               processes=processes, memory_cap_gib=args.memory_cap_gib)
         shutil.rmtree(bundle, ignore_errors=True)  # an 8B bundle holds a copy of the model: one at a time
         manifest = None

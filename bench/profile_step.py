@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # (category, pattern on the kernel name), first match wins
 CATEGORIES = [
     ("communication (NCCL)", r"nccl"),
-    ("matrix products", r"gemm|cutlass|xmma|nvjet|cublas|wgmma|sm90_|sm80_|ampere_|hopper_"),
+    # Before matrix products: flash kernels name cutlass types in their template arguments.
     ("attention", r"flash|fmha|attention|sdpa|efficient_attention|flex"),
+    ("matrix products", r"gemm|cutlass|xmma|nvjet|cublas|wgmma|sm90_|sm80_|ampere_|hopper_"),
     ("loss (logits, cross-entropy)", r"cross_entropy|logsumexp|log_softmax|softmax|nll"),
     ("optimizer", r"adam|multi_tensor|foreach"),
     ("copies and casts", r"copy|memcpy|memset|cast|convert|to_copy|cat"),
