@@ -95,14 +95,35 @@ class Calibration:
     unknown_gpu_tflops: float = 65.0
     # Utilisation u(T) = utilization_max * T / (T + half_utilization_tokens) of the matmul peak,
     # T = real (unpadded) tokens in one GPU's micro-batch, at most gpu_max_micro_batch_tokens.
+    # Two curves, for two ways of attending:
+    #
+    # Packed rows through Unsloth with one varlen flash call per row (train/packed_attention.py;
+    # any GPU with bf16, i.e. Ampere or newer, which is also where torch's flash kernels run).
+    # Fitted to two steady rates measured through tuneform job on the H200, with torch 2.11 and
+    # tuneform's varlen route: Llama-3.2-1B shape, LoRA, batch 16 x 2048 (T = 32,768) -> 78,988
+    # tokens/s (the mean of 80,779, 79,484 and 76,700 in bench/results/gpu-2026-11-28-varlen*.md),
+    # and Llama-3.1-8B shape, QLoRA, batch 1 x 2048 -> 9,161 tokens/s
+    # (bench/results/gpu-llama-8b-qlora-l4cap-2026-11-28-varlen.md). In this module's FLOPs (5.41
+    # and 31.9 GFLOP/token: attention priced over the whole 2048-token row, see flops_per_token)
+    # solving both (the 8B's half point scaled by 5.12 / 31.9, below) gives 0.742 and 12,834
+    # tokens; the bench, which counts attention per document, reports 51.2% and 35.6% MFU.
+    # Check: batch 32 ran at 80,021 (predicted 79,012 at the cap). The 8B point is QLoRA, so
+    # qlora_speed (1.0) and the curve are not separable with these two runs; an 8B at large
+    # batches is an extrapolation.
+    varlen_utilization_max: float = 0.742
+    varlen_half_utilization_tokens_h200: float = 12_834.0
+    #
+    # Everything else (unpacked rows, TRL, and packed rows attended one document at a time, as
+    # Unsloth does on a T4 or with TUNEFORM_PACKED_ATTENTION=segments): the curve and factors
+    # below were fitted before the varlen route existed, when packed rows took that path too.
     # Fitted to Unsloth's two packed, no-checkpointing runs on the H200: batch 8 x 2048 ->
     # 30,652 tok/s and batch 16 x 2048 -> ~34,000 tok/s, at 5.41 GFLOP/token: 21.0% and 23.3%
     # of 790 TFLOP/s. Solving gives 0.262 and 4,030 tokens. The half point counts the work
     # without recomputation (see _flops_per_second). Checks: tuneform job's batch 16 packed ran
-    # at 35,213 (predicted 34,046), and the reference's batch 32 packed with checkpointing at
-    # ~24,700 (predicted 25,296). Other GPUs: the same curve, with the half point scaled by the
-    # GPU's matmul rate relative to the H200's (assumption: a smaller GPU fills up with fewer
-    # tokens).
+    # at 35,213 (predicted 34,046), and 32,201 with TUNEFORM_PACKED_ATTENTION=segments beside
+    # the varlen runs; the reference's batch 32 packed with checkpointing at ~24,700 (predicted
+    # 25,296). Other GPUs, both curves: the half point scaled by the GPU's matmul rate relative
+    # to the H200's (assumption: a smaller GPU fills up with fewer tokens).
     utilization_max: float = 0.262
     half_utilization_tokens_h200: float = 4030.0
     # Speed factors relative to that curve. The unpacked ones were fitted with T = batch x the
@@ -136,8 +157,10 @@ class Calibration:
     # (it was an unmeasured 0.75); the curve itself is 19% low for the 8B shape.
     qlora_speed: float = 1.0
     # DDP: two H200s ran tuneform's batch-16 packed job at 1.74x one GPU over 4,000 conversations
-    # and 2.01x over 6,000 (bench/results/gpu-2026-11-28-ddp{,-long}.md; the shorter run's steady
-    # window is 27 steps). 0.9 per GPU keeps the estimate on the side of longer, not shorter.
+    # and 2.01x over 6,000 with per-document attention (bench/results/gpu-2026-11-28-ddp{,-long}.md;
+    # the shorter run's steady window is 27 steps), and at 1.88x over 4,000 with the varlen route
+    # (bench/results/gpu-2026-11-28-varlen-ddp.md). 0.9 per GPU keeps the estimate on the side of
+    # longer, not shorter.
     multi_gpu_efficiency: float = 0.9
     # Measured on the dev machine (2-core AMD EPYC, torch 2.13 CPU, transformers 5.17, peft
     # 0.21, fp32): SmolLM2-135M shape, LoRA r=16 all-linear, batch 4 x 512 -> 39.7 tokens/s at
@@ -148,8 +171,10 @@ class Calibration:
     cpu_max_auto_batch: int = 4
     # `auto` batch never puts more tokens than this in one GPU's micro-batch. Measured on the
     # H200 through tuneform job (Llama-3.2-1B shape, LoRA, packed 2048): batch 16 ran at 35,213
-    # tokens/s steady, batch 32 at 24,724 (bench/results/gpu-2026-11-28-batch16.md and
-    # -long-default.md): past ~32k tokens a bigger batch is slower, not faster.
+    # tokens/s steady, batch 32 at 24,724 with per-document attention (bench/results/
+    # gpu-2026-11-28-batch16.md and -long-default.md); with the varlen route batch 16 at 80,779
+    # and batch 32 at 80,021 (gpu-2026-11-28-varlen.md): past ~32k tokens a bigger batch is no
+    # faster and holds twice the memory.
     gpu_max_micro_batch_tokens: int = 32_768
 
     # ---- memory (bytes) -----------------------------------------------------------------
@@ -514,6 +539,15 @@ def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, cal: 
     return factor
 
 
+def _attends_packed_rows_at_once(workload: Workload, flavor: Flavor, engine: Engine) -> bool:
+    """Whether the job attends each packed row in one varlen flash call (train/packed_attention.py).
+
+    Unsloth does for packed rows on GPUs with torch's flash kernels, which need Ampere (sm_80) or
+    newer: the same GPUs that have bf16, the one fact the catalog keeps about a GPU's generation.
+    """
+    return engine == "unsloth" and workload.packing and not flavor.is_cpu and flavor.bf16
+
+
 def _flops_per_second(
     workload: Workload,
     flavor: Flavor,
@@ -539,9 +573,13 @@ def _flops_per_second(
         return (flavor.cpus or 1) * cal.cpu_gflops_per_core * 1e9
     peak = _matmul_tflops(flavor, cal)
     reference_peak = cal.measured_tflops.get("H200", 790.0)
-    half = cal.half_utilization_tokens_h200 * peak / reference_peak * cal.reference_gflop_per_token * 1e9 / flops.hardware
+    if _attends_packed_rows_at_once(workload, flavor, engine):
+        most, half_h200 = cal.varlen_utilization_max, cal.varlen_half_utilization_tokens_h200
+    else:
+        most, half_h200 = cal.utilization_max, cal.half_utilization_tokens_h200
+    half = half_h200 * peak / reference_peak * cal.reference_gflop_per_token * 1e9 / flops.hardware
     micro_batch_tokens = min(batch_size * workload.real_row_tokens, cal.gpu_max_micro_batch_tokens)
-    utilization = cal.utilization_max * micro_batch_tokens / (micro_batch_tokens + half)
+    utilization = most * micro_batch_tokens / (micro_batch_tokens + half)
     per_gpu = peak * 1e12 * utilization * _speed_factor(workload, engine, checkpointing, cal)
     scaling = flavor.gpus * (cal.multi_gpu_efficiency if flavor.gpus > 1 else 1.0)
     return per_gpu * scaling
