@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from tuneform.catalog import FLAVORS, Flavor, ModelShape
@@ -247,8 +247,26 @@ class Calibration:
     upload_mb_per_s: float = 50.0
     upload_commit_s: float = 10.0
 
+    # ---- a repository's own runs --------------------------------------------------------
+    # Measured over estimated, per GPU model ("H200"; "cpu" for CPU flavors), from the manifests
+    # of the repository's trained versions: `tuneform calibrate` computes them and
+    # [tool.tuneform.calibration] carries them. Speed multiplies the training rate; memory the
+    # estimated peak of torch's allocations (everything but the CUDA context), on GPUs only.
+    speed_by_gpu: Mapping[str, float] = field(default_factory=dict)
+    memory_by_gpu: Mapping[str, float] = field(default_factory=dict)
+
 
 DEFAULT_CALIBRATION = Calibration()
+
+
+def gpu_key(flavor: Flavor) -> str:
+    """The key a flavor's calibration is kept under: its GPU model, or "cpu"."""
+    return flavor.gpu_model or "cpu"
+
+
+def with_repository_calibration(speed: Mapping[str, float], memory: Mapping[str, float]) -> Calibration:
+    """The default calibration with a repository's measured factors ([tool.tuneform.calibration])."""
+    return replace(DEFAULT_CALIBRATION, speed_by_gpu=dict(speed), memory_by_gpu=dict(memory))
 
 
 @dataclass(frozen=True)
@@ -408,6 +426,9 @@ class Estimate:
     seconds_breakdown: Mapping[str, float]
     memory_breakdown: Mapping[str, float]
     problems: tuple[str, ...] = ()
+    # The repository's factors applied, {"gpu", "speed", "memory"}: a finished run's manifest
+    # keeps them, so the next recalibration compares against the estimate without them.
+    calibration: Mapping[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """The plan's ``estimate`` object (DESIGN: tokens, seconds, usd, peak_vram_gb) plus
@@ -433,6 +454,7 @@ class Estimate:
                 "memory_gb": {key: round(value, 3) for key, value in self.memory_breakdown.items()},
             },
             "problems": list(self.problems),
+            "calibration": dict(self.calibration),
         }
 
 
@@ -512,17 +534,14 @@ def _memory_gb(
     logits_bytes = cal.unsloth_logits_bytes if engine == "unsloth" else cal.trl_logits_bytes
     logits = tokens * shape.vocab_size * logits_bytes
 
+    parts = {"weights": weights / GIB, "optimizer_and_grads": state / GIB, "activations": activations / GIB, "logits": logits / GIB}
     if flavor.is_cpu:
-        overhead = {"runtime": cal.cpu_runtime_gb}
-    else:
-        overhead = {"allocator": cal.gpu_fixed_overhead_gb, "cuda_context": cal.cuda_context_gb}
-    return {
-        "weights": weights / GIB,
-        "optimizer_and_grads": state / GIB,
-        "activations": activations / GIB,
-        "logits": logits / GIB,
-        **overhead,
-    }
+        return {**parts, "runtime": cal.cpu_runtime_gb}
+    parts["allocator"] = cal.gpu_fixed_overhead_gb
+    factor = cal.memory_by_gpu.get(gpu_key(flavor), 1.0)
+    if factor != 1.0:
+        parts["calibration"] = (factor - 1.0) * sum(parts.values())
+    return {**parts, "cuda_context": cal.cuda_context_gb}
 
 
 def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, cal: Calibration) -> float:
@@ -569,8 +588,9 @@ def _flops_per_second(
     batch 8 lost only x0.86 to it, the bench's batch-2 notebook recipe fits too) and the packed
     batch-32 checkpointed run still checks (docs/calibration.md).
     """
+    measured = cal.speed_by_gpu.get(gpu_key(flavor), 1.0)
     if flavor.is_cpu:
-        return (flavor.cpus or 1) * cal.cpu_gflops_per_core * 1e9
+        return (flavor.cpus or 1) * cal.cpu_gflops_per_core * 1e9 * measured
     peak = _matmul_tflops(flavor, cal)
     reference_peak = cal.measured_tflops.get("H200", 790.0)
     if _attends_packed_rows_at_once(workload, flavor, engine):
@@ -582,7 +602,7 @@ def _flops_per_second(
     utilization = most * micro_batch_tokens / (micro_batch_tokens + half)
     per_gpu = peak * 1e12 * utilization * _speed_factor(workload, engine, checkpointing, cal)
     scaling = flavor.gpus * (cal.multi_gpu_efficiency if flavor.gpus > 1 else 1.0)
-    return per_gpu * scaling
+    return per_gpu * scaling * measured
 
 
 def _seconds(
@@ -692,6 +712,8 @@ def _estimate_with(
         seconds_breakdown=seconds,
         memory_breakdown=memory,
         problems=tuple(problems),
+        calibration={"gpu": gpu_key(flavor), "speed": cal.speed_by_gpu.get(gpu_key(flavor), 1.0),
+                     "memory": 1.0 if flavor.is_cpu else cal.memory_by_gpu.get(gpu_key(flavor), 1.0)},
     )
 
 

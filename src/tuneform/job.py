@@ -315,6 +315,10 @@ def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
     cost["actual_usd"] = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
 
 
+ESTIMATE_RECORDED = ("flavor", "engine", "batch_size", "gradient_checkpointing", "tokens_per_second", "peak_vram_gb",
+                     "breakdown", "calibration")
+
+
 def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None) -> dict[str, Any]:
     """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
     run = bundle.run
@@ -324,6 +328,8 @@ def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, pre
         training = {
             "seconds": result.seconds,
             "tokens_per_second": result.tokens_per_second,
+            "steady_tokens_per_second": result.steady_tokens_per_second,
+            "device": result.device_name,
             "steps": result.steps,
             "train_loss": result.train_loss,
             "loss_history": [list(p) for p in result.loss_history],
@@ -352,6 +358,8 @@ def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, pre
         "training": training,
         "cost": {"estimated_usd": estimate.get("usd", 0.0), "actual_usd": 0.0 if run.get("backend", "local") == "local" else None,
                  "estimated_seconds": estimate.get("seconds")},
+        # What the plan predicted, beside `training`'s measurements: `tuneform calibrate` reads both.
+        "estimate": {key: estimate.get(key) for key in ESTIMATE_RECORDED} if estimate else None,
         "evals": {"table": table.as_json(), "gates": table.gates_json(), "previous": previous_key,
                   "scores": {"base": base.as_json()}},
         "versions": result.versions if result else {},

@@ -8,16 +8,33 @@ PR cannot raise its own budget.
 from __future__ import annotations
 
 import tomllib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .diagnostics import Problem, did_you_mean
+from .estimate import Calibration, with_repository_calibration
 from .trees import Tree, TreeError
 from .spec import DataPolicy
 
 PYPROJECT = "pyproject.toml"
 DEFAULT_CHECKPOINT_MINUTES = 15.0
+# A factor outside this range says the estimate is wrong in a way one number should not paper over.
+Factor = Annotated[float, Field(ge=0.25, le=4.0)]
+
+
+class RepositoryCalibration(BaseModel):
+    """`[tool.tuneform.calibration]`: measured over estimated, per GPU model, from this
+    repository's finished runs. `tuneform calibrate` prints the table to paste."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    speed: dict[str, Factor] = Field(default_factory=dict, description="Training speed, measured over estimated, per GPU model (H200, L4, ..., cpu), e.g. {H200 = 1.04}.")
+    memory: dict[str, Factor] = Field(default_factory=dict, description="Peak GPU memory (torch's allocations), measured over estimated, per GPU model.")
+
+    def as_calibration(self) -> Calibration:
+        """The estimator's calibration with these factors."""
+        return with_repository_calibration(self.speed, self.memory)
 
 
 class Settings(BaseModel):
@@ -35,6 +52,7 @@ class Settings(BaseModel):
     registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
     checkpoint_minutes: float = Field(DEFAULT_CHECKPOINT_MINUTES, ge=0, description="Minutes between training checkpoints an hf-jobs job uploads to its work branch, so a retried job resumes (0: none).")
     data_policy: DataPolicy = Field(default_factory=DataPolicy, description="Data-check thresholds for every run: rule = {max, level}, e.g. duplicates = {max = 0.05, level = \"fail\"}.")
+    calibration: RepositoryCalibration = Field(default_factory=RepositoryCalibration, description="Estimator corrections measured on this repository's runs: speed/memory = {GPU model = factor} (see `tuneform calibrate`).")
 
 
 class SettingsError(Exception):

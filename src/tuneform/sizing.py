@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import catalog
 from .catalog import FLAVORS, ModelShape
-from .estimate import Estimate, NoFlavorFits, Workload, choose_flavor, estimate, forced_flavor_error
+from .estimate import Calibration, Estimate, NoFlavorFits, Workload, choose_flavor, estimate, forced_flavor_error
 from .resolve import local_model_dir
 from .settings import Settings
 from .spec import HubSource, LocalSource, RunSpec
@@ -205,25 +205,27 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Siz
     engine = "unsloth" if spec.compute.engine in ("auto", "unsloth") else "trl"
     workload = _workload(spec, shape, train_tokens, _eval_tokens(spec, data_tokens), engine, sizing)
 
-    result = _price(spec, workload, settings, backend, sizing)
+    calibration = settings.calibration.as_calibration()
+    result = _price(spec, workload, settings, backend, sizing, calibration)
     if result is not None and spec.training.max_steps is not None:
         # max_steps fixes the optimizer steps: tokens follow from the batch the estimate chose
         # (real tokens: padding is not trained)
         rows_per_step = result.batch_size * spec.training.gradient_accumulation_steps * max(1, result.flavor.gpus)
         steps_tokens = spec.training.max_steps * rows_per_step * workload.real_row_tokens
-        result = estimate(replace(workload, train_tokens=max(1, steps_tokens), batch_size=result.batch_size), result.flavor)
+        result = estimate(replace(workload, train_tokens=max(1, steps_tokens), batch_size=result.batch_size), result.flavor, calibration)
     sizing.estimate = result
     if result is not None:
         _check_budget(spec, settings, result, sizing)
     return sizing
 
 
-def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing) -> Estimate | None:
+def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing,
+           calibration: Calibration) -> Estimate | None:
     flavor_name = spec.compute.flavor
     if backend == "local":
         if flavor_name != "auto":
             sizing.findings.append((("compute", "flavor"), f"flavor {flavor_name} is ignored by the local backend (it trains on this machine)", "warning"))
-        result = estimate(workload, FLAVORS["local"])
+        result = estimate(workload, FLAVORS["local"], calibration)
         if spec.method.type == "qlora" and result.flavor.is_cpu:
             sizing.findings.append((("method", "type"), "qlora needs a CUDA GPU (4-bit kernels) and the local backend estimates this machine's CPU: use lora or full locally, or backend hf-jobs", "error"))
         elif not result.fits:
@@ -232,16 +234,16 @@ def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, 
     allowed = default_flavors(settings)
     if flavor_name == "auto":
         try:
-            return choose_flavor(workload, allowed)
+            return choose_flavor(workload, allowed, calibration=calibration)
         except NoFlavorFits as exc:
             sizing.findings.append((("compute", "flavor"), str(exc), "error"))
             return None
     if flavor_name not in FLAVORS:
         return None  # reported by the flavor check
-    problem = forced_flavor_error(workload, flavor_name, allowed)
+    problem = forced_flavor_error(workload, flavor_name, allowed, calibration=calibration)
     if problem:
         sizing.findings.append((("compute", "flavor"), problem, "error"))
-    return estimate(workload, FLAVORS[flavor_name])
+    return estimate(workload, FLAVORS[flavor_name], calibration)
 
 
 def usd_text(usd: float) -> str:

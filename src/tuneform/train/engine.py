@@ -82,6 +82,10 @@ class TrainResult:
     trained_tokens: int  # of those, tokens with a label (the loss covers them)
     seconds: float  # the training loop alone: no loading, tokenising or saving
     tokens_per_second: float
+    # After the first fifth of the steps, when compilation and warm-up are over: the rate the
+    # estimator prices (it adds warm-up separately). None for runs of fewer than STEADY_MIN_STEPS.
+    steady_tokens_per_second: float | None
+    device_name: str  # the GPU the rates were measured on ("NVIDIA H200"), or "cpu"
     peak_memory_bytes: int
     peak_memory_kind: Literal["cuda_max_allocated", "process_max_rss"]
     examples: int
@@ -152,8 +156,13 @@ def train(
 
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    seconds = time.perf_counter() - started
-    tokens, trained_tokens = prepared.counter.totals(trainer.args.device)
+    ended = time.perf_counter()
+    seconds = ended - started
+    counter = prepared.counter
+    tokens, trained_tokens = counter.totals(trainer.args.device)
+    steady = None
+    if counter.mark is not None and counter.mark[0] < tokens and ended > counter.mark[1]:
+        steady = (tokens - counter.mark[0]) / (ended - counter.mark[1])
 
     eval_loss = None
     if trainer.eval_dataset is not None:
@@ -174,6 +183,8 @@ def train(
         trained_tokens=trained_tokens,
         seconds=seconds,
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        steady_tokens_per_second=steady,
+        device_name=torch.cuda.get_device_name() if prepared.settings.device == "cuda" else "cpu",
         peak_memory_bytes=int(peak),
         peak_memory_kind=kind,
         examples=len(prepared.train_rows),
@@ -431,6 +442,10 @@ class TokenCounter:
         self.collate: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
         self.tokens = 0
         self.trained = 0
+        # (tokens over all processes, perf_counter) when warm-up is taken to be over: the start
+        # of the steady rate. The dataloader may have fetched one batch ahead by then, so the
+        # rate is off by about one batch in the steps after the mark.
+        self.mark: tuple[int, float] | None = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         assert self.collate is not None, "TokenCounter.collate is set once the trainer has built its collator"
@@ -455,8 +470,13 @@ class TokenCounter:
         return int(counts[0]), int(counts[1])
 
 
+STEADY_MIN_STEPS = 10
+"""Runs this long or longer report a steady rate, measured from the end of their first fifth."""
+
+
 def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: list[tuple[int, float]]) -> Any:
-    """A TrainerCallback that appends each logged step loss to `history` and reports progress.
+    """A TrainerCallback that appends each logged step loss to `history`, reports progress, and
+    marks where the steady rate starts.
 
     Defined here because TrainerCallback comes from transformers, which must not be imported
     before the engine is chosen."""
@@ -467,6 +487,11 @@ def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: lis
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # Every process ends every step, so the collective in totals() lines up.
+            if state.max_steps >= STEADY_MIN_STEPS and state.global_step == state.max_steps // 5:
+                counter.mark = (counter.totals(args.device)[0], time.perf_counter())
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
             if not logs or "loss" not in logs:
