@@ -11,6 +11,9 @@ a scratch training repository, checked and bundled by tuneform's own code, and t
 Configurations (same data, same tokens, same LoRA r=16 on the seven projections):
 - tuneform-default: only what a user must write; flavor h200, engine auto (unsloth on a GPU),
   batch and checkpointing sized by tuneform's estimator, packing on.
+- tuneform-batch16, tuneform-batch32: the same with the batch fixed (points on the utilisation
+  curve); tuneform-batch16-segments: batch 16 with TUNEFORM_PACKED_ATTENTION=segments, packed
+  documents attended one at a time (the baseline of train/packed_attention.py).
 - trl-defaults: engine trl with TRL's SFTConfig defaults written out (batch 8, no gradient
   accumulation, gradient checkpointing on, no packing, fused AdamW, lr 2e-5).
 - unsloth-notebook: engine unsloth with what Unsloth's Llama 3.2 conversational notebook passes
