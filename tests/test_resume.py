@@ -57,16 +57,31 @@ def submitted_bundle(demo: Repo, hub: FakeHub, tmp_path: Path) -> tuple[Path, st
     return bundle, key
 
 
-def start_job(hub: FakeHub, bundle: Path, tmp_path: Path, name: str) -> subprocess.Popen[str]:
-    """`tuneform job BUNDLE --registry hub:<repo>` as the container runs it, from this checkout."""
+# transformers loads a DDP run's optimizer state with map_location=args.device, which for CPU
+# processes is "cpu:0", a location torch.load cannot restore (on GPUs it is "cuda:N", which it
+# can). The CPU-only test of a DDP resume teaches torch that location in the job's processes.
+CPU_DDP_LOAD = """
+import torch.serialization
+torch.serialization.register_package(
+    5, lambda obj: None, lambda obj, location: obj if location.startswith("cpu:") else None)
+"""
+
+
+def start_job(hub: FakeHub, bundle: Path, tmp_path: Path, name: str, processes: int = 1) -> subprocess.Popen[str]:
+    """`tuneform job BUNDLE --registry hub:<repo>` as the container runs it, from this checkout, in
+    a session of its own, so that killing its process group takes its training processes too."""
     work = tmp_path / name
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TUNEFORM_", "PYTHON"))}
     env.update(hub.client_env(USER_TOKEN))
     env.update({"HOME": str(work), "TMPDIR": str(work), "HF_HOME": str(work / "hf"), "PYTHONPATH": str(ROOT / "src"),
                 "PYTHONUNBUFFERED": "1", "TUNEFORM_RETRY_DELAY": "0.05"})
-    command = [sys.executable, "-m", "tuneform.cli", "job", str(bundle), "--registry", f"hub:{REPO}"]
-    return subprocess.Popen(command, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if processes > 1:
+        (work / "site").mkdir()
+        (work / "site" / "sitecustomize.py").write_text(CPU_DDP_LOAD)
+        env["PYTHONPATH"] += os.pathsep + str(work / "site")
+    command = [sys.executable, "-m", "tuneform.cli", "job", str(bundle), "--registry", f"hub:{REPO}", "--processes", str(processes)]
+    return subprocess.Popen(command, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def finish(process: subprocess.Popen[str]) -> str:
@@ -158,3 +173,32 @@ def test_a_checkpoint_saved_with_other_settings_is_ignored(demo: Repo, fake_hub:
     first = checkpoint_commits(fake_hub)[0]
     assert first.title == "checkpoint at step 1" and "checkpoint/stale.bin" not in first.files
     assert branch not in fake_hub.repo(REPO).branches
+
+
+def test_a_job_on_two_processes_checkpoints_and_resumes(demo: Repo, fake_hub: FakeHub, tmp_path: Path) -> None:
+    """DDP (two CPU processes over gloo): both take part in each checkpoint (each RNG state is in
+    it), the first uploads it, and a job killed mid-run is resumed by the next on two processes."""
+    bundle, key = submitted_bundle(demo, fake_hub, tmp_path)
+    branch = work_branch(key)
+    hold = fake_hub.faults.hold_commit(r"^tuneform/work-", nth=2)
+    first = start_job(fake_hub, bundle, tmp_path, "first", processes=2)
+    try:
+        assert hold.reached.wait(timeout=300), "the job never uploaded its second checkpoint"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the job and the training processes it launched
+        output, _ = first.communicate(timeout=60)
+        hold.release.set()
+    assert "2 processes with DDP" in output and "checkpoint at step 1 -> branch" in output, output
+    repo = fake_hub.repo(REPO)
+    [one, two] = checkpoint_commits(fake_hub)
+    for step, commit in ((1, one), (2, two)):
+        assert {"checkpoint/rng_state_0.pth", "checkpoint/rng_state_1.pth", "checkpoint/optimizer.pt"} <= set(commit.files)
+        state = json.loads(repo.read("checkpoint/tuneform.json", commit.oid))
+        assert state["step"] == step and state["settings"]["processes"] == 2
+
+    output = finish(start_job(fake_hub, bundle, tmp_path, "second", processes=2))
+    assert f"resuming from step 2 (checkpoint on branch {branch})" in output, output
+    assert "step 3/" in output and "step 1/" not in output, output
+    training = manifest_of(fake_hub, key)["training"]
+    assert training["resumed_from_step"] == 2 and training["steps"] == STEPS and training["settings"]["processes"] == 2
+    assert branch not in repo.branches

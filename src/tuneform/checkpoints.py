@@ -176,30 +176,47 @@ def delete_work_branch(hub: HubRegistry, repo: str, key: str) -> None:
         hub.say(f"deleted the checkpoint branch {branch}")
 
 
-def checkpoint_callback(work: WorkBranch, interval_seconds: float) -> Any:
+def checkpoint_callback(work: WorkBranch | None, interval_seconds: float) -> Any:
     """A TrainerCallback that saves a trainer checkpoint every `interval_seconds` of training and
-    uploads it to the work branch (first process only), then removes the local copy: the trainer
-    writes checkpoints into the folder the model is saved to, which must hold the model alone.
+    uploads it to the work branch, then removes the local copy: the trainer writes checkpoints
+    into the folder the model is saved to, which must hold the model alone.
+
+    Under DDP every process saves (each writes its own RNG state), so all must decide to save at
+    the same step: the first process decides by its clock and tells the others over a gloo group
+    (CPU tensors: no GPU synchronisation in the training loop), and only it, holding `work`,
+    uploads, once every process has written its part. The other processes pass `work` None.
 
     The trainer's own save_strategy stays "no" (engine.sft_config): saving is by time, since a
     step's length varies by orders of magnitude between runs. transformers is imported here, not
     at module import, so that unsloth can be imported before it."""
+    import torch
+    import torch.distributed as dist
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     class _Checkpoints(TrainerCallback):  # type: ignore[misc]
         last = time.monotonic()
+        group: Any = None  # the gloo group of a DDP run; None in one process
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                self.group = dist.new_group(backend="gloo")  # every process, in the same order
             self.last = time.monotonic()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             # the last step needs no checkpoint: the model is saved and published right after it
-            if state.global_step < state.max_steps and time.monotonic() - self.last >= interval_seconds:
+            due = state.global_step < state.max_steps and time.monotonic() - self.last >= interval_seconds
+            if self.group is not None:
+                flag = torch.tensor([1 if due else 0], dtype=torch.int32)
+                dist.broadcast(flag, src=0, group=self.group)
+                due = bool(flag.item())
+            if due:
                 control.should_save = True
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
+            if self.group is not None:
+                dist.barrier(group=self.group)  # every process has written its files
+            if work is not None and state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
                 work.upload(folder, state.global_step)
                 shutil.rmtree(folder, ignore_errors=True)

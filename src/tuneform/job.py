@@ -24,7 +24,7 @@ from .registry import FAILED_GATES, PASSED, LocalRegistry
 from .trees import WorkTree
 
 if TYPE_CHECKING:
-    from .checkpoints import Resume
+    from .checkpoints import WorkBranch
 
 Echo = Callable[[str], None]
 MANIFEST_FORMAT = 1
@@ -247,10 +247,14 @@ def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, 
     spec = bundle.spec
     batch_size, checkpointing = sized_auto_settings(bundle.run.get("estimate") or {})
     count = training_processes(processes)
-    callbacks, resume = _checkpoints(bundle, registry, count, batch_size, checkpointing, echo)
+    work, minutes = _work_branch(bundle, registry, count, batch_size, checkpointing)
+    resume = work.resume() if work else None
     resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
     if count == 1:
+        from .checkpoints import checkpoint_callback
+
+        callbacks = [checkpoint_callback(work, minutes * 60)] if work and minutes > 0 else []
         result = train(spec, bundle.model_path(), data.train, data.eval, staging / "model", on_log=progress_printer(echo),
                        batch_size=batch_size, gradient_checkpointing=checkpointing, resume_from=resume_from, callbacks=callbacks)
         # The trainer, model and optimizer hold reference cycles: free them now, not at some later
@@ -262,26 +266,23 @@ def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, 
     torch.cuda.empty_cache()  # the scoring passes' cached blocks would crowd the first GPU
     request = TrainRequest(bundle=str(bundle.path.resolve()), out_dir=str((staging / "model").resolve()),
                            result=str((staging / "ddp" / "result.json").resolve()), batch_size=batch_size, gradient_checkpointing=checkpointing,
-                           resume_from=str(resume_from) if resume_from else None)
+                           resume_from=str(resume_from) if resume_from else None,
+                           checkpoint_minutes=minutes if work else 0.0, checkpoint_settings=work.settings if work else None)
     return train_distributed(request, count, echo), resumed
 
 
-def _checkpoints(bundle: Bundle, registry: Any, processes: int, batch_size: int | None, checkpointing: bool | None,
-                 echo: Echo) -> tuple[list[Any], Resume | None]:
-    """The trainer callbacks that upload checkpoints to the run's work branch, and the checkpoint
-    there to resume from. Hub jobs only: a local job has nothing that retries it, so it neither
+def _work_branch(bundle: Bundle, registry: Any, processes: int, batch_size: int | None,
+                 checkpointing: bool | None) -> tuple[WorkBranch | None, float]:
+    """The run's work branch, where checkpoints go every `minutes` and where a retried job finds
+    one to resume from. Hub jobs only: a local job has nothing that retries it, so it neither
     saves nor resumes (see checkpoints.py)."""
     if isinstance(registry, LocalRegistry):
-        return [], None
-    from .checkpoints import checkpoint_callback, resume_settings
+        return None, 0.0
+    from .checkpoints import resume_settings
     from .settings import DEFAULT_CHECKPOINT_MINUTES
 
     work = registry.work_branch(bundle.run["output_repo"], bundle.key, resume_settings(bundle.spec, processes, batch_size, checkpointing))
-    minutes = float(bundle.run.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES))
-    if minutes > 0 and processes > 1:
-        echo("  checkpoints are not saved when training with several processes yet; a retried job starts over")
-    callbacks = [checkpoint_callback(work, minutes * 60)] if minutes > 0 and processes == 1 else []
-    return callbacks, work.resume()
+    return work, float(bundle.run.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES))
 
 
 def sized_auto_settings(estimate: dict[str, Any]) -> tuple[int | None, bool | None]:

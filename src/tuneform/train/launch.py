@@ -27,7 +27,7 @@ import sys
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .engine import TrainError, TrainResult
 
@@ -44,6 +44,10 @@ class TrainRequest:
     batch_size: int | None = None
     gradient_checkpointing: bool | None = None
     resume_from: str | None = None
+    # Hub jobs: minutes between checkpoints the first process uploads to the run's work branch
+    # (0: none), and the settings a resume must share, recorded beside each checkpoint.
+    checkpoint_minutes: float = 0.0
+    checkpoint_settings: dict[str, Any] | None = None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")

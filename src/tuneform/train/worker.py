@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .launch import TrainRequest
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         on_log = progress_printer(lambda line: print(line, flush=True)) if rank == 0 else None
         result = train(bundle.spec, bundle.model_path(), data.train, data.eval, Path(request.out_dir), on_log=on_log,
                        batch_size=request.batch_size, gradient_checkpointing=request.gradient_checkpointing,
-                       resume_from=Path(request.resume_from) if request.resume_from else None)
+                       resume_from=Path(request.resume_from) if request.resume_from else None,
+                       callbacks=_checkpoint_callbacks(request, bundle, rank))
     except (TrainError, DataError, FormatError) as exc:
         _report_error(request, rank, str(exc))
         print(f"error: {exc}", flush=True)
@@ -50,6 +52,22 @@ def main(argv: list[str] | None = None) -> int:
         Path(request.result).write_text(json.dumps(result.as_json()), encoding="utf-8")
     _leave_group()
     return 0
+
+
+def _checkpoint_callbacks(request: TrainRequest, bundle: Any, rank: int) -> list[Any]:
+    """Every process takes part in a checkpoint (each saves its own RNG state); only the first
+    talks to the Hub, so only it opens the work branch."""
+    if request.checkpoint_minutes <= 0 or request.checkpoint_settings is None:
+        return []
+    from ..checkpoints import checkpoint_callback
+
+    work = None
+    if rank == 0:
+        from ..job import open_registry
+
+        registry = open_registry("hub", bundle, lambda line: print(line, flush=True))
+        work = registry.work_branch(bundle.run["output_repo"], bundle.key, request.checkpoint_settings)
+    return [checkpoint_callback(work, request.checkpoint_minutes * 60)]
 
 
 def _report_error(request: TrainRequest, rank: int, message: str) -> None:
