@@ -246,6 +246,24 @@ def test_load_for_eval_applies_a_peft_adapter_to_its_base(demo: tuple[Any, Any],
     assert generate_predictions(model, tokenizer, suite) == generate_predictions(trained, tokenizer, suite)
 
 
+def test_four_bit_scoring_needs_a_gpu() -> None:
+    with pytest.raises(ValueError, match="four_bit scoring needs a CUDA GPU"):
+        load_for_eval(DEMO, device="cpu", four_bit=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bitsandbytes 4-bit kernels need a CUDA GPU")
+def test_a_qlora_run_is_scored_on_four_bit_weights(demo: tuple[Any, Any]) -> None:
+    """On the GPU (the device run of docs/calibration.md): the linear layers load as NF4, and the
+    held-out loss stays near the fp32 model's (4-bit rounding moves it, it does not break it)."""
+    import bitsandbytes as bnb
+
+    model, tokenizer = load_for_eval(DEMO, four_bit=True)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    heldout = [([1, 3, 300, 301, 302, 303, 4], [0, 0, 0, 1, 1, 1, 1])]
+    quantized, full = heldout_loss(model, heldout), heldout_loss(demo[0], heldout)
+    assert math.isfinite(quantized) and quantized == pytest.approx(full, rel=0.1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables and gates (predictions given, no model needed)
 

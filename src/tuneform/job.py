@@ -10,6 +10,7 @@ it since this one was planned (a late job must not roll main back).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import signal
 import sys
@@ -73,17 +74,20 @@ def _gates(bundle: Bundle) -> dict[str, str]:
     return gates
 
 
-def _score(path: str, base: str | None, revision: str | None, chat_template: str | None, suites: list[Suite], heldout: list[tuple[list[int], list[int]]]) -> Any:
+def _score(path: str, base: str | None, *, revision: str | None, chat_template: str | None, suites: list[Suite],
+           heldout: list[tuple[list[int], list[int]]], four_bit: bool) -> Any:
     """Load one model (a folder, or an adapter on `base`) and score it; frees it afterwards.
 
-    Every model is prompted with the run's chat template (the one training used), so base,
-    previous and new differ only in their weights.
+    Every model is prompted with the run's chat template (the one training used) and loaded the
+    same way (`four_bit` for a QLoRA run: its adapter trained against the 4-bit base, and a card
+    sized for QLoRA training may not hold the 16-bit base), so base, previous and new differ only
+    in their weights.
     """
     import gc
 
     from .evals.runner import load_for_eval, score_model
 
-    model, tokenizer = load_for_eval(path, base=base, revision=revision)
+    model, tokenizer = load_for_eval(path, base=base, revision=revision, four_bit=four_bit)
     try:
         return score_model(model, tokenizer, suites, heldout, chat_template=chat_template)
     finally:
@@ -151,26 +155,26 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         heldout = [(t.input_ids, t.completion_mask) for t in tokenize_all(data.eval, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)]
 
         echo("scoring the base model")
-        hub_revision = None if spec.model.is_local else spec.model.revision
-        template = tokenizer.chat_template
-        base_scores = _score(model_path, None, hub_revision, template, suites, heldout)
+        score = functools.partial(_score, revision=None if spec.model.is_local else spec.model.revision, chat_template=tokenizer.chat_template,
+                                  suites=suites, heldout=heldout, four_bit=spec.method.type == "qlora")
+        base_scores = score(model_path, None)
         previous_key = registry.main(repo)
         previous_scores = None
         if previous_key and previous_key != key:
             echo(f"scoring the version it replaces, run-{previous_key[:12]}")
-            previous_scores = _score(str(registry.model_dir(repo, previous_key)), model_path, hub_revision, template, suites, heldout)
+            previous_scores = score(str(registry.model_dir(repo, previous_key)), model_path)
 
         result, resumed = None, None
         if action == "evaluate":
             version_dir = registry.model_dir(repo, key)
             echo(f"scoring run-{key[:12]} with the changed evals (no training)")
-            new_scores = _score(str(version_dir), model_path, hub_revision, template, suites, heldout)
+            new_scores = score(str(version_dir), model_path)
         else:
             result, resumed = _train(bundle, registry, data, staging, echo, processes)
             echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}")
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
-            new_scores = _score(str(staging / "model"), model_path if adapter else None, hub_revision, template, suites, heldout)
+            new_scores = score(str(staging / "model"), model_path if adapter else None)
         table = compare(base_scores, previous_scores, new_scores, _gates(bundle))
     except (DataError, FormatError, TrainError, GateError, SuiteError) as exc:
         shutil.rmtree(staging, ignore_errors=True)

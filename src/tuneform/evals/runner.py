@@ -467,6 +467,7 @@ def load_for_eval(
     base: str | Path | None = None,
     revision: str | None = None,
     device: str | None = None,
+    four_bit: bool = False,
 ) -> tuple[CausalLM, PreTrainedTokenizerBase]:
     """Load a model (a folder or Hub id) or a PEFT adapter folder, ready for scoring.
 
@@ -476,22 +477,32 @@ def load_for_eval(
     `revision` pins whichever model comes from the Hub: the base, or `path` itself. The tokenizer comes from `path` when the
     version saved one (training may add a chat template), else from the base. Weights are fp32 on
     CPU, where bf16 matmuls are slow and inexact, and bf16 on a GPU, the precision training used.
+    `four_bit` loads the weights as QLoRA trained on them (NF4, computing in bf16; CUDA only): a
+    QLoRA run's adapter is scored on the base it was trained against, in the memory it trained in.
     Remote code is never trusted.
     """
     folder = Path(path)
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.float32 if target.type == "cpu" else torch.bfloat16
+    quantized: dict[str, Any] = {}
+    if four_bit:
+        if target.type != "cuda":
+            raise ValueError("four_bit scoring needs a CUDA GPU (bitsandbytes 4-bit kernels)")
+        from ..train.engine import qlora_quantization
+
+        quantized = {"quantization_config": qlora_quantization(dtype), "device_map": {"": target.index or 0}}
+    placement: dict[str, Any] = quantized or {"device_map": str(target)}
     adapter_config = folder / "adapter_config.json"
     if adapter_config.is_file():
         from peft import PeftModel
 
         base_id = str(base or json.loads(adapter_config.read_text())["base_model_name_or_path"])
-        base_model = AutoModelForCausalLM.from_pretrained(base_id, revision=revision, dtype=dtype, device_map=str(target), trust_remote_code=False)
+        base_model = AutoModelForCausalLM.from_pretrained(base_id, revision=revision, dtype=dtype, trust_remote_code=False, **placement)
         model: CausalLM = PeftModel.from_pretrained(base_model, str(folder))
         has_tokenizer = any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
         tokenizer = AutoTokenizer.from_pretrained(str(folder) if has_tokenizer else base_id, revision=None if has_tokenizer else revision, trust_remote_code=False)
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(path), revision=revision, dtype=dtype, device_map=str(target), trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(str(path), revision=revision, dtype=dtype, trust_remote_code=False, **placement)
         tokenizer = AutoTokenizer.from_pretrained(str(path), revision=revision, trust_remote_code=False)
     model.eval()
     return model, tokenizer

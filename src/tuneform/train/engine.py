@@ -539,11 +539,8 @@ def _load_trl(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel:
     }
     if spec.method.type == "qlora":
         import torch
-        from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-        )
+        kwargs["quantization_config"] = qlora_quantization(dtype)
         # 4-bit weights are placed as they load: on this process's own GPU under DDP.
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     try:
@@ -594,6 +591,14 @@ def _load_unsloth(spec: RunSpec, model: str, settings: Settings) -> PreTrainedMo
         use_gradient_checkpointing="unsloth" if settings.gradient_checkpointing else False,
         random_state=spec.training.seed,
     )
+
+
+def qlora_quantization(compute_dtype: Any) -> Any:
+    """The 4-bit NF4 weights QLoRA trains on (double-quantised constants), computing in `compute_dtype`.
+    Scoring a QLoRA run loads its models the same way (evals/runner.py load_for_eval)."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
 
 
 def _linear_layer_names(model: PreTrainedModel) -> list[str]:
