@@ -12,7 +12,7 @@ Configurations (same data, same tokens, same LoRA r=16 on the seven projections)
 - tuneform-default: only what a user must write; flavor h200, engine auto (unsloth on a GPU),
   batch and checkpointing sized by tuneform's estimator, packing on.
 - tuneform-batch16, tuneform-batch32: the same with the batch fixed (points on the utilisation
-  curve); tuneform-batch16-segments: batch 16 with TUNEFORM_PACKED_ATTENTION=segments, packed
+  curve); tuneform-batch16-segments: batch 16 with compute.attention per-document, packed
   documents attended one at a time (the baseline of train/packed_attention.py).
 - trl-defaults: engine trl with TRL's SFTConfig defaults written out (batch 8, no gradient
   accumulation, gradient checkpointing on, no packing, fused AdamW, lr 2e-5).
@@ -128,8 +128,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "tuneform-batch16-segments": {
         "about": "tuneform-batch16 with packed documents attended one SDPA call per run of equal lengths (Unsloth's fallback on torch < 2.12): the baseline for train/packed_attention.py",
         "training": {"per_device_train_batch_size": 16},
-        "compute": {},
-        "env": {"TUNEFORM_PACKED_ATTENTION": "segments"},
+        "compute": {"attention": "per-document"},
     },
     "unsloth-notebook": {
         "about": "Unsloth notebook: batch 2, GA 4, checkpointing 'unsloth', adamw_8bit, lr 2e-4, warmup 5, wd 0.001, no packing (16-bit base, not 4-bit)",
@@ -813,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"- {label}: tuneform job (run-{run['run_key'][:12]}, {processes} process{'es' if processes > 1 else ''})", flush=True)
             with GpuMemory() if cuda else _NoMemory() as memory:
-                job = run_job(bundle, registry, logs / f"{label}.log", {**env, **CONFIGS[name].get("env", {})}, left if left is not None else 24 * 3600,
+                job = run_job(bundle, registry, logs / f"{label}.log", env, left if left is not None else 24 * 3600,
                               processes=processes, memory_cap_gib=args.memory_cap_gib)
         shutil.rmtree(bundle, ignore_errors=True)  # an 8B bundle holds a copy of the model: one at a time
         manifest = None

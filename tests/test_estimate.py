@@ -241,7 +241,7 @@ MEASURED_PER_DOCUMENT = [
     (8, False, 30_652, 0.10),  # fitted (with the next row) into utilization_max/half tokens
     (16, False, 34_000, 0.10),
     (16, False, 35_213, 0.05),  # bench run 4: not fitted
-    (16, False, 32_201, 0.08),  # bench, TUNEFORM_PACKED_ATTENTION=segments beside the varlen runs
+    (16, False, 32_201, 0.08),  # bench, compute.attention: per-document beside the varlen runs
     (32, True, 24_700, 0.10),  # not fitted: checks the recompute model
 ]
 

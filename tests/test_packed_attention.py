@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from tuneform.train import packed_attention
 from tuneform.train.packed_attention import aten_varlen, choose_route, torch_varlen_takes_gqa
 
-GPU_ARGS = dict(engine="unsloth", cuda=True, unsloth_has_varlen=False, flash_available=True,
-                capability_major=9, lean_function=True, env=None)
+GPU_ARGS = dict(requested="auto", engine="unsloth", cuda=True, unsloth_has_varlen=False, flash_available=True,
+                capability_major=9, lean_function=True)
 
 
 def test_torch_varlen_signature_check_reads_the_real_function() -> None:
@@ -37,13 +37,11 @@ def test_torch_varlen_signature_check_reads_the_real_function() -> None:
 @pytest.mark.parametrize("change, route", [
     ({}, "varlen-aten"),
     ({"unsloth_has_varlen": True}, "varlen"),  # torch >= 2.12: Unsloth's own call
-    ({"unsloth_has_varlen": True, "env": "segments"}, "varlen"),  # nothing of ours to turn off
-    ({"env": "segments"}, "segments"),
-    ({"env": " Segments "}, "segments"),
-    ({"env": "varlen"}, "varlen-aten"),
-    ({"capability_major": 7}, "segments"),  # T4: no flash kernel
-    ({"flash_available": False}, "segments"),
-    ({"lean_function": False}, "segments"),  # another Unsloth version: leave it alone
+    ({"requested": "per-document"}, "per-document"),
+    ({"unsloth_has_varlen": True, "requested": "per-document"}, "per-document"),  # Unsloth's own route turned off too
+    ({"capability_major": 7}, "per-document"),  # T4: no flash kernel
+    ({"flash_available": False}, "per-document"),
+    ({"lean_function": False}, "per-document"),  # another Unsloth version: leave it alone
     ({"engine": "trl"}, "n/a"),
     ({"cuda": False}, "n/a"),
 ])
@@ -54,7 +52,7 @@ def test_route(change: dict[str, Any], route: str) -> None:
 def test_route_is_not_applicable_without_a_gpu() -> None:
     if torch.cuda.is_available():
         pytest.skip("the CPU answer")
-    assert packed_attention.enable_for_unsloth() == "n/a"
+    assert packed_attention.enable_for_unsloth("auto") == "n/a"
 
 
 def per_document(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int]) -> torch.Tensor:
@@ -105,7 +103,7 @@ def test_one_varlen_call_equals_per_document_attention_on_the_gpu(lengths: list[
     pytest.importorskip("unsloth")
     from unsloth.utils import attention_dispatch as dispatch
 
-    route = packed_attention.enable_for_unsloth()
+    route = packed_attention.enable_for_unsloth("auto")
     assert route in ("varlen", "varlen-aten")
     total, heads, kv_heads, dim = sum(lengths), 32, 8, 64  # the Llama-3.2-1B attention shape
     gen = torch.Generator(device="cuda").manual_seed(0)

@@ -114,13 +114,13 @@ class Calibration:
     varlen_half_utilization_tokens_h200: float = 12_834.0
     #
     # Everything else (unpacked rows, TRL, and packed rows attended one document at a time, as
-    # Unsloth does on a T4 or with TUNEFORM_PACKED_ATTENTION=segments): the curve and factors
+    # Unsloth does on a T4 or with compute.attention: per-document): the curve and factors
     # below were fitted before the varlen route existed, when packed rows took that path too.
     # Fitted to Unsloth's two packed, no-checkpointing runs on the H200: batch 8 x 2048 ->
     # 30,652 tok/s and batch 16 x 2048 -> ~34,000 tok/s, at 5.41 GFLOP/token: 21.0% and 23.3%
     # of 790 TFLOP/s. Solving gives 0.262 and 4,030 tokens. The half point counts the work
     # without recomputation (see _flops_per_second). Checks: tuneform job's batch 16 packed ran
-    # at 35,213 (predicted 34,046), and 32,201 with TUNEFORM_PACKED_ATTENTION=segments beside
+    # at 35,213 (predicted 34,046), and 32,201 with compute.attention: per-document beside
     # the varlen runs; the reference's batch 32 packed with checkpointing at ~24,700 (predicted
     # 25,296). Other GPUs, both curves: the half point scaled by the GPU's matmul rate relative
     # to the H200's (assumption: a smaller GPU fills up with fewer tokens).

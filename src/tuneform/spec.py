@@ -328,6 +328,7 @@ class ComputeSpec(_Section):
     backend: Literal["local", "hf-jobs"] | None = Field(None, description="Default: [tool.tuneform] default_backend, else local.")
     flavor: str = Field("auto", description="HF Jobs hardware flavor, or auto for the cheapest that fits.")
     engine: Literal["auto", "unsloth", "trl"] = Field("auto", description="auto: unsloth on a CUDA GPU when installed, else trl.")
+    attention: Literal["auto", "per-document"] = Field("auto", description="How unsloth attends packed rows: auto, one varlen flash call per row where the GPU allows (Ampere or newer); per-document, one call per document (slower; the same result).")
     # The schema says what a user may write (90m, 2h, seconds), not the parsed int.
     timeout: Annotated[int | Literal["auto"], WithJsonSchema({"anyOf": [
         {"const": "auto"},

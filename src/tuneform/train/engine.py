@@ -215,7 +215,7 @@ def prepare(
     cuda = torch.cuda.is_available()
     engine = choose_engine(spec.compute.engine, cuda=cuda)  # imports unsloth first when chosen
     check_runnable(spec, engine=engine, cuda=cuda)
-    attention = packed_attention.enable_for_unsloth() if engine == "unsloth" else "n/a"
+    attention = packed_attention.enable_for_unsloth(spec.compute.attention) if engine == "unsloth" else "n/a"
     settings = resolve_settings(
         spec,
         engine=engine,

@@ -16,27 +16,24 @@ such builds tuneform hands Unsloth's attention dispatch a `varlen_attn` stand-in
 Function; Unsloth's own checks (dtype, head size, GPU generation, deterministic mode, dropout,
 the int32 backward limit) still decide per call whether the varlen route is taken.
 
-The result is the same attention, computed in one launch: it is a kernel choice, so it is not in
-the run key. It is recorded in the manifest (`settings.attention`), and
-`TUNEFORM_PACKED_ATTENTION=segments` in the job's environment turns it off.
+The result is the same attention, computed in one launch: it is a kernel choice, so it lives in
+the run file's `compute` section (`compute.attention: per-document` turns it off), which is not in
+the run key. The route taken is recorded in the manifest (`settings.attention`).
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Literal
 
-Route = Literal["varlen", "varlen-aten", "segments", "n/a"]
+Route = Literal["varlen", "varlen-aten", "per-document", "n/a"]
 """How packed documents are attended:
 - varlen: Unsloth's own single varlen call (torch >= 2.12);
 - varlen-aten: the same single call through torch's flash op, enabled here (torch < 2.12);
-- segments: one SDPA call per run of equal-length documents (Unsloth's fallback);
+- per-document: one SDPA call per run of equal-length documents (Unsloth's fallback);
 - n/a: not Unsloth (TRL builds its own attention masks) or no GPU."""
-
-ENV = "TUNEFORM_PACKED_ATTENTION"
 
 
 def torch_varlen_takes_gqa(varlen_attn: Callable[..., Any] | None) -> bool:
@@ -47,22 +44,23 @@ def torch_varlen_takes_gqa(varlen_attn: Callable[..., Any] | None) -> bool:
     return "window_size" in params and "enable_gqa" in params
 
 
-def choose_route(*, engine: str, cuda: bool, unsloth_has_varlen: bool, flash_available: bool,
-                 capability_major: int, lean_function: bool, env: str | None) -> Route:
+def choose_route(*, requested: str, engine: str, cuda: bool, unsloth_has_varlen: bool, flash_available: bool,
+                 capability_major: int, lean_function: bool) -> Route:
     """Which route a job takes; pure, so every branch is testable without a GPU.
 
-    `unsloth_has_varlen`: Unsloth found a usable `varlen_attn` itself. `lean_function`: its
-    attention module has the autograd Function the stand-in calls (absent in other versions).
+    `requested`: the run's compute.attention. `unsloth_has_varlen`: Unsloth found a usable
+    `varlen_attn` itself. `lean_function`: its attention module has the autograd Function the
+    stand-in calls (absent in other versions).
     """
     if engine != "unsloth" or not cuda:
         return "n/a"
+    if requested == "per-document":
+        return "per-document"
     if unsloth_has_varlen:
         return "varlen"
-    if (env or "").strip().lower() == "segments":
-        return "segments"
     # torch's flash kernels need sm_80 (A100) or newer; a T4 keeps the per-document path.
     if not flash_available or capability_major < 8 or not lean_function:
-        return "segments"
+        return "per-document"
     return "varlen-aten"
 
 
@@ -85,11 +83,12 @@ def aten_varlen(dispatch: ModuleType) -> Callable[..., Any]:
     return varlen_attn
 
 
-def enable_for_unsloth() -> Route:
-    """Point Unsloth's packed attention at one varlen call where torch allows it; returns the route.
+def enable_for_unsloth(requested: str = "auto") -> Route:
+    """Set Unsloth's packed attention to the route `requested` (compute.attention) and the machine
+    allow; returns the route. Call after `import unsloth` and before training.
 
-    Call after `import unsloth` and before training. Changes Unsloth's attention module only when
-    the route is `varlen-aten`.
+    Unsloth's attention module changes only for `varlen-aten`, and for `per-document` where
+    Unsloth would otherwise take its own varlen route (its setting for that is read at import).
     """
     import torch
 
@@ -99,16 +98,18 @@ def enable_for_unsloth() -> Route:
     from unsloth.utils import attention_dispatch as dispatch
 
     route = choose_route(
+        requested=requested,
         engine="unsloth",
         cuda=cuda,
         unsloth_has_varlen=getattr(dispatch, "_TORCH_VARLEN_ATTN", None) is not None,
         flash_available=bool(getattr(torch.backends.cuda, "is_flash_attention_available", lambda: False)()),
         capability_major=torch.cuda.get_device_capability()[0],
         lean_function=hasattr(dispatch, "_LeanFlashVarlen") and hasattr(dispatch, "_TORCH_VARLEN_ATTN"),
-        env=os.environ.get(ENV),
     )
     if route == "varlen-aten":
         dispatch._TORCH_VARLEN_ATTN = aten_varlen(dispatch)
         # Unsloth's lean path would ask torch 2.12's cuDNN check first; the stand-in is that path.
         dispatch._LEAN_VARLEN = False
+    elif route == "per-document":
+        dispatch._TORCH_VARLEN_ATTN = None  # what Unsloth's UNSLOTH_TORCH_VARLEN=0 does at import
     return route
