@@ -63,6 +63,8 @@ def test_calibration_round_trip_through_pyproject(demo: Repo) -> None:
     after = demo.json("plan", "runs/demo.yaml", "--format", "json", "--base", "HEAD~1")[1]["runs"][0]["estimate"]
     assert after["tokens_per_second"] == pytest.approx(before["tokens_per_second"] * speed, rel=1e-3)
     assert after["calibration"]["speed"] == speed
+    shown = demo.cli("plan", "runs/demo.yaml", "--base", "HEAD~1", "--format", "markdown").output
+    assert f"calibrated for cpu from this repo's runs: speed x{speed:g}" in shown
 
     # Train with it applied: the second record is priced without the factor, so calibrating
     # again measures against the same baseline instead of multiplying factors.

@@ -134,6 +134,10 @@ def _row(run: PlannedRun) -> dict[str, str]:
         "evaluate": "evals changed: score again, no training",
         "invalid": f"{len(data['errors'])} error(s)",
     }.get(run.action, ""))
+    applied = est.get("calibration") or {}
+    factors = [f"{name} x{applied[name]:g}" for name in ("speed", "memory") if applied.get(name, 1.0) != 1.0]
+    if factors and run.action in ("create", "update"):
+        notes.append(f"calibrated for {applied.get('gpu')} from this repo's runs: {', '.join(factors)}")
     note = "; ".join(n for n in notes if n)
     return {
         "action": run.action,
