@@ -23,6 +23,8 @@ import pytest
 from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 
+from tuneform.catalog import FLAVORS
+
 REPO = "acme/demo"
 # The demo, shortened for a CPU test: fewer steps (~5 s) and a gate any trained model passes.
 DEMO = ((ROOT / "runs/demo.yaml").read_text()
@@ -166,6 +168,12 @@ def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, f
     code, history = demo.json("history", "demo", "--backend", "hf-jobs", "--format", "json")
     assert code == 0 and history["main"] == key and [v["run_key"] for v in history["versions"]] == [key, second["run_key"]]
     assert history["versions"][0]["main"] and history["versions"][0]["commit"]
+    # calibrate reads the same manifests from the Hub; this job's "GPU" was the test machine's
+    # CPU, so neither version can correct the flavor's GPU, and it says so
+    code, calibration = demo.json("calibrate", "--backend", "hf-jobs", "--format", "json")
+    gpu = FLAVORS[str(manifest["estimate"]["flavor"])].gpu_model
+    assert code == 0 and calibration["records"] == [] and calibration["toml"] is None
+    assert [s["reason"] for s in calibration["skipped"]] == [f"planned for {gpu} ({manifest['estimate']['flavor']}) but trained on cpu"] * 2
 
     # status and logs of an HF job by its id
     code, status = demo.json("status", f"acme/{job.id}", "--format", "json")
