@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .catalog import FLAVORS
@@ -153,3 +153,47 @@ def toml_table(found: Iterable[GpuFactors]) -> str:
     if memory:
         lines.append(f"memory = {inline(memory)}")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `tuneform calibrate` reports: the records, the versions left out, the factors."""
+
+    records: list[Record]
+    skipped: list[Skipped]
+    invalid: list[str]  # run files that did not load
+    factors: list[GpuFactors]
+
+    @classmethod
+    def of(cls, versions: Iterable[tuple[str, dict[str, Any]]], invalid: list[str]) -> Calibration:
+        records, skipped = collect(versions)
+        return cls(records, skipped, invalid, factors(records))
+
+    @property
+    def toml(self) -> str | None:
+        return toml_table(self.factors) if self.factors else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "records": [asdict(r) | {"speed": r.speed, "memory": r.memory} for r in self.records],
+            "skipped": [asdict(s) for s in self.skipped],
+            "invalid": self.invalid,
+            "factors": {f.gpu: {"runs": f.runs, "speed": f.speed, "memory": f.memory} for f in self.factors},
+            "toml": self.toml,
+        }
+
+    def text(self) -> str:
+        lines = [f"skipped {path}: invalid run file (tuneform validate says why)" for path in self.invalid]
+        lines += [f"skipped {s.run} {s.version}: {s.reason}" for s in self.skipped]
+        if not self.records:
+            lines.append("no trained version records an estimate and a measurement yet: apply a run, then calibrate")
+            return "\n".join(lines) + "\n"
+        lines.append(f"{'run':20} {'version':16} {'gpu':6} {'tok/s est':>10} {'measured':>10} {'x':>6} {'GiB est':>8} {'measured':>8} {'x':>6}")
+        for r in self.records:
+            memory = f"{r.estimated_peak_gb:8.2f} {r.measured_peak_gb:8.2f} {r.memory:6.2f}" if r.memory is not None else f"{'-':>8} {'-':>8} {'-':>6}"
+            lines.append(f"{r.run[:20]:20} {r.version:16} {r.gpu:6} {r.estimated_tokens_per_second:10,.0f} {r.measured_tokens_per_second:10,.0f}"
+                         f"{'' if r.steady else '*'} {r.speed:6.2f} {memory}")
+        if not all(r.steady for r in self.records):
+            lines.append("* the whole training loop's rate, warm-up included: the run was too short for a steady rate")
+        lines += ["", "Add to pyproject.toml (it replaces any [tool.tuneform.calibration] there):", ""]
+        return "\n".join(lines) + "\n" + (self.toml or "")

@@ -302,18 +302,19 @@ def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
     """Estimated against measured for every trained version of the runs (default: runs/), and the
     [tool.tuneform.calibration] table that corrects the estimator for this repository."""
     from . import calibrate as calibration
-    from .check import RUNS_DIR
+    from .check import RUN_SUFFIXES, RUNS_DIR
     from .registry import RegistryError
     from .spec import load_run_text
+    from .trees import WorkTree
 
     root = _root()
-    files = [root / p for p in paths] if paths else sorted((root / RUNS_DIR).glob("*.y*ml"))
     manifests: list[tuple[str, dict[str, Any]]] = []
     invalid: list[str] = []
-    for path in files:
+    for rel in list(paths) or WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES):
+        path = root / rel
         if not path.is_file():
-            _fail(f"no run file {path.relative_to(root) if path.is_relative_to(root) else path}", fmt)
-        loaded = load_run_text(path.read_bytes(), str(path.relative_to(root) if path.is_relative_to(root) else path))
+            _fail(f"no run file {rel}", fmt)
+        loaded = load_run_text(path.read_bytes(), rel)
         if loaded.spec is None:
             invalid.append(loaded.path)
             continue
@@ -322,39 +323,11 @@ def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
             manifests += [(loaded.name, v.manifest) for v in registry.versions(repo)]
         except RegistryError as exc:
             _fail(str(exc), fmt)
-    records, skipped = calibration.collect(manifests)
-    found = calibration.factors(records)
-    table = calibration.toml_table(found) if found else None
+    report = calibration.Calibration.of(manifests, invalid)
     if fmt == "json":
-        _emit_json({
-            "records": [{"run": r.run, "version": r.version, "gpu": r.gpu, "device": r.device, "steady": r.steady,
-                         "estimated_tokens_per_second": r.estimated_tokens_per_second, "measured_tokens_per_second": r.measured_tokens_per_second,
-                         "speed": r.speed, "estimated_peak_gb": r.estimated_peak_gb, "measured_peak_gb": r.measured_peak_gb, "memory": r.memory}
-                        for r in records],
-            "skipped": [{"run": s.run, "version": s.version, "reason": s.reason} for s in skipped],
-            "invalid": invalid,
-            "factors": {f.gpu: {"runs": f.runs, "speed": f.speed, "memory": f.memory} for f in found},
-            "toml": table,
-        })
-        return
-    for path in invalid:
-        click.echo(f"skipped {path}: invalid run file (tuneform validate says why)")
-    for s in skipped:
-        click.echo(f"skipped {s.run} {s.version}: {s.reason}")
-    if not records:
-        click.echo("no trained version records an estimate and a measurement yet: apply a run, then calibrate")
-        return
-    click.echo(f"{'run':20} {'version':16} {'gpu':6} {'tok/s est':>10} {'measured':>10} {'x':>6} {'GiB est':>8} {'measured':>8} {'x':>6}")
-    for r in records:
-        memory = f"{r.estimated_peak_gb:8.2f} {r.measured_peak_gb:8.2f} {r.memory:6.2f}" if r.memory is not None else f"{'-':>8} {'-':>8} {'-':>6}"
-        click.echo(f"{r.run[:20]:20} {r.version:16} {r.gpu:6} {r.estimated_tokens_per_second:10,.0f} {r.measured_tokens_per_second:10,.0f}"
-                   f"{'' if r.steady else '*'} {r.speed:6.2f} {memory}")
-    if not all(r.steady for r in records):
-        click.echo("* the whole training loop's rate, warm-up included: the run was too short for a steady rate")
-    click.echo("")
-    click.echo("Add to pyproject.toml (it replaces any [tool.tuneform.calibration] there):")
-    click.echo("")
-    click.echo(table or "", nl=False)
+        _emit_json(report.as_json())
+    else:
+        click.echo(report.text(), nl=False)
 
 
 def _headline(manifest: dict[str, Any]) -> dict[str, float]:

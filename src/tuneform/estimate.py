@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tuneform.catalog import FLAVORS, Flavor, ModelShape
@@ -262,11 +262,6 @@ DEFAULT_CALIBRATION = Calibration()
 def gpu_key(flavor: Flavor) -> str:
     """The key a flavor's calibration is kept under: its GPU model, or "cpu"."""
     return flavor.gpu_model or "cpu"
-
-
-def with_repository_calibration(speed: Mapping[str, float], memory: Mapping[str, float]) -> Calibration:
-    """The default calibration with a repository's measured factors ([tool.tuneform.calibration])."""
-    return replace(DEFAULT_CALIBRATION, speed_by_gpu=dict(speed), memory_by_gpu=dict(memory))
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ PR cannot raise its own budget.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .diagnostics import Problem, did_you_mean
-from .estimate import Calibration, with_repository_calibration
+from .estimate import DEFAULT_CALIBRATION, Calibration
 from .trees import Tree, TreeError
 from .spec import DataPolicy
 
@@ -34,7 +35,7 @@ class RepositoryCalibration(BaseModel):
 
     def as_calibration(self) -> Calibration:
         """The estimator's calibration with these factors."""
-        return with_repository_calibration(self.speed, self.memory)
+        return replace(DEFAULT_CALIBRATION, speed_by_gpu=dict(self.speed), memory_by_gpu=dict(self.memory))
 
 
 class Settings(BaseModel):
