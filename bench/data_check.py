@@ -32,11 +32,11 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from tuneform import datacheck  # noqa: E402
-from tuneform.datacheck import DataReport, check_data  # noqa: E402
-from tuneform.settings import Settings  # noqa: E402
-from tuneform.spec import RunSpec, load_run_text  # noqa: E402
-from tuneform.trees import GitTree, WorkTree  # noqa: E402
+from tuneform.data import check as datacheck  # noqa: E402
+from tuneform.data.check import DataReport, check_data  # noqa: E402
+from tuneform.runfile.settings import Settings  # noqa: E402
+from tuneform.runfile.spec import RunSpec, load_run_text  # noqa: E402
+from tuneform.runfile.trees import GitTree, WorkTree  # noqa: E402
 
 LABELS = ["billing", "refund", "cancel_order", "track_order", "change_address", "reset_password", "complaint", "other"]
 OPENERS = ["Hi,", "Hello.", "Good morning,", "Excuse me,", "Hey there!", ""]

@@ -26,7 +26,7 @@ with the chat template and tokenised by the bench, truncated to max_seq_length),
 (each job's output lines are time-stamped as they arrive; the steady rate excludes the first
 steps' compilation), GPU memory (NVML, sampled every 0.2 s, the whole job). tuneform's own
 numbers (the manifest: loop seconds, token count, torch's peak allocation) sit beside them, and
-the estimator's prediction (tuneform.estimate.estimate on the h200 flavor, with the measured
+the estimator's prediction (tuneform.estimate.estimator.estimate on the h200 flavor, with the measured
 data's lengths) beside both. MFU = model FLOPs without recompute (estimate.flops_per_token with
 the shape from catalog.shape_from_config) / 790 TFLOP/s (the bf16 matrix rate measured on the
 lent H200).
@@ -77,8 +77,8 @@ except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
     import tuneform  # noqa: F401
 
-from tuneform import catalog  # noqa: E402
-from tuneform.estimate import Workload, estimate, flops_per_token  # noqa: E402
+from tuneform.estimate import catalog  # noqa: E402
+from tuneform.estimate.estimator import Workload, estimate, flops_per_token  # noqa: E402
 
 H200_BF16_TFLOPS = 790.0  # measured matrix rate on the lent H200 (DESIGN: MFU)
 LIBRARIES = ("torch", "triton", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers",
@@ -314,11 +314,11 @@ def write_repo(repo: Path, shape: Shape, configs: list[str], backend: str, max_s
 
 def make_bundle(repo: Path, name: str, dest: Path, backend: str) -> dict[str, Any]:
     """check_run + build_bundle, as apply does; returns run.json."""
-    from tuneform.bundle import build_bundle
-    from tuneform.check import check_run
-    from tuneform.resolve import HubResolver
-    from tuneform.settings import parse_settings
-    from tuneform.trees import WorkTree
+    from tuneform.job.bundle import build_bundle
+    from tuneform.plan.runcheck import check_run
+    from tuneform.runfile.resolve import HubResolver
+    from tuneform.runfile.settings import parse_settings
+    from tuneform.runfile.trees import WorkTree
 
     tree = WorkTree(repo)
     settings = parse_settings((repo / "pyproject.toml").read_text())
@@ -816,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
                               processes=processes, memory_cap_gib=args.memory_cap_gib)
         shutil.rmtree(bundle, ignore_errors=True)  # an 8B bundle holds a copy of the model: one at a time
         manifest = None
-        from tuneform.registry import LocalRegistry
+        from tuneform.registry.local import LocalRegistry
 
         version = LocalRegistry(registry).get(run["output_repo"], run["run_key"])
         if version is not None:

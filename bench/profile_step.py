@@ -168,13 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     os.environ["UNSLOTH_COMPILE_LOCATION"] = str(work / "unsloth_compiled")
-    from tuneform.bundle import read_bundle
-    from tuneform.job import sized_auto_settings, import_engine_first, quiet_libraries
+    from tuneform.job.bundle import read_bundle
+    from tuneform.job.pipeline import (
+        import_engine_first,
+        quiet_libraries,
+        sized_auto_settings,
+    )
 
     bundle = read_bundle(work / "bundle")
     import_engine_first(bundle)
     quiet_libraries()
-    from tuneform.data import load_data
+    from tuneform.data.reader import load_data
     from tuneform.train.engine import train
 
     data = load_data(bundle.spec, bundle.files)

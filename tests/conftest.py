@@ -23,7 +23,7 @@ os.environ.pop("HF_TOKEN", None)
 import pytest  # noqa: E402
 from click.testing import CliRunner, Result  # noqa: E402
 
-from tuneform.cli import main  # noqa: E402
+from tuneform.cli.commands import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,7 +140,7 @@ def demo_repo(path: Path, run: str) -> Repo:
 @pytest.fixture(autouse=True)
 def _restore_flavor_table() -> Any:
     """Plans for hf-jobs refresh the flavor table from the (local) Hub in place: undo it."""
-    from tuneform import catalog
+    from tuneform.estimate import catalog
 
     saved = dict(catalog.FLAVORS)
     yield

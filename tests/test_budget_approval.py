@@ -18,9 +18,9 @@ import pytest
 from conftest import RUN, Repo
 from fakegithub import FakeGitHub
 
-import tuneform.apply
-import tuneform.github
-from tuneform.github import GitHub, approval_from_commit
+import tuneform.backends.apply
+import tuneform.github.client
+from tuneform.github.client import GitHub, approval_from_commit
 
 OVER_BUDGET = RUN.replace("r: 8", "r: 16") + "budget: {max_usd: 0.001}\n"
 
@@ -42,7 +42,7 @@ def applied(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         plans.append(plan)
         return _Applied()
 
-    monkeypatch.setattr(tuneform.apply, "apply_plan", stand_in)
+    monkeypatch.setattr(tuneform.backends.apply, "apply_plan", stand_in)
     return plans
 
 
@@ -50,7 +50,7 @@ def applied(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """GitHub clients built by the CLI record their backoff sleeps instead of sleeping."""
     sleeps: list[float] = []
-    monkeypatch.setattr(tuneform.github, "GitHub", functools.partial(GitHub, sleep=sleeps.append))
+    monkeypatch.setattr(tuneform.github.client, "GitHub", functools.partial(GitHub, sleep=sleeps.append))
     return sleeps
 
 
@@ -140,7 +140,7 @@ def test_approval_from_commit_reads_the_merged_prs_labels(github_env: FakeGitHub
 def test_comment_expect_head(github_env: FakeGitHub, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from tuneform.cli import main
+    from tuneform.cli.commands import main
 
     head = "d4" * 20
     github_env.add_pr(7, head_sha=head)
@@ -160,7 +160,7 @@ def test_comment_expect_head(github_env: FakeGitHub, tmp_path: Path) -> None:
 def test_comment_on_a_commit_without_a_pr_exits_3(github_env: FakeGitHub, no_waiting: list[float], tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from tuneform.cli import main
+    from tuneform.cli.commands import main
 
     sha = "f6" * 20
     github_env.add_commit(sha)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, Repo, demo_repo
 
-from tuneform import calibrate
+from tuneform.estimate import calibrate
 
 # 20 steps (2 s on 2 cores) learn too little to pass the demo's gate, which is not under test here.
 SHORT = (ROOT / "runs/demo.yaml").read_text().replace("num_train_epochs: 3", "max_steps: 20").replace('">= 0.85"', '">= 0"')

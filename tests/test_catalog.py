@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tuneform.catalog import (
+from tuneform.estimate.catalog import (
     FLAVORS,
     KNOWN_MODELS,
     ModelShape,
@@ -476,7 +476,7 @@ def test_modelshape_is_frozen() -> None:
 def test_imports_stay_light() -> None:
     # plan must stay fast: the catalog and the estimator import no ML library.
     code = (
-        "import sys, time; t = time.perf_counter(); import tuneform.catalog, tuneform.estimate; "
+        "import sys, time; t = time.perf_counter(); import tuneform.estimate.catalog, tuneform.estimate.estimator; "
         "heavy = [m for m in ('torch', 'transformers', 'datasets', 'numpy', 'huggingface_hub') if m in sys.modules]; "
         "print(heavy, time.perf_counter() - t)"
     )

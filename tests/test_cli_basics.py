@@ -10,9 +10,9 @@ from pathlib import Path
 from click.testing import CliRunner
 from conftest import ROOT, Repo
 
-from tuneform.cli import main
-from tuneform.docs import END, START, reference
-from tuneform.spec import json_schema
+from tuneform.cli.commands import main
+from tuneform.runfile.reference import END, START, reference
+from tuneform.runfile.spec import json_schema
 
 
 def test_help_lists_the_contract_commands() -> None:
@@ -31,7 +31,7 @@ def test_unknown_option_is_usage_error_exit_2() -> None:
 def test_readme_reference_is_generated_from_the_schema() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme.split(START, 1)[1].split(END, 1)[0]
-    assert block == "\n" + reference(), "README.md is stale: run python -m tuneform.docs"
+    assert block == "\n" + reference(), "README.md is stale: run python -m tuneform.runfile.reference"
     assert "| `learning_rate` |" in block and "| `max_seq_length` | int | 2048 |" in block
 
 

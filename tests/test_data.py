@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tuneform.data import DataError, load_data
-from tuneform.spec import RunSpec
+from tuneform.data.reader import DataError, load_data
+from tuneform.runfile.spec import RunSpec
 
 
 def chat(i: int, answer: str = "billing") -> dict[str, Any]:

@@ -16,23 +16,22 @@ from typing import Any
 import pytest
 from conftest import RUN, Repo, jsonl
 
-from tuneform.check import check_run
-from tuneform.data import load_data
-from tuneform.datacheck import (
+from tuneform.data.check import (
     DataReport,
     Finding,
     check_data,
     data_check_command,
     normalize_text,
-    plan_data_section,
     render_data_markdown,
     render_data_text,
 )
-from tuneform.plan import make_plan
-from tuneform.resolve import HubResolver
-from tuneform.settings import Settings, SettingsError, parse_settings
-from tuneform.spec import RunSpec, load_run_text
-from tuneform.trees import GitTree, WorkTree
+from tuneform.data.reader import load_data
+from tuneform.plan.planner import make_plan, plan_data_section
+from tuneform.plan.runcheck import check_run
+from tuneform.runfile.resolve import HubResolver
+from tuneform.runfile.settings import Settings, SettingsError, parse_settings
+from tuneform.runfile.spec import RunSpec, load_run_text
+from tuneform.runfile.trees import GitTree, WorkTree
 
 MODEL = "./models/tiny"  # no tokenizer.json there: bytes/4
 
@@ -462,7 +461,7 @@ def test_check_stays_torch_free(repo: Repo) -> None:
     setup(repo, [chat(f"q {i}") for i in range(5)])
     script = (
         "import sys\nfrom pathlib import Path\n"
-        "from tuneform.datacheck import data_check_command\n"
+        "from tuneform.data.check import data_check_command\n"
         "out, code = data_check_command(Path('.'), 'runs/check.yaml', 'json')\n"
         "assert code == 0, out\n"
         "print(','.join(sorted(m for m in ('torch', 'transformers', 'datasets', 'trl', 'peft') if m in sys.modules)))\n"
@@ -488,7 +487,7 @@ def hub_run(dataset: str, extra: str = "") -> str:
 
 
 def test_hub_data_files_follow_the_hubs_layouts() -> None:
-    from tuneform.datacheck import hub_data_files
+    from tuneform.data.check import hub_data_files
 
     files = [
         "README.md", ".gitattributes", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet",
@@ -563,7 +562,7 @@ def test_private_rows_stay_unquoted_next_to_quoted_local_rows(repo: Repo, fake_h
 
 
 def test_hub_datasets_that_cannot_be_checked_say_why(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneform import datacheck
+    from tuneform.data import check as datacheck
 
     hub_env(fake_hub, monkeypatch)
     fake_hub.add_repo("bob/gated", {"train.jsonl": jsonl([chat("q")])}, repo_type="dataset", gated="manual")
@@ -590,7 +589,7 @@ def test_hub_datasets_that_cannot_be_checked_say_why(repo: Repo, fake_hub: Any, 
 
 def test_unreachable_hub_dataset_is_not_checked_with_the_reason(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the fake Hub the client is offline (conftest): no request is made, and the note says so."""
-    from tuneform.hubregistry import hub_offline
+    from tuneform.core.hub import hub_offline
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there; offline mode must not even try
     assert hub_offline()
@@ -607,7 +606,7 @@ def test_hub_check_stays_torch_and_datasets_free(repo: Repo, fake_hub: Any) -> N
     setup(repo, [], hub_run("acme/chats"))
     script = (
         "import sys, json\nfrom pathlib import Path\n"
-        "from tuneform.datacheck import data_check_command\n"
+        "from tuneform.data.check import data_check_command\n"
         "out, code = data_check_command(Path('.'), 'runs/check.yaml', 'json')\n"
         "report = json.loads(out)\n"
         "assert code == 0 and report['sources'][0]['checked'], out\n"

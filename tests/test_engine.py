@@ -17,9 +17,16 @@ import torch.nn.functional as F
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tuneform.data import Example
-from tuneform.spec import RunSpec
-from tuneform.train.engine import Settings, TrainError, prepare, resolve_settings, sft_config, train
+from tuneform.data.reader import Example
+from tuneform.runfile.spec import RunSpec
+from tuneform.train.engine import (
+    Settings,
+    TrainError,
+    prepare,
+    resolve_settings,
+    sft_config,
+    train,
+)
 from tuneform.train.format import Tokenized
 
 torch.set_num_threads(2)

@@ -11,8 +11,14 @@ from dataclasses import replace
 
 import pytest
 
-from tuneform.catalog import FLAVORS, ModelShape, known_model, local_flavor, shape_from_config
-from tuneform.estimate import (
+from tuneform.estimate.catalog import (
+    FLAVORS,
+    ModelShape,
+    known_model,
+    local_flavor,
+    shape_from_config,
+)
+from tuneform.estimate.estimator import (
     BATCH_LADDER,
     DEFAULT_CALIBRATION,
     Calibration,

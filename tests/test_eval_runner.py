@@ -15,7 +15,9 @@ pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
 
-from tuneform.evals.runner import (  # noqa: E402
+from tuneform.evals.score import score_predictions  # noqa: E402
+from tuneform.evals.suite import GateError, Suite, load_suite  # noqa: E402
+from tuneform.job.evaluate import (
     ModelScores,
     SuiteScores,
     compare,
@@ -24,8 +26,6 @@ from tuneform.evals.runner import (  # noqa: E402
     load_for_eval,
     score_model,
 )
-from tuneform.evals.score import score_predictions  # noqa: E402
-from tuneform.evals.suite import GateError, Suite, load_suite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "demo-tiny"
@@ -191,7 +191,7 @@ def test_heldout_loss_is_the_mean_nll_over_trained_tokens(demo: tuple[Any, Any])
 
 
 def test_heldout_batches_shrink_to_the_logits_budget(demo: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneform.evals import runner
+    from tuneform.job import evaluate as runner
 
     rows = [([1] * n, [1] * n) for n in (40, 30, 20, 10, 5)]
     # 4,000 logit values at a vocabulary of 100: 40 tokens wide; one row of 40 or 30, two of 20 and 10

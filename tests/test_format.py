@@ -13,9 +13,16 @@ import pytest
 from tokenizers import Tokenizer, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from tuneform.data import Example
-from tuneform.spec import ModelSpec, RunSpec
-from tuneform.train.format import FormatError, Tokenized, load_tokenizer, prepare_tokenizer, preview, tokenize
+from tuneform.data.reader import Example
+from tuneform.runfile.spec import ModelSpec, RunSpec
+from tuneform.train.format import (
+    FormatError,
+    Tokenized,
+    load_tokenizer,
+    prepare_tokenizer,
+    preview,
+    tokenize,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "demo-tiny"

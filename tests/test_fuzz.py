@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, jsonl
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, jsonl
-from tuneform.check import check_run
-from tuneform.resolve import HubResolver
-from tuneform.settings import parse_settings
-from tuneform.spec import RunSpec, load_run_text
-from tuneform.trees import WorkTree
+from tuneform.plan.runcheck import check_run
+from tuneform.runfile.resolve import HubResolver
+from tuneform.runfile.settings import parse_settings
+from tuneform.runfile.spec import RunSpec, load_run_text
+from tuneform.runfile.trees import WorkTree
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""tuneform.github against a real HTTP server that speaks GitHub's REST contract (tests/fakegithub.py).
+"""tuneform.github.client against a real HTTP server that speaks GitHub's REST contract (tests/fakegithub.py).
 
 Real httpx, real sockets, real pagination and retries; the only thing replaced is the sleep
 function, which records the waits instead of waiting them.
@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fakegithub import ACTIONS_LOGIN, FakeGitHub
 
-from tuneform.github import (
+from tuneform.github.client import (
     COMMENT_LIMIT,
     Comment,
     GitHub,
@@ -388,7 +388,7 @@ def test_comment_command_through_the_cli(fake_github, github_env, tmp_path) -> N
 
     from click.testing import CliRunner
 
-    from tuneform.cli import main
+    from tuneform.cli.commands import main
 
     fake_github.add_pr(7, title="Add a run")
     body = tmp_path / "plan.md"

@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 
-from tuneform.catalog import FLAVORS
+from tuneform.estimate.catalog import FLAVORS
 
 REPO = "acme/demo"
 # The demo, shortened for a CPU test: fewer steps (~5 s) and a gate any trained model passes.
@@ -271,7 +271,7 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
 
     from tuneform.backends import hub_registry
     from tuneform.backends.hfjobs import timeout_seconds
-    from tuneform.hubregistry import HubRegistry
+    from tuneform.registry.hub import HubRegistry
 
     monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
     registry = HubRegistry(fake_hub.api())

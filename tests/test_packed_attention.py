@@ -14,7 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from tuneform.train import packed_attention
-from tuneform.train.packed_attention import aten_varlen, choose_route, torch_varlen_takes_gqa
+from tuneform.train.packed_attention import (
+    aten_varlen,
+    choose_route,
+    torch_varlen_takes_gqa,
+)
 
 GPU_ARGS = dict(requested="auto", engine="unsloth", cuda=True, unsloth_has_varlen=False, flash_available=True,
                 capability_major=9, lean_function=True)

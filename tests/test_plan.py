@@ -7,7 +7,7 @@ import time
 
 from conftest import RUN, Repo, jsonl
 
-from tuneform.registry import FAILED_GATES, PASSED, LocalRegistry
+from tuneform.registry.local import FAILED_GATES, PASSED, LocalRegistry
 
 
 def plan_json(repo: Repo, *args: str) -> tuple[int, dict]:

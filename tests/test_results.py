@@ -18,9 +18,16 @@ from conftest import ROOT
 from fakehub import READ_TOKEN, USER_TOKEN, FakeHub
 
 from tuneform.backends.hfjobs import HfJobs
-from tuneform.github import GitHub
-from tuneform.results import EXIT_FAILED, EXIT_PENDING, all_done, collect_results, render_results, results_command
-from tuneform.runreport import RESULTS_MARKER
+from tuneform.github.client import GitHub
+from tuneform.github.results import (
+    EXIT_FAILED,
+    EXIT_PENDING,
+    all_done,
+    collect_results,
+    render_results,
+    results_command,
+)
+from tuneform.job.report import RESULTS_MARKER
 
 SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 KEY_DONE = hashlib.sha256(b"support").hexdigest()

@@ -22,7 +22,7 @@ from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 from test_hfjobs import DEMO, REPO
 
-from tuneform.checkpoints import work_branch
+from tuneform.job.checkpoints import work_branch
 
 STEPS = 12  # DEMO's 24 steps, halved: each test trains once or twice
 

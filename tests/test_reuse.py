@@ -1,4 +1,4 @@
-"""`tuneform.reuse`: comment.yml's lookup of a tokenless plan's run keys in private Hub registries.
+"""`tuneform.github.reuse`: comment.yml's lookup of a tokenless plan's run keys in private Hub registries.
 
 The output repos live on the local Hub server (tests/fakehub.py), read with the real client.
 plan.json is untrusted (it comes from the pull request's own job): hostile values are refused or
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tuneform.hubregistry import HubRegistry
-from tuneform.reuse import lookup_reuse, render_reuse_markdown, reuse_command
+from tuneform.github.reuse import lookup_reuse, render_reuse_markdown, reuse_command
+from tuneform.registry.hub import HubRegistry
 
 KEY = "3f2a9c41d07e" + "a" * 52
 FAILED_KEY = "b" * 64

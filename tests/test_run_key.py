@@ -16,14 +16,14 @@ import re
 
 import jsonschema
 import pytest
-
 from conftest import RUN, SETTINGS, Repo, sub
-from tuneform import yamlsafe
-from tuneform.check import check_run
-from tuneform.resolve import HubResolver
-from tuneform.settings import parse_settings
-from tuneform.spec import load_run_text
-from tuneform.trees import WorkTree
+
+from tuneform.plan.runcheck import check_run
+from tuneform.runfile import yamlsafe
+from tuneform.runfile.resolve import HubResolver
+from tuneform.runfile.settings import parse_settings
+from tuneform.runfile.spec import load_run_text
+from tuneform.runfile.trees import WorkTree
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 SHA = "93efa2f097d58c2a74874c7e644dbc9b0cee75a2"
@@ -206,7 +206,7 @@ def test_key_shape(repo: Repo, base_key: str) -> None:
 def schema() -> dict:
     from click.testing import CliRunner
 
-    from tuneform.cli import main
+    from tuneform.cli.commands import main
 
     result = CliRunner().invoke(main, ["schema"], catch_exceptions=False)
     assert result.exit_code == 0

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from tuneform.runreport import RESULTS_MARKER, loss_chart, md_escape, render_run, render_run_markdown, write_loss_png, write_run_report
+from tuneform.job.report import (
+    RESULTS_MARKER,
+    loss_chart,
+    md_escape,
+    render_run,
+    render_run_markdown,
+    write_loss_png,
+    write_run_report,
+)
 
 NAME = "support-bot |<script>alert(1)</script>"
 
@@ -222,7 +230,7 @@ def test_markdown_links_the_exact_version_and_says_how_to_roll_back(monkeypatch)
 
 
 def test_model_card_has_hub_metadata_and_lineage() -> None:
-    from tuneform.runreport import model_card
+    from tuneform.job.report import model_card
 
     manifest = {"run_key": "c" * 64, "name": "bot", "path": "runs/bot.yaml", "output_repo": "acme/bot", "status": "passed",
                 "backend": "hf-jobs", "git": {"commit": "d" * 40, "pr": 12},

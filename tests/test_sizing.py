@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import SETTINGS, Repo, jsonl
 
-from tuneform.catalog import FLAVORS, known_model
-from tuneform.estimate import Workload, estimate
-from tuneform.tokens import BYTES_PER_TOKEN, TEMPLATE_TOKENS_PER_MESSAGE
+from tuneform.data.tokens import BYTES_PER_TOKEN, TEMPLATE_TOKENS_PER_MESSAGE
+from tuneform.estimate.catalog import FLAVORS, known_model
+from tuneform.estimate.estimator import Workload, estimate
 
 LLAMA_1B = known_model("meta-llama/Llama-3.2-1B-Instruct")
 # Llama-3.2-1B's shape, as its config.json says it (catalog.shape_from_config reads these).

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from tuneform.spec import LocalSource
-from tuneform.tokens import Counter, count_source
+from tuneform.data.tokens import Counter, count_source
+from tuneform.runfile.spec import LocalSource
 
 TOKENIZER_JSON = (Path(__file__).resolve().parent.parent / "models" / "demo-tiny" / "tokenizer.json").read_bytes()
 

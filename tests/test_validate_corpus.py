@@ -35,7 +35,6 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-
 from conftest import RUN, SETTINGS, Repo, sub
 
 RUN_PATH = "runs/x.yaml"

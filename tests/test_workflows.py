@@ -786,7 +786,7 @@ def test_templates_are_the_workflows_of_this_repository() -> None:
 
 
 def test_init_ships_the_workflows_and_the_wheel_includes_them(tmp_path: Path) -> None:
-    from tuneform.scaffold import scaffold
+    from tuneform.runfile.scaffold import scaffold
 
     written = scaffold(tmp_path / "new")
     for name in NAMES:

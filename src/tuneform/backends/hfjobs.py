@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..hubregistry import HubRegistry, http_status, retry, tag_of
+from tuneform.core.hub import http_status, retry
+from tuneform.registry.hub import HubRegistry, tag_of
 
 Say = Callable[[str], None]
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneform.diagnostics import Problem, did_you_mean
 from tuneform.evals.metrics import evaluate
 from tuneform.evals.suite import EvalFileError, Suite, read_jsonl
+from tuneform.runfile.diagnostics import Problem, did_you_mean
 
 PREDICTION_KEYS = ("id", "prediction")
 _IDS_SHOWN = 20

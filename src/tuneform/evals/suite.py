@@ -21,13 +21,29 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
-from tuneform import yamlsafe
-from tuneform.diagnostics import Problem, did_you_mean
-from tuneform.evals.metrics import METRICS, Expected, MetricError, compile_pattern, normalize
-from tuneform.spec import check_relative_path
-from tuneform.trees import Tree, TreeError, WorkTree
+from tuneform.evals.metrics import (
+    METRICS,
+    Expected,
+    MetricError,
+    compile_pattern,
+    normalize,
+)
+from tuneform.runfile import yamlsafe
+from tuneform.runfile.diagnostics import Problem, did_you_mean
+from tuneform.runfile.spec import check_relative_path
+from tuneform.runfile.trees import Tree, TreeError, WorkTree
 
 # Bumped by hand when a change to metrics or normalisation alters scores, so that every suite
 # hash changes and old results are not reused for numbers that would now come out differently.
@@ -468,3 +484,16 @@ def check_gates(gates: Mapping[str, str], metrics: Mapping[str, float]) -> list[
         except GateError as exc:
             raise GateError(f"gate for '{metric}': {exc}") from None
     return [GateResult(metric, gate, metrics[metric], gate.passes(metrics[metric])) for metric, gate in parsed]
+
+
+def read_suite_once(tree: Tree, path: str) -> Suite:
+    """read_suite, remembered per tree: many runs of a plan share a suite."""
+    cache = tree.memo.setdefault("suites", {})
+    if path not in cache:
+        try:
+            cache[path] = read_suite(tree, path)
+        except (TreeError, SuiteError) as exc:
+            cache[path] = exc
+    if isinstance(cache[path], Exception):
+        raise cache[path]
+    return cache[path]

@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tuneform.data import Example
-from tuneform.spec import RunSpec
+from tuneform.data.reader import Example
+from tuneform.runfile.spec import RunSpec
 from tuneform.train import packed_attention
 from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
 

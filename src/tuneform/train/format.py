@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tuneform.data import Example, load_data, source_label
-from tuneform.spec import ModelSpec, RunSpec
+from tuneform.data.reader import Example, load_data, source_label
+from tuneform.runfile.spec import ModelSpec, RunSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

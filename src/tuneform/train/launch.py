@@ -5,7 +5,7 @@ version it replaces, scoring the new model, publishing) stays one process: run o
 would score N times or need barriers that time out while one rank scores a large suite. So with
 more than one process the job writes a `TrainRequest`, runs
 
-    accelerate launch --multi_gpu --num_processes N -m tuneform.train.worker REQUEST
+    accelerate launch --multi_gpu --num_processes N -m tuneform.job.worker REQUEST
 
 streams the first process's output into its own log, and reads back the `TrainResult` that the
 first process wrote. Each process trains `per_device_train_batch_size` rows per step, so a step
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .engine import TrainError, TrainResult
+from tuneform.train.engine import TrainError, TrainResult
 
 Echo = Callable[[str], None]
 
@@ -78,7 +78,7 @@ def launch_command(request_path: Path, processes: int, port: int) -> list[str]:
         "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-        "-m", "tuneform.train.worker", str(request_path),
+        "-m", "tuneform.job.worker", str(request_path),
     ]  # fmt: skip
 
 

@@ -1,0 +1,658 @@
+"""The `tuneform` command: a thin click layer over the library.
+
+Every command speaks text for people and JSON for scripts and agents, and exits 0 on success,
+1 on failure (invalid, over budget, failed run or gate, not found), 2 on usage errors. Heavy
+imports (rich, huggingface_hub, torch) happen inside the commands that need them, so `--help`
+and `validate` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from tuneform import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: `tuneform comment --commit SHA` found no pull request for the commit (a direct push).
+EXIT_NO_PR = 3
+
+
+def _root() -> Path:
+    from tuneform.runfile.trees import repo_root
+
+    return repo_root(Path.cwd())
+
+
+def _fail(message: str, fmt: str, code: int = EXIT_FAIL) -> NoReturn:
+    """Report an error that is not a traceback: JSON for machines, one line for people."""
+    if fmt == "json":
+        click.echo(json.dumps({"ok": False, "error": message}))
+    elif fmt == "github":
+        click.echo(f"::error::{message}")
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tuneform")
+def main() -> None:
+    """Training-as-code for LLM fine-tuning.
+
+    Each run is a YAML file in runs/. `plan` shows what a change will train and what it costs;
+    `apply` trains, evaluates and publishes it.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True)
+@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Check as if running on this backend.")
+def validate(paths: tuple[str, ...], fmt: str, backend: str | None) -> None:
+    """Check run files (default: runs/): schema, files, flavors, budgets, memory fit.
+
+    Exit 0 when every file is valid, 1 when any is not.
+    """
+    from tuneform.plan.render import render_validation
+    from tuneform.plan.validate import validate as run_validate
+    from tuneform.runfile.resolve import HubResolver
+
+    result = run_validate(_root(), list(paths), backend=backend, hub=HubResolver(offline=True))
+    click.echo(render_validation(result, fmt), nl=False)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.option("--base", default=None, help="Git revision to compare with (default: merge base with main).")
+@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Override compute.backend.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--offline", is_flag=True, help="Do not ask the Hub to resolve revisions or read registries.")
+def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str, offline: bool) -> None:
+    """Show what each changed run would do: action, flavor, time, cost, memory fit.
+
+    Exit 0 when the plan can be applied, 1 when a run is invalid or over budget.
+    """
+    from tuneform.plan.render import render_plan
+    from tuneform.runfile.resolve import HubResolver
+    from tuneform.runfile.trees import TreeError
+
+    root = _root()
+    try:
+        result = _plan(root, list(paths), base, backend, HubResolver(offline=True) if offline else None)
+    except TreeError as exc:
+        _fail(str(exc), fmt)
+    click.echo(render_plan(result, fmt), nl=False)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.option("--base", default=None, help="Git revision to compare with (default: merge base with main).")
+@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Override compute.backend.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow each job until it ends.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--approval-from-commit", "approval_commit", metavar="SHA", default=None,
+              help="Read budget approval from the labels of the merged PR of this commit, through the GitHub API "
+                   "(GITHUB_TOKEN, GITHUB_REPOSITORY): for a push to main, whose event carries no labels.")
+@click.option("--plan-markdown", "plan_markdown", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the plan as markdown to this file (what the results comment shows).")
+def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: bool, fmt: str,
+          approval_commit: str | None, plan_markdown: str | None) -> None:
+    """Execute the plan: train, evaluate and publish; restore without training.
+
+    Prints the plan first, then each job's progress and report. Idempotent: a run whose key is
+    already trained (or training) is not trained again. Exit 1 when a run fails or misses a gate.
+
+    A plan over budget applies only when the PR carries the budget approval label
+    ([tool.tuneform] budget_label): from the event of a pull_request workflow, or, with
+    --approval-from-commit SHA, from the merged PR of SHA. No PR found or GitHub unreachable
+    means no approval.
+    """
+    from tuneform.backends.apply import apply_plan
+    from tuneform.plan.render import render_plan
+    from tuneform.runfile.trees import TreeError
+
+    root = _root()
+    approval = None
+    labels: list[str] | None = None
+    if approval_commit is not None:
+        from tuneform.github.client import approval_from_commit, event_labels
+
+        approval = approval_from_commit(approval_commit)
+        labels = [*event_labels(), *approval.labels]
+    try:
+        result_plan = _plan(root, list(paths), base, backend, labels=labels)
+    except TreeError as exc:
+        _fail(str(exc), fmt)
+    say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
+    if plan_markdown is not None:
+        Path(plan_markdown).write_text(render_plan(result_plan, "markdown"), encoding="utf-8")
+    if fmt == "text":
+        click.echo(render_plan(result_plan, "text"), nl=False)
+    if not result_plan.ok:
+        message = "the plan is not applicable: fix the errors above (tuneform plan shows them)"
+        if _over_budget(result_plan):
+            label = result_plan.settings.budget_label
+            if approval is None:
+                why = "no --approval-from-commit was given and the event carries no such label"
+            elif approval.pr is not None:
+                why = f"{approval.source} does not carry it"
+            else:
+                why = approval.source
+            message += f"; over budget: it applies only when the PR carries the approval label '{label}' ({why})"
+        _fail(message, fmt)
+    result = apply_plan(result_plan, root, _home(root), wait=wait, say=say)
+    if fmt == "json":
+        _emit_json(result.as_json())
+    else:
+        for outcome in result.outcomes:
+            mark = {"done": "ok", "skipped": "--", "failed": "FAILED"}[outcome.status]
+            click.echo(f"{mark:6} {outcome.action:8} {outcome.path}: {outcome.message}")
+        if not result.outcomes:
+            click.echo("Nothing to apply.")
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+
+
+def _over_budget(plan: Any) -> bool:
+    """Whether the plan fails (also) because of a budget: a run's cap or the PR cap."""
+    return (any(run.budget_problems for run in plan.runs)
+            or any(p.severity == "error" and "max_usd_per_pr" in p.message for p in plan.problems))
+
+
+def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None,
+          labels: list[str] | None = None) -> Any:
+    from tuneform.backends import registry_for
+    from tuneform.github.client import event_labels
+    from tuneform.plan.planner import make_plan
+    from tuneform.runfile.diagnostics import Problem
+
+    note = _refresh_prices(root, backend)
+    plan = make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub,
+                     labels=event_labels() if labels is None else labels)
+    if note:
+        plan.problems.append(Problem(note, severity="warning"))
+    return plan
+
+
+def _refresh_prices(root: Path, backend: str | None) -> str | None:
+    """Current HF Jobs prices when the plan is for hf-jobs and the Hub is reachable (the offline
+    table otherwise); a message when the Hub could not be asked."""
+    if (backend or _settings(root).default_backend) != "hf-jobs":
+        return None
+    from tuneform.core.hub import hub_api, hub_offline
+    from tuneform.estimate.catalog import refresh_from_hub
+
+    return None if hub_offline() else refresh_from_hub(hub_api())
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--registry", "registry_home", required=True,
+              help="Local registry folder to publish into, or hub:<repo> (the bundle's output repo on the Hub; HF_TOKEN).")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Processes to train with (DDP under accelerate launch). Default: one per visible GPU, 1 on CPU.")
+def job(bundle: Path, registry_home: str, processes: int | None) -> None:
+    """Run one job bundle: train, evaluate, publish (what every backend executes)."""
+    from tuneform.job.pipeline import install_sigterm, run_job
+
+    install_sigterm()
+    try:
+        code = run_job(bundle, registry_home, lambda line: click.echo(line), processes=processes)
+    except ValueError as exc:
+        _fail(str(exc), "text")
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was published", err=True)
+        sys.exit(130)
+    sys.exit(code)
+
+
+def _settings(root: Path) -> Any:
+    """The repository's [tool.tuneform] settings; defaults when pyproject.toml is broken (validate
+    and plan report that, with its fix)."""
+    from tuneform.runfile.settings import settings_or_defaults
+    from tuneform.runfile.trees import WorkTree
+
+    return settings_or_defaults(WorkTree(root))
+
+
+def _home(root: Path) -> Path:
+    """The local registry folder: $TUNEFORM_HOME, [tool.tuneform] registry, or .tuneform."""
+    from tuneform.registry.local import default_home
+
+    return default_home(root, _settings(root).registry)
+
+
+def _registry(root: Path) -> Any:
+    from tuneform.registry.local import LocalRegistry
+
+    return LocalRegistry(_home(root))
+
+
+@main.command()
+@click.argument("run")
+@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Whose registry (default: the run's backend).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history(run: str, backend: str | None, fmt: str) -> None:
+    """Versions of a run (a run file or name): key, git commit, PR, date, status, metrics."""
+    from tuneform.plan.runcheck import RUNS_DIR
+    from tuneform.registry.local import RegistryError
+    from tuneform.runfile.spec import load_run_text
+
+    root = _root()
+    path = Path(run) if Path(run).suffix in (".yaml", ".yml") else root / RUNS_DIR / f"{run}.yaml"
+    if not path.is_file():
+        _fail(f"no run file {path.relative_to(root) if path.is_relative_to(root) else path}: pass a run file or the name of one in runs/", fmt)
+    loaded = load_run_text(path.read_bytes(), str(path))
+    if loaded.spec is None:
+        _fail(f"{path}: invalid run file; tuneform validate {path} says why", fmt)
+    repo, registry = _run_registry(root, loaded.spec, loaded.name, backend, fmt)
+    try:
+        main_key = registry.main(repo)
+        versions = registry.versions(repo)
+    except RegistryError as exc:
+        _fail(str(exc), fmt)
+    rows = [{"version": f"run-{v.key[:12]}", "run_key": v.key, "main": v.key == main_key, "status": v.status,
+             "created": v.created, "commit": v.commit, "pr": v.pr, "metrics": _headline(v.manifest)} for v in versions]
+    if fmt == "json":
+        _emit_json({"repo": repo, "main": main_key, "versions": rows})
+        return
+    if not rows:
+        click.echo(f"{repo}: no versions yet (tuneform apply {run} trains one)")
+        return
+    click.echo(f"{repo}")
+    for r in rows:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items())
+        click.echo(f"{'*' if r['main'] else ' '} {r['version']}  {r['created'] or '-':20}  {(r['commit'] or '-')[:12]:12}  "
+                   f"{'#' + str(r['pr']) if r['pr'] else '-':6} {r['status']:12} {metrics}")
+    click.echo("* = main")
+
+
+def _run_registry(root: Path, spec: Any, name: str, backend: str | None, fmt: str) -> tuple[str, Any]:
+    """A run's output repo and the registry that holds its versions (local folder or the Hub)."""
+    from tuneform.plan.runcheck import output_repo_of
+
+    settings = _settings(root)
+    repo = output_repo_of(spec, name, settings)
+    if (backend or spec.compute.backend or settings.default_backend) != "hf-jobs":
+        return repo, _registry(root)
+    from tuneform.backends import hub_registry
+
+    registry = hub_registry()
+    if registry is None:
+        _fail(f"{repo} is on the Hub and the Hub client is offline (HF_HUB_OFFLINE): unset it to read the versions", fmt)
+    return repo, registry
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Whose registry (default: each run's backend).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
+    """Estimated against measured for every trained version of the runs (default: runs/), and the
+    [tool.tuneform.calibration] table that corrects the estimator for this repository."""
+    from tuneform.estimate import calibrate as calibration
+    from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR
+    from tuneform.registry.local import RegistryError
+    from tuneform.runfile.spec import load_run_text
+    from tuneform.runfile.trees import WorkTree
+
+    root = _root()
+    manifests: list[tuple[str, dict[str, Any]]] = []
+    invalid: list[str] = []
+    for rel in list(paths) or WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES):
+        path = root / rel
+        if not path.is_file():
+            _fail(f"no run file {rel}", fmt)
+        loaded = load_run_text(path.read_bytes(), rel)
+        if loaded.spec is None:
+            invalid.append(loaded.path)
+            continue
+        repo, registry = _run_registry(root, loaded.spec, loaded.name, backend, fmt)
+        try:
+            manifests += [(loaded.name, v.manifest) for v in registry.versions(repo)]
+        except RegistryError as exc:
+            _fail(str(exc), fmt)
+    report = calibration.Calibration.of(manifests, invalid)
+    if fmt == "json":
+        _emit_json(report.as_json())
+    else:
+        click.echo(report.text(), nl=False)
+
+
+def _headline(manifest: dict[str, Any]) -> dict[str, float]:
+    rows = manifest.get("evals", {}).get("table", {}).get("rows", [])
+    return {r["metric"]: r["new"] for r in rows if isinstance(r.get("new"), (int, float))}
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--predictions", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL of {\"id\", \"prediction\"}.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def score(suite: Path, predictions: Path, fmt: str) -> None:
+    """Score predictions (any model's) against an eval suite. Exit 1 on missing rows or bad files."""
+    from tuneform.evals.score import load_predictions, score_predictions
+    from tuneform.evals.suite import EvalFileError, load_suite
+
+    root = _root()
+    try:
+        loaded = load_suite(suite.resolve(), root)
+        report = score_predictions(loaded, load_predictions(predictions))
+    except EvalFileError as exc:
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json(report.to_json())
+    else:
+        for metric, value in report.metrics.items():
+            click.echo(f"{metric:12} {value:.4f}")
+        for message in [*report.errors, *report.warnings]:
+            click.echo(message)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAIL)
+
+
+@main.command()
+@click.argument("run", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-n", "count", default=3, show_default=True, help="How many samples.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def preview(run: Path, count: int, fmt: str) -> None:
+    """Show rendered training samples with the trained (unmasked) spans marked."""
+    from tuneform.data.reader import DataError
+    from tuneform.runfile.spec import load_run_text
+    from tuneform.train.format import FormatError
+    from tuneform.train.format import preview as make_preview
+
+    root = _root()
+    loaded = load_run_text(run.read_bytes(), str(run))
+    if loaded.spec is None:
+        _fail(f"{run}: invalid run file; tuneform validate {run} says why", fmt)
+    try:
+        samples = make_preview(loaded.spec, root, count)
+    except (DataError, FormatError) as exc:
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json([s.as_json() for s in samples])
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    style = "rich" if console.is_terminal else "brackets"  # ⟦ ⟧ survive pipes and logs
+    for sample in samples:
+        console.rule(f"{sample.source} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
+        console.print(sample.marked(style), markup=style == "rich")
+    console.print("[bold green]green[/] text is trained; the rest is context only" if style == "rich"
+                  else "text inside ⟦ ⟧ is trained; the rest is context only", markup=style == "rich")
+
+
+def _jobs(ref: str, fmt: str) -> Any:
+    from tuneform.backends import local
+
+    found = local.find_jobs(_home(_root()), ref)
+    if not found:
+        _fail(f"no job matches '{ref}': pass a job id, a run name or a run key prefix (tuneform apply prints job ids)", fmt)
+    return found[-1]
+
+
+def _hf_job_ref(ref: str) -> tuple[str, str] | None:
+    """(namespace, job id) of an HF Jobs job: `NAMESPACE/ID`, or an ID (24 hex) in [tool.tuneform] namespace
+    (else the token's user)."""
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[0-9a-f]{24}", ref):
+        namespace, job_id = ref.split("/", 1)
+        return namespace, job_id
+    if not re.fullmatch(r"[0-9a-f]{24}", ref):
+        return None
+    from tuneform.registry.hub import default_namespace
+
+    return default_namespace(_root()), ref
+
+
+def _hf(ref: str, fmt: str) -> tuple[Any, str, str] | None:
+    """An HF Jobs job named by `ref`, when it names one and no local job matches."""
+    from tuneform.backends import local
+
+    if local.find_jobs(_home(_root()), ref):
+        return None
+    found = _hf_job_ref(ref)
+    if found is None:
+        return None
+    from tuneform.core.hub import hub_api
+
+    return hub_api(), found[0], found[1]
+
+
+def _hf_call(fmt: str, what: str, call: Any) -> Any:
+    from tuneform.backends.hfjobs import explain
+
+    try:
+        return call()
+    except Exception as exc:
+        from huggingface_hub.errors import JobNotFoundError
+
+        if isinstance(exc, JobNotFoundError):
+            _fail(f"{what}: no such job (check the id and namespace: NAMESPACE/JOB_ID)", fmt)
+        _fail(explain(exc, what), fmt)
+
+
+@main.command()
+@click.argument("run_or_job")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(run_or_job: str, fmt: str) -> None:
+    """Stage of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
+    remote = _hf(run_or_job, fmt)
+    if remote is not None:
+        api, namespace, job_id = remote
+        info = _hf_call(fmt, f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
+        state = {"id": info.id, "stage": info.status.stage, "message": info.status.message, "flavor": info.flavor,
+                 "labels": info.labels, "url": info.url, "backend": "hf-jobs"}
+        if fmt == "json":
+            _emit_json(state)
+        else:
+            click.echo(f"{info.id}: {info.status.stage}" + (f" ({info.status.message})" if info.status.message else "") + f" {info.url}")
+        return
+    found = _jobs(run_or_job, fmt)
+    state = found.state | {"stage": found.stage}
+    if fmt == "json":
+        _emit_json(state)
+    else:
+        click.echo(f"{state['id']}: {state['stage']}" + (f" ({state['message']})" if state.get("message") else ""))
+
+
+@main.command()
+@click.argument("run_or_job")
+@click.option("--tail", "lines", type=int, default=None, help="Only the last N lines.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
+    """Print the log of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
+    from tuneform.backends import local
+
+    remote = _hf(run_or_job, fmt)
+    if remote is not None:
+        api, namespace, job_id = remote
+        lines_got = _hf_call(fmt, f"fetching logs of job {job_id}", lambda: list(api.fetch_job_logs(job_id=job_id, namespace=namespace, tail=lines)))
+        if fmt == "json":
+            _emit_json({"id": job_id, "lines": lines_got})
+        else:
+            for line in lines_got:
+                click.echo(line)
+        return
+
+    found = _jobs(run_or_job, fmt)
+    if fmt == "json":
+        _emit_json({"id": found.id, "lines": list(local.tail(found, lines))})
+        return
+    for line in local.tail(found, lines):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("run_or_job")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def cancel(run_or_job: str, fmt: str) -> None:
+    """Stop the latest job of a run (or a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID); nothing is published."""
+    from tuneform.backends import local
+
+    remote = _hf(run_or_job, fmt)
+    if remote is not None:
+        api, namespace, job_id = remote
+        before = _hf_call(fmt, f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
+        running = before.status.stage not in ("COMPLETED", "CANCELED", "ERROR", "DELETED")
+        if running:
+            _hf_call(fmt, f"canceling job {job_id}", lambda: api.cancel_job(job_id=job_id, namespace=namespace))
+        if fmt == "json":
+            _emit_json({"id": job_id, "canceled": running, "stage": "CANCELED" if running else before.status.stage})
+        elif running:
+            click.echo(f"canceled {job_id}")
+        else:
+            click.echo(f"{job_id} had already ended ({before.status.stage})")
+        return
+
+    found = _jobs(run_or_job, fmt)
+    canceled = local.cancel(found)
+    if fmt == "json":
+        _emit_json({"id": found.id, "canceled": canceled, "stage": found.stage})
+    elif canceled:
+        click.echo(f"canceled {found.id}")
+    else:
+        click.echo(f"{found.id} had already ended ({found.stage})")
+
+
+@main.command()
+@click.option("--pr", type=int, default=None, help="Pull request number.")
+@click.option("--commit", default=None, help="A merge commit: the comment goes on the PR it came from.")
+@click.option("--key", required=True, help="Which sticky comment (e.g. plan, results): one per key per PR.")
+@click.option("--details-url", default=None, help="Where the full report lives (linked when the body is trimmed).")
+@click.option("--expect-head", metavar="SHA", default=None,
+              help="Comment only when the PR's head commit is SHA (exit 1 otherwise).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, expect_head: str | None,
+            fmt: str, file: Any) -> None:
+    """Create or update the one tuneform comment for KEY on a PR (GITHUB_TOKEN, GITHUB_REPOSITORY).
+
+    Exit 0 when the comment was created or updated; 1 when GitHub failed or the PR's head is not
+    --expect-head; 2 on usage errors; 3 when --commit SHA belongs to no pull request (a direct
+    push), after waiting up to 90 s for GitHub to link the commit to its PR.
+    """
+    from tuneform.github.client import GitHubError, PullRequestNotFound, comment_command
+
+    if (pr is None) == (commit is None):
+        raise click.UsageError("pass exactly one of --pr N or --commit SHA")
+    try:
+        result = comment_command(pr, commit, key, file.read(), details_url=details_url, expect_head=expect_head)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except PullRequestNotFound as exc:
+        _fail(str(exc), fmt, EXIT_NO_PR)
+    except GitHubError as exc:
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json({"ok": True, "id": result.id, "url": result.url, "created": result.created})
+    else:
+        click.echo(f"{'created' if result.created else 'updated'} {result.url}")
+
+
+@main.command()
+@click.option("--commit", required=True, help="The merge commit (full SHA) whose jobs to report on.")
+@click.option("--post", is_flag=True, help="Also update the PR's sticky results comment (GITHUB_TOKEN, GITHUB_REPOSITORY).")
+def results(commit: str, post: bool) -> None:
+    """Each job COMMIT submitted to HF Jobs, its stage, and the finished runs' reports (markdown).
+
+    Exit 0 when every run finished, 75 when some are still queued or running (ask again later),
+    1 when some failed (the body says which) or on errors (no body), 2 on usage errors.
+    """
+    from tuneform.github.client import GitHubError
+    from tuneform.github.results import results_command
+    from tuneform.registry.local import RegistryError
+
+    try:
+        body, code = results_command(commit, post=post)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (GitHubError, RegistryError) as exc:
+        _fail(str(exc), "text")
+    except Exception as exc:  # the Hub: HTTP errors, network
+        _fail(f"reading the jobs of {commit[:12]} failed: {type(exc).__name__}: {exc}", "text")
+    click.echo(body, nl=False)
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("plan_json", type=click.Path(dir_okay=False, path_type=Path))
+def reuse(plan_json: Path) -> None:
+    """Look the run keys of PLAN_JSON up in registries the plan could not read (HF_TOKEN: read-only).
+
+    Prints a markdown section for the plan comment (nothing when nothing was found); exit 1 when
+    PLAN_JSON is unreadable.
+    """
+    from tuneform.github.reuse import reuse_command
+
+    text, code = reuse_command(plan_json)
+    if code:
+        _fail(text, "text", code)
+    click.echo(text, nl=False)
+
+
+@main.group()
+def data() -> None:
+    """Training data: quality checks before anything trains."""
+
+
+@data.command("check")
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def data_check(run: str, fmt: str) -> None:
+    """Rows, tokens, lengths, duplicates, broken rows, leakage into evals; exit 1 on a failing rule."""
+    from tuneform.data.check import data_check_command
+
+    out, code = data_check_command(_root(), run, fmt)
+    click.echo(out, nl=False)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="Write it to schema/run.schema.json, where run files point editors.")
+def schema(write: bool) -> None:
+    """Print the JSON Schema of a run file (for editors and check-jsonschema)."""
+    from tuneform.runfile.spec import SCHEMA_FILE, json_schema
+
+    if write:
+        target = _root() / SCHEMA_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+        click.echo(f"wrote {SCHEMA_FILE}")
+    else:
+        _emit_json(json_schema())
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--namespace", default=None, help="Hub namespace for output repos (default: none, set it later).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def init(directory: str, namespace: str | None, fmt: str) -> None:
+    """Scaffold a training repository: runs/, evals/, data/ and [tool.tuneform] settings."""
+    from tuneform.runfile.scaffold import ScaffoldError, scaffold
+
+    try:
+        written = scaffold(Path(directory), namespace=namespace)
+    except ScaffoldError as exc:
+        _fail(str(exc), fmt)
+    if fmt == "json":
+        _emit_json({"ok": True, "created": written})
+        return
+    for path in written:
+        click.echo(f"created {path}")
+    click.echo("next: tuneform validate && tuneform plan")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""From a run file to a priced workload: tokens counted, flavor chosen, memory checked.
+
+This is the glue between the run file (spec), the repository (its data files and local model)
+and the estimator (pure arithmetic over shapes and flavors). What cannot be known offline is
+said in a finding rather than guessed silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tuneform.data.tokens import (
+    Counter,
+    TokenCount,
+    count_source,
+    local_tokenizer,
+    token_counter,
+)
+from tuneform.estimate import catalog
+from tuneform.estimate.catalog import FLAVORS, ModelShape
+from tuneform.estimate.estimator import (
+    DEFAULT_CALIBRATION,
+    Calibration,
+    Estimate,
+    NoFlavorFits,
+    Workload,
+    choose_flavor,
+    estimate,
+    forced_flavor_error,
+)
+from tuneform.runfile.resolve import local_model_dir
+from tuneform.runfile.settings import Settings
+from tuneform.runfile.spec import HubSource, LocalSource, RunSpec
+from tuneform.runfile.trees import Tree, TreeError
+
+Where = tuple[str | int, ...]
+# Generation in evals: three models (base, previous, new) each answer every suite row; a prompt
+# of this many tokens is assumed when rows are not counted (a stated approximation).
+EVAL_PROMPT_TOKENS = 128
+EVAL_MODELS = 3
+# A Hub dataset that cannot be inspected offline, sized by its max_samples: half-full rows.
+UNKNOWN_ROW_FILL = 0.5
+
+
+@dataclass
+class Sizing:
+    """The estimate for a run (None when it cannot be made) and what stood in the way."""
+
+    estimate: Estimate | None = None
+    token_method: str | None = None
+    data_tokens: int | None = None
+    rows: int | None = None
+    truncated_rows: int = 0
+    # The longest training row, when every row was counted (not a Hub dataset or parquet file).
+    longest_row: int | None = None
+    findings: list[tuple[Where, str, str]] = field(default_factory=list)  # (where, message, severity)
+    budget_problems: list[tuple[Where, str]] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.estimate is None else self.estimate.fits
+
+    @property
+    def mean_row(self) -> int | None:
+        """Mean training row in tokens, when every row was counted: the real work of an
+        unpacked row (its padding goes to ``longest_row``)."""
+        if self.longest_row is None or not self.rows or self.data_tokens is None:
+            return None
+        return max(1, round(self.data_tokens / self.rows))
+
+
+def default_flavors(settings: Settings) -> list[str]:
+    """Flavors a run may use: the repository's allowlist, else every GPU flavor."""
+    if settings.allowed_flavors is not None:
+        return [name for name in settings.allowed_flavors if name in FLAVORS]
+    return [name for name, flavor in FLAVORS.items() if not flavor.is_cpu]
+
+
+def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
+    if spec.model.is_local and not spec.model.id.startswith("/"):
+        try:
+            config = json.loads(tree.read(f"{local_model_dir(spec.model.id)}/config.json"))
+            return catalog.shape_from_config(config)
+        except (TreeError, ValueError, KeyError, TypeError) as exc:
+            sizing.findings.append((("model", "id"), f"cannot read the model's shape from its config.json ({exc}): no estimate", "warning"))
+            return None
+    if spec.model.is_local:
+        try:
+            return catalog.model_shape(spec.model.id, Path("/"))
+        except ValueError as exc:
+            sizing.findings.append((("model", "id"), f"{exc}: no estimate", "warning"))
+            return None
+    shape = catalog.known_model(spec.model.id)
+    if shape is None:
+        sizing.findings.append((("model", "id"), f"{spec.model.id} is not in tuneform's catalog of model shapes: cost and memory are not estimated (use a known model, or a local copy whose config.json can be read)", "warning"))
+    return shape
+
+
+# Token counts by content: (data sha256, tokenizer sha256, source settings, max_seq_length).
+# Content-addressed, so valid for the whole process; plans of many runs share one data file.
+_COUNTS: dict[tuple[str, str, str, int], TokenCount] = {}
+
+
+def _count_local(tree: Tree, src: LocalSource, tokenizer_id: str, counter: Counter, max_seq_length: int) -> TokenCount:
+    key = (tree.sha256(src.path), tokenizer_id, src.model_dump_json(exclude={"path"}), max_seq_length)
+    if key not in _COUNTS:
+        _COUNTS[key] = count_source(tree.read(src.path), src, counter, max_seq_length)
+    return _COUNTS[key]
+
+
+def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
+    """Trainable tokens in one epoch of the train sources (before the eval split)."""
+    tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
+    methods = set()
+    total, rows = 0, 0
+    longest: int | None = 0  # None once a source's rows are not counted one by one
+    for i, src in enumerate(spec.data.train):
+        if isinstance(src, LocalSource):
+            try:
+                count = _count_local(tree, src, tokenizer_id, counter, spec.model.max_seq_length)
+            except TreeError:
+                return None  # reported by the resolver already
+            methods.add(count.method)
+            total += count.tokens
+            rows += count.rows
+            sizing.truncated_rows += count.truncated_rows
+            longest = None if longest is None or count.longest is None else max(longest, count.longest)
+        elif isinstance(src, HubSource):
+            if src.max_samples is None:
+                sizing.findings.append((("data", "train", i), f"dataset {src.dataset} cannot be sized offline: set max_samples (or training.max_steps) so the plan can price the run", "warning"))
+                return None
+            methods.add("max_samples")
+            total += int(src.max_samples * spec.model.max_seq_length * UNKNOWN_ROW_FILL)
+            rows += src.max_samples
+            longest = None
+    sizing.token_method = " + ".join(sorted(methods))
+    sizing.rows = rows
+    sizing.longest_row = longest or None
+    if sizing.truncated_rows:
+        sizing.findings.append((("model", "max_seq_length"), f"{sizing.truncated_rows} of {rows} training rows are longer than max_seq_length {spec.model.max_seq_length} and will be truncated", "warning"))
+    return total
+
+
+def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: int, engine: str, sizing: Sizing) -> Workload:
+    """The estimator's view of the run. The counted rows' mean and longest lengths size an
+    unpacked run's work and padding; without them it is sized at max_seq_length (safe side)."""
+    method = spec.method
+    training = spec.training
+    modules = method.target_modules if isinstance(method.target_modules, str) or method.target_modules is None else tuple(method.target_modules)
+    return Workload(
+        shape=shape,
+        train_tokens=max(1, train_tokens),
+        seq_len=spec.model.max_seq_length,
+        method=method.type,
+        lora_r=method.r or 16,
+        target_modules=modules or "all-linear",
+        batch_size=None if training.per_device_train_batch_size == "auto" else int(training.per_device_train_batch_size),
+        grad_accum=training.gradient_accumulation_steps,
+        gradient_checkpointing=None if training.gradient_checkpointing == "auto" else bool(training.gradient_checkpointing),
+        packing=training.packing,
+        engine=engine,  # type: ignore[arg-type]
+        eval_tokens=eval_tokens,
+        mean_example_tokens=sizing.mean_row,
+        max_example_tokens=sizing.longest_row,
+        save=spec.output.save or "adapter",
+    )
+
+
+def _eval_tokens(spec: RunSpec, data_tokens: int) -> int:
+    heldout = int(data_tokens * (spec.data.eval_split or 0.0))
+    return EVAL_MODELS * heldout
+
+
+def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Sizing:
+    """Estimate a run for its backend: the local machine, or the right HF Jobs flavor."""
+    sizing = Sizing()
+    modules = spec.method.target_modules
+    unknown = [m for m in modules if not catalog.known_lora_module(m)] if isinstance(modules, list) else []
+    if unknown:
+        sizing.findings.append((("method", "target_modules"), f"LoRA target module {', '.join(repr(m) for m in unknown)} is not one the estimator knows ({', '.join(catalog.LORA_MODULE_NAMES)}): cost and memory are not estimated", "warning"))
+        return sizing
+    shape = _shape(spec, tree, sizing)
+    data_tokens = _count_data(spec, tree, sizing)
+    if shape is None or data_tokens is None:
+        return sizing
+    sizing.data_tokens = data_tokens
+    epochs = spec.training.num_train_epochs or 1.0
+    per_epoch = int(data_tokens * (1 - (spec.data.eval_split or 0.0)))
+    train_tokens = int(per_epoch * epochs)
+    engine = "unsloth" if spec.compute.engine in ("auto", "unsloth") else "trl"
+    workload = _workload(spec, shape, train_tokens, _eval_tokens(spec, data_tokens), engine, sizing)
+
+    calibration = replace(DEFAULT_CALIBRATION, speed_by_gpu=dict(settings.calibration.speed), memory_by_gpu=dict(settings.calibration.memory))
+    result = _price(spec, workload, settings, backend, sizing, calibration)
+    if result is not None and spec.training.max_steps is not None:
+        # max_steps fixes the optimizer steps: tokens follow from the batch the estimate chose
+        # (real tokens: padding is not trained)
+        rows_per_step = result.batch_size * spec.training.gradient_accumulation_steps * max(1, result.flavor.gpus)
+        steps_tokens = spec.training.max_steps * rows_per_step * workload.real_row_tokens
+        result = estimate(replace(workload, train_tokens=max(1, steps_tokens), batch_size=result.batch_size), result.flavor, calibration)
+    sizing.estimate = result
+    if result is not None:
+        _check_budget(spec, settings, result, sizing)
+    return sizing
+
+
+def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing,
+           calibration: Calibration) -> Estimate | None:
+    flavor_name = spec.compute.flavor
+    if backend == "local":
+        if flavor_name != "auto":
+            sizing.findings.append((("compute", "flavor"), f"flavor {flavor_name} is ignored by the local backend (it trains on this machine)", "warning"))
+        result = estimate(workload, FLAVORS["local"], calibration)
+        if spec.method.type == "qlora" and result.flavor.is_cpu:
+            sizing.findings.append((("method", "type"), "qlora needs a CUDA GPU (4-bit kernels) and the local backend estimates this machine's CPU: use lora or full locally, or backend hf-jobs", "error"))
+        elif not result.fits:
+            sizing.findings.append((("model", "id"), f"this machine has {result.memory_gb:.0f} GiB but the run needs about {result.peak_vram_gb:.1f} GiB: shorten max_seq_length, use lora, or backend hf-jobs", "error"))
+        return result
+    allowed = default_flavors(settings)
+    if flavor_name == "auto":
+        try:
+            return choose_flavor(workload, allowed, calibration=calibration)
+        except NoFlavorFits as exc:
+            sizing.findings.append((("compute", "flavor"), str(exc), "error"))
+            return None
+    if flavor_name not in FLAVORS:
+        return None  # reported by the flavor check
+    problem = forced_flavor_error(workload, flavor_name, allowed, calibration=calibration)
+    if problem:
+        sizing.findings.append((("compute", "flavor"), problem, "error"))
+    return estimate(workload, FLAVORS[flavor_name], calibration)
+
+
+def usd_text(usd: float) -> str:
+    """Dollars for messages: cents, or more digits for sub-cent caps ($0.001)."""
+    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.2g}"
+
+
+def _check_budget(spec: RunSpec, settings: Settings, result: Estimate, sizing: Sizing) -> None:
+    caps: list[tuple[Where, str, float | None]] = [
+        (("budget", "max_usd"), "budget.max_usd", spec.budget.max_usd),
+        ((), "[tool.tuneform] max_usd_per_run", settings.max_usd_per_run),
+    ]
+    for where, label, cap in caps:
+        if cap is not None and result.usd > cap:
+            sizing.budget_problems.append((where, f"estimated {usd_text(result.usd)} is over {label} ({usd_text(cap)}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap"))

@@ -1,0 +1,417 @@
+"""The job: one bundle in, one published version out. Every backend runs exactly this.
+
+Read top to bottom, a job: loads and checks the data, scores the base model and the version it
+replaces, trains, scores the new model, checks the gates, and publishes. Publishing is the last
+step and is atomic (the registry renames a finished folder into place), so a failure or Ctrl-C
+anywhere before it leaves no half-published version. A version that fails its gates is kept,
+marked `failed_gates`, and `main` does not move; `main` also never moves when another apply moved
+it since this one was planned (a late job must not roll main back).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from tuneform import __version__
+from tuneform.evals.suite import Suite, read_suite
+from tuneform.job.bundle import Bundle, read_bundle
+from tuneform.registry.local import FAILED_GATES, PASSED, LocalRegistry
+from tuneform.runfile.trees import WorkTree
+
+if TYPE_CHECKING:
+    from tuneform.job.checkpoints import WorkBranch
+
+Echo = Callable[[str], None]
+MANIFEST_FORMAT = 1
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_printer(echo: Echo) -> Callable[[int, int, float | None, int, float], None]:
+    """A training callback that prints one line per log step: step, loss, tokens/s, ETA."""
+
+    every = 1
+
+    def on_log(step: int, total: int, loss: float | None, tokens: int, elapsed: float) -> None:
+        nonlocal every
+        every = max(1, total // 20)  # about twenty lines per run, whatever its length
+        if step % every and step not in (1, total):
+            return
+        rate = tokens / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / step * (total - step) if step else 0.0
+        shown = "-" if loss is None else f"{loss:.4f}"
+        echo(f"  step {step}/{total} | loss {shown} | {rate:,.0f} tok/s | ETA {_eta(eta)}")
+
+    return on_log
+
+
+def _suites(bundle: Bundle) -> list[Suite]:
+    tree = WorkTree(bundle.files)
+    return [read_suite(tree, ref.suite) for ref in bundle.spec.evals]
+
+
+def _gates(bundle: Bundle) -> dict[str, str]:
+    """Gates of every eval entry; with several suites, named `<suite>/<metric>` (see compare)."""
+    spec = bundle.spec
+    gates: dict[str, str] = {}
+    suites = _suites(bundle)
+    for ref, suite in zip(spec.evals, suites):
+        for metric, condition in ref.gate.items():
+            gates[f"{suite.name}/{metric}" if len(suites) > 1 else metric] = condition
+    return gates
+
+
+def _score(path: str, base: str | None, *, revision: str | None, chat_template: str | None, suites: list[Suite],
+           heldout: list[tuple[list[int], list[int]]], four_bit: bool) -> Any:
+    """Load one model (a folder, or an adapter on `base`) and score it; frees it afterwards.
+
+    Every model is prompted with the run's chat template (the one training used) and loaded the
+    same way (`four_bit` for a QLoRA run: its adapter trained against the 4-bit base, and a card
+    sized for QLoRA training may not hold the 16-bit base), so base, previous and new differ only
+    in their weights.
+    """
+    import gc
+
+    from tuneform.job.evaluate import load_for_eval, score_model
+
+    model, tokenizer = load_for_eval(path, base=base, revision=revision, four_bit=four_bit)
+    try:
+        return score_model(model, tokenizer, suites, heldout, chat_template=chat_template)
+    finally:
+        del model
+        gc.collect()
+
+
+HUB_REGISTRY = "hub"
+
+
+def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> Any:
+    """`hub` or `hub:<repo>`: the Hub model repo of output.repo (HF_TOKEN, HF_ENDPOINT); else a local folder."""
+    text = str(where)
+    if text == HUB_REGISTRY or text.startswith(HUB_REGISTRY + ":"):
+        from tuneform.core.hub import hub_api
+        from tuneform.job.hubjob import HubJobRegistry
+        from tuneform.registry.hub import HubRegistry
+
+        named = text.partition(":")[2]
+        if named and named != bundle.run["output_repo"]:
+            raise ValueError(f"--registry {text} does not match the bundle's output repo {bundle.run['output_repo']}")
+        return HubJobRegistry(HubRegistry(hub_api(), say=echo), private=bundle.spec.output.private)
+    return LocalRegistry(Path(where))
+
+
+def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes: int | None = None) -> int:
+    """Train, evaluate and publish one bundle; returns the exit code (0 ok, 1 failed or gates).
+
+    `registry_home` is a local registry folder, or `hub` / `hub:<repo>` to publish to the Hub.
+    `processes` train together under DDP; None means one per visible GPU."""
+    from tuneform.train.engine import TrainError  # imports no ML library yet
+
+    job_started = time.time()
+
+    bundle = read_bundle(bundle_path)
+    try:
+        import_engine_first(bundle)
+    except TrainError as exc:
+        echo(f"error: {exc}")
+        return 1
+    from tuneform.data.reader import DataError, load_data
+    from tuneform.evals.suite import GateError, SuiteError
+    from tuneform.job.evaluate import compare
+    from tuneform.train.format import FormatError, load_tokenizer, tokenize_all
+
+    quiet_libraries()
+    spec, key, repo = bundle.spec, bundle.key, bundle.run["output_repo"]
+    registry = open_registry(registry_home, bundle, echo)
+    hub = not isinstance(registry, LocalRegistry)
+    action = bundle.run.get("action", "create")
+    model_path = bundle.model_path()
+    echo(f"tuneform job: {action} {bundle.run['name']} run-{key[:12]} -> {repo}")
+    echo(f"  tuneform {__version__} from {Path(__file__).resolve().parent}")
+
+    if action != "evaluate" and registry.get(repo, key) is not None:
+        echo(f"run-{key[:12]} is already published: nothing to train (the registry is the source of truth)")
+        return 0
+    staging = registry.staging(repo, key)
+    try:
+        echo("loading data")
+        data = load_data(spec, bundle.files)
+        for bad in data.bad_rows[:5]:
+            echo(f"  dropped {bad}")
+        echo(f"  {len(data.train)} train and {len(data.eval)} eval examples ({len(data.bad_rows)} bad rows dropped)")
+        suites = _suites(bundle)
+        tokenizer = load_tokenizer(model_path, spec.model)
+        heldout = [(t.input_ids, t.completion_mask) for t in tokenize_all(data.eval, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)]
+
+        echo("scoring the base model")
+        score = functools.partial(_score, revision=None if spec.model.is_local else spec.model.revision, chat_template=tokenizer.chat_template,
+                                  suites=suites, heldout=heldout, four_bit=spec.method.type == "qlora")
+        base_scores = score(model_path, None)
+        previous_key = registry.main(repo)
+        previous_scores = None
+        if previous_key and previous_key != key:
+            echo(f"scoring the version it replaces, run-{previous_key[:12]}")
+            previous_scores = score(str(registry.model_dir(repo, previous_key)), model_path)
+
+        result, resumed = None, None
+        if action == "evaluate":
+            version_dir = registry.model_dir(repo, key)
+            echo(f"scoring run-{key[:12]} with the changed evals (no training)")
+            new_scores = score(str(version_dir), model_path)
+        else:
+            result, resumed = _train(bundle, registry, data, staging, echo, processes)
+            echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}")
+            echo("scoring the new model")
+            adapter = spec.output.save == "adapter"
+            new_scores = score(str(staging / "model"), model_path if adapter else None)
+        table = compare(base_scores, previous_scores, new_scores, _gates(bundle))
+    except (DataError, FormatError, TrainError, GateError, SuiteError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        echo(f"error: {exc}")
+        return 1
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, resumed)
+    _record_cost(manifest, time.time() - job_started)
+    if action == "evaluate":
+        shutil.rmtree(staging, ignore_errors=True)
+        eval_hash = str(bundle.run.get("eval_hash"))
+        _write_report(registry.evals_dir(repo, key, eval_hash), manifest, echo)
+        if hub:
+            registry.upload_evals(repo, key, eval_hash)
+        return 0 if table.passed else 1
+    _write_report(staging, manifest, echo)
+    from tuneform.job.report import model_card
+
+    (staging / "model" / "README.md").write_text(model_card(manifest), encoding="utf-8")  # replaces PEFT's stub card
+    if hub:
+        return _publish_hub(registry, bundle, staging, manifest, echo)
+    version = registry.publish(repo, key, staging, manifest)
+    echo(f"published run-{key[:12]} to {repo} ({version.status})")
+    if version.status == PASSED:
+        expected = bundle.run.get("expected_main")
+        current = registry.main(repo)
+        if current != expected:
+            echo(f"main of {repo} moved since apply planned this (now run-{(current or '')[:12]}): leaving it; restore this version by planning its run file")
+        else:
+            registry.set_main(repo, key, f"trained {bundle.run['path']}")
+            echo(f"main of {repo} -> run-{key[:12]}")
+        return 0
+    echo("gates failed: the version is kept and marked; main did not move")
+    return 1
+
+
+def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[str, Any], echo: Echo) -> int:
+    """Tag the version; move main only when gates passed and main is still the commit apply saw."""
+    from tuneform.registry.local import RegistryError
+
+    key, repo = bundle.key, bundle.run["output_repo"]
+    passed = manifest["status"] == PASSED
+    try:
+        published = registry.publish(repo, key, staging, manifest, parent_commit=bundle.run.get("expected_main_commit"), move_main=passed)
+    except (RegistryError, OSError) as exc:
+        echo(f"error: publishing run-{key[:12]} to {repo} failed: {exc}")
+        return 1
+    except Exception as exc:  # an HTTP error the retries could not cure
+        echo(f"error: publishing run-{key[:12]} to {repo} failed: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    echo(f"published run-{key[:12]} to {repo} ({published.version.status})")
+    echo(published.note)
+    if not passed:
+        echo("gates failed: the version is kept and marked; main did not move")
+        return 1
+    return 0
+
+
+def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, processes: int | None) -> tuple[Any, int | None]:
+    """The training step: in this process, or on several (DDP, one per GPU) through train/launch.py.
+    Returns the TrainResult and the step it resumed from (None: from the start)."""
+    import gc
+
+    import torch
+
+    from tuneform.train.engine import train
+    from tuneform.train.launch import (
+        TrainRequest,
+        train_distributed,
+        training_processes,
+    )
+
+    spec = bundle.spec
+    batch_size, checkpointing = sized_auto_settings(bundle.run.get("estimate") or {})
+    count = training_processes(processes)
+    work, minutes = _work_branch(bundle, registry, count, batch_size, checkpointing)
+    resume = work.resume() if work else None
+    resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
+    echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
+    if count == 1:
+        from tuneform.job.checkpoints import checkpoint_callback
+
+        callbacks = [checkpoint_callback(work, minutes * 60)] if work and minutes > 0 else []
+        result = train(spec, bundle.model_path(), data.train, data.eval, staging / "model", on_log=progress_printer(echo),
+                       batch_size=batch_size, gradient_checkpointing=checkpointing, resume_from=resume_from, callbacks=callbacks)
+        # The trainer, model and optimizer hold reference cycles: free them now, not at some later
+        # collection, so that scoring the new model has the GPU to itself (on a 24 GB card an 8B
+        # model's scoring needs most of it).
+        gc.collect()
+        torch.cuda.empty_cache()
+        return result, resumed
+    torch.cuda.empty_cache()  # the scoring passes' cached blocks would crowd the first GPU
+    request = TrainRequest(bundle=str(bundle.path.resolve()), out_dir=str((staging / "model").resolve()),
+                           result=str((staging / "ddp" / "result.json").resolve()), batch_size=batch_size, gradient_checkpointing=checkpointing,
+                           resume_from=str(resume_from) if resume_from else None,
+                           checkpoint_minutes=minutes if work else 0.0, checkpoint_settings=work.settings if work else None)
+    return train_distributed(request, count, echo), resumed
+
+
+def _work_branch(bundle: Bundle, registry: Any, processes: int, batch_size: int | None,
+                 checkpointing: bool | None) -> tuple[WorkBranch | None, float]:
+    """The run's work branch, where checkpoints go every `minutes` and where a retried job finds
+    one to resume from. Hub jobs only: a local job has nothing that retries it, so it neither
+    saves nor resumes (see job/checkpoints.py)."""
+    if isinstance(registry, LocalRegistry):
+        return None, 0.0
+    from tuneform.job.checkpoints import resume_settings
+    from tuneform.runfile.settings import DEFAULT_CHECKPOINT_MINUTES
+
+    work = registry.work_branch(bundle.run["output_repo"], bundle.key, resume_settings(bundle.spec, processes, batch_size, checkpointing))
+    return work, float(bundle.run.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES))
+
+
+def sized_auto_settings(estimate: dict[str, Any]) -> tuple[int | None, bool | None]:
+    """The estimate's batch size and checkpointing for the `auto` settings, when it sized the
+    device the job runs on. The local backend estimates this machine's CPU (dtype fp32); on a
+    machine with a GPU those numbers do not apply, so the engine's GPU defaults decide."""
+    import torch
+
+    if estimate.get("dtype") == "fp32" and torch.cuda.is_available():
+        return None, None
+    return estimate.get("batch_size"), estimate.get("gradient_checkpointing")
+
+
+def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
+    """Job seconds and cost (flavor price x billed minutes) next to the estimate. Measured inside the
+    job, so it leaves out the container's start (image pull, install), which HF also bills."""
+    import math
+    import os
+
+    cost = manifest["cost"]
+    cost["job_seconds"] = round(seconds, 1)
+    cost["job_id"] = os.environ.get("JOB_ID")
+    if manifest.get("backend") != "hf-jobs":
+        return
+    from tuneform.estimate.catalog import FLAVORS
+
+    flavor = FLAVORS.get(str(manifest.get("flavor")))
+    minutes = max(1, math.ceil(seconds / 60))
+    cost["billed_minutes"] = minutes
+    cost["usd_per_hour"] = flavor.usd_per_hour if flavor else None
+    cost["actual_usd"] = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
+
+
+ESTIMATE_RECORDED = ("flavor", "engine", "batch_size", "gradient_checkpointing", "tokens_per_second", "peak_vram_gb",
+                     "breakdown", "calibration")
+
+
+def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None) -> dict[str, Any]:
+    """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
+    run = bundle.run
+    estimate = run.get("estimate") or {}
+    training = None
+    if result is not None:
+        training = {
+            "seconds": result.seconds,
+            "tokens_per_second": result.tokens_per_second,
+            "steady_tokens_per_second": result.steady_tokens_per_second,
+            "device": result.device_name,
+            "steps": result.steps,
+            "train_loss": result.train_loss,
+            "loss_history": [list(p) for p in result.loss_history],
+            "peak_memory_gb": result.peak_memory_bytes / 2**30,
+            "peak_memory_kind": result.peak_memory_kind,
+            "tokens": result.tokens,
+            "trained_tokens": result.trained_tokens,
+            "settings": result.as_json()["settings"],
+            "resumed_from_step": resumed_from_step,
+        }
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "run_key": bundle.key,
+        "name": run["name"],
+        "path": run["path"],
+        "output_repo": run["output_repo"],
+        "status": PASSED if table.passed else FAILED_GATES,
+        "created": _stamp(),
+        "backend": run.get("backend", "local"),
+        "flavor": estimate.get("flavor", "local"),
+        "git": run.get("git", {}),
+        "spec": run["spec"],
+        "eval_hash": run.get("eval_hash"),
+        "data": {"train_rows": len(data.train), "eval_rows": len(data.eval), "bad_rows": len(data.bad_rows),
+                 "train_tokens": result.tokens if result else None},
+        "training": training,
+        "cost": {"estimated_usd": estimate.get("usd", 0.0), "actual_usd": 0.0 if run.get("backend", "local") == "local" else None,
+                 "estimated_seconds": estimate.get("seconds")},
+        # What the plan predicted, beside `training`'s measurements: `tuneform calibrate` reads both.
+        "estimate": {key: estimate.get(key) for key in ESTIMATE_RECORDED} if estimate else None,
+        "evals": {"table": table.as_json(), "gates": table.gates_json(), "previous": previous_key,
+                  "scores": {"base": base.as_json()}},
+        "versions": result.versions if result else {},
+        "python": sys.version.split()[0],
+    }
+
+
+def _write_report(folder: Path, manifest: dict[str, Any], echo: Echo) -> None:
+    """report.md (the PR comment), report.json, loss.png; and the terminal report on stdout."""
+    from tuneform.job.report import render_run, write_run_report
+
+    write_run_report(manifest, folder)
+    echo(render_run(manifest, "text", color=sys.stdout.isatty()))
+
+
+def import_engine_first(bundle: Bundle) -> None:
+    """Unsloth must be imported before transformers, trl and peft (it patches them on import):
+    choosing the engine first imports it when it will be used."""
+    import torch
+
+    from tuneform.train.engine import choose_engine
+
+    choose_engine(bundle.spec.compute.engine, cuda=torch.cuda.is_available())
+
+
+def quiet_libraries() -> None:
+    """The job prints its own progress; library progress bars would interleave with it in logs."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def install_sigterm() -> None:
+    """SIGTERM (cancel) unwinds like Ctrl-C, so the staging folder is removed on the way out."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,561 @@
+"""The report of a finished run: terminal (rich), markdown for the PR comment, JSON, and a loss PNG.
+
+`tuneform apply` prints it, the comment workflow posts it, `tuneform status` can show it again
+later: every view is rendered from one plain dict, the job's manifest, so a manifest read back
+from any registry (a Hub tag's `tuneform/manifest.json`, a local folder) renders the same way
+with no model, torch or matplotlib import (only the PNG needs matplotlib).
+
+Manifest fields read here (all optional except `name`; a missing one shows as "-" or is left
+out, so manifests written by older versions still render):
+
+    run_key            64-hex run key; the version is shown as run-<key12>
+    name, path         run name and run file path (untrusted: they come from a PR)
+    status             "passed" | "failed_gates"
+    backend, flavor    e.g. "hf-jobs", "a10g-small"; "local", "local"
+    output_repo        where the version is published, e.g. "acme/support-bot"
+    git                {commit, pr}
+    spec               the resolved run; only spec.model.id and spec.model.revision are read
+    data               {train_rows, eval_rows, bad_rows, train_tokens}
+    training           {seconds, tokens_per_second, steps, train_loss, peak_memory_gb,
+                        loss_history: [[step, loss], ...], settings: {name: value}}
+                       (None when the job only re-evaluated a version)
+    cost               {estimated_usd, actual_usd}   (actual: 0 on the local backend, None unknown)
+    evals              {table: tuneform.evals.runner.EvalTable.as_json(),
+                        gates: EvalTable.gates_json(), previous: run key of the version replaced}
+                       table.rows[]: {metric, better: "higher"|"lower", base, previous, new,
+                                      delta_base, delta_previous}   (numbers, None, or "nan"/"inf")
+                       table.misses[]: {suite, id, expected, prediction, base_prediction, scores}
+                       gates[]: {metric, condition, value, passed}
+    versions           {library: version} of the libraries that trained
+
+Markdown puts untrusted text (names, paths, predictions, settings) through `md_escape`, so it
+can neither break a table nor inject HTML, links, images or @-mentions; the terminal view drops
+control characters (an escape sequence in a run name must not drive the terminal).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tuneform.plan.render import fmt_seconds, fmt_usd
+
+RESULTS_MARKER = "<!-- tuneform:results -->"
+CHART_WIDTH = 60
+CHART_HEIGHT = 6
+MISSES_SHOWN = 10
+CELL_CHARS = 80
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_MD_BACKSLASHED = frozenset("\\`*_[]|~$")
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_SHA = re.compile(r"[0-9a-f]{7,64}")
+
+Format = Literal["text", "markdown", "json"]
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    """data[k1][k2]... or None where a level is missing (manifests from older versions)."""
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def clean(text: Any) -> str:
+    """One line of display text: control and bidi-override characters become U+FFFD, whitespace
+    runs (newlines included) become one space. Used by every view for untrusted strings."""
+    out = []
+    for char in str(text):
+        if char.isspace():
+            out.append(" ")
+        elif unicodedata.category(char) == "Cc" or char in _BIDI:
+            out.append("\ufffd")
+        else:
+            out.append(char)
+    return " ".join("".join(out).split())
+
+
+def md_escape(text: Any, limit: int | None = None) -> str:
+    """Untrusted text for a markdown table cell or inline position, cut to `limit` characters.
+
+    Markdown punctuation that could open emphasis, code, links or images, or end a cell, is
+    backslash-escaped; `<`, `>` and `&` become entities (no HTML, no entity tricks); `@` is
+    followed by a word joiner so a run name cannot mention (and notify) people.
+    """
+    value = clean(text)
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "…"
+    out = []
+    for char in value:
+        if char in _MD_BACKSLASHED:
+            out.append("\\" + char)
+        elif char in _MD_ENTITIES:
+            out.append(_MD_ENTITIES[char])
+        elif char == "@":
+            out.append("@\u2060")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _number(value: Any) -> float | None:
+    """A manifest number as a float; JSON-safe strings ("nan", "inf") read back as floats."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def fmt_metric(value: Any) -> str:
+    """A metric value: 3 decimals (scores and losses), 1 decimal from 100 up (perplexity)."""
+    number = _number(value)
+    if number is None:
+        return "-"
+    if not math.isfinite(number):
+        return str(number)
+    return f"{number:,.1f}" if abs(number) >= 100 else f"{number:.3f}"
+
+
+def fmt_delta(value: Any) -> str:
+    """A signed difference at metric precision; "0.000" when it rounds to nothing."""
+    number = _number(value)
+    if number is None:
+        return "-"
+    if not math.isfinite(number):
+        return str(number)
+    text = f"{number:+,.1f}" if abs(number) >= 100 else f"{number:+.3f}"
+    return text[1:] if float(text.replace(",", "")) == 0 else text
+
+
+def delta_direction(value: Any, better: str) -> Literal["better", "worse", "same"]:
+    """Whether a displayed delta is an improvement, given which way the metric is better."""
+    shown = fmt_delta(value)
+    number = _number(shown.replace(",", ""))
+    if number is None or number == 0 or math.isnan(number):
+        return "same"
+    return "better" if (number > 0) == (better != "lower") else "worse"
+
+
+def _int(value: Any) -> str:
+    number = _number(value)
+    return "-" if number is None or not math.isfinite(number) else f"{round(number):,}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss curve
+
+
+def _finite_history(history: Any) -> list[tuple[float, float]]:
+    points = []
+    for point in history or []:
+        if isinstance(point, Sequence) and len(point) == 2:
+            step, loss = _number(point[0]), _number(point[1])
+            if step is not None and loss is not None and math.isfinite(loss):
+                points.append((step, loss))
+    return points
+
+
+def loss_chart(history: Sequence[Sequence[float]], *, width: int = CHART_WIDTH, height: int = CHART_HEIGHT) -> str:
+    """A block chart of the loss that renders as text anywhere (a PR comment's ``` block included).
+
+    At most `width` columns: with more points than columns, each column is the mean loss of an
+    equal share of consecutive steps (so noise does not hide the trend). Each column is a bar of
+    eighth-blocks scaled between the plotted minimum (one eighth) and maximum (full height); the
+    y labels are that minimum and maximum, the x labels the first and last step. Non-finite losses
+    are skipped. Empty string without points.
+    """
+    points = _finite_history(history)
+    if not points:
+        return ""
+    columns = min(width, len(points))
+    values = []
+    for i in range(columns):
+        share = points[i * len(points) // columns : (i + 1) * len(points) // columns]
+        values.append(math.fsum(loss for _, loss in share) / len(share))
+    low, high = min(values), max(values)
+    levels = height * 8
+    heights = [levels // 2 if high == low else 1 + round((v - low) / (high - low) * (levels - 1)) for v in values]
+    top, bottom = f"{high:.4g}", f"{low:.4g}"
+    pad = max(len(top), len(bottom))
+    lines = []
+    for row in range(height - 1, -1, -1):
+        label = top if row == height - 1 else bottom if row == 0 else ""
+        axis = "┤" if label else "│"
+        bars = "".join(_BLOCKS[max(0, min(8, h - 8 * row))] for h in heights)
+        lines.append(f"{label:>{pad}} {axis}{bars}".rstrip())
+    lines.append(f"{'':>{pad}} └{'─' * columns}")
+    first, last = f"step {points[0][0]:g}", f"step {points[-1][0]:g}"
+    x_labels = first if len(points) == 1 else first + " " * max(1, columns - len(first) - len(last)) + last
+    lines.append(f"{'':>{pad}}  {x_labels}")
+    return "\n".join(lines)
+
+
+def write_loss_png(manifest: Mapping[str, Any], path: Path) -> Path | None:
+    """Plot the training loss (and the new version's held-out loss, dashed) to a PNG at `path`.
+
+    Uses matplotlib's object API on the Agg canvas, never pyplot, so nothing global (backend,
+    current figure) changes in the calling process. Returns None when there is no loss history.
+    """
+    points = _finite_history(_dig(manifest, "training", "loss_history"))
+    if not points:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.2), dpi=110, layout="tight")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot([s for s, _ in points], [loss for _, loss in points], color="#1f77b4", linewidth=1.4, label="train loss",
+              marker="o" if len(points) <= 30 else None, markersize=3)
+    eval_loss = next((_number(row.get("new")) for row in _table_rows(manifest) if row.get("metric") == "eval_loss"), None)
+    if eval_loss is not None and math.isfinite(eval_loss):
+        axes.axhline(eval_loss, color="#d62728", linestyle="--", linewidth=1, label=f"held-out loss {eval_loss:.3f}")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    key12 = str(manifest.get("run_key") or "")[:12]
+    # parse_math off: a '$' in an untrusted run name must not reach the mathtext parser.
+    axes.set_title(clean(manifest.get("name", "run")) + (f"  run-{key12}" if key12 else ""), fontsize=10, parse_math=False)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared facts
+
+
+def _table_rows(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    rows = _dig(manifest, "evals", "table", "rows")
+    return [row for row in rows if isinstance(row, Mapping)] if isinstance(rows, list) else []
+
+
+def _gates(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    gates = _dig(manifest, "evals", "gates")
+    return [gate for gate in gates if isinstance(gate, Mapping)] if isinstance(gates, list) else []
+
+
+def _misses(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    misses = _dig(manifest, "evals", "table", "misses")
+    return [miss for miss in misses if isinstance(miss, Mapping)][:MISSES_SHOWN] if isinstance(misses, list) else []
+
+
+def _has_previous(rows: list[Mapping[str, Any]]) -> bool:
+    return any(row.get("previous") is not None for row in rows)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """The summary lines every view shows, as (label, text) with text already display-clean."""
+
+    title: str
+    passed: bool | None
+    where: str
+    lines: list[tuple[str, str]]
+
+
+def _status(manifest: Mapping[str, Any]) -> tuple[str, bool | None]:
+    status = manifest.get("status")
+    if status == "passed":
+        return "passed its gates" if _gates(manifest) else "trained and evaluated", True
+    if status == "failed_gates":
+        return "failed its gates (version kept, marked blocked)", False
+    return f"status {clean(status)}" if status else "finished", None
+
+
+def _commit(value: Any) -> str:
+    text = str(value or "")
+    return text[:12] if _SHA.fullmatch(text) else clean(text)
+
+
+def _facts(manifest: Mapping[str, Any]) -> _Facts:
+    status, passed = _status(manifest)
+    name = clean(manifest.get("name") or "run")
+    where = [clean(manifest["path"])] if manifest.get("path") else []
+    if manifest.get("run_key"):
+        where.append(f"key {clean(manifest['run_key'])[:12]}")
+    compute = "/".join(clean(manifest[k]) for k in ("backend", "flavor") if manifest.get(k))
+    if compute:
+        where.append(compute)
+    if _dig(manifest, "git", "commit"):
+        where.append(f"commit {_commit(_dig(manifest, 'git', 'commit'))}")
+    pr = _number(_dig(manifest, "git", "pr"))
+    if pr is not None and math.isfinite(pr):
+        where.append(f"PR #{round(pr)}")
+
+    lines = []
+    data = manifest.get("data")
+    if isinstance(data, Mapping):
+        rows = f"{_int(data.get('train_rows'))} train rows · {_int(data.get('eval_rows'))} eval rows · {_int(data.get('train_tokens'))} train tokens"
+        bad = _number(data.get("bad_rows"))
+        lines.append(("data", rows + (f" · {_int(bad)} bad rows dropped" if bad else "")))
+    training = manifest.get("training")
+    if isinstance(training, Mapping):
+        parts = [f"{_int(training.get('steps'))} steps in {fmt_seconds(_number(training.get('seconds')))}"]
+        if training.get("tokens_per_second") is not None:
+            parts.append(f"{_int(training.get('tokens_per_second'))} tokens/s")
+        if training.get("train_loss") is not None:
+            parts.append(f"final train loss {fmt_metric(training.get('train_loss'))}")
+        peak = _number(training.get("peak_memory_gb"))
+        if peak is not None:
+            parts.append(f"peak memory {peak:.1f} GB")
+        lines.append(("training", " · ".join(parts)))
+    cost = manifest.get("cost")
+    if isinstance(cost, Mapping):
+        actual, estimated = _number(cost.get("actual_usd")), _number(cost.get("estimated_usd"))
+        lines.append(("cost", (f"{fmt_usd(actual)} actual · " if actual is not None else "") + f"{fmt_usd(estimated)} estimated"))
+    models = []
+    if manifest.get("run_key"):
+        models.append(f"new run-{clean(manifest['run_key'])[:12]}" + (f" in {clean(manifest['output_repo'])}" if manifest.get("output_repo") else ""))
+    if _dig(manifest, "evals", "previous"):
+        models.append(f"previous run-{clean(_dig(manifest, 'evals', 'previous'))[:12]}")
+    if _dig(manifest, "spec", "model", "id"):
+        revision = _dig(manifest, "spec", "model", "revision")
+        models.append(f"base {clean(_dig(manifest, 'spec', 'model', 'id'))}" + (f" at {_commit(revision)}" if revision else ""))
+    if models:
+        lines.append(("models", " · ".join(models)))
+    return _Facts(f"{name} {status}", passed, " · ".join(where), lines)
+
+
+def _pairs(value: Any) -> list[tuple[str, str]]:
+    """(key, value) display pairs of a mapping such as training settings or library versions."""
+    if not isinstance(value, Mapping):
+        return []
+    return [(clean(key), clean(item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))) for key, item in value.items()]
+
+
+def _expected_text(expected: Any) -> str:
+    return expected if isinstance(expected, str) else json.dumps(expected, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Views
+
+
+def _md_delta(value: Any) -> str:
+    """A delta with an arrow for its direction (markdown has no colour)."""
+    shown = fmt_delta(value)
+    number = _number(shown.replace(",", ""))
+    if number is None or number == 0 or not math.isfinite(number):
+        return shown
+    return f"{'↑' if number > 0 else '↓'} {shown}"
+
+
+def render_run_markdown(manifest: Mapping[str, Any]) -> str:
+    """The PR comment: hidden marker, verdict, run facts, eval table, gates, loss chart, details."""
+    facts = _facts(manifest)
+    icon = {True: "✅", False: "❌", None: "ℹ️"}[facts.passed]
+    out = [RESULTS_MARKER, f"### {icon} {md_escape(facts.title)}", ""]
+    if facts.where:
+        out += [md_escape(facts.where), ""]
+    if facts.lines:
+        out += ["| | |", "|---|---|"] + [f"| {label} | {md_escape(text)} |" for label, text in facts.lines] + [""]
+
+    rows = _table_rows(manifest)
+    if rows:
+        previous = _has_previous(rows)
+        out += ["#### Evals", ""]
+        if previous:
+            out += ["| metric | base | previous | new | Δ vs base | Δ vs previous |", "|---|---:|---:|---:|---:|---:|"]
+        else:
+            out += ["| metric | base | new | Δ vs base |", "|---|---:|---:|---:|"]
+        for row in rows:
+            cells = [md_escape(row.get("metric", "?")), fmt_metric(row.get("base"))]
+            if previous:
+                cells.append(fmt_metric(row.get("previous")))
+            cells += [f"**{fmt_metric(row.get('new'))}**", _md_delta(row.get("delta_base"))]
+            if previous:
+                cells.append(_md_delta(row.get("delta_previous")))
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+
+    gates = _gates(manifest)
+    if gates:
+        out += ["#### Gates", "", "| | metric | condition | new |", "|---|---|---|---:|"]
+        for gate in gates:
+            verdict = "✅ pass" if gate.get("passed") else "❌ fail"
+            out.append(f"| {verdict} | {md_escape(gate.get('metric', '?'))} | {md_escape(gate.get('condition', '?'))} | {fmt_metric(gate.get('value'))} |")
+        out.append("")
+
+    chart = loss_chart(_dig(manifest, "training", "loss_history") or [])
+    if chart:
+        out += ["#### Training loss", "", "```text", chart, "```", ""]
+
+    misses = _misses(manifest)
+    if misses:
+        out += [f"<details><summary>Eval rows the new version missed (first {len(misses)})</summary>", "",
+                "| suite | id | expected | new | base |", "|---|---|---|---|---|"]
+        for miss in misses:
+            cells = [miss.get("suite", ""), miss.get("id", ""), _expected_text(miss.get("expected")), miss.get("prediction") or "", miss.get("base_prediction") or ""]
+            out.append("| " + " | ".join(md_escape(cell, CELL_CHARS) for cell in cells) + " |")
+        out += ["", "</details>", ""]
+
+    out += _model_and_rollback(manifest)
+
+    for title, header, pairs in (
+        ("Training settings", "| setting | value |", _pairs(_dig(manifest, "training", "settings"))),
+        ("Library versions", "| library | version |", _pairs(manifest.get("versions"))),
+    ):
+        if pairs:
+            out += [f"<details><summary>{title}</summary>", "", header, "|---|---|"]
+            out += [f"| {md_escape(key)} | {md_escape(value, CELL_CHARS)} |" for key, value in pairs]
+            out += ["", "</details>", ""]
+    return "\n".join(out)
+
+
+HUB_URL = "https://huggingface.co"
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _model_and_rollback(manifest: Mapping[str, Any]) -> list[str]:
+    """Where the version lives, at its exact revision, and how to undo the change."""
+    key, repo = manifest.get("run_key"), manifest.get("output_repo")
+    if not (isinstance(key, str) and _KEY.match(key) and isinstance(repo, str) and _REPO_ID.match(repo)):
+        return []
+    tag = f"run-{key[:12]}"
+    if manifest.get("backend") == "hf-jobs":
+        base = (os.environ.get("HF_ENDPOINT") or HUB_URL).rstrip("/")
+        where = f"[`{repo}` at `{tag}`]({base}/{repo}/tree/{tag})"
+    else:
+        where = f"`{repo}` version `{tag}` in the local registry (`tuneform history {md_escape(str(manifest.get('name', '')))}`)"
+    out = ["#### Model", "", f"{where}."]
+    previous = _dig(manifest, "evals", "previous")
+    if manifest.get("status") == "passed":
+        back = f"`run-{previous[:12]}`" if isinstance(previous, str) and _KEY.match(previous) else "the version before it"
+        out.append(f"To roll back, revert this PR: the plan will say `restore` and point `main` back at {back}, with no training and $0.")
+    return out + [""]
+
+
+def model_card(manifest: Mapping[str, Any]) -> str:
+    """README.md of a published version: Hub metadata, then the same report a PR gets, then its
+    lineage (what trained it, from which commit, what it replaced)."""
+    model = _dig(manifest, "spec", "model") or {}
+    save = _dig(manifest, "spec", "output", "save")
+    front = ["---"]
+    base = model.get("id")
+    if isinstance(base, str) and not base.startswith((".", "/")):
+        front.append(f"base_model: {json.dumps(base)}")
+    front += [f"library_name: {'peft' if save == 'adapter' else 'transformers'}", "tags:", "- tuneform", "---", ""]
+    body = render_run_markdown(manifest).replace(RESULTS_MARKER, "").lstrip("\n")
+    git = manifest.get("git") or {}
+    lineage = [f"Trained by tuneform from `{md_escape(str(manifest.get('path', '')))}`"]
+    if isinstance(git.get("commit"), str):
+        lineage.append(f"at commit `{md_escape(git['commit'][:12])}`")
+    if isinstance(git.get("pr"), int):
+        lineage.append(f"(PR #{git['pr']})")
+    text = " ".join(lineage) + f"; run key `{md_escape(str(manifest.get('run_key', '')))}`."
+    return "\n".join(front) + body + "\n#### Lineage\n\n" + text + "\n"
+
+
+def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: int = 100) -> str:
+    """The terminal view (rich); with `color`, deltas are green when better and red when worse."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None, highlight=False, emoji=False)
+    facts = _facts(manifest)
+    mark, style = {True: ("✔", "bold green"), False: ("✘", "bold red"), None: ("•", "bold")}[facts.passed]
+    console.print(Text(f"{mark} {facts.title}", style=style))
+    if facts.where:
+        console.print(Text(f"  {facts.where}", style="dim"))
+    for label, text in facts.lines:
+        console.print(Text.assemble("  ", (f"{label:<9}", "bold"), " ", text))
+
+    rows = _table_rows(manifest)
+    if rows:
+        previous = _has_previous(rows)
+        table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0))
+        table.add_column("metric")
+        for column in ["base"] + (["previous"] if previous else []) + ["new", "Δ base"] + (["Δ previous"] if previous else []):
+            table.add_column(column, justify="right")
+        styles = {"better": "green", "worse": "red", "same": "dim"}
+        for row in rows:
+            better = str(row.get("better", "higher"))
+            cells: list[Text] = [Text(clean(row.get("metric", "?"))), Text(fmt_metric(row.get("base")))]
+            if previous:
+                cells.append(Text(fmt_metric(row.get("previous"))))
+            cells.append(Text(fmt_metric(row.get("new")), style="bold"))
+            deltas = ["delta_base"] + (["delta_previous"] if previous else [])
+            cells += [Text(fmt_delta(row.get(key)), style=styles[delta_direction(row.get(key), better)]) for key in deltas]
+            table.add_row(*cells)
+        console.print()
+        console.print(table)
+
+    gates = _gates(manifest)
+    if gates:
+        console.print()
+        console.print(Text("gates", style="bold"))
+        for gate in gates:
+            ok = bool(gate.get("passed"))
+            console.print(Text(f"  {'✔ pass' if ok else '✘ fail'}  {clean(gate.get('metric', '?'))} {clean(gate.get('condition', '?'))}  (new: {fmt_metric(gate.get('value'))})",
+                               style="green" if ok else "red"))
+
+    chart = loss_chart(_dig(manifest, "training", "loss_history") or [])
+    if chart:
+        console.print()
+        console.print(Text("training loss", style="bold"))
+        console.print(Text(chart))
+    return buffer.getvalue()
+
+
+def _json_safe(value: Any) -> Any:
+    """The manifest with non-finite floats as strings ("nan", "inf"): JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def render_run_json(manifest: Mapping[str, Any]) -> str:
+    """The manifest itself as strict JSON, for agents and scripts (the same facts, no layout)."""
+    return json.dumps(_json_safe(manifest), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def render_run(manifest: Mapping[str, Any], fmt: Format, *, color: bool = False) -> str:
+    """Render a finished run as `text` (terminal), `markdown` (PR comment) or `json`."""
+    if fmt == "json":
+        return render_run_json(manifest)
+    if fmt == "markdown":
+        return render_run_markdown(manifest)
+    if fmt == "text":
+        return render_run_text(manifest, color=color)
+    raise ValueError(f"unknown format '{fmt}': use text, markdown or json")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where `write_run_report` put each view; `chart` is None without a loss history."""
+
+    markdown: Path
+    json: Path
+    chart: Path | None
+
+
+def write_run_report(manifest: Mapping[str, Any], folder: Path) -> ReportFiles:
+    """Write report.md, report.json and loss.png into `folder` (next to the version's files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown = folder / "report.md"
+    markdown.write_text(render_run_markdown(manifest), encoding="utf-8")
+    data = folder / "report.json"
+    data.write_text(render_run_json(manifest), encoding="utf-8")
+    return ReportFiles(markdown, data, write_loss_png(manifest, folder / "loss.png"))

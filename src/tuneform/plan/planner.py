@@ -1,0 +1,332 @@
+"""Plan: from two states of the repository and the registry to one action per run.
+
+A plan is a pure function of (base files, working files, registry state): it reads, it never
+writes. Runs are matched across the two states by path, then by run key (a renamed file), then
+by name. The git comparison says what a change does; the registry, when readable, says what is
+already trained, which turns a revert into `restore` and a re-run into `noop`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from tuneform.data.check import CHECKED_ACTIONS, DataSection, check_data
+from tuneform.estimate.sizing import usd_text
+from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
+from tuneform.registry.local import FAILED_GATES, Registry, RegistryError, Version
+from tuneform.runfile.diagnostics import Problem
+from tuneform.runfile.resolve import HubResolver
+from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, load_settings
+from tuneform.runfile.trees import GitTree, WorkTree, default_base, resolve_rev
+
+PLAN_SCHEMA_VERSION = 1
+# `--base 0000...0` (GitHub's `before` of a first push) compares with git's empty tree.
+NO_BASE = re.compile(r"^0{40}$")
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+ACTIONS = ("create", "update", "noop", "delete", "restore", "evaluate", "blocked", "invalid")
+# Actions that spend GPU time (evaluate scores the existing model again).
+TRAINING_ACTIONS = ("create", "update")
+
+
+@dataclass
+class PlannedRun:
+    """One run's entry in a plan."""
+
+    action: str
+    head: RunCheck | None
+    base: RunCheck | None
+    reuse: Version | None = None
+    registry_state: str = "unknown"  # "read", "unknown" (not readable), or an error message
+    budget_problems: list[Problem] = field(default_factory=list)
+    approved: list[Problem] = field(default_factory=list)  # over budget, approved by the PR's label
+
+    @property
+    def check(self) -> RunCheck:
+        run = self.head or self.base
+        assert run is not None
+        return run
+
+    @property
+    def usd(self) -> float:
+        """What this action costs: training actions only (restore, noop and delete are free)."""
+        if self.action not in TRAINING_ACTIONS or not self.head or not self.head.sizing or not self.head.sizing.estimate:
+            return 0.0
+        return self.head.sizing.estimate.usd
+
+    @property
+    def base_usd(self) -> float | None:
+        if self.base and self.base.sizing and self.base.sizing.estimate:
+            return self.base.sizing.estimate.usd
+        return None
+
+    @property
+    def budget_ok(self) -> bool:
+        return not self.budget_problems
+
+    def as_json(self) -> dict[str, Any]:
+        run = self.check
+        sizing = self.head.sizing if self.head else None
+        estimate = sizing.estimate if sizing else None
+        problems = (self.head.problems if self.head else []) + self.budget_problems + self.approved
+        return {
+            "path": run.path,
+            "name": run.name,
+            "action": self.action,
+            "run_key": run.key,
+            "base_run_key": self.base.key if self.base else None,
+            "eval_hash": run.eval_hash,
+            "base_path": self.base.path if self.base else None,
+            "backend": run.backend,
+            "output_repo": run.output_repo,
+            "flavor": estimate.flavor.name if estimate else None,
+            "estimate": estimate.as_json() if estimate else None,
+            "fits": sizing.fits if sizing else None,
+            "budget_ok": self.budget_ok,
+            "usd": round(self.usd, 4),
+            "base_usd": None if self.base_usd is None else round(self.base_usd, 4),
+            "errors": [p.as_json() for p in problems if p.severity == "error"],
+            "warnings": [p.as_json() for p in problems if p.severity == "warning"],
+            "reuse": _reuse_json(self.reuse) if self.action in ("restore", "noop") else None,
+            "registry": self.registry_state,
+            "tokens_counted_by": sizing.token_method if sizing else None,
+        }
+
+
+def _reuse_json(version: Version | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return {"version": f"run-{version.key[:12]}", "trained_in": {"commit": version.commit, "pr": version.pr}}
+
+
+@dataclass
+class Plan:
+    base_rev: str
+    runs: list[PlannedRun]
+    settings: Settings
+    problems: list[Problem] = field(default_factory=list)
+    data: DataSection | None = None  # data checks of the runs that train
+
+    @property
+    def total_usd(self) -> float:
+        return sum(r.usd for r in self.runs)
+
+    @property
+    def base_total_usd(self) -> float:
+        return sum(r.base_usd or 0.0 for r in self.runs if r.action in TRAINING_ACTIONS)
+
+    @property
+    def ok(self) -> bool:
+        """False when any run is invalid or over budget, or the plan as a whole is over budget."""
+        return (not any(p.severity == "error" for p in self.problems)
+                and all(r.action != "invalid" and r.budget_ok for r in self.runs)
+                and not (self.data and self.data.failed))
+
+    def as_json(self) -> dict[str, Any]:
+        reports = self.data.reports if self.data else {}
+        return {
+            "schema_version": PLAN_SCHEMA_VERSION,
+            "base": self.base_rev,
+            "runs": [r.as_json() | {"data": reports[r.check.path].as_json() if r.check.path in reports else None} for r in self.runs],
+            "total_usd": round(self.total_usd, 4),
+            "base_total_usd": round(self.base_total_usd, 4),
+            "max_usd_per_pr": self.settings.max_usd_per_pr,
+            "ok": self.ok,
+            "errors": [p.as_json() for p in self.problems if p.severity == "error"],
+            "warnings": [p.as_json() for p in self.problems if p.severity == "warning"],
+        }
+
+
+RegistryFor = Any  # callable: backend name -> Registry | None (None: not readable here)
+
+
+
+def make_plan(
+    root: Path,
+    *,
+    base: str | None = None,
+    paths: list[str] | None = None,
+    registry_for: RegistryFor = lambda backend: None,
+    backend: str | None = None,
+    hub: HubResolver | None = None,
+    labels: tuple[str, ...] | list[str] = (),
+) -> Plan:
+    """Compare runs at `base` (default: merge base with main) with the working tree.
+
+    `paths` limits the plan to those run files; each named file is planned even when git shows
+    no change, so `tuneform plan runs/x.yaml` always answers "what would apply do to x".
+    Settings (budgets, allowed flavors) come from the base's pyproject.toml when it has one, so a
+    pull request cannot raise its own limits.
+    """
+    hub = hub or HubResolver()
+    if base is not None and NO_BASE.match(base):
+        base_rev = EMPTY_TREE  # a first push (GitHub's all-zero "before"): every run is new
+    else:
+        base_rev = resolve_rev(root, base) if base else default_base(root)
+    base_tree = GitTree(root, base_rev, label=base or base_rev[:12])
+    head_tree = WorkTree(root)
+    problems: list[Problem] = []
+    try:
+        settings = load_settings(base_tree) if base_tree.exists(PYPROJECT) else load_settings(head_tree)
+    except SettingsError as exc:
+        problems.append(exc.problem)
+        settings = Settings()
+
+    explicit = [_relative(root, p) for p in paths] if paths else None
+    head_paths = explicit if explicit is not None else head_tree.list(RUNS_DIR, RUN_SUFFIXES)
+    base_paths = base_tree.list(RUNS_DIR, RUN_SUFFIXES)
+    base_tree.prefetch(base_paths)
+
+    heads = {p: check_run(head_tree, p, settings, hub, backend=backend) for p in head_paths if head_tree.exists(p)}
+    bases = {p: check_run(base_tree, p, settings, hub, backend=backend) for p in base_paths}
+    pairs = _match(heads, bases, explicit)
+    runs = [_decide(head, base_run, registry_for, explicit is not None) for head, base_run in pairs]
+    runs = [r for r in runs if r is not None]
+    for missing in (explicit or []):
+        if missing not in heads and missing not in bases:
+            problems.append(Problem(f"{missing}: no such run file"))
+    plan = Plan(base_rev, runs, settings, problems)
+    _apply_budgets(plan, settings, approved=settings.budget_label in labels)
+    plan.data = plan_data_section(plan.runs, root, base_rev, settings)
+    return plan
+
+
+def _relative(root: Path, path: str) -> str:
+    absolute = Path(path).resolve() if Path(path).is_absolute() else (Path.cwd() / path).resolve()
+    try:
+        return absolute.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def _match(heads: dict[str, RunCheck], bases: dict[str, RunCheck], explicit: list[str] | None) -> list[tuple[RunCheck | None, RunCheck | None]]:
+    """Pair head runs with base runs: same path, else same key (renamed), else same name."""
+    pairs: list[tuple[RunCheck | None, RunCheck | None]] = []
+    free_bases = dict(bases)
+    unmatched: list[RunCheck] = []
+    for path, head in heads.items():
+        if path in free_bases:
+            pairs.append((head, free_bases.pop(path)))
+        else:
+            unmatched.append(head)
+    for head in list(unmatched):
+        for key_of in (lambda r: r.key, lambda r: r.name):
+            found = next((b for b in free_bases.values() if key_of(b) is not None and key_of(b) == key_of(head)), None)
+            if found:
+                pairs.append((head, free_bases.pop(found.path)))
+                unmatched.remove(head)
+                break
+    pairs.extend((head, None) for head in unmatched)
+    if explicit is None:
+        pairs.extend((None, b) for b in free_bases.values())
+    else:
+        pairs.extend((None, b) for p, b in free_bases.items() if p in explicit)
+    return sorted(pairs, key=lambda pair: (pair[0] or pair[1]).path)  # type: ignore[union-attr]
+
+
+def _decide(head: RunCheck | None, base: RunCheck | None, registry_for: RegistryFor, explicit: bool) -> PlannedRun | None:
+    """One run's action; None when the run is out of scope (unchanged and not named)."""
+    if head is None:
+        assert base is not None
+        return PlannedRun("delete", None, base)
+    if not head.ok:
+        return PlannedRun("invalid", head, base)
+    evals_changed = base is not None and base.eval_hash != head.eval_hash
+    changed = base is None or base.file_sha256 != head.file_sha256 or base.path != head.path or base.key != head.key or evals_changed
+    in_scope = changed or explicit
+    same_key = base is not None and base.key == head.key
+    version, main, state = _lookup(head, base, registry_for)
+    if version is not None:
+        # the registry knows which evals scored this version: that, not git, says whether to score again
+        evals_changed = not _scored_with(registry_for(head.backend), version, head.eval_hash)
+    if state != "read":
+        # registry not readable (a private Hub repo in a tokenless PR job): git alone decides
+        if not in_scope:
+            return None
+        if same_key:
+            return PlannedRun("evaluate" if evals_changed else "noop", head, base, registry_state=state)
+        return PlannedRun("update" if base else "create", head, base, registry_state=state)
+    if version is not None and version.status == FAILED_GATES:
+        return PlannedRun("blocked", head, base, version, state) if in_scope else None
+    if version is not None and main != head.key:
+        # trained before, but main holds another version: a revert. Shown even when git shows
+        # no change, since apply would otherwise leave the registry disagreeing with the file.
+        return PlannedRun("restore", head, base, version, state)
+    if not in_scope:
+        return None
+    if version is not None:
+        return PlannedRun("evaluate" if evals_changed else "noop", head, base, version, state)
+    return PlannedRun("update" if base is not None and not same_key else "create", head, base, registry_state=state)
+
+
+def _scored_with(registry: Registry | None, version: Version, eval_hash: str | None) -> bool:
+    """Whether this version has scores under these evals: at training time or by an evaluate."""
+    if version.manifest.get("eval_hash") == eval_hash:
+        return True
+    repo = version.manifest.get("output_repo")
+    return bool(registry is not None and repo and eval_hash and registry.has_evals(repo, version.key, eval_hash))
+
+
+def _lookup(head: RunCheck, base: RunCheck | None, registry_for: RegistryFor) -> tuple[Version | None, str | None, str]:
+    """(version of head's key, key at main, "read" | "unknown" | an error message).
+
+    A renamed file changes the default output repo; its versions are then found under the
+    base's repo, so a rename stays a noop (DESIGN: same key, same model).
+    """
+    registry: Registry | None = registry_for(head.backend)
+    if registry is None or not head.output_repo or not head.key:
+        return None, None, "unknown"
+    repos = [head.output_repo] + ([base.output_repo] if base and base.output_repo and base.output_repo != head.output_repo else [])
+    try:
+        for repo in repos:
+            version = registry.get(repo, head.key)
+            if version is not None or repo == repos[-1]:
+                return version, registry.main(repo), "read"
+    except RegistryError as exc:
+        return None, None, str(exc)
+    return None, None, "read"
+
+
+def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
+    """Per-run caps only bind actions that train; the PR cap binds the plan's total.
+
+    A PR carrying the repository's approval label (read from the event, never from files the PR
+    controls) turns the over-budget errors into warnings that say who approved them.
+    """
+    problems: list[Problem] = []
+    for run in plan.runs:
+        if run.action in TRAINING_ACTIONS and run.head is not None:
+            run.budget_problems = list(run.head.budget_problems)
+    cap = settings.max_usd_per_pr
+    if cap is not None and plan.total_usd > cap:
+        problems.append(Problem(
+            f"this plan's runs total {usd_text(plan.total_usd)}, over [tool.tuneform] max_usd_per_pr ({usd_text(cap)}): split the change or get it approved (label '{settings.budget_label}')"))
+    if not approved:
+        plan.problems.extend(problems)
+        return
+    note = f" (approved by the '{settings.budget_label}' label)"
+    for run in plan.runs:
+        run.approved = [replace(p, message=p.message + note, severity="warning") for p in run.budget_problems]
+        run.budget_problems = []
+    plan.problems.extend(replace(p, message=p.message + note, severity="warning") for p in problems)
+
+
+def plan_data_section(planned_runs: Sequence[PlannedRun], root: Path, base_rev: str, settings: Settings) -> DataSection:
+    """Check the data of every run a plan creates or updates; an update is compared with the base.
+
+    `settings` are the plan's (read from the base branch), so the policy is the repository's.
+    """
+    section = DataSection()
+    head_tree = WorkTree(root)
+    base_tree: GitTree | None = None
+    for planned in planned_runs:
+        head = planned.head
+        if planned.action not in CHECKED_ACTIONS or head is None or head.spec is None:
+            continue
+        base_spec = planned.base.spec if planned.action == "update" and planned.base is not None else None
+        if base_spec is not None and base_tree is None:
+            base_tree = GitTree(root, base_rev)
+        section.reports[head.path] = check_data(head.spec, head_tree, settings, base_tree=base_tree if base_spec else None, base_spec=base_spec, run=head.path)
+    return section

@@ -1,0 +1,270 @@
+"""Rendering of validations and plans: text for people, markdown for PR comments, JSON for tools.
+
+One function per (thing, format family) so the three views always show the same facts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import re
+from typing import TYPE_CHECKING, Any, Iterable
+
+from tuneform.runfile.diagnostics import Problem
+
+if TYPE_CHECKING:  # validate's path must not import plan (and its data checks) at start-up
+    from tuneform.plan.planner import Plan, PlannedRun
+    from tuneform.plan.validate import Validation
+
+PLAN_MARKER = "<!-- tuneform:plan -->"
+ACTION_SYMBOLS = {"create": "+", "update": "~", "noop": "=", "delete": "-", "restore": "<", "evaluate": "?", "blocked": "!", "invalid": "x"}
+ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "restore": "cyan", "evaluate": "blue", "blocked": "magenta", "invalid": "bold red"}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def _where(path: str, p: Problem) -> str:
+    loc = path
+    if p.line:
+        loc += f":{p.line}"
+        if p.column:
+            loc += f":{p.column}"
+    return loc
+
+
+def problem_line(path: str, p: Problem) -> str:
+    """`runs/x.yaml:7:3: error: training.lerning_rate: unknown key ...` (compiler style)."""
+    field = f"{p.field}: " if p.field else ""
+    return f"{_where(path, p)}: {p.severity}: {field}{p.message}"
+
+
+def github_command(path: str, p: Problem) -> str:
+    """A workflow command GitHub turns into an annotation on the PR diff."""
+    kind = "error" if p.severity == "error" else "warning"
+    props = [f"file={_escape_property(path)}"]
+    if p.line:
+        props.append(f"line={p.line}")
+    if p.column:
+        props.append(f"col={p.column}")
+    if p.field:
+        props.append(f"title={_escape_property(p.field)}")
+    return f"::{kind} {','.join(props)}::{_escape_data(p.message)}"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_validation(result: Validation, fmt: str) -> str:
+    if fmt == "json":
+        return _json(result.as_json())
+    out = io.StringIO()
+    loose = result.problems
+    if fmt == "github":
+        for run in result.files:
+            for p in run.problems + run.budget_problems:
+                out.write(github_command(run.path, p) + "\n")
+        for path, p in loose:
+            out.write(github_command(path, p) + "\n")
+        return out.getvalue()
+    for run in result.files:
+        for p in run.problems + run.budget_problems:  # over budget is an error in validate
+            out.write(problem_line(run.path, p) + "\n")
+    for path, p in loose:
+        out.write(problem_line(path, p) + "\n")
+    bad = sum(1 for f in result.files if not f.ok or f.budget_problems)
+    out.write(f"{len(result.files)} file(s) checked, {bad} invalid\n" if result.files or bad else "no run files found under runs/\n")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans
+
+
+def fmt_usd(usd: float | None) -> str:
+    if usd is None:
+        return "-"
+    return "$0" if usd == 0 else (f"${usd:.2f}" if usd >= 0.01 else "<$0.01")
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f}m"
+    return f"{minutes / 60:.1f}h"
+
+
+def fmt_delta(run: PlannedRun) -> str:
+    if run.action not in ("create", "update"):
+        return ""
+    base = run.base_usd
+    if base is None:
+        return f"+{fmt_usd(run.usd)}"
+    diff = run.usd - base
+    sign = "+" if diff >= 0 else "-"
+    return f"{sign}{fmt_usd(abs(diff))}"
+
+
+def _row(run: PlannedRun) -> dict[str, str]:
+    data = run.as_json()
+    est = data["estimate"] or {}
+    fits = data["fits"]
+    vram = "-" if not est else f"{est.get('peak_vram_gb', 0):.1f} GB" + ("" if fits in (None, True) else " (does not fit)")
+    notes = []
+    if data["base_path"] and data["base_path"] != data["path"]:
+        notes.append(f"renamed from {data['base_path']}")
+    if run.action in ("restore", "noop") and run.reuse is not None:
+        pr = f" from #{run.reuse.pr}" if run.reuse.pr else ""
+        notes.append(f"{'restores' if run.action == 'restore' else 'is'} run-{run.reuse.key[:12]}{pr}")
+    notes.append({
+        "blocked": "this version failed its gates: change the run to retrain",
+        "delete": "removes nothing from the registry",
+        "evaluate": "evals changed: score again, no training",
+        "invalid": f"{len(data['errors'])} error(s)",
+    }.get(run.action, ""))
+    applied = est.get("calibration") or {}
+    factors = [f"{name} x{applied[name]:g}" for name in ("speed", "memory") if applied.get(name, 1.0) != 1.0]
+    if factors and run.action in ("create", "update"):
+        notes.append(f"calibrated for {applied.get('gpu')} from this repo's runs: {', '.join(factors)}")
+    note = "; ".join(n for n in notes if n)
+    return {
+        "action": run.action,
+        "name": data["name"],
+        "path": data["path"],
+        "key": (data["run_key"] or "")[:12],
+        "flavor": data["flavor"] or "-",
+        "time": fmt_seconds(est.get("seconds")) if run.action in ("create", "update") else "-",
+        "cost": fmt_usd(run.usd) if run.action in ("create", "update") else "$0",
+        "change": fmt_delta(run),
+        "vram": vram if run.action in ("create", "update") else "-",
+        "note": note,
+    }
+
+
+def _problems(plan: Plan) -> Iterable[tuple[str, Problem]]:
+    for run in plan.runs:
+        if run.head:
+            for p in run.head.problems:
+                yield run.head.path, p
+        for p in run.budget_problems + run.approved:
+            yield run.check.path, p
+    for p in plan.problems:
+        yield "plan", p
+
+
+def render_plan(plan: Plan, fmt: str) -> str:
+    if fmt == "json":
+        return _json(plan.as_json())
+    if fmt == "markdown":
+        return render_plan_markdown(plan)
+    return render_plan_text(plan)
+
+
+def render_plan_text(plan: Plan) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=None, highlight=False)
+    if not plan.runs:
+        console.print(f"No changes to runs since {plan.base_rev[:12]}.")
+    else:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("", "run", "key", "flavor", "est. time", "est. cost", "change", "VRAM", "note"):
+            table.add_column(column)
+        for run in plan.runs:
+            r = _row(run)
+            style = ACTION_STYLES.get(run.action, "")
+            table.add_row(f"[{style}]{ACTION_SYMBOLS[run.action]} {run.action}[/]" if style else f"{ACTION_SYMBOLS[run.action]} {run.action}",
+                          r["path"], r["key"], r["flavor"], r["time"], r["cost"], r["change"], r["vram"], r["note"])
+        console.print(table)
+    for path, p in _problems(plan):
+        console.print(problem_line(path, p), markup=False, style="red" if p.severity == "error" else "yellow")
+    cap = plan.settings.max_usd_per_pr
+    total = f"Total: {fmt_usd(plan.total_usd)}" + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
+    counts = ", ".join(f"{sum(1 for r in plan.runs if r.action == a)} to {a}" for a in ("create", "update", "restore", "evaluate", "delete") if any(r.action == a for r in plan.runs))
+    console.print(total + (f" ({counts})" if counts else ""))
+    if plan.data and plan.data.reports:
+        console.print(plan.data.render("text"), markup=False, highlight=False)
+    if not plan.ok:
+        console.print("Plan is not applicable: fix the errors above.", style="bold red")
+    return buffer.getvalue()
+
+
+def _md_escape(text: str) -> str:
+    """Cell text from untrusted run files must not break the table or inject markup."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ").replace("`", "'")
+
+
+def _flatten(value: Any, prefix: str = "") -> list[str]:
+    """`training.learning_rate: 0.0002` lines: a resolved run, one setting per line, for a diff."""
+    if isinstance(value, dict):
+        return [line for key in sorted(value) for line in _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
+        return [line for i, item in enumerate(value) for line in _flatten(item, f"{prefix}[{i}]")]
+    return [f"{prefix}: {json.dumps(value, ensure_ascii=False)}"]
+
+
+def _resolved_diff(run: PlannedRun) -> str:
+    """What the reviewer approves: the run as tuneform reads it at the base and in the PR."""
+    def lines(check: Any) -> list[str]:
+        return _flatten(check.spec.model_dump(mode="json")) if check is not None and check.spec is not None else []
+
+    before, after = lines(run.base), lines(run.head)
+    if before == after:
+        return ""
+    diff = difflib.unified_diff(before, after, fromfile=run.base.path if run.base else "(new)", tofile=run.check.path, lineterm="", n=1)
+    return "\n".join(diff)
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)
+
+
+def render_plan_markdown(plan: Plan) -> str:
+    out = [PLAN_MARKER, "### tuneform plan", ""]
+    if not plan.runs:
+        out.append(f"No changes to runs since `{plan.base_rev[:12]}`.")
+    else:
+        out.append("| | run | action | flavor | est. time | est. cost | change vs base | VRAM | note |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for run in plan.runs:
+            r = _row(run)
+            out.append("| {sym} | `{path}` | **{action}** | {flavor} | {time} | {cost} | {change} | {vram} | {note} |".format(
+                sym=ACTION_SYMBOLS[run.action], **{k: _md_escape(v) for k, v in r.items()}))
+    out.append("")
+    cap = plan.settings.max_usd_per_pr
+    delta = plan.total_usd - plan.base_total_usd
+    out.append(f"**Total: {fmt_usd(plan.total_usd)}**" + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
+               + (f" ({'+' if delta >= 0 else '-'}{fmt_usd(abs(delta))} vs base)" if plan.base_total_usd else ""))
+    diffs = [(run, _resolved_diff(run)) for run in plan.runs if run.action in ("create", "update", "restore", "evaluate", "blocked")]
+    diffs = [(run, diff) for run, diff in diffs if diff]
+    if diffs:
+        out += ["", "<details><summary>Resolved changes (every setting, defaults filled in)</summary>", ""]
+        for run, diff in diffs:
+            fence = "`" * max(3, _longest_backtick_run(diff) + 1)
+            out += [f"`{_md_escape(run.check.path)}`", "", f"{fence}diff", diff, fence, ""]
+        out += ["</details>"]
+    problems = list(_problems(plan))
+    errors = [(path, p) for path, p in problems if p.severity == "error"]
+    warnings = [(path, p) for path, p in problems if p.severity == "warning"]
+    if errors:
+        out += ["", "**Errors**", ""] + [f"- `{_md_escape(_where(path, p))}` {_md_escape((p.field + ': ') if p.field else '')}{_md_escape(p.message)}" for path, p in errors]
+    if warnings:
+        out += ["", "<details><summary>Warnings</summary>", ""] + [f"- `{_md_escape(_where(path, p))}` {_md_escape(p.message)}" for path, p in warnings] + ["", "</details>"]
+    if plan.data and plan.data.reports:
+        out += ["", plan.data.render("markdown")]
+    out.append("")
+    return "\n".join(out)

@@ -1,0 +1,169 @@
+"""Everything tuneform can know about one run file in one state of the repository.
+
+`check_run` is shared by validate (one state) and plan (base and working tree): schema, the
+semantic checks that need the repository (files exist and stay inside it, flavors, models,
+settings), the run key, the eval suites' hash and the cost estimate. It never raises for bad
+input: every finding becomes a located Problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneform.estimate import catalog
+from tuneform.estimate.sizing import Sizing, size_run
+from tuneform.evals.suite import SuiteError, read_suite_once
+from tuneform.runfile.diagnostics import Problem, did_you_mean
+from tuneform.runfile.resolve import HubResolver, resolve_run, with_fix
+from tuneform.runfile.settings import Settings
+from tuneform.runfile.spec import (
+    LoadedRun,
+    RunSpec,
+    canonical_json,
+    dotted,
+    load_run_text,
+    run_key,
+)
+from tuneform.runfile.trees import Tree, TreeError
+
+RUNS_DIR = "runs"
+RUN_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class RunCheck:
+    """One run file checked in one tree."""
+
+    path: str
+    name: str
+    file_sha256: str | None = None  # the file's bytes: a reformatted file is "changed" but keeps its key
+    spec: RunSpec | None = None
+    key: str | None = None
+    eval_hash: str | None = None
+    backend: str = "local"
+    output_repo: str | None = None
+    sizing: Sizing | None = None
+    problems: list[Problem] = field(default_factory=list)
+    budget_problems: list[Problem] = field(default_factory=list)  # kept apart: a PR label may approve them
+    loaded: LoadedRun | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None and not self.errors
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def as_json(self) -> dict[str, Any]:
+        """validate's entry for this file: over-budget counts as an error here."""
+        return {
+            "path": self.path,
+            "ok": self.ok and not self.budget_problems,
+            "errors": [p.as_json() for p in self.errors + self.budget_problems],
+            "warnings": [p.as_json() for p in self.warnings],
+        }
+
+
+def backend_of(spec: RunSpec, settings: Settings, override: str | None = None) -> str:
+    """--backend, else compute.backend, else [tool.tuneform] default_backend (itself default local)."""
+    return override or spec.compute.backend or settings.default_backend
+
+
+def output_repo_of(spec: RunSpec, name: str, settings: Settings) -> str | None:
+    if spec.output.repo:
+        return spec.output.repo
+    return f"{settings.namespace or 'local'}/{name}"
+
+
+def check_run(
+    tree: Tree,
+    path: str,
+    settings: Settings,
+    hub: HubResolver,
+    *,
+    backend: str | None = None,
+    text: bytes | None = None,
+) -> RunCheck:
+    """Load, validate, key and size one run file. Never raises for bad input."""
+    if text is None:
+        try:
+            text = tree.read(path)
+        except TreeError as exc:
+            return RunCheck(path, path, problems=[Problem(str(exc))])
+    loaded = load_run_text(text, path)
+    result = RunCheck(path, loaded.name, hashlib.sha256(text).hexdigest(), problems=list(loaded.problems), loaded=loaded)
+    if loaded.spec is None:
+        return result
+    spec = result.spec = loaded.spec
+
+    def at(where: tuple[str | int, ...], message: str, severity: str = "error") -> None:
+        line, column = loaded.locate(*where)
+        result.problems.append(Problem(message, line, column, dotted(where), severity))  # type: ignore[arg-type]
+
+    result.backend = backend_of(spec, settings, backend)
+    result.output_repo = output_repo_of(spec, result.name, settings)
+    if result.backend == "hf-jobs" and not spec.output.repo and not settings.namespace:
+        at(("output",), "backend hf-jobs publishes to the Hub: set output.repo (namespace/name) or [tool.tuneform] namespace")
+    if spec.model.trust_remote_code and spec.model.id not in settings.trust_remote_code:
+        at(("model", "trust_remote_code"), f"{spec.model.id} may not run remote code here: list it in [tool.tuneform] trust_remote_code, or set trust_remote_code: false")
+    if spec.model.id.startswith("/") and result.backend != "local":
+        at(("model", "id"), "an absolute model path exists only on this machine: use the local backend, a folder in the repository or a Hub id")
+    _check_flavor(spec, settings, at)
+
+    resolution = resolve_run(spec, tree, hub)
+    for where, message in resolution.errors:
+        at(where, message)
+    for where, message in resolution.warnings:
+        at(where, message, "warning")
+    result.eval_hash = _check_evals(spec, tree, at)
+    if resolution.resolved is not None:
+        result.key = run_key(spec, resolution.resolved)
+    if not result.errors:
+        result.sizing = size_run(spec, tree, settings, result.backend)
+        for where, message, severity in result.sizing.findings:
+            at(where, message, severity)
+        for where, message in result.sizing.budget_problems:
+            line, column = loaded.locate(*where)  # a repository cap (no key of its own) points at 1:1, like other whole-file errors
+            result.budget_problems.append(Problem(message, line, column, dotted(where)))
+    return result
+
+
+def _check_flavor(spec: RunSpec, settings: Settings, at: Any) -> None:
+    flavor = spec.compute.flavor
+    if flavor == "auto":
+        return
+    if flavor not in catalog.FLAVORS or catalog.FLAVORS[flavor].name == "local":
+        at(("compute", "flavor"), f"unknown flavor '{flavor}'{did_you_mean(flavor, catalog.FLAVORS)}")
+    elif settings.allowed_flavors is not None and flavor not in settings.allowed_flavors:
+        at(("compute", "flavor"), f"flavor '{flavor}' is not allowed in this repository (allowed: {', '.join(settings.allowed_flavors)}): pick one of those or ask an owner to extend [tool.tuneform] allowed_flavors")
+
+
+def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
+    """Load each suite (and its data) from the tree; the hash covers suites and gates."""
+    parts: list[Any] = []
+    for i, ref in enumerate(spec.evals):
+        try:
+            tree.read(ref.suite)  # read_suite would report a missing suite without the fix
+            suite = read_suite_once(tree, ref.suite)
+        except TreeError as exc:
+            at(("evals", i, "suite"), with_fix(exc, "add the suite or fix the path (relative to the repository root)"))
+            continue
+        except SuiteError as exc:
+            where = f"{exc.path}" + (f":{exc.line}" if exc.line else "")
+            at(("evals", i, "suite"), f"eval suite {where}: {exc.message}")
+            continue
+        known = set(suite.spec.metrics) | {"eval_loss", "perplexity"}
+        for metric in ref.gate:
+            if metric not in known:
+                at(("evals", i, "gate", metric), f"gate on '{metric}', which suite {ref.suite} does not compute{did_you_mean(metric, known)}")
+        parts.append({"suite": suite.hash, "gate": ref.gate})
+    if not spec.evals:
+        return None
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()

@@ -1,0 +1,290 @@
+"""The registry of backend `hf-jobs`: versions of a run live in the Hub model repo of `output.repo`.
+
+    tag  run-<key12>                   one trained version (immutable): the model files at the root,
+                                       plus tuneform/manifest.json, tuneform/report.{md,json}, loss.png
+    branch main                        the version git main asks for (its tuneform/manifest.json names the key)
+    tuneform/evals/<hash>/report.json  scores of a version under changed evals (on main)
+    branch tuneform/work-<key12>       the newest training checkpoint of a job (job/checkpoints.py);
+                                       deleted once the version is published
+
+Writes go through `core.hub.retry`: the client does not retry create_commit, create_repo, create_tag or
+run_job, so every write here is retried on 429 / 5xx / connection errors, and before each retry
+the state is read again (a commit that landed although its answer was lost is not made twice).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tuneform.core.hub import http_status, hub_api, retry
+from tuneform.registry.local import PASSED, RegistryError, Version
+
+MANIFEST = "tuneform/manifest.json"
+TAG_PREFIX = "run-"
+
+
+def tag_of(key: str) -> str:
+    return f"{TAG_PREFIX}{key[:12]}"
+
+
+def default_namespace(root: Path) -> str:
+    """Where a bare job id lives: [tool.tuneform] namespace of the repository, else the token's user."""
+    from tuneform.runfile.settings import settings_or_defaults
+    from tuneform.runfile.trees import WorkTree
+
+    namespace = settings_or_defaults(WorkTree(root)).namespace
+    return str(namespace or hub_api().whoami()["name"])
+
+
+@dataclass
+class Published:
+    """What publish did: the version, whether main now holds it, and a sentence for the log."""
+
+    version: Version
+    commit: str
+    moved_main: bool
+    note: str
+
+
+class HubRegistry:
+    """Registry protocol (get, main, versions, has_evals) over Hub model repos, plus publish/restore."""
+
+    def __init__(self, api: Any, say: Callable[[str], None] | None = None):
+        self.api = api
+        self.say = say
+
+    # ------------------------------------------------------------------------------------------ reads
+    def _errors(self, exc: Exception, repo: str) -> RegistryError:
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        status = http_status(exc)
+        if isinstance(exc, RepositoryNotFoundError) and self.api.token is None:
+            return RegistryError(f"{repo} is not readable without a token: set HF_TOKEN to a token that can read it")
+        if status == 401:
+            return RegistryError(f"the Hub refused HF_TOKEN reading {repo} (401): set HF_TOKEN to a valid token")
+        if isinstance(exc, RepositoryNotFoundError):
+            return RegistryError(f"{repo} is not readable with this HF_TOKEN: use a token that can read it")
+        if status is None:
+            return RegistryError(f"the Hub is not reachable ({type(exc).__name__}: {exc}): check HF_ENDPOINT and the network")
+        return RegistryError(f"reading {repo} on the Hub failed (HTTP {status}): {exc}")
+
+    def _missing_repo(self, exc: Exception) -> bool:
+        """A repo that does not exist: 404 with a token (without one, private and absent look alike)."""
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        return isinstance(exc, RepositoryNotFoundError) and self.api.token is not None and http_status(exc) == 404
+
+    def _resolve(self, repo: str, revision: str) -> str | None:
+        """A branch or tag -> its commit (None: no such repo or ref). Asked every time: the download
+        cache would answer a ref from an earlier read when the Hub errors, and plan must not act on
+        a stale main."""
+        if len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
+            return revision
+        try:
+            refs = self.api.list_repo_refs(repo)
+        except Exception as exc:
+            if self._missing_repo(exc):
+                return None
+            raise self._errors(exc, repo) from None
+        found = {b.name: b.target_commit for b in refs.branches} | {t.name: t.target_commit for t in refs.tags}
+        return found.get(revision)
+
+    def _manifest(self, repo: str, revision: str) -> dict[str, Any] | None:
+        """tuneform/manifest.json at a revision; None when the repo, revision or file is absent."""
+        from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+
+        commit = self._resolve(repo, revision)
+        if commit is None:
+            return None
+        try:
+            path = self.api.hf_hub_download(repo, MANIFEST, revision=commit)
+        except (EntryNotFoundError, RevisionNotFoundError):
+            return None
+        except Exception as exc:
+            if self._missing_repo(exc):
+                return None
+            raise self._errors(exc, repo) from None
+        try:
+            return json.loads(Path(path).read_text())
+        except ValueError as exc:
+            raise RegistryError(f"{repo}@{revision}: {MANIFEST} is not valid JSON ({exc})") from None
+
+    def get(self, repo: str, key: str) -> Version | None:
+        manifest = self._manifest(repo, tag_of(key))
+        if manifest is None or manifest.get("run_key") != key:
+            return None  # absent, or another key sharing the 12-hex prefix
+        return Version(key, manifest.get("status", PASSED), manifest)
+
+    def main(self, repo: str) -> str | None:
+        manifest = self._manifest(repo, "main")
+        return manifest.get("run_key") if manifest else None
+
+    def main_commit(self, repo: str) -> str | None:
+        """The commit main points at (None: no such repo)."""
+        try:
+            refs = self.api.list_repo_refs(repo)
+        except Exception as exc:
+            if self._missing_repo(exc):
+                return None
+            raise self._errors(exc, repo) from None
+        return next((b.target_commit for b in refs.branches if b.name == "main"), None)
+
+    def tags(self, repo: str) -> dict[str, str]:
+        try:
+            refs = self.api.list_repo_refs(repo)
+        except Exception as exc:
+            if self._missing_repo(exc):
+                return {}
+            raise self._errors(exc, repo) from None
+        return {t.name: t.target_commit for t in refs.tags}
+
+    def versions(self, repo: str) -> list[Version]:
+        found = []
+        for name, commit in self.tags(repo).items():
+            if name.startswith(TAG_PREFIX):
+                manifest = self._manifest(repo, commit)
+                if manifest and manifest.get("run_key"):
+                    found.append(Version(manifest["run_key"], manifest.get("status", PASSED), manifest))
+        return sorted(found, key=lambda v: v.created or "")
+
+    def has_evals(self, repo: str, key: str, eval_hash: str) -> bool:
+        path = f"tuneform/evals/{eval_hash}/report.json"
+        for revision in ("main", tag_of(key)):
+            try:
+                if self.api.file_exists(repo, path, revision=revision):
+                    return True
+            except Exception:
+                continue
+        return False
+
+    def download(self, repo: str, key: str, dest: Path) -> Path:
+        """The model files of a version (tuneform/ left out) into `dest`."""
+        self.api.snapshot_download(repo, revision=tag_of(key), local_dir=str(dest), ignore_patterns=["tuneform/*", ".gitattributes"])
+        return dest
+
+    # ----------------------------------------------------------------------------------------- writes
+    def ensure_repo(self, repo: str, private: bool) -> None:
+        """Create the model repo when it is missing (private per output.private); never changes an existing one."""
+        if self.main_commit(repo) is not None:
+            return
+        retry(lambda: self.api.create_repo(repo, private=private, exist_ok=True), what=f"create {repo}",
+              landed=lambda: True if self.main_commit(repo) else None, say=self.say)
+
+    def _files_at(self, repo: str, revision: str) -> set[str]:
+        return set(self.api.list_repo_files(repo, revision=revision))
+
+    def _commit(self, repo: str, operations: list[Any], message: str, revision: str, parent_commit: str | None,
+                landed: Callable[[], str | None]) -> str:
+        def call() -> str:
+            return str(self.api.create_commit(repo, operations, commit_message=message, revision=revision,
+                                              parent_commit=parent_commit).oid)
+
+        return retry(call, what=f"commit to {repo}@{revision}", landed=landed, say=self.say)
+
+    def _head_with_key(self, repo: str, revision: str, key: str) -> str | None:
+        """The commit `revision` points at when its manifest names `key` (a commit that landed)."""
+        commit = self._resolve(repo, revision)
+        manifest = self._manifest(repo, commit) if commit else None
+        if manifest is None or manifest.get("run_key") != key:
+            return None
+        return commit
+
+    def _tag(self, repo: str, key: str, commit: str, message: str) -> None:
+        """Tag a version: 409 (it exists) is success when the tag holds this key."""
+        def call() -> None:
+            try:
+                self.api.create_tag(repo, tag=tag_of(key), revision=commit, tag_message=message)
+            except Exception as exc:
+                if http_status(exc) != 409:
+                    raise
+                if self.get(repo, key) is None:
+                    raise RegistryError(f"{repo} has a tag {tag_of(key)} that is not run {key}: delete it or rename the run") from None
+
+        retry(call, what=f"tag {tag_of(key)}", landed=lambda: True if self.get(repo, key) else None, say=self.say)
+
+    def publish(self, repo: str, key: str, folder: Path, manifest: dict[str, Any], *, parent_commit: str | None,
+                move_main: bool, private: bool = True, message: str | None = None) -> Published:
+        """Publish a finished folder (model files at its root) as version run-<key12>.
+
+        With `move_main` (gates passed), one commit on main with `parent_commit` = the main commit
+        apply saw: it holds exactly this version's files, and is tagged. When main moved since
+        (412), or the gates failed, the commit goes on a work branch from main instead, is tagged,
+        and main stays where it is.
+        """
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        existing = self.get(repo, key)
+        if existing is not None:
+            return Published(existing, "", self.main(repo) == key, f"{tag_of(key)} is already published")
+        self.ensure_repo(repo, private)
+        (folder / "tuneform").mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        ours = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        adds = [CommitOperationAdd(rel, str(folder / rel)) for rel in ours]
+        message = message or f"{tag_of(key)}: {manifest.get('name', '')} ({manifest.get('status', PASSED)})"
+
+        def operations(revision: str) -> list[Any]:
+            stale = self._files_at(repo, revision) - set(ours) - {".gitattributes"}
+            return adds + [CommitOperationDelete(p) for p in sorted(stale)]
+
+        note = ""
+        if move_main:
+            base = parent_commit or self.main_commit(repo)
+            try:
+                commit = self._commit(repo, operations(base or "main"), message, "main", base,
+                                      lambda: self._head_with_key(repo, "main", key))
+                self._tag(repo, key, commit, message)
+                version = self.get(repo, key)
+                assert version is not None
+                return Published(version, commit, True, f"main of {repo} -> {tag_of(key)}")
+            except Exception as exc:
+                if http_status(exc) != 412:
+                    raise
+                landed = self._head_with_key(repo, "main", key)
+                if landed:  # our own commit landed, its answer was lost: only the tag is missing
+                    self._tag(repo, key, landed, message)
+                    return Published(self.get(repo, key), landed, True, f"main of {repo} -> {tag_of(key)}")  # type: ignore[arg-type]
+                note = f"main of {repo} moved since apply planned this: tagged {tag_of(key)} only, main left where it is (plan the run file to restore it)"
+        branch = f"tuneform/versions/{key[:12]}"
+        retry(lambda: self.api.create_branch(repo, branch=branch, revision=parent_commit or "main", exist_ok=True),
+              what=f"create branch {branch}", say=self.say)
+        commit = self._commit(repo, operations(branch), message, branch, None, lambda: self._head_with_key(repo, branch, key))
+        self._tag(repo, key, commit, message)
+        try:
+            self.api.delete_branch(repo, branch=branch)  # the tag keeps the commit
+        except Exception:
+            pass
+        version = self.get(repo, key)
+        assert version is not None
+        return Published(version, commit, False, note or f"tagged {tag_of(key)} ({version.status}); main not moved")
+
+    def restore(self, repo: str, key: str, reason: str = "") -> str:
+        """One commit on main that makes it the tagged version: every file copied server side (LFS by
+        reference), files absent at the tag deleted. No job, no upload of weights, $0."""
+        from huggingface_hub import CommitOperationCopy, CommitOperationDelete
+
+        tags = self.tags(repo)
+        if tag_of(key) not in tags:
+            raise RegistryError(f"{repo} has no tag {tag_of(key)}: nothing to restore")
+        source = tags[tag_of(key)]
+        if self.main(repo) == key:
+            return source
+        base = self.main_commit(repo)
+        tagged = self._files_at(repo, source) - {".gitattributes"}
+        on_main = self._files_at(repo, base or "main") - {".gitattributes"}
+        ops: list[Any] = [CommitOperationCopy(p, p, src_revision=source) for p in sorted(tagged)]
+        ops += [CommitOperationDelete(p) for p in sorted(on_main - tagged)]
+        message = f"restore {tag_of(key)}" + (f" ({reason})" if reason else "")
+        return self._commit(repo, ops, message, "main", base, lambda: self._head_with_key(repo, "main", key))
+
+    def add_evals(self, repo: str, key: str, eval_hash: str, folder: Path) -> str:
+        """Scores of version `key` under changed evals: tuneform/evals/<hash>/ on main."""
+        from huggingface_hub import CommitOperationAdd
+
+        prefix = f"tuneform/evals/{eval_hash}"
+        ops = [CommitOperationAdd(f"{prefix}/{p.relative_to(folder).as_posix()}", str(p)) for p in sorted(folder.rglob("*")) if p.is_file()]
+        return self._commit(repo, ops, f"evals {eval_hash[:12]} for {tag_of(key)}", "main", None,
+                            lambda: "landed" if self.has_evals(repo, key, eval_hash) else None)

@@ -1,0 +1,67 @@
+"""`tuneform init`: lay out a new training repository from the templates shipped in the package.
+
+Existing files are never overwritten: init into a repository that already has some of them
+adds only what is missing, and appends the settings table to an existing pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from tuneform.runfile.spec import SCHEMA_FILE, json_schema
+
+SETTINGS_TEMPLATE = "tuneform.toml"
+
+
+class ScaffoldError(Exception):
+    """The target cannot be scaffolded (e.g. it is a file)."""
+
+
+def _files(folder: Traversable, prefix: str = "") -> list[tuple[str, Traversable]]:
+    found = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        rel = f"{prefix}{entry.name}"
+        if entry.is_dir():
+            found.extend(_files(entry, rel + "/"))
+        else:
+            found.append((rel, entry))
+    return found
+
+
+def scaffold(directory: Path, *, namespace: str | None = None) -> list[str]:
+    """Write the starter files into `directory`; returns the paths written (relative)."""
+    if directory.exists() and not directory.is_dir():
+        raise ScaffoldError(f"{directory} is a file: pass a folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    template = resources.files("tuneform") / "templates" / "init"
+    settings_text = ""
+    for rel, entry in _files(template):
+        if rel == SETTINGS_TEMPLATE:
+            settings_text = entry.read_text(encoding="utf-8")
+            continue
+        target = directory / rel
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(entry.read_bytes())
+        written.append(rel)
+    schema_file = directory / SCHEMA_FILE
+    if not schema_file.exists():
+        schema_file.parent.mkdir(parents=True, exist_ok=True)
+        schema_file.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+        written.append(SCHEMA_FILE)
+    if namespace:
+        settings_text = settings_text.replace('# namespace = "your-hub-user-or-org"', f'namespace = "{namespace}"')
+    pyproject = directory / "pyproject.toml"
+    if not pyproject.exists():
+        pyproject.write_text(settings_text, encoding="utf-8")
+        written.append("pyproject.toml")
+    elif "[tool.tuneform]" not in pyproject.read_text(encoding="utf-8"):
+        with open(pyproject, "a", encoding="utf-8") as handle:
+            handle.write("\n" + settings_text)
+        written.append("pyproject.toml ([tool.tuneform] appended)")
+    return written

@@ -1,0 +1,112 @@
+"""Repository settings: the `[tool.tuneform]` table of the training repo's pyproject.toml.
+
+These are the guardrails a repository owner sets once (budgets, allowed flavors, which models may
+run remote code). They are read from the base branch's copy when planning a pull request, so a
+PR cannot raise its own budget.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuneform.runfile.diagnostics import Problem, did_you_mean
+from tuneform.runfile.spec import DataPolicy
+from tuneform.runfile.trees import Tree, TreeError
+
+PYPROJECT = "pyproject.toml"
+DEFAULT_CHECKPOINT_MINUTES = 15.0
+# A factor outside this range says the estimate is wrong in a way one number should not paper over.
+Factor = Annotated[float, Field(ge=0.25, le=4.0)]
+
+
+class RepositoryCalibration(BaseModel):
+    """`[tool.tuneform.calibration]`: measured over estimated, per GPU model, from this
+    repository's finished runs. `tuneform calibrate` prints the table to paste."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    speed: dict[str, Factor] = Field(default_factory=dict, description="Training speed, measured over estimated, per GPU model (H200, L4, ..., cpu), e.g. {H200 = 1.04}.")
+    memory: dict[str, Factor] = Field(default_factory=dict, description="Peak GPU memory (torch's allocations), measured over estimated, per GPU model.")
+
+
+
+class Settings(BaseModel):
+    """`[tool.tuneform]`: defaults and limits for every run in the repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str | None = Field(None, description="Hub namespace for output repos that runs do not name.")
+    default_backend: Literal["local", "hf-jobs"] = Field("local", description="Backend when neither --backend nor compute.backend says.")
+    allowed_flavors: list[str] | None = Field(None, description="Flavors runs may use (default: every GPU flavor).")
+    max_usd_per_run: float | None = Field(None, gt=0, description="Cap on one run's estimated cost.")
+    max_usd_per_pr: float | None = Field(None, gt=0, description="Cap on the estimated cost of all runs in one plan.")
+    trust_remote_code: list[str] = Field(default_factory=list, description="Model ids allowed to set trust_remote_code.")
+    budget_label: str = Field("budget-approved", description="PR label that approves a plan over budget.")
+    registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
+    checkpoint_minutes: float = Field(DEFAULT_CHECKPOINT_MINUTES, ge=0, description="Minutes between training checkpoints an hf-jobs job uploads to its work branch, so a retried job resumes (0: none).")
+    data_policy: DataPolicy = Field(default_factory=DataPolicy, description="Data-check thresholds for every run: rule = {max, level}, e.g. duplicates = {max = 0.05, level = \"fail\"}.")
+    calibration: RepositoryCalibration = Field(default_factory=RepositoryCalibration, description="Estimator corrections measured on this repository's runs: speed/memory = {GPU model = factor} (see `tuneform calibrate`).")
+
+
+class SettingsError(Exception):
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def parse_settings(text: str | bytes | None) -> Settings:
+    """Settings from pyproject.toml text (None or no table: defaults). Raises SettingsError."""
+    if text is None:
+        return Settings()
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        table = tomllib.loads(text).get("tool", {}).get("tuneform", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(Problem(f"{PYPROJECT} is not valid TOML: {exc}", getattr(exc, "lineno", None), getattr(exc, "colno", None))) from None
+    try:
+        return Settings.model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            last = str(first["loc"][-1])
+            message = f"[tool.tuneform] unknown key '{key}'{did_you_mean(last, _fields_at(first['loc'][:-1]))}"
+        else:
+            message = f"[tool.tuneform] {key}: {first['msg'].removeprefix('Value error, ')}"
+        raise SettingsError(Problem(message, field=f"tool.tuneform.{key}")) from None
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Keys allowed at `loc` inside [tool.tuneform] (data_policy.duplicates...), for did-you-mean."""
+    model: Any = Settings
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        model = next((a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def load_settings(tree: Tree) -> Settings:
+    """Settings of a repository snapshot (a missing pyproject.toml means defaults)."""
+    try:
+        text = tree.read(PYPROJECT)
+    except TreeError:
+        text = None
+    return parse_settings(text)
+
+
+def settings_or_defaults(tree: Tree) -> Settings:
+    """Settings for commands that only need defaults to go on (registry folder, namespace): a broken
+    pyproject.toml falls back to defaults here, while validate and plan report it with its fix."""
+    try:
+        return load_settings(tree)
+    except SettingsError:
+        return Settings()
