@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned here only (a CPU build on the CI machines); the package never pins it.
 CONSTRAINTS := tests/constraints.txt
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ demo: $(VENV)/.installed
 	$(BIN)/tuneform validate
 	$(BIN)/tuneform apply runs/demo.yaml
 
-test: $(VENV)/.installed
+# Lint first: it takes seconds and fails on what review would.
+test: lint
 	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -q check-jsonschema

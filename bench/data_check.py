@@ -26,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -59,14 +60,22 @@ SUITE_ROWS = 500
 
 def message(rng: random.Random) -> tuple[str, str]:
     intent = rng.randrange(len(ASKS))
-    text = ASKS[intent].format(n=rng.randrange(10_000, 99_999), amount=rng.randrange(5, 900), item=rng.choice(ITEMS),
-                               day=rng.choice(DAYS), city=rng.choice(CITIES), email=f"user{rng.randrange(10**6)}@example.com")
+    text = ASKS[intent].format(
+        n=rng.randrange(10_000, 99_999),
+        amount=rng.randrange(5, 900),
+        item=rng.choice(ITEMS),
+        day=rng.choice(DAYS),
+        city=rng.choice(CITIES),
+        email=f"user{rng.randrange(10**6)}@example.com",
+    )
     closing = rng.choice(["Thanks.", "This is urgent.", "Please help.", ""])
     return f"{rng.choice(OPENERS)} {text}. Ticket {rng.randrange(10**8):08d}. {closing}".strip(), LABELS[intent]
 
 
 def chat(user: str, label: str) -> str:
-    return json.dumps({"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}, {"role": "assistant", "content": label}]})
+    return json.dumps(
+        {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}, {"role": "assistant", "content": label}]}
+    )
 
 
 def make_dataset(rows: int, seed: int) -> tuple[list[str], list[dict[str, Any]]]:
@@ -76,7 +85,9 @@ def make_dataset(rows: int, seed: int) -> tuple[list[str], list[dict[str, Any]]]
     suite: list[dict[str, Any]] = []
     for i in range(SUITE_ROWS):
         user, label = message(rng)
-        suite.append({"id": f"e{i}", "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}], "expected": label})
+        suite.append(
+            {"id": f"e{i}", "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}], "expected": label}
+        )
     lines: list[str] = []
     users: list[tuple[str, str]] = []
     for _ in range(rows):
@@ -155,10 +166,18 @@ def main() -> None:
         size_mb = (repo / "data" / "chat.jsonl").stat().st_size / 1e6
     results: dict[str, Any] = {name: {"seconds": round(s, 3), "rows_per_s": round(args.rows / s)} for name, (s, _) in timings.items()}
     report = timings["bytes/4 + diff vs base"][1]
-    results["report"] = {"summary": report.summary(), "diff": report.diff.summary() if report.diff else None,
-                         "findings": {f.rule: f.count for f in report.findings}}
-    results.update(rows=args.rows, file_mb=round(size_mb, 1), python=platform.python_version(), machine=platform.machine(),
-                   cpus_used=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    results["report"] = {
+        "summary": report.summary(),
+        "diff": report.diff.summary() if report.diff else None,
+        "findings": {f.rule: f.count for f in report.findings},
+    }
+    results.update(
+        rows=args.rows,
+        file_mb=round(size_mb, 1),
+        python=platform.python_version(),
+        machine=platform.machine(),
+        cpus_used=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    )
     print(f"{args.rows:,} chat rows ({size_mb:.1f} MB JSONL), one core, best of 3")
     for name, (seconds, _) in timings.items():
         print(f"  {name:24} {seconds:6.2f} s  {args.rows / seconds:>9,.0f} rows/s")

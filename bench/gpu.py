@@ -72,17 +72,30 @@ for _key, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_key, _value)
 
 try:  # tuneform installed, or run from a checkout
-    import tuneform  # noqa: F401
+    import tuneform
 except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
-    import tuneform  # noqa: F401
+    import tuneform
 
 from tuneform.estimate import catalog  # noqa: E402
 from tuneform.estimate.estimator import Workload, estimate, flops_per_token  # noqa: E402
 
 H200_BF16_TFLOPS = 790.0  # measured matrix rate on the lent H200 (DESIGN: MFU)
-LIBRARIES = ("torch", "triton", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers",
-             "unsloth", "unsloth_zoo", "bitsandbytes", "pydantic", "tuneform")
+LIBRARIES = (
+    "torch",
+    "triton",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "unsloth",
+    "unsloth_zoo",
+    "bitsandbytes",
+    "pydantic",
+    "tuneform",
+)
 SEED = 3407
 
 # ---------------------------------------------------------------------------------------------
@@ -132,17 +145,33 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "unsloth-notebook": {
         "about": "Unsloth notebook: batch 2, GA 4, checkpointing 'unsloth', adamw_8bit, lr 2e-4, warmup 5, wd 0.001, no packing (16-bit base, not 4-bit)",
-        "training": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,
-                     "packing": False, "optim": "adamw_8bit", "learning_rate": 2.0e-4, "lr_scheduler_type": "linear",
-                     "warmup_steps": 5, "weight_decay": 0.001},
+        "training": {
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 4,
+            "gradient_checkpointing": True,
+            "packing": False,
+            "optim": "adamw_8bit",
+            "learning_rate": 2.0e-4,
+            "lr_scheduler_type": "linear",
+            "warmup_steps": 5,
+            "weight_decay": 0.001,
+        },
         "compute": {"engine": "unsloth"},
         "needs_cuda": True,
     },
     "trl-defaults": {
         "about": "engine trl with TRL SFTConfig defaults: batch 8, GA 1, checkpointing on, no packing, adamw_torch_fused, lr 2e-5",
-        "training": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "gradient_checkpointing": True,
-                     "packing": False, "optim": "adamw_torch_fused", "learning_rate": 2.0e-5, "lr_scheduler_type": "linear",
-                     "warmup_steps": 0, "weight_decay": 0.0},
+        "training": {
+            "per_device_train_batch_size": 8,
+            "gradient_accumulation_steps": 1,
+            "gradient_checkpointing": True,
+            "packing": False,
+            "optim": "adamw_torch_fused",
+            "learning_rate": 2.0e-5,
+            "lr_scheduler_type": "linear",
+            "warmup_steps": 0,
+            "weight_decay": 0.0,
+        },
         "compute": {"engine": "trl"},
     },
 }
@@ -150,8 +179,39 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # ---------------------------------------------------------------------------------------------
 # Synthetic data: pseudo-words with a Zipf distribution, conversations of 70-800 words
 
-_ONSETS = ["", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
-           "br", "ch", "cl", "dr", "fl", "gr", "pl", "pr", "sh", "st", "th", "tr"]
+_ONSETS = [
+    "",
+    "b",
+    "c",
+    "d",
+    "f",
+    "g",
+    "h",
+    "j",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "w",
+    "z",
+    "br",
+    "ch",
+    "cl",
+    "dr",
+    "fl",
+    "gr",
+    "pl",
+    "pr",
+    "sh",
+    "st",
+    "th",
+    "tr",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "y"]
 _CODAS = ["", "", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng"]
 
@@ -223,12 +283,24 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|im_end|>",
-                                   pad_token="<|pad|>", extra_special_tokens=["<|im_start|>"], chat_template=CHAT_TEMPLATE,
-                                   model_max_length=131072, clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        extra_special_tokens=["<|im_start|>"],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=131072,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def build_model_folder(folder: Path, shape: Shape, train_rows: list[dict[str, Any]], cuda: bool, weights: bool = True) -> dict[str, Any]:
@@ -239,10 +311,19 @@ def build_model_folder(folder: Path, shape: Shape, train_rows: list[dict[str, An
     texts = [m["content"] for row in train_rows for m in row["messages"]]
     tokenizer = build_tokenizer(texts, shape.tokenizer_vocab)
     config = LlamaConfig(
-        vocab_size=shape.vocab or len(tokenizer), hidden_size=shape.hidden, intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers, num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
-        max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=shape.tied,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=shape.vocab or len(tokenizer),
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=shape.tied,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         dtype="bfloat16" if cuda else "float32",
     )
     folder.mkdir(parents=True, exist_ok=True)
@@ -302,8 +383,10 @@ def write_repo(repo: Path, shape: Shape, configs: list[str], backend: str, max_s
         run = {
             "name": name,
             "model": {"id": f"./models/{shape.name}", "max_seq_length": max_seq_length},
-            "data": {"train": [{"path": "data/train.jsonl", "format": "messages"}],
-                     "eval": [{"path": "data/eval.jsonl", "format": "messages"}]},
+            "data": {
+                "train": [{"path": "data/train.jsonl", "format": "messages"}],
+                "eval": [{"path": "data/eval.jsonl", "format": "messages"}],
+            },
             "method": {"type": method, "r": 16, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
             "training": training,
             "compute": {"backend": backend, **({"flavor": flavor} if backend == "hf-jobs" else {}), **config["compute"]},
@@ -355,10 +438,16 @@ class GpuMemory:
         except Exception:
             pass
         if shutil.which("nvidia-smi"):
+
             def smi() -> int:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                                     capture_output=True, text=True, timeout=5).stdout
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
                 return int(float(out.strip().splitlines()[0]) * 2**20)
+
             return smi
         return None
 
@@ -407,15 +496,26 @@ CAPPED_JOB = (
 )
 
 
-def run_job(bundle: Path, registry: Path, log: Path, env: dict[str, str], timeout: float, processes: int = 1,
-            memory_cap_gib: float | None = None) -> JobRun:
+def run_job(
+    bundle: Path, registry: Path, log: Path, env: dict[str, str], timeout: float, processes: int = 1, memory_cap_gib: float | None = None
+) -> JobRun:
     """`tuneform job BUNDLE --registry DIR --processes N` (as the local backend starts it), time-stamping
     lines; with `memory_cap_gib`, the job's CUDA allocator is capped there (one process only)."""
     args = ["job", str(bundle), "--registry", str(registry), "--processes", str(processes)]
-    command = [sys.executable, "-c", CAPPED_JOB, str(memory_cap_gib), *args] if memory_cap_gib else [sys.executable, "-m", "tuneform.cli", *args]
+    command = (
+        [sys.executable, "-c", CAPPED_JOB, str(memory_cap_gib), *args] if memory_cap_gib else [sys.executable, "-m", "tuneform.cli", *args]
+    )
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=env, text=True, bufsize=1, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
     result = JobRun(None, 0.0, False)
     with log.open("w") as out:
         out.write("$ tuneform " + " ".join(args) + (f"  (CUDA memory capped at {memory_cap_gib} GiB)" if memory_cap_gib else "") + "\n")
@@ -530,8 +630,12 @@ def machine(cuda: bool) -> dict[str, Any]:
         facts["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
         facts["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
             facts["nvidia_smi"] = smi
             facts["driver"] = smi.split(",")[1].strip() if smi else None
         except (OSError, subprocess.SubprocessError, IndexError):
@@ -543,9 +647,20 @@ def machine(cuda: bool) -> dict[str, Any]:
 # Numbers for one configuration
 
 
-def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any] | None, memory: float | None,
-            shape: catalog.ModelShape, lengths: list[int], max_seq_length: int, cuda: bool, method: str,
-            flavor_name: str = "h200", processes: int = 1) -> dict[str, Any]:
+def analyse(
+    name: str,
+    run: dict[str, Any],
+    job: JobRun,
+    manifest: dict[str, Any] | None,
+    memory: float | None,
+    shape: catalog.ModelShape,
+    lengths: list[int],
+    max_seq_length: int,
+    cuda: bool,
+    method: str,
+    flavor_name: str = "h200",
+    processes: int = 1,
+) -> dict[str, Any]:
     """Measured against predicted for one job. With several processes, the prediction is for the
     flavor with that many GPUs of the same card (h200 -> h200x2) and MFU counts every GPU."""
     spec_training = run["spec"]["training"]
@@ -553,8 +668,12 @@ def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any
     training = (manifest or {}).get("training") or {}
     settings = training.get("settings") or {}
     plan = run.get("estimate") or {}
-    engine = settings.get("engine") or (run["spec"]["compute"]["engine"] if run["spec"]["compute"]["engine"] != "auto" else ("unsloth" if cuda else "trl"))
-    batch = settings.get("batch_size") or (spec_training["per_device_train_batch_size"] if spec_training["per_device_train_batch_size"] != "auto" else plan.get("batch_size"))
+    engine = settings.get("engine") or (
+        run["spec"]["compute"]["engine"] if run["spec"]["compute"]["engine"] != "auto" else ("unsloth" if cuda else "trl")
+    )
+    batch = settings.get("batch_size") or (
+        spec_training["per_device_train_batch_size"] if spec_training["per_device_train_batch_size"] != "auto" else plan.get("batch_size")
+    )
     checkpointing = settings.get("gradient_checkpointing")
     if checkpointing is None:
         value = spec_training["gradient_checkpointing"]
@@ -577,10 +696,23 @@ def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any
         return None if r is None or peak is None else r * flops.model / peak
 
     flavor = catalog.FLAVORS[f"{flavor_name}x{processes}" if processes > 1 else flavor_name] if cuda else catalog.FLAVORS["local"]
-    workload = Workload(shape=shape, train_tokens=tokens, seq_len=max_seq_length, method=method, lora_r=16, target_modules="all-linear",
-                        batch_size=int(batch) if batch else None, grad_accum=grad_accum, gradient_checkpointing=checkpointing,
-                        packing=packing, engine=engine, eval_tokens=0, mean_example_tokens=round(tokens / len(lengths)),
-                        max_example_tokens=max(lengths), save="adapter")
+    workload = Workload(
+        shape=shape,
+        train_tokens=tokens,
+        seq_len=max_seq_length,
+        method=method,
+        lora_r=16,
+        target_modules="all-linear",
+        batch_size=int(batch) if batch else None,
+        grad_accum=grad_accum,
+        gradient_checkpointing=checkpointing,
+        packing=packing,
+        engine=engine,
+        eval_tokens=0,
+        mean_example_tokens=round(tokens / len(lengths)),
+        max_example_tokens=max(lengths),
+        save="adapter",
+    )
     predicted = estimate(workload, flavor)
     context = predicted.memory_breakdown.get("cuda_context", 0.0)
     return {
@@ -631,7 +763,12 @@ def analyse(name: str, run: dict[str, Any], job: JobRun, manifest: dict[str, Any
             "peak_gib_without_context": predicted.peak_vram_gb - context,
             "memory_breakdown": dict(predicted.memory_breakdown),
         },
-        "plan_estimate": {k: plan.get(k) for k in ("flavor", "batch_size", "gradient_checkpointing", "tokens", "seconds", "tokens_per_second", "peak_vram_gb", "mfu")} if plan else None,
+        "plan_estimate": {
+            k: plan.get(k)
+            for k in ("flavor", "batch_size", "gradient_checkpointing", "tokens", "seconds", "tokens_per_second", "peak_vram_gb", "mfu")
+        }
+        if plan
+        else None,
         "error_tail": None if job.exit_code == 0 else job.tail[-40:],
     }
 
@@ -650,7 +787,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# tuneform GPU bench, {report['date']}",
         "",
         f"Card: {m.get('gpu', 'CPU')} ({m.get('gpu_memory_gib', '-')} GiB), driver {m.get('driver', '-')}, CUDA {m.get('torch_cuda') or '-'}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ".",
         f"Model: {report['shape']['name']} shape, {report['model']['params']:,} parameters (random init), LoRA r=16 on the 7 projections, "
         f"max_seq_length {report['max_seq_length']}. Data: {report['data']['train_examples']} training conversations, "
         f"{report['data']['tokens']:,} tokens (bench-counted; mean {report['data']['mean_tokens']:.0f}, max {report['data']['max_tokens']}), "
@@ -672,7 +810,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _scaling(report["results"])
     lines += ["", "Configurations:", ""]
     for r in report["results"]:
-        lines.append(f"- **{r['config']}**: {r['about']}. Whole job {r['measured']['job_seconds']:.0f} s (estimator: {r['predicted']['job_seconds']:.0f} s incl. container start and download).")
+        lines.append(
+            f"- **{r['config']}**: {r['about']}. Whole job {r['measured']['job_seconds']:.0f} s (estimator: {r['predicted']['job_seconds']:.0f} s incl. container start and download)."
+        )
     for r in report["results"]:
         if r["error_tail"]:
             lines += ["", f"`{r['config']}` failed; last lines:", "", "```", *r["error_tail"][-25:], "```"]
@@ -690,7 +830,9 @@ def _scaling(results: list[dict[str, Any]]) -> list[str]:
         base = single.get(r["config"].split(" x")[0])
         rate = r["measured"]["steady_tokens_per_second"]
         if n > 1 and base and rate:
-            lines.append(f"- {r['config']}: {rate:,.0f} tok/s steady = {rate / base:.2f}x one GPU ({rate / (n * base):.0%} scaling efficiency)")
+            lines.append(
+                f"- {r['config']}: {rate:,.0f} tok/s steady = {rate / base:.2f}x one GPU ({rate / (n * base):.0%} scaling efficiency)"
+            )
     return ["", "Scaling:", "", *lines] if lines else []
 
 
@@ -708,21 +850,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-1b")
     parser.add_argument("--tiny", action="store_true", help="tiny shape, few short examples (a smoke test)")
-    parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is visible (configs that need CUDA are skipped)")
+    parser.add_argument(
+        "--cpu", action="store_true", help="train on the CPU even when a GPU is visible (configs that need CUDA are skipped)"
+    )
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
     parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
     parser.add_argument("--examples", type=int, default=None, help="training conversations (default 1200; tiny 8)")
     parser.add_argument("--eval-examples", type=int, default=None, help="held-out conversations the job scores (default 16; tiny 4)")
     parser.add_argument("--max-seq-length", type=int, default=None, help="default 2048; tiny 512")
-    parser.add_argument("--dry-run", action="store_true", help="build data, tokenizer, config (no weights) and bundles; print the plan; train nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="build data, tokenizer, config (no weights) and bundles; print the plan; train nothing"
+    )
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--name", default=None, help="report file stem (default gpu-<date>, cpu-tiny-<date> with --tiny --cpu)")
-    parser.add_argument("--deadline", type=float, default=None, help="seconds for the whole bench: a job still running then is stopped and reported partially")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="seconds for the whole bench: a job still running then is stopped and reported partially",
+    )
     parser.add_argument("--flavor", default="h200", help="flavor the estimator sizes `auto` for and predicts (default h200)")
-    parser.add_argument("--processes", default="1", help="comma-separated process counts to run each config with (DDP over that many GPUs), e.g. 1,2")
-    parser.add_argument("--memory-cap-gib", type=float, default=None, help="cap each job's CUDA allocator (torch.cuda.set_per_process_memory_fraction): a smaller card's fit")
-    parser.add_argument("--reanalyse", type=Path, default=None, metavar="JSON", help="recompute a saved report's log-derived numbers from its logs; run nothing")
+    parser.add_argument(
+        "--processes", default="1", help="comma-separated process counts to run each config with (DDP over that many GPUs), e.g. 1,2"
+    )
+    parser.add_argument(
+        "--memory-cap-gib",
+        type=float,
+        default=None,
+        help="cap each job's CUDA allocator (torch.cuda.set_per_process_memory_fraction): a smaller card's fit",
+    )
+    parser.add_argument(
+        "--reanalyse",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="recompute a saved report's log-derived numbers from its logs; run nothing",
+    )
     args = parser.parse_args(argv)
     if args.reanalyse:
         reanalyse(args.reanalyse)
@@ -746,7 +910,9 @@ def main(argv: list[str] | None = None) -> int:
     examples = args.examples or (8 if args.tiny else 1200)
     eval_examples = args.eval_examples or (4 if args.tiny else 16)
     date = time.strftime("%Y-%m-%d", time.gmtime())
-    stem = args.name or (f"cpu-tiny-{date}" if args.tiny and not gpu else f"gpu-{date}" if shape.name == "llama-1b" else f"gpu-{shape.name}-{date}")
+    stem = args.name or (
+        f"cpu-tiny-{date}" if args.tiny and not gpu else f"gpu-{date}" if shape.name == "llama-1b" else f"gpu-{shape.name}-{date}"
+    )
     if args.dry_run:
         stem += "-dry-run"
     backend = "hf-jobs" if gpu else "local"  # on a GPU: tuneform's h200 estimate sizes `auto`
@@ -768,8 +934,11 @@ def main(argv: list[str] | None = None) -> int:
     built = build_model_folder(model_dir, shape, train_rows, cuda, weights=not args.dry_run)
     lengths = count_tokens(model_dir, train_rows, args.max_seq_length)
     model_shape = catalog.shape_from_config(built["config"])
-    print(f"  model {built['params']:,} parameters, tokenizer {built['tokenizer_vocab']}, data {sum(lengths):,} tokens "
-          f"(mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}) in {time.perf_counter() - t:.1f}s", flush=True)
+    print(
+        f"  model {built['params']:,} parameters, tokenizer {built['tokenizer_vocab']}, data {sum(lengths):,} tokens "
+        f"(mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}) in {time.perf_counter() - t:.1f}s",
+        flush=True,
+    )
     write_repo(repo, shape, configs, backend, args.max_seq_length, args.method, args.flavor)
     counts = [int(n) for n in args.processes.split(",") if n.strip()]
 
@@ -780,13 +949,27 @@ def main(argv: list[str] | None = None) -> int:
         env["CUDA_VISIBLE_DEVICES"] = ""
 
     report: dict[str, Any] = {
-        "bench": "gpu", "date": date, "command": " ".join(["python", "bench/gpu.py", *(argv if argv is not None else sys.argv[1:])]),
-        "device": "dry-run" if args.dry_run else "cuda" if cuda else "cpu", "shape": {"name": shape.name, **{k: v for k, v in vars(model_shape).items()}},
-        "model": {"params": built["params"], "tokenizer_vocab": built["tokenizer_vocab"]}, "method": args.method,
-        "max_seq_length": args.max_seq_length, "peak_tflops": H200_BF16_TFLOPS,
-        "data": {"train_examples": len(train_rows), "eval_examples": len(eval_rows), "words": list(words), "tokens": sum(lengths),
-                 "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths), "min_tokens": min(lengths)},
-        "machine": machine(cuda), "results": [], "skipped": [],
+        "bench": "gpu",
+        "date": date,
+        "command": " ".join(["python", "bench/gpu.py", *(argv if argv is not None else sys.argv[1:])]),
+        "device": "dry-run" if args.dry_run else "cuda" if cuda else "cpu",
+        "shape": {"name": shape.name, **{k: v for k, v in vars(model_shape).items()}},
+        "model": {"params": built["params"], "tokenizer_vocab": built["tokenizer_vocab"]},
+        "method": args.method,
+        "max_seq_length": args.max_seq_length,
+        "peak_tflops": H200_BF16_TFLOPS,
+        "data": {
+            "train_examples": len(train_rows),
+            "eval_examples": len(eval_rows),
+            "words": list(words),
+            "tokens": sum(lengths),
+            "mean_tokens": sum(lengths) / len(lengths),
+            "max_tokens": max(lengths),
+            "min_tokens": min(lengths),
+        },
+        "machine": machine(cuda),
+        "results": [],
+        "skipped": [],
     }
     logs = args.out / f"{stem}-logs"
     if not args.dry_run:
@@ -807,13 +990,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             job = JobRun(None, 0.0, False)
             memory: Any = _NoMemory()
-            shown = {k: (run.get("estimate") or {}).get(k) for k in ("flavor", "batch_size", "gradient_checkpointing", "tokens_per_second", "seconds", "peak_vram_gb")}
+            shown = {
+                k: (run.get("estimate") or {}).get(k)
+                for k in ("flavor", "batch_size", "gradient_checkpointing", "tokens_per_second", "seconds", "peak_vram_gb")
+            }
             print(f"- {label}: run-{run['run_key'][:12]}, plan estimate {json.dumps(shown)}", flush=True)
         else:
             print(f"- {label}: tuneform job (run-{run['run_key'][:12]}, {processes} process{'es' if processes > 1 else ''})", flush=True)
             with GpuMemory() if cuda else _NoMemory() as memory:
-                job = run_job(bundle, registry, logs / f"{label}.log", env, left if left is not None else 24 * 3600,
-                              processes=processes, memory_cap_gib=args.memory_cap_gib)
+                job = run_job(
+                    bundle,
+                    registry,
+                    logs / f"{label}.log",
+                    env,
+                    left if left is not None else 24 * 3600,
+                    processes=processes,
+                    memory_cap_gib=args.memory_cap_gib,
+                )
         shutil.rmtree(bundle, ignore_errors=True)  # an 8B bundle holds a copy of the model: one at a time
         manifest = None
         from tuneform.registry.local import LocalRegistry
@@ -821,18 +1014,33 @@ def main(argv: list[str] | None = None) -> int:
         version = LocalRegistry(registry).get(run["output_repo"], run["run_key"])
         if version is not None:
             manifest = version.manifest
-        result = analyse(name, run, job, manifest, memory.peak_gib, model_shape, lengths, args.max_seq_length, gpu, args.method,
-                         flavor_name=args.flavor, processes=processes)
+        result = analyse(
+            name,
+            run,
+            job,
+            manifest,
+            memory.peak_gib,
+            model_shape,
+            lengths,
+            args.max_seq_length,
+            gpu,
+            args.method,
+            flavor_name=args.flavor,
+            processes=processes,
+        )
         if args.memory_cap_gib:
             result["memory_cap_gib"] = args.memory_cap_gib
         if args.dry_run:
             result["status"] = "dry-run"
         report["results"].append(result)
         me = result["measured"]
-        print(f"  {result['status']}: {_num(me['tokens_per_second'])} tok/s loop, {_num(me['steady_tokens_per_second'])} steady, "
-              f"MFU {_num(me['steady_mfu'], '{:.1%}')}, peak {_num(me['peak_torch_allocated_gib'], '{:.1f}')} GiB torch / "
-              f"{_num(me['peak_gpu_used_gib'], '{:.1f}')} GiB GPU; job {me['job_seconds']:.0f}s "
-              f"(predicted {_num(result['predicted']['tokens_per_second'])} tok/s, {result['predicted']['peak_gib_without_context']:.1f} GiB)", flush=True)
+        print(
+            f"  {result['status']}: {_num(me['tokens_per_second'])} tok/s loop, {_num(me['steady_tokens_per_second'])} steady, "
+            f"MFU {_num(me['steady_mfu'], '{:.1%}')}, peak {_num(me['peak_torch_allocated_gib'], '{:.1f}')} GiB torch / "
+            f"{_num(me['peak_gpu_used_gib'], '{:.1f}')} GiB GPU; job {me['job_seconds']:.0f}s "
+            f"(predicted {_num(result['predicted']['tokens_per_second'])} tok/s, {result['predicted']['peak_gib_without_context']:.1f} GiB)",
+            flush=True,
+        )
         if result["error_tail"]:
             print("  " + "\n  ".join(result["error_tail"][-15:]), flush=True)
         write_reports(report, args.out, stem)

@@ -51,7 +51,9 @@ def best_of(command: list[str], cwd: Path, runs: int = 3, ok_codes: tuple[int, .
         proc = subprocess.run(command, cwd=cwd, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         elapsed = time.perf_counter() - start
         if proc.returncode not in ok_codes:
-            raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout.decode()[-2000:]}{proc.stderr.decode()[-2000:]}")
+            raise SystemExit(
+                f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout.decode()[-2000:]}{proc.stderr.decode()[-2000:]}"
+            )
         best = min(best, elapsed)
     return best
 
@@ -80,7 +82,9 @@ def main() -> None:
     (out / "plan_speed.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"{args.files} run files (half changed for plan)")
     print(f"  check-jsonschema (schema only)  {results['check_jsonschema_s']:.2f} s")
-    print(f"  tuneform validate (everything)  {results['tuneform_validate_s']:.2f} s   ratio {results['validate_vs_check_jsonschema']:.2f}x")
+    print(
+        f"  tuneform validate (everything)  {results['tuneform_validate_s']:.2f} s   ratio {results['validate_vs_check_jsonschema']:.2f}x"
+    )
     print(f"  tuneform plan vs git base       {results['tuneform_plan_s']:.2f} s")
     print(f"  tuneform validate, one file     {results['tuneform_validate_one_s']:.3f} s")
     print(f"  tuneform --help                 {results['tuneform_help_s']:.3f} s")

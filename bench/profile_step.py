@@ -69,7 +69,9 @@ def profiler_callback(start: int, steps: int, record: dict[str, Any]) -> Any:
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step == start and self.profile is None:
                 torch.cuda.synchronize()
-                self.profile = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
+                self.profile = torch.profiler.profile(
+                    activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+                )
                 self.profile.__enter__()
                 self.began = time.perf_counter()
 
@@ -81,8 +83,12 @@ def profiler_callback(start: int, steps: int, record: dict[str, Any]) -> Any:
                 # Kernels (device events) carry the GPU's time; the aten ops that launched them
                 # report the same time again, so they are kept apart, as "which op launched it".
                 record["events"] = [
-                    {"name": e.key, "count": e.count, "device_us": e.self_device_time_total,
-                     "kernel": e.device_type == torch.autograd.DeviceType.CUDA}
+                    {
+                        "name": e.key,
+                        "count": e.count,
+                        "device_us": e.self_device_time_total,
+                        "kernel": e.device_type == torch.autograd.DeviceType.CUDA,
+                    }
                     for e in self.profile.key_averages()
                     if e.self_device_time_total > 0
                 ]
@@ -104,9 +110,18 @@ def summarise(record: dict[str, Any], steps: int) -> dict[str, Any]:
         "gpu_busy_ms": busy,
         "gpu_idle_ms": max(0.0, wall_ms - busy),
         "categories_ms_per_step": dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
-        "top_kernels": [{"name": e["name"][:160], "category": category(e["name"]), "ms_per_step": e["device_us"] / 1000 / steps,
-                         "calls_per_step": e["count"] / steps} for e in top],
-        "top_ops": [{"name": e["name"][:160], "ms_per_step": e["device_us"] / 1000 / steps, "calls_per_step": e["count"] / steps} for e in ops],
+        "top_kernels": [
+            {
+                "name": e["name"][:160],
+                "category": category(e["name"]),
+                "ms_per_step": e["device_us"] / 1000 / steps,
+                "calls_per_step": e["count"] / steps,
+            }
+            for e in top
+        ],
+        "top_ops": [
+            {"name": e["name"][:160], "ms_per_step": e["device_us"] / 1000 / steps, "calls_per_step": e["count"] / steps} for e in ops
+        ],
     }
 
 
@@ -130,8 +145,13 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Top kernels:", "", "| kernel | category | ms per step | calls per step |", "|---|---|---|---|"]
     for k in s["top_kernels"]:
         lines.append(f"| `{k['name']}` | {k['category']} | {k['ms_per_step']:.2f} | {k['calls_per_step']:.0f} |")
-    lines += ["", "Operators that launched the most GPU time (the same time as the kernels above, by caller):", "",
-              "| operator | ms per step | calls per step |", "|---|---|---|"]
+    lines += [
+        "",
+        "Operators that launched the most GPU time (the same time as the kernels above, by caller):",
+        "",
+        "| operator | ms per step | calls per step |",
+        "|---|---|---|",
+    ]
     for k in s["top_ops"]:
         lines.append(f"| `{k['name']}` | {k['ms_per_step']:.2f} | {k['calls_per_step']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -184,16 +204,31 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(bundle.spec, bundle.files)
     batch, checkpointing = sized_auto_settings(bundle.run.get("estimate") or {})
     record: dict[str, Any] = {}
-    result = train(bundle.spec, bundle.model_path(), data.train, data.eval, work / "out", batch_size=batch, gradient_checkpointing=checkpointing,
-                   callbacks=[profiler_callback(args.start, args.steps, record)])
+    result = train(
+        bundle.spec,
+        bundle.model_path(),
+        data.train,
+        data.eval,
+        work / "out",
+        batch_size=batch,
+        gradient_checkpointing=checkpointing,
+        callbacks=[profiler_callback(args.start, args.steps, record)],
+    )
     if "events" not in record:
         raise SystemExit(f"the run had {result.steps} steps: too few to profile steps {args.start + 1}-{args.start + args.steps}")
     date = time.strftime("%Y-%m-%d", time.gmtime())
     report = {
-        "date": date, "command": " ".join(["python", "bench/profile_step.py", *(argv if argv is not None else sys.argv[1:])]),
-        "gpu": torch.cuda.get_device_name(0), "config": args.config, "settings": result.settings.__dict__,
-        "start": args.start, "steps": args.steps, "total_steps": result.steps, "tokens_per_step": sum(lengths) / result.steps,
-        "tokens_per_second_run": result.tokens_per_second, "summary": summarise(record, args.steps),
+        "date": date,
+        "command": " ".join(["python", "bench/profile_step.py", *(argv if argv is not None else sys.argv[1:])]),
+        "gpu": torch.cuda.get_device_name(0),
+        "config": args.config,
+        "settings": result.settings.__dict__,
+        "start": args.start,
+        "steps": args.steps,
+        "total_steps": result.steps,
+        "tokens_per_step": sum(lengths) / result.steps,
+        "tokens_per_second_run": result.tokens_per_second,
+        "summary": summarise(record, args.steps),
     }
     name = args.name or f"profile-{date}"
     args.out.mkdir(parents=True, exist_ok=True)

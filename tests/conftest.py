@@ -20,10 +20,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.pop("TUNEFORM_HOME", None)
 os.environ.pop("HF_TOKEN", None)
 
-import pytest  # noqa: E402
-from click.testing import CliRunner, Result  # noqa: E402
+import pytest
+from click.testing import CliRunner, Result
 
-from tuneform.cli.commands import main  # noqa: E402
+from tuneform.cli.commands import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +131,7 @@ def demo_repo(path: Path, run: str) -> Repo:
     r = Repo.init(path)
     for folder in ("models", "data", "evals", "schema"):
         shutil.copytree(ROOT / folder, r.path / folder)
-    r.write("pyproject.toml", "[tool.tuneform]\nnamespace = \"acme\"\nmax_usd_per_run = 5\n")
+    r.write("pyproject.toml", '[tool.tuneform]\nnamespace = "acme"\nmax_usd_per_run = 5\n')
     r.write("runs/demo.yaml", run)
     r.commit("demo")
     return r
@@ -217,8 +217,9 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     `endpoint=fake_hub.url`.
     Teardown stops the server object and joins its threads; it never kills anything by name.
     """
-    from fakehub import OTHER_TOKEN, READ_TOKEN, USER_TOKEN, FakeHub
     from huggingface_hub import constants as hf_constants
+
+    from fakehub import OTHER_TOKEN, READ_TOKEN, USER_TOKEN, FakeHub
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)

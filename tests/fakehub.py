@@ -37,7 +37,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -47,10 +47,10 @@ __all__ = [
     "OTHER_TOKEN",
     "READ_TOKEN",
     "USER_TOKEN",
+    "CommitHold",
     "FakeHub",
     "FakeJob",
     "FakeRepo",
-    "CommitHold",
     "Fault",
     "Faults",
 ]
@@ -70,9 +70,30 @@ LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_-]{0,100}$")
 REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 DEFAULT_LFS_PATTERNS = (
-    "*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.onnx", "*.h5", "*.msgpack", "*.npy",
-    "*.npz", "*.pkl", "*.pickle", "*.parquet", "*.arrow", "*.zip", "*.gz", "*.tar", "*.tgz", "*.xz", "*.zst",
-    "*.7z", "*.model", "*tfevents*",
+    "*.safetensors",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "*.gguf",
+    "*.onnx",
+    "*.h5",
+    "*.msgpack",
+    "*.npy",
+    "*.npz",
+    "*.pkl",
+    "*.pickle",
+    "*.parquet",
+    "*.arrow",
+    "*.zip",
+    "*.gz",
+    "*.tar",
+    "*.tgz",
+    "*.xz",
+    "*.zst",
+    "*.7z",
+    "*.model",
+    "*tfevents*",
 )
 
 
@@ -83,8 +104,15 @@ def _hw(name: str, pretty: str, cpu: int, ram: int, usd_hour: float, gpu: tuple[
         model, qty, vram = gpu
         accelerator = {"type": "gpu", "model": model, "quantity": str(qty), "vram": f"{qty * vram} GB", "manufacturer": "Nvidia"}
     return {
-        "name": name, "prettyName": pretty, "cpu": f"{cpu} vCPU", "ram": f"{ram} GB", "ephemeralStorage": "50 GB",
-        "accelerator": accelerator, "unitCostMicroUSD": micro, "unitCostUSD": micro / 1_000_000, "unitLabel": "minute",
+        "name": name,
+        "prettyName": pretty,
+        "cpu": f"{cpu} vCPU",
+        "ram": f"{ram} GB",
+        "ephemeralStorage": "50 GB",
+        "accelerator": accelerator,
+        "unitCostMicroUSD": micro,
+        "unitCostUSD": micro / 1_000_000,
+        "unitLabel": "minute",
     }
 
 
@@ -118,7 +146,7 @@ HARDWARE: list[dict[str, Any]] = [
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -194,9 +222,9 @@ class FakeRepo:
         """Branch, tag, `refs/heads|tags/...`, `refs/pr/N` or a full commit sha -> commit oid (None if unknown)."""
         rev = rev or "main"
         if rev.startswith("refs/heads/"):
-            return self.branches.get(rev[len("refs/heads/"):])
+            return self.branches.get(rev[len("refs/heads/") :])
         if rev.startswith("refs/tags/"):
-            return self.tags.get(rev[len("refs/tags/"):])
+            return self.tags.get(rev[len("refs/tags/") :])
         if m := re.fullmatch(r"refs/pr/(\d+)", rev):
             return self.pull_requests.get(int(m.group(1)))
         if rev in self.branches:
@@ -452,7 +480,9 @@ class Faults:
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -821,9 +851,13 @@ class FakeHub:
         attributes = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in self.lfs_patterns)
         self._new_commit(repo, "main", {".gitattributes": Blob.regular(attributes.encode())}, "initial commit", "", author)
 
-    def _new_commit(self, repo: FakeRepo, branch: str | None, files: dict[str, Blob], title: str, message: str, author: str, parent: str | None = None) -> Commit:
+    def _new_commit(
+        self, repo: FakeRepo, branch: str | None, files: dict[str, Blob], title: str, message: str, author: str, parent: str | None = None
+    ) -> Commit:
         parents = [parent] if parent else ([repo.branches[branch]] if branch in repo.branches else [])
-        seed = json.dumps([repo.repo_id, parents, sorted((p, b.oid) for p, b in files.items()), title, message, next(self._counter), time.time()])
+        seed = json.dumps(
+            [repo.repo_id, parents, sorted((p, b.oid) for p, b in files.items()), title, message, next(self._counter), time.time()]
+        )
         commit = Commit(hashlib.sha1(seed.encode()).hexdigest(), parents, files, title, message, author, _now())
         repo.commits[commit.oid] = commit
         if branch is not None:
@@ -1032,7 +1066,7 @@ class FakeHub:
     def _require_write_namespace(self, caller: _Caller, namespace: str, what: str) -> str:
         user = self._require_user(caller)
         if namespace not in self._namespaces(user):
-            raise HttpError(403, f"You don't have the rights to {what} under the namespace \"{namespace}\"")
+            raise HttpError(403, f'You don\'t have the rights to {what} under the namespace "{namespace}"')
         if caller.read_only:
             raise HttpError(403, f"You don't have the rights to {what}: this token is read-only (use a write token)")
         return user
@@ -1055,8 +1089,16 @@ class FakeHub:
             return
         kind = {"model": "model", "dataset": "dataset", "space": "space"}[repo.repo_type]
         if caller.user is None:
-            raise HttpError(401, f"Access to {kind} {repo.repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.", "GatedRepo")
-        raise HttpError(403, f"Access to {kind} {repo.repo_id} is restricted and you are not in the authorized list. Visit {self.url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id} to ask for access.", "GatedRepo")
+            raise HttpError(
+                401,
+                f"Access to {kind} {repo.repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+                "GatedRepo",
+            )
+        raise HttpError(
+            403,
+            f"Access to {kind} {repo.repo_id} is restricted and you are not in the authorized list. Visit {self.url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id} to ask for access.",
+            "GatedRepo",
+        )
 
     def _rev(self, repo: FakeRepo, rev: str) -> str:
         oid = repo.resolve(rev)
@@ -1074,10 +1116,21 @@ class FakeHub:
         ]
         req.send_json(
             {
-                "type": "user", "id": _fake_id(user), "name": user, "fullname": user.title(),
-                "email": f"{user}@example.com", "emailVerified": True, "canPay": True, "isPro": False,
-                "periodEnd": None, "avatarUrl": "", "orgs": orgs,
-                "auth": {"type": "access_token", "accessToken": {"displayName": "fakehub", "role": "read" if caller.read_only else "write", "createdAt": _iso(_now())}},
+                "type": "user",
+                "id": _fake_id(user),
+                "name": user,
+                "fullname": user.title(),
+                "email": f"{user}@example.com",
+                "emailVerified": True,
+                "canPay": True,
+                "isPro": False,
+                "periodEnd": None,
+                "avatarUrl": "",
+                "orgs": orgs,
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {"displayName": "fakehub", "role": "read" if caller.read_only else "write", "createdAt": _iso(_now())},
+                },
             }
         )
 
@@ -1149,9 +1202,19 @@ class FakeHub:
                         sibling["lfs"] = {"size": blob.size, "sha256": blob.lfs_sha256, "pointerSize": blob.pointer_size}
                 siblings.append(sibling)
             info: dict[str, Any] = {
-                "_id": _fake_id(repo_type + repo_id), "id": repo_id, "author": repo.namespace, "sha": oid,
-                "private": repo.private, "gated": repo.gated, "disabled": False, "downloads": 0, "likes": 0,
-                "tags": [], "createdAt": _iso(repo.created_at), "lastModified": _iso(commit.date), "siblings": siblings,
+                "_id": _fake_id(repo_type + repo_id),
+                "id": repo_id,
+                "author": repo.namespace,
+                "sha": oid,
+                "private": repo.private,
+                "gated": repo.gated,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "createdAt": _iso(repo.created_at),
+                "lastModified": _iso(commit.date),
+                "siblings": siblings,
                 "usedStorage": sum(b.size for b in commit.files.values()),
             }
             if repo_type == "model":
@@ -1177,7 +1240,9 @@ class FakeHub:
                 "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": oid} for t, oid in sorted(repo.tags.items())],
             }
             if req.q_bool("include_prs"):
-                out["pullRequests"] = [{"name": str(n), "ref": f"refs/pr/{n}", "targetCommit": oid} for n, oid in sorted(repo.pull_requests.items())]
+                out["pullRequests"] = [
+                    {"name": str(n), "ref": f"refs/pr/{n}", "targetCommit": oid} for n, oid in sorted(repo.pull_requests.items())
+                ]
         req.send_json(out)
 
     def _branch(self, req: _Request, repo_type: str, repo_id: str, branch: str) -> None:
@@ -1233,7 +1298,7 @@ class FakeHub:
             start = max(0, int(req.q("cursor") or 0))
         except ValueError:
             raise HttpError(400, "Invalid cursor") from None
-        page = items[start:start + self.page_size]
+        page = items[start : start + self.page_size]
         headers = {}
         if start + self.page_size < len(items):
             params = [(k, v) for k, v in req.query_items if k != "cursor"] + [("cursor", str(start + self.page_size))]
@@ -1284,7 +1349,7 @@ class FakeHub:
             for file_path, blob in files.items():
                 if not file_path.startswith(prefix):
                     continue
-                parts = file_path[len(prefix):].split("/")
+                parts = file_path[len(prefix) :].split("/")
                 depth = len(parts) if recursive else 1
                 for i in range(1, min(depth, len(parts) - 1) + 1):  # directories on the way
                     entries.setdefault(prefix + "/".join(parts[:i]), None)
@@ -1362,7 +1427,7 @@ class FakeHub:
                     return req.send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
                 end = min(end, len(data) - 1)
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-                return req.send(206, data[start:end + 1], headers)
+                return req.send(206, data[start : end + 1], headers)
         req.send(200, data, headers)
 
     # ------------------------------------------------------------------------------------------- uploads
@@ -1410,7 +1475,9 @@ class FakeHub:
             for obj in objects:
                 oid, size = obj.get("oid"), obj.get("size")
                 if not (isinstance(oid, str) and re.fullmatch(r"[0-9a-f]{64}", oid) and isinstance(size, int) and size >= 0):
-                    out.append({"oid": str(oid), "size": size if isinstance(size, int) else 0, "error": {"code": 422, "message": "Invalid object"}})
+                    out.append(
+                        {"oid": str(oid), "size": size if isinstance(size, int) else 0, "error": {"code": 422, "message": "Invalid object"}}
+                    )
                     continue
                 entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
                 if oid not in repo.lfs:
@@ -1421,13 +1488,18 @@ class FakeHub:
                     if chunk and size > chunk:
                         multipart = True
                         count = -(-size // chunk)
-                        upload["header"] = {"chunk_size": str(chunk), **{str(i): f"{self.url}/_lfs/{token}/part/{i}" for i in range(1, count + 1)}}
+                        upload["header"] = {
+                            "chunk_size": str(chunk),
+                            **{str(i): f"{self.url}/_lfs/{token}/part/{i}" for i in range(1, count + 1)},
+                        }
                     entry["actions"] = {"upload": upload}
                     if self.lfs_verify:
                         entry["actions"]["verify"] = {"href": f"{base}/verify", "header": {}}
                 out.append(entry)
-        req.send_json({"transfer": "multipart" if multipart else "basic", "objects": out, "hash_algo": "sha256"},
-                      headers={"Content-Type": "application/vnd.git-lfs+json"})
+        req.send_json(
+            {"transfer": "multipart" if multipart else "basic", "objects": out, "hash_algo": "sha256"},
+            headers={"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def _lfs_transfer(self, req: _Request, s: list[str]) -> None:
         """Signed upload URLs (no auth header, like S3): single PUT, part PUTs, multipart completion POST."""
@@ -1477,7 +1549,9 @@ class FakeHub:
         except ValueError:
             raise HttpError(400, "Invalid NDJSON commit payload") from None
         with self._lock:
-            self.commit_requests.append({"repo_type": repo_type, "repo_id": repo_id, "revision": rev, "params": dict(req.query_items), "lines": lines})
+            self.commit_requests.append(
+                {"repo_type": repo_type, "repo_id": repo_id, "revision": rev, "params": dict(req.query_items), "lines": lines}
+            )
             repo, user = self._writable_repo(req, repo_type, repo_id)
             if not lines or lines[0].get("key") != "header":
                 raise HttpError(400, "The first line of a commit payload must be the header")
@@ -1513,13 +1587,15 @@ class FakeHub:
         if hold is not None:
             hold.reached.set()
             hold.release.wait(hold.timeout)
-        req.send_json({
-            "success": True,
-            "commitOid": commit.oid,
-            "commitUrl": f"{self.url}/{URL_PREFIX[repo_type]}{repo_id}/commit/{commit.oid}",
-            "hookOutput": "",
-            "pullRequestUrl": pr_url,
-        })
+        req.send_json(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self.url}/{URL_PREFIX[repo_type]}{repo_id}/commit/{commit.oid}",
+                "hookOutput": "",
+                "pullRequestUrl": pr_url,
+            }
+        )
 
     def _apply_op(self, repo: FakeRepo, tree: dict[str, Blob], line: dict[str, Any]) -> None:
         key, value = line.get("key"), line.get("value") or {}
@@ -1641,12 +1717,18 @@ class FakeHub:
             user = self._require_write_namespace(caller, namespace, "run jobs")
             labels = self._validate_job(payload)
             if namespace in self.out_of_credits or "*" in self.out_of_credits:
-                raise HttpError(402, "You have insufficient credits to run this job. Please add a payment method or credits to your account.")
+                raise HttpError(
+                    402, "You have insufficient credits to run this job. Please add a payment method or credits to your account."
+                )
             owner_type = "user" if namespace == user else "org"
             job = FakeJob(
-                id=secrets.token_hex(12), namespace=namespace,
+                id=secrets.token_hex(12),
+                namespace=namespace,
                 owner={"id": _fake_id(namespace), "name": namespace, "type": owner_type},
-                payload=payload, submitted_by=user, labels=labels, seq=next(self._counter),
+                payload=payload,
+                submitted_by=user,
+                labels=labels,
+                seq=next(self._counter),
             )
             self.jobs[job.id] = job
             info = job.info()
@@ -1674,7 +1756,7 @@ class FakeHub:
         caller = self._caller(req)
         user = self._require_user(caller)
         if namespace not in self._namespaces(user):
-            raise HttpError(403, f"You don't have the rights to list jobs under the namespace \"{namespace}\"")
+            raise HttpError(403, f'You don\'t have the rights to list jobs under the namespace "{namespace}"')
         stages = {s.upper() for s in req.q_all("stage")}
         wanted = []
         for label in req.q_all("label"):
@@ -1685,8 +1767,7 @@ class FakeHub:
             items = [
                 j.info()
                 for j in jobs
-                if (not stages or j.stage in stages)
-                and all(k in j.labels and (v is None or j.labels[k] == v) for k, v in wanted)
+                if (not stages or j.stage in stages) and all(k in j.labels and (v is None or j.labels[k] == v) for k, v in wanted)
             ]
         self._paginate(req, items)
 
@@ -1751,7 +1832,16 @@ class FakeHub:
                     return req.end_stream()
                 running = job.stage == "RUNNING"
             if running:
-                sample = {"cpu_usage_pct": 0, "cpu_millicores": 0, "memory_used_bytes": 0, "memory_total_bytes": 0, "rx_bps": 0, "tx_bps": 0, "gpus": {}, "replica": job.id[:5]}
+                sample = {
+                    "cpu_usage_pct": 0,
+                    "cpu_millicores": 0,
+                    "memory_used_bytes": 0,
+                    "memory_total_bytes": 0,
+                    "rx_bps": 0,
+                    "tx_bps": 0,
+                    "gpus": {},
+                    "replica": job.id[:5],
+                }
                 req.write_chunk(f"event: metric\ndata: {json.dumps(sample)}\n\n".encode())
             with self._cond:
                 self._cond.wait(1.0)

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Repo, demo_repo, jsonl
 
+from conftest import ROOT, Repo, demo_repo, jsonl
 from tuneform.backends import local
 
 DEMO = (ROOT / "runs/demo.yaml").read_text()

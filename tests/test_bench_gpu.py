@@ -41,8 +41,24 @@ def test_conversations_are_deterministic_and_spread() -> None:
 def test_tiny_cpu_bench_runs_through_tuneform_job(tmp_path: Path) -> None:
     bench = _bench()
     out = tmp_path / "results"
-    code = bench.main(["--tiny", "--cpu", "--configs", "tuneform-default,unsloth-notebook", "--examples", "4", "--eval-examples", "2", "--out", str(out),
-                       "--work", str(tmp_path / "work"), "--name", "tiny"])
+    code = bench.main(
+        [
+            "--tiny",
+            "--cpu",
+            "--configs",
+            "tuneform-default,unsloth-notebook",
+            "--examples",
+            "4",
+            "--eval-examples",
+            "2",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--name",
+            "tiny",
+        ]
+    )
     assert code == 0, (out / "tiny.md").read_text()
     report = json.loads((out / "tiny.json").read_text())
     assert report["device"] == "cpu"

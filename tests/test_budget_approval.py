@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RUN, Repo
-from fakegithub import FakeGitHub
 
 import tuneform.backends.apply
 import tuneform.github.client
+from conftest import RUN, Repo
+from fakegithub import FakeGitHub
 from tuneform.github.client import GitHub, approval_from_commit
 
 OVER_BUDGET = RUN.replace("r: 8", "r: 16") + "budget: {max_usd: 0.001}\n"
@@ -94,7 +94,9 @@ def test_over_budget_merge_without_the_label_fails_naming_cap_and_label(
     assert "over budget.max_usd ($0.001)" in result.output
     assert "approval label 'budget-approved'" in result.output and "PR #5, merged as" in result.output
 
-    code, out = repo.json("apply", "--base", before, "--backend", "hf-jobs", "--no-wait", "--approval-from-commit", after, "--format", "json")
+    code, out = repo.json(
+        "apply", "--base", before, "--backend", "hf-jobs", "--no-wait", "--approval-from-commit", after, "--format", "json"
+    )
     assert code == 1 and out["ok"] is False and "'budget-approved'" in out["error"] and "does not carry it" in out["error"]
 
 

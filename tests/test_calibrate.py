@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Repo, demo_repo
 
+from conftest import ROOT, Repo, demo_repo
 from tuneform.estimate import calibrate
 
 # 20 steps (2 s on 2 cores) learn too little to pass the demo's gate, which is not under test here.
@@ -75,7 +75,7 @@ def test_calibration_round_trip_through_pyproject(demo: Repo) -> None:
     first_estimate, second_estimate = (r["estimated_tokens_per_second"] for r in second["records"])
     assert second_estimate == pytest.approx(first_estimate, rel=1e-4)  # the plan rounds tokens/s to 0.1
     text = demo.cli("calibrate")
-    assert text.exit_code == 0 and "[tool.tuneform.calibration]" in text.output and "speed = {\"cpu\" =" in text.output
+    assert text.exit_code == 0 and "[tool.tuneform.calibration]" in text.output and 'speed = {"cpu" =' in text.output
 
 
 def test_versions_that_cannot_calibrate_are_named_with_why(demo: Repo) -> None:
@@ -102,8 +102,14 @@ def test_versions_that_cannot_calibrate_are_named_with_why(demo: Repo) -> None:
 
     # The same GPU, named as the driver names it, with a factor applied at plan time: the
     # factor is taken out of both speed and memory.
-    l4 = edited(lambda m: m["estimate"].update(flavor="l4x1", peak_vram_gb=10.5, calibration={"gpu": "L4", "speed": 2.0, "memory": 1.25},
-                                               breakdown={"memory_gb": {"cuda_context": 0.5}}))
+    l4 = edited(
+        lambda m: m["estimate"].update(
+            flavor="l4x1",
+            peak_vram_gb=10.5,
+            calibration={"gpu": "L4", "speed": 2.0, "memory": 1.25},
+            breakdown={"memory_gb": {"cuda_context": 0.5}},
+        )
+    )
     l4["training"].update(device="NVIDIA L4", peak_memory_kind="cuda_max_allocated", peak_memory_gb=9.0, steady_tokens_per_second=None)
     [record], _ = calibrate.collect([("e", l4)])
     assert record.estimated_tokens_per_second == pytest.approx(real["estimate"]["tokens_per_second"] / 2.0)
@@ -122,7 +128,7 @@ def test_factors_are_a_geometric_mean_for_speed_and_the_worst_case_for_memory() 
     assert found.speed == 1.0 and found.memory == 1.1 and found.runs == 2
     # Settings accept 0.25..4: the table clamps rather than writing what pyproject would refuse.
     [wild] = calibrate.factors([record(9.0, 1.0)])
-    assert "\"H200\" = 4" in calibrate.toml_table([wild])
+    assert '"H200" = 4' in calibrate.toml_table([wild])
 
 
 def test_calibrate_with_nothing_trained_says_what_to_do(demo: Repo) -> None:

@@ -481,9 +481,7 @@ def test_imports_stay_light() -> None:
         "print(heavy, time.perf_counter() - t)"
     )
     src = Path(__file__).resolve().parent.parent / "src"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(src)}
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(src)})
     heavy, seconds = result.stdout.rsplit(" ", 1)
     assert heavy == "[]"
     assert float(seconds) < 0.5  # a few ms in practice; generous so a busy CI box passes

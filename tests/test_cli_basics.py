@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import ROOT, Repo
 
+from conftest import ROOT, Repo
 from tuneform.cli.commands import main
 from tuneform.runfile.reference import END, START, reference
 from tuneform.runfile.spec import json_schema
@@ -53,7 +53,14 @@ def test_init_scaffolds_a_repo_that_validates_and_plans(tmp_path: Path) -> None:
     target = tmp_path / "fresh"
     result = CliRunner().invoke(main, ["init", str(target), "--namespace", "acme"])
     assert result.exit_code == 0, result.output
-    for rel in ("runs/example.yaml", "evals/example.yaml", "evals/example.jsonl", "data/example.jsonl", "pyproject.toml", "schema/run.schema.json"):
+    for rel in (
+        "runs/example.yaml",
+        "evals/example.yaml",
+        "evals/example.jsonl",
+        "data/example.jsonl",
+        "pyproject.toml",
+        "schema/run.schema.json",
+    ):
         assert (target / rel).is_file(), rel
     assert 'namespace = "acme"' in (target / "pyproject.toml").read_text()
     repo = Repo.init(target)

@@ -16,7 +16,13 @@ from tuneform.runfile.spec import RunSpec
 
 
 def chat(i: int, answer: str = "billing") -> dict[str, Any]:
-    return {"messages": [{"role": "system", "content": "Classify."}, {"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": answer}]}
+    return {
+        "messages": [
+            {"role": "system", "content": "Classify."},
+            {"role": "user", "content": f"question {i}"},
+            {"role": "assistant", "content": answer},
+        ]
+    }
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> str:
@@ -47,11 +53,24 @@ def test_messages_jsonl_split_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_sharegpt_with_renamed_column(tmp_path: Path) -> None:
-    rows = [{"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": f"hi {i}"}, {"from": "gpt", "value": "hello"}]} for i in range(10)]
+    rows = [
+        {
+            "conversations": [
+                {"from": "system", "value": "Be brief."},
+                {"from": "human", "value": f"hi {i}"},
+                {"from": "gpt", "value": "hello"},
+            ]
+        }
+        for i in range(10)
+    ]
     write_jsonl(tmp_path / "sg.jsonl", rows)
     loaded = load_data(make_spec([{"path": "sg.jsonl", "columns": {"messages": "conversations"}}]), tmp_path)
     example = next(e for e in loaded.train + loaded.eval if e.row == 3)
-    assert example.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi 2"}, {"role": "assistant", "content": "hello"}]
+    assert example.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi 2"},
+        {"role": "assistant", "content": "hello"},
+    ]
 
 
 def test_missing_column_names_column_file_and_fix(tmp_path: Path) -> None:
@@ -69,9 +88,20 @@ def test_prompt_completion_strings_and_message_prompts(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "pc.jsonl", [{"prompt": "2+2?", "completion": "4"}, {"q": "x", "completion": "y"}])
     write_jsonl(
         tmp_path / "pcm.jsonl",
-        [{"prompt": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "and?"}], "completion": "bye"}],
+        [
+            {
+                "prompt": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "and?"},
+                ],
+                "completion": "bye",
+            }
+        ],
     )
-    spec = make_spec([{"path": "pc.jsonl", "format": "prompt_completion"}, {"path": "pcm.jsonl", "format": "prompt_completion"}], max_bad_rows=0.5)
+    spec = make_spec(
+        [{"path": "pc.jsonl", "format": "prompt_completion"}, {"path": "pcm.jsonl", "format": "prompt_completion"}], max_bad_rows=0.5
+    )
     loaded = load_data(spec, tmp_path)
     by_source = {e.source: e for e in loaded.train + loaded.eval}
     assert by_source["pc.jsonl"].messages == [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
@@ -83,8 +113,13 @@ def test_prompt_completion_strings_and_message_prompts(tmp_path: Path) -> None:
 
 
 def test_alpaca_with_renames(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "a.jsonl", [{"question": "Translate", "context": "chat", "answer": "cat"}, {"question": "Say hi", "context": "", "answer": "hi"}])
-    spec = make_spec([{"path": "a.jsonl", "format": "alpaca", "columns": {"instruction": "question", "input": "context", "output": "answer"}}])
+    write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"question": "Translate", "context": "chat", "answer": "cat"}, {"question": "Say hi", "context": "", "answer": "hi"}],
+    )
+    spec = make_spec(
+        [{"path": "a.jsonl", "format": "alpaca", "columns": {"instruction": "question", "input": "context", "output": "answer"}}]
+    )
     loaded = load_data(spec, tmp_path)
     got = {e.row: e.messages for e in loaded.train + loaded.eval}
     assert got[1] == [{"role": "user", "content": "Translate\n\nchat"}, {"role": "assistant", "content": "cat"}]
@@ -111,7 +146,9 @@ def test_csv_json_and_parquet(tmp_path: Path) -> None:
         writer.writerow([json.dumps(chat(0)["messages"])])
     (tmp_path / "a.json").write_text(json.dumps([{"instruction": "hi", "output": "hello"}, {"instruction": "bye", "output": 3}]))
     write_jsonl(tmp_path / "lines.json", [{"text": "json lines"}, {"text": "in a .json file"}])
-    pq.write_table(pa.Table.from_pylist([chat(1), {"messages": [{"role": "user", "content": "no reply"}]}, chat(2)]), tmp_path / "chat.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([chat(1), {"messages": [{"role": "user", "content": "no reply"}]}, chat(2)]), tmp_path / "chat.parquet"
+    )
 
     spec = make_spec(
         [
@@ -125,7 +162,16 @@ def test_csv_json_and_parquet(tmp_path: Path) -> None:
     )
     loaded = load_data(spec, tmp_path)
     examples = {(e.source, e.row): e for e in loaded.train + loaded.eval}
-    assert set(examples) == {("pc.csv", 1), ("pc.csv", 3), ("chat.csv", 1), ("a.json", 1), ("lines.json", 1), ("lines.json", 2), ("chat.parquet", 1), ("chat.parquet", 3)}
+    assert set(examples) == {
+        ("pc.csv", 1),
+        ("pc.csv", 3),
+        ("chat.csv", 1),
+        ("a.json", 1),
+        ("lines.json", 1),
+        ("lines.json", 2),
+        ("chat.parquet", 1),
+        ("chat.parquet", 3),
+    }
     assert examples[("chat.csv", 1)].messages == chat(0)["messages"]
     assert examples[("chat.parquet", 3)].messages == chat(2)["messages"]
     bad = {(b.source, b.row, b.unit): (b.field, b.problem) for b in loaded.bad_rows}
@@ -178,7 +224,10 @@ def test_bad_rows_under_threshold_are_dropped_and_reported(tmp_path: Path) -> No
         (8, None),
     ]
     assert all(b.unit == "line" and b.fix for b in loaded.bad_rows)
-    assert str(loaded.bad_rows[6]) == "mixed.jsonl line 8: a row must be a JSON object, not a list: each line of a JSONL file must be one JSON object"
+    assert (
+        str(loaded.bad_rows[6])
+        == "mixed.jsonl line 8: a row must be a JSON object, not a list: each line of a JSONL file must be one JSON object"
+    )
 
 
 def test_max_samples_is_seeded(tmp_path: Path) -> None:
@@ -212,7 +261,9 @@ def test_file_problems(tmp_path: Path) -> None:
 
 def test_hub_dataset_offline_is_a_clear_error(tmp_path: Path) -> None:
     # conftest sets HF_HUB_OFFLINE=1: nothing on any test machine reaches the Hub.
-    spec = make_spec([{"dataset": "acme/missing-dataset", "revision": "v1", "split": "train[:10]", "columns": {"messages": "conversations"}}])
+    spec = make_spec(
+        [{"dataset": "acme/missing-dataset", "revision": "v1", "split": "train[:10]", "columns": {"messages": "conversations"}}]
+    )
     with pytest.raises(DataError) as err:
         load_data(spec, tmp_path)
     message = str(err.value)

@@ -14,8 +14,8 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import RUN, Repo, jsonl
 
+from conftest import RUN, Repo, jsonl
 from tuneform.data.check import (
     DataReport,
     Finding,
@@ -37,11 +37,22 @@ MODEL = "./models/tiny"  # no tokenizer.json there: bytes/4
 
 
 def chat(user: str, answer: str = "billing", system: str | None = None) -> dict[str, Any]:
-    turns = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    turns = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": answer},
+    ]
     return {"messages": turns}
 
 
-def run_yaml(data: str = "    - path: data/train.jsonl\n", *, extra_data: str = "", evals: bool = True, model: str = MODEL, max_seq_length: int = 512, seed: int = 3407) -> str:
+def run_yaml(
+    data: str = "    - path: data/train.jsonl\n",
+    *,
+    extra_data: str = "",
+    evals: bool = True,
+    model: str = MODEL,
+    max_seq_length: int = 512,
+    seed: int = 3407,
+) -> str:
     text = f"model:\n  id: {model}\n  max_seq_length: {max_seq_length}\ndata:\n  train:\n{data}{extra_data}training:\n  seed: {seed}\n"
     return text + ("evals:\n  - suite: evals/intents.yaml\n" if evals else "")
 
@@ -86,12 +97,19 @@ ROW_FLAWS: list[Any] = [
     chat("a fine question"),  # 1
     '{"messages": [{"role": "user", "content": "cut',  # 2: not JSON
     "[1, 2]",  # 3: not an object
-    {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x.png"}}]}, {"role": "assistant", "content": "a cat"}]},  # 4
+    {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x.png"}}]},
+            {"role": "assistant", "content": "a cat"},
+        ]
+    },  # 4
     {"messages": [{"role": "user", "content": "anyone there?"}]},  # 5: no assistant
     {"messages": [{"role": "user", "content": "   "}, {"role": "assistant", "content": "hello"}]},  # 6: empty user turn (kept)
     {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " \n"}]},  # 7: empty answer (dropped)
     {"messages": [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}, {"role": "assistant", "content": "x"}]},  # 8
-    {"messages": [{"role": "assistant", "content": "I start"}, {"role": "user", "content": "ok"}, {"role": "assistant", "content": "y"}]},  # 9
+    {
+        "messages": [{"role": "assistant", "content": "I start"}, {"role": "user", "content": "ok"}, {"role": "assistant", "content": "y"}]
+    },  # 9
     {"messages": [{"role": "user", "content": "q"}, {"role": "system", "content": "late"}, {"role": "assistant", "content": "z"}]},  # 10
     chat("colour \x1b[31mred"),  # 11: control character
     chat("a cafÃ© au lait"),  # 12: mojibake of "café"
@@ -135,7 +153,8 @@ def test_each_row_rule_names_exactly_its_rows(repo: Repo) -> None:
     assert rows_of(bad) == [2, 3, 4, 5, 7, 16]
     assert report.failed and report.rows == 9
     assert {f.rule: f.level for f in report.findings if f.rule != "max_bad_rows"} == dict.fromkeys(
-        ["unparsable", "non_text", "missing_assistant", "empty_turns", "role_order", "encoding"], "warn")
+        ["unparsable", "non_text", "missing_assistant", "empty_turns", "role_order", "encoding"], "warn"
+    )
 
 
 def test_dropped_rows_are_the_rows_the_job_drops(repo: Repo) -> None:
@@ -152,10 +171,17 @@ def test_dropped_rows_are_the_rows_the_job_drops(repo: Repo) -> None:
 
 def test_other_formats_number_rows_and_map_to_rules(repo: Repo) -> None:
     repo.write("data/pc.jsonl", jsonl([{"prompt": "2+2?", "completion": "4"}, {"prompt": "hi", "completion": ""}, {"prompt": "x"}]))
-    repo.write("data/alpaca.json", json.dumps([{"instruction": "Sum", "input": "1 2", "output": "3"}, {"instruction": "Do", "input": ""}, {"instruction": "N", "output": 5}]))
+    repo.write(
+        "data/alpaca.json",
+        json.dumps(
+            [{"instruction": "Sum", "input": "1 2", "output": "3"}, {"instruction": "Do", "input": ""}, {"instruction": "N", "output": 5}]
+        ),
+    )
     repo.write("data/text.csv", 'text\n"hello there"\n""\n')
-    data = ("    - path: data/pc.jsonl\n      format: prompt_completion\n    - path: data/alpaca.json\n      format: alpaca\n"
-            "    - path: data/text.csv\n      format: text\n")
+    data = (
+        "    - path: data/pc.jsonl\n      format: prompt_completion\n    - path: data/alpaca.json\n      format: alpaca\n"
+        "    - path: data/text.csv\n      format: text\n"
+    )
     repo.write("runs/check.yaml", run_yaml(data, extra_data="  max_bad_rows: 0.5\n", evals=False))
     report = check(repo)
     assert [str(h.ref) for h in only(report, "empty_turns").hits] == ["data/pc.jsonl:2", "data/text.csv row 2"]
@@ -226,8 +252,14 @@ def test_label_distribution_when_answers_are_a_small_set(repo: Repo) -> None:
 
 
 def test_exact_and_near_duplicates(repo: Repo) -> None:
-    rows = [chat("Where is my order?"), chat("Reset my password"), chat("Where is my order?"), chat("  where is my ORDER!! "),
-            chat("Where is my order?", "refund"), chat("Reset  my password.")]
+    rows = [
+        chat("Where is my order?"),
+        chat("Reset my password"),
+        chat("Where is my order?"),
+        chat("  where is my ORDER!! "),
+        chat("Where is my order?", "refund"),
+        chat("Reset  my password."),
+    ]
     setup(repo, rows, run_yaml(evals=False))
     report = check(repo)
     duplicates = only(report, "duplicates")
@@ -282,13 +314,17 @@ def test_eval_split_leakage_matches_the_jobs_split(repo: Repo) -> None:
     leak = only(report, "leakage")
     assert sorted(int(i.split(":")[1]) for i in leak.eval_ids) == held_out and len(held_out) == 4
     twin = {row: row + 20 if row <= 20 else row - 20 for row in held_out}
-    assert sorted((h.ref.row, h.detail) for h in leak.hits) == sorted((twin[r], f"prompt of eval row data/train.jsonl:{r} (exact)") for r in held_out)
+    assert sorted((h.ref.row, h.detail) for h in leak.hits) == sorted(
+        (twin[r], f"prompt of eval row data/train.jsonl:{r} (exact)") for r in held_out
+    )
     assert report.leakage[0].kind == "split"
 
 
 def test_eval_split_with_max_samples_follows_the_job(repo: Repo) -> None:
     rows = [chat(f"question {i % 25}") for i in range(50)]
-    setup(repo, rows, run_yaml("    - path: data/train.jsonl\n      max_samples: 30\n", extra_data="  eval_split: 0.2\n", evals=False, seed=5))
+    setup(
+        repo, rows, run_yaml("    - path: data/train.jsonl\n      max_samples: 30\n", extra_data="  eval_split: 0.2\n", evals=False, seed=5)
+    )
     report = check(repo)
     loaded = load_data(spec_of(repo), repo.path)
     trained_prompts = {e.messages[0]["content"] for e in loaded.train}  # type: ignore[index]
@@ -318,12 +354,20 @@ def test_policy_from_settings_fails_by_rule(repo: Repo) -> None:
 
 
 def test_run_policy_tightens_but_cannot_relax_a_repository_fail(repo: Repo) -> None:
-    setup(repo, [chat(f"q {i}") for i in range(20)] + [chat("q 1")], run_yaml(extra_data="  policy: {duplicates: {max: 0.01, level: fail}}\n", evals=False))
+    setup(
+        repo,
+        [chat(f"q {i}") for i in range(20)] + [chat("q 1")],
+        run_yaml(extra_data="  policy: {duplicates: {max: 0.01, level: fail}}\n", evals=False),
+    )
     report = check(repo)  # 1 of 21 rows (4.8%): under the default 5%, over the run's 1%
     assert only(report, "duplicates").level == "fail"
 
     settings = parse_settings('[tool.tuneform.data_policy]\nduplicates = {max = 0.01, level = "fail"}\n')
-    setup(repo, [chat(f"q {i}") for i in range(20)] + [chat("q 1")], run_yaml(extra_data="  policy: {duplicates: {max: 0.5, level: warn}}\n", evals=False))
+    setup(
+        repo,
+        [chat(f"q {i}") for i in range(20)] + [chat("q 1")],
+        run_yaml(extra_data="  policy: {duplicates: {max: 0.5, level: warn}}\n", evals=False),
+    )
     report = check(repo, settings)
     assert only(report, "duplicates").level == "fail"
     assert any("a run may tighten that, not relax it" in note for note in report.notes)
@@ -344,10 +388,13 @@ def test_policy_does_not_change_the_run_key(repo: Repo) -> None:
 
 def test_policy_schema_errors_name_the_fix() -> None:
     with pytest.raises(SettingsError, match="did you mean 'duplicates'"):
-        parse_settings('[tool.tuneform.data_policy]\nduplicats = {max = 0.05}\n')
+        parse_settings("[tool.tuneform.data_policy]\nduplicats = {max = 0.05}\n")
     with pytest.raises(SettingsError, match=r"write 0\.05 for 5%"):
-        parse_settings('[tool.tuneform.data_policy]\nduplicates = {max = 5}\n')
-    loaded = load_run_text(f"model: {{id: {MODEL}}}\ndata:\n  train: [{{path: d.jsonl}}]\n  policy: {{leakge: {{level: fail}}, truncated: {{level: never}}}}\n", "runs/x.yaml")
+        parse_settings("[tool.tuneform.data_policy]\nduplicates = {max = 5}\n")
+    loaded = load_run_text(
+        f"model: {{id: {MODEL}}}\ndata:\n  train: [{{path: d.jsonl}}]\n  policy: {{leakge: {{level: fail}}, truncated: {{level: never}}}}\n",
+        "runs/x.yaml",
+    )
     messages = [(p.field, p.message) for p in loaded.problems]
     assert ("data.policy.leakge", "unknown key 'leakge': did you mean 'leakage'?") in messages
     assert any(field == "data.policy.truncated.level" and "'never' is not allowed" in message for field, message in messages)
@@ -373,7 +420,10 @@ def test_diff_against_the_base_revision_through_plan(repo: Repo) -> None:
     assert (diff.rows_then, diff.rows_now, diff.added, diff.removed) == (40, 52, 14, 2)
     suite = next(s for s in report.leakage if s.kind == "suite")
     assert suite.ids == ("r1",) and diff.leaked_then == 0 and diff.leaked_now == report.leaked >= 1  # repeats may straddle the split too
-    assert diff.summary() == f"+14 rows, -2 rows, 5.8% duplicates (was 0%), {report.leaked} eval prompt{'s' * (report.leaked > 1)} in train (was 0)"
+    assert (
+        diff.summary()
+        == f"+14 rows, -2 rows, 5.8% duplicates (was 0%), {report.leaked} eval prompt{'s' * (report.leaked > 1)} in train (was 0)"
+    )
     assert "**vs base:** +14 rows" in section.render("markdown")
     assert section.as_json()["runs/support.yaml"]["diff"]["rows"] == {"then": 40, "now": 52, "added": 14, "removed": 2}
     assert not section.failed  # duplicates over 5% and leakage warn by default
@@ -384,7 +434,9 @@ def test_diff_follows_a_run_that_switches_files(repo: Repo) -> None:
     before = spec_of(repo, "runs/support.yaml")
     repo.write("data/v2.jsonl", (repo.path / "data/chat.jsonl").read_text() + json.dumps(chat("one more")) + "\n")
     repo.write("runs/support.yaml", RUN.replace("data/chat.jsonl", "data/v2.jsonl"))
-    report = check_data(spec_of(repo, "runs/support.yaml"), WorkTree(repo.path), Settings(), base_tree=GitTree(repo.path, base_rev), base_spec=before)
+    report = check_data(
+        spec_of(repo, "runs/support.yaml"), WorkTree(repo.path), Settings(), base_tree=GitTree(repo.path, base_rev), base_spec=before
+    )
     assert report.diff is not None and (report.diff.added, report.diff.removed) == (1, 0)
 
 
@@ -406,7 +458,9 @@ def test_hub_datasets_are_not_checked_offline(repo: Repo) -> None:
     setup(repo, [chat(f"q {i}") for i in range(10)], run_yaml("    - path: data/train.jsonl\n" + hub))
     report = check(repo)
     assert [(s.source, s.checked, s.note) for s in report.sources] == [
-        ("data/train.jsonl", True, None), ("hub:acme/chats", False, "Hub dataset: not checked offline")]
+        ("data/train.jsonl", True, None),
+        ("hub:acme/chats", False, "Hub dataset: not checked offline"),
+    ]
     assert any("eval split not checked" in note for note in report.notes)
     repo.write("runs/check.yaml", run_yaml(hub))
     only_hub = check(repo)
@@ -421,7 +475,12 @@ def test_quote_false_leaves_row_text_out(repo: Repo) -> None:
     assert "secret customer text" not in hidden and "secret customer text" in json.dumps(report.as_json())
     assert "secret" not in render_data_text(report, quote=False) and "secret" not in render_data_markdown(report, quote=False)
     assert only(report, "duplicates").as_json(quote=False)["rows"][0] == {
-        "source": "data/train.jsonl", "row": 2, "unit": "line", "detail": "exact duplicate of data/train.jsonl:1", "sample": None}
+        "source": "data/train.jsonl",
+        "row": 2,
+        "unit": "line",
+        "detail": "exact duplicate of data/train.jsonl:1",
+        "sample": None,
+    }
 
 
 def test_markdown_is_collapsed_and_escapes_row_text(repo: Repo) -> None:
@@ -436,12 +495,18 @@ def test_data_check_command_formats_and_exit_codes(repo: Repo, monkeypatch: pyte
     setup(repo, [chat("same")] * 4, run_yaml(evals=False))
     monkeypatch.chdir(repo.path)
     text, code = data_check_command(repo.path, "runs/check.yaml", "text")
-    assert code == 0 and "warn duplicates: 3 of 4 rows (75%)" in text and "data/train.jsonl:2: exact duplicate of data/train.jsonl:1" in text
+    assert (
+        code == 0 and "warn duplicates: 3 of 4 rows (75%)" in text and "data/train.jsonl:2: exact duplicate of data/train.jsonl:1" in text
+    )
     output, code = data_check_command(repo.path, str(repo.path / "runs/check.yaml"), "json")
     report = json.loads(output)
     assert code == 0 and report["ok"] and report["run"] == "runs/check.yaml"
     duplicates = next(f for f in report["findings"] if f["rule"] == "duplicates")
-    assert (duplicates["level"], [r["row"] for r in duplicates["rows"]], duplicates["sample"]) == ("warn", [2, 3, 4], "user: same | assistant: billing")
+    assert (duplicates["level"], [r["row"] for r in duplicates["rows"]], duplicates["sample"]) == (
+        "warn",
+        [2, 3, 4],
+        "user: same | assistant: billing",
+    )
     assert {f["rule"] for f in report["findings"]} == {"duplicates", "leakage"}  # copies of the held-out row are in train
 
     repo.write("pyproject.toml", '[tool.tuneform.data_policy]\nduplicates = {level = "fail"}\n')
@@ -490,12 +555,26 @@ def test_hub_data_files_follow_the_hubs_layouts() -> None:
     from tuneform.data.check import hub_data_files
 
     files = [
-        "README.md", ".gitattributes", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet",
-        "data/test-00000-of-00001.parquet", "train.jsonl", "trainer.jsonl", "train.txt", "en/train/0000.parquet",
-        "fr/train-00000.csv", "fr/validation.json", "extra/train_notes.md",
+        "README.md",
+        ".gitattributes",
+        "data/train-00000-of-00002.parquet",
+        "data/train-00001-of-00002.parquet",
+        "data/test-00000-of-00001.parquet",
+        "train.jsonl",
+        "trainer.jsonl",
+        "train.txt",
+        "en/train/0000.parquet",
+        "fr/train-00000.csv",
+        "fr/validation.json",
+        "extra/train_notes.md",
     ]
     assert hub_data_files(files, "train") == [
-        "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet", "en/train/0000.parquet", "fr/train-00000.csv", "train.jsonl"]
+        "data/train-00000-of-00002.parquet",
+        "data/train-00001-of-00002.parquet",
+        "en/train/0000.parquet",
+        "fr/train-00000.csv",
+        "train.jsonl",
+    ]
     assert hub_data_files(files, "validation") == ["fr/validation.json"]
     assert hub_data_files(files, "train", "fr") == ["fr/train-00000.csv"]
     assert hub_data_files(files, "train", "de") == []
@@ -506,12 +585,16 @@ def test_public_hub_dataset_is_checked_with_hub_row_refs(repo: Repo, fake_hub: A
     hub_env(fake_hub, monkeypatch)
     first = jsonl([chat("how do I pay my invoice"), chat("where is my parcel"), chat("how do I pay my invoice")])
     second = jsonl([chat("change my address"), {"messages": [{"role": "user", "content": "anyone there?"}]}])
-    fake_hub.add_repo("acme/chats", {
-        "README.md": "# chats\n",
-        "data/train-00000-of-00002.jsonl": first,
-        "data/train-00001-of-00002.jsonl": second,
-        "data/test-00000-of-00001.jsonl": jsonl([chat("a test row")] * 3),  # another split: not read
-    }, repo_type="dataset")
+    fake_hub.add_repo(
+        "acme/chats",
+        {
+            "README.md": "# chats\n",
+            "data/train-00000-of-00002.jsonl": first,
+            "data/train-00001-of-00002.jsonl": second,
+            "data/test-00000-of-00001.jsonl": jsonl([chat("a test row")] * 3),  # another split: not read
+        },
+        repo_type="dataset",
+    )
     setup(repo, [], hub_run("acme/chats"))
     report = check(repo)
 
@@ -533,7 +616,9 @@ def test_public_hub_dataset_is_checked_with_hub_row_refs(repo: Repo, fake_hub: A
 
 def test_private_hub_dataset_is_checked_but_never_quoted(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     hub_env(fake_hub, monkeypatch)
-    rows = [chat(f"secret customer text {i}", "confidential-answer") for i in range(60)] + [chat("secret customer text 0", "confidential-answer")]
+    rows = [chat(f"secret customer text {i}", "confidential-answer") for i in range(60)] + [
+        chat("secret customer text 0", "confidential-answer")
+    ]
     fake_hub.add_repo("acme/secret", {"train.jsonl": jsonl(rows)}, repo_type="dataset", private=True)
     setup(repo, [], hub_run("acme/secret"))
     report = check(repo)
@@ -552,7 +637,9 @@ def test_private_hub_dataset_is_checked_but_never_quoted(repo: Repo, fake_hub: A
 
 def test_private_rows_stay_unquoted_next_to_quoted_local_rows(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     hub_env(fake_hub, monkeypatch)
-    fake_hub.add_repo("acme/secret", {"data/train-00000-of-00001.jsonl": jsonl([chat("private words")] * 2)}, repo_type="dataset", private=True)
+    fake_hub.add_repo(
+        "acme/secret", {"data/train-00000-of-00001.jsonl": jsonl([chat("private words")] * 2)}, repo_type="dataset", private=True
+    )
     setup(repo, [chat("public words")] * 2, run_yaml("    - path: data/train.jsonl\n    - dataset: acme/secret\n", evals=False))
     markdown = render_data_markdown(check(repo))
     assert "public words" in markdown and "private words" not in markdown
@@ -596,7 +683,9 @@ def test_unreachable_hub_dataset_is_not_checked_with_the_reason(repo: Repo, monk
     setup(repo, [chat(f"q {i}") for i in range(5)], run_yaml("    - path: data/train.jsonl\n    - dataset: acme/chats\n", evals=False))
     report = check(repo)
     assert [(s.source, s.checked, s.note) for s in report.sources] == [
-        ("data/train.jsonl", True, None), ("hub:acme/chats", False, "Hub dataset: not checked offline")]
+        ("data/train.jsonl", True, None),
+        ("hub:acme/chats", False, "Hub dataset: not checked offline"),
+    ]
     assert "- `hub:acme/chats`: Hub dataset: not checked offline" in render_data_markdown(report)
     assert "hub:acme/chats (messages): Hub dataset: not checked offline" in render_data_text(report)
 

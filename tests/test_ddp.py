@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, demo_repo
 
+from conftest import ROOT, demo_repo
 from tuneform.backends import local
 from tuneform.train.engine import TrainError
 from tuneform.train.launch import TrainRequest, train_distributed
@@ -37,8 +37,13 @@ def test_two_processes_split_each_step_and_sum_their_tokens(tmp_path: Path, monk
     [job] = local.list_jobs(tmp_path / "single")
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run([sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(tmp_path / "ddp"), "--processes", "2"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(tmp_path / "ddp"), "--processes", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     out = done.stdout
     assert "training (full, auto engine, 2 processes with DDP)" in out, out + done.stderr
     ddp = manifest(tmp_path / "ddp")["training"]
@@ -60,7 +65,9 @@ def test_two_processes_split_each_step_and_sum_their_tokens(tmp_path: Path, monk
 
 def test_a_failing_training_process_is_reported_and_its_scratch_removed(tmp_path: Path) -> None:
     work = tmp_path / "staging" / "ddp"
-    request = TrainRequest(bundle=str(tmp_path / "no-bundle"), out_dir=str(tmp_path / "staging" / "model"), result=str(work / "result.json"))
+    request = TrainRequest(
+        bundle=str(tmp_path / "no-bundle"), out_dir=str(tmp_path / "staging" / "model"), result=str(work / "result.json")
+    )
     lines: list[str] = []
     with pytest.raises(TrainError) as raised:
         train_distributed(request, 2, lines.append)

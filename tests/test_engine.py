@@ -6,6 +6,7 @@ and the loss TRL's compute_loss returns, and compare them token by token with tu
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -60,7 +61,9 @@ def make_spec(method: dict[str, Any], training: dict[str, Any], save: str | None
 
 
 def test_full_fine_tune_learns_and_saves(tmp_path: Path) -> None:
-    spec = make_spec({"type": "full"}, {"max_steps": 20, "learning_rate": 3e-3, "lr_scheduler_type": "constant", "per_device_train_batch_size": 8})
+    spec = make_spec(
+        {"type": "full"}, {"max_steps": 20, "learning_rate": 3e-3, "lr_scheduler_type": "constant", "per_device_train_batch_size": 8}
+    )
     seen: list[tuple[int, int, float, int, float]] = []
     result = train(spec, DEMO, examples(32), examples(4), tmp_path / "out", on_log=lambda *a: seen.append(a))
 
@@ -81,7 +84,12 @@ def test_full_fine_tune_learns_and_saves(tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
-        "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
     ]
     reloaded = AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True)
     base = AutoModelForCausalLM.from_pretrained(DEMO, local_files_only=True)
@@ -149,7 +157,9 @@ def test_trl_batches_and_loss_follow_tuneforms_mask(tmp_path: Path) -> None:
     targets = batch["labels"][:, 1:]
     flat = logits[:, :-1].reshape(-1, logits.size(-1))
     masked = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100)
-    every = F.cross_entropy(flat, batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100).reshape(-1), ignore_index=-100)
+    every = F.cross_entropy(
+        flat, batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100).reshape(-1), ignore_index=-100
+    )
     torch.testing.assert_close(trl_loss, masked, rtol=1e-5, atol=1e-5)
     assert abs(float(masked) - float(every)) > 0.01
 
@@ -166,7 +176,7 @@ def test_packed_batches_keep_each_examples_mask(tmp_path: Path) -> None:
     assert len(starts) > 2  # several examples share the packed sequence
     separate_sum, targets = torch.tensor(0.0), 0
     model = prepared.trainer.model
-    for start, end in zip(starts, starts[1:]):
+    for start, end in itertools.pairwise(starts):
         row = rows[tuple(ids[start:end])]
         # The first token of each document is never a target (nothing before it in its document).
         assert labels[start:end] == [-100] + row.labels[1:]
@@ -185,22 +195,56 @@ def test_every_sft_argument_comes_from_the_run_file(tmp_path: Path) -> None:
     spec = make_spec(
         {"type": "lora"},
         {
-            "max_steps": 17, "learning_rate": 3.3e-4, "per_device_train_batch_size": 5, "gradient_accumulation_steps": 3,
-            "lr_scheduler_type": "cosine", "warmup_ratio": 0.07, "weight_decay": 0.013, "max_grad_norm": 0.7,
-            "optim": "adafactor", "gradient_checkpointing": True, "precision": "fp32", "seed": 1234, "logging_steps": 2, "packing": True,
+            "max_steps": 17,
+            "learning_rate": 3.3e-4,
+            "per_device_train_batch_size": 5,
+            "gradient_accumulation_steps": 3,
+            "lr_scheduler_type": "cosine",
+            "warmup_ratio": 0.07,
+            "weight_decay": 0.013,
+            "max_grad_norm": 0.7,
+            "optim": "adafactor",
+            "gradient_checkpointing": True,
+            "precision": "fp32",
+            "seed": 1234,
+            "logging_steps": 2,
+            "packing": True,
         },
     )
     settings = resolve_settings(spec, engine="trl", cuda=False, bf16_supported=False)
     config = sft_config(spec, settings, tmp_path)
     expected = {
-        "max_steps": 17, "learning_rate": 3.3e-4, "per_device_train_batch_size": 5, "per_device_eval_batch_size": 5,
-        "gradient_accumulation_steps": 3, "warmup_steps": 0.07, "weight_decay": 0.013, "max_grad_norm": 0.7,
-        "gradient_checkpointing": True, "bf16": False, "fp16": False, "use_cpu": True, "seed": 1234, "data_seed": 1234,
-        "logging_steps": 2, "packing": True, "max_length": 64, "completion_only_loss": False, "assistant_only_loss": False,
-        "loss_type": "chunked_nll", "dataloader_num_workers": 0, "torch_compile": False, "use_cache": False,
+        "max_steps": 17,
+        "learning_rate": 3.3e-4,
+        "per_device_train_batch_size": 5,
+        "per_device_eval_batch_size": 5,
+        "gradient_accumulation_steps": 3,
+        "warmup_steps": 0.07,
+        "weight_decay": 0.013,
+        "max_grad_norm": 0.7,
+        "gradient_checkpointing": True,
+        "bf16": False,
+        "fp16": False,
+        "use_cpu": True,
+        "seed": 1234,
+        "data_seed": 1234,
+        "logging_steps": 2,
+        "packing": True,
+        "max_length": 64,
+        "completion_only_loss": False,
+        "assistant_only_loss": False,
+        "loss_type": "chunked_nll",
+        "dataloader_num_workers": 0,
+        "torch_compile": False,
+        "use_cache": False,
     }
     assert {key: getattr(config, key) for key in expected} == expected
-    assert (config.lr_scheduler_type.value, config.optim.value, config.save_strategy.value, config.eval_strategy.value) == ("cosine", "adafactor", "no", "no")
+    assert (config.lr_scheduler_type.value, config.optim.value, config.save_strategy.value, config.eval_strategy.value) == (
+        "cosine",
+        "adafactor",
+        "no",
+        "no",
+    )
     assert config.report_to == [] or config.report_to == "none"
 
     epochs = make_spec({"type": "full"}, {"num_train_epochs": 2.5, "warmup_steps": 4, "per_device_train_batch_size": 2})
@@ -213,10 +257,17 @@ def test_auto_settings_resolve_per_machine() -> None:
     gpu = resolve_settings(spec, engine="unsloth", cuda=True, bf16_supported=True)
     assert gpu == Settings("unsloth", "cuda", "bf16", "adamw_torch_fused", 8, False, False, "nll")
     t4 = resolve_settings(spec, engine="trl", cuda=True, bf16_supported=False, batch_size=24, gradient_checkpointing=True)
-    assert (t4.precision, t4.batch_size, t4.gradient_checkpointing, t4.loss_type) == ("fp16", 24, True, "nll")  # lm_head adapted: plain loss
+    assert (t4.precision, t4.batch_size, t4.gradient_checkpointing, t4.loss_type) == (
+        "fp16",
+        24,
+        True,
+        "nll",
+    )  # lm_head adapted: plain loss
     cpu = resolve_settings(spec, engine="trl", cuda=False, bf16_supported=False)
     assert (cpu.precision, cpu.optim, cpu.batch_size) == ("fp32", "adamw_torch", 4)
     written = make_spec({"type": "full"}, {"max_steps": 1, "per_device_train_batch_size": 3, "gradient_checkpointing": False})
-    assert resolve_settings(written, engine="trl", cuda=True, bf16_supported=True, batch_size=64, gradient_checkpointing=True).batch_size == 3
+    assert (
+        resolve_settings(written, engine="trl", cuda=True, bf16_supported=True, batch_size=64, gradient_checkpointing=True).batch_size == 3
+    )
     with pytest.raises(TrainError, match="this GPU has no bf16"):
         resolve_settings(make_spec({"type": "full"}, {"max_steps": 1, "precision": "bf16"}), engine="trl", cuda=True, bf16_supported=False)

@@ -87,9 +87,7 @@ def test_toy_flops_by_hand() -> None:
     assert lora.attention == 24_576
     assert lora.model == 395_520 and lora.recompute == 0 and lora.hardware == 395_520
 
-    checkpointed = flops_per_token(
-        toy, method="lora", lora_params=8_192, attended_tokens=32, gradient_checkpointing=True
-    )
+    checkpointed = flops_per_token(toy, method="lora", lora_params=8_192, attended_tokens=32, gradient_checkpointing=True)
     # recompute: the layers' forward again, 2 * (74,048 + 8,192) = 164,480, + attention/3 = 8,192
     assert checkpointed.recompute == 172_672
     assert checkpointed.model == lora.model  # MFU's numerator ignores recomputation
@@ -110,9 +108,7 @@ def test_llama_1b_matches_unsloths_counter() -> None:
         attended_tokens=2048,
         gradient_checkpointing=False,
     )
-    ckpt = flops_per_token(
-        LLAMA_1B, method="lora", lora_params=LLAMA_1B.lora_params(16), attended_tokens=2048, gradient_checkpointing=True
-    )
+    ckpt = flops_per_token(LLAMA_1B, method="lora", lora_params=LLAMA_1B.lora_params(16), attended_tokens=2048, gradient_checkpointing=True)
     assert plain.linear / 1e9 == pytest.approx(5.0, rel=0.02)
     linear_recompute = ckpt.recompute - plain.attention / 3
     assert (plain.linear + linear_recompute) / 1e9 == pytest.approx(7.0, rel=0.02)
@@ -124,9 +120,7 @@ def test_llama_1b_matches_unsloths_counter() -> None:
 
 def test_llama_8b_matches_unsloths_counter() -> None:
     lora = LLAMA_8B.lora_params(16)
-    plain = flops_per_token(
-        LLAMA_8B, method="lora", lora_params=lora, attended_tokens=2048, gradient_checkpointing=False
-    )
+    plain = flops_per_token(LLAMA_8B, method="lora", lora_params=lora, attended_tokens=2048, gradient_checkpointing=False)
     ckpt = flops_per_token(LLAMA_8B, method="lora", lora_params=lora, attended_tokens=2048, gradient_checkpointing=True)
     assert plain.linear / 1e9 == pytest.approx(30.3, rel=0.02)
     assert (plain.linear + ckpt.recompute - plain.attention / 3) / 1e9 == pytest.approx(44.3, rel=0.02)
@@ -158,7 +152,11 @@ def test_unpacked_rows_are_real_tokens_for_work_and_padded_for_memory() -> None:
 
 
 def _h200(
-    engine: str, batch: int, checkpointing: bool, packing: bool, calibration: Calibration = DEFAULT_CALIBRATION,
+    engine: str,
+    batch: int,
+    checkpointing: bool,
+    packing: bool,
+    calibration: Calibration = DEFAULT_CALIBRATION,
     per_document: bool = False,
 ) -> Estimate:
     # The reference's chat data were 70-800 words a sample, padded per batch when not packed;
@@ -197,9 +195,7 @@ MEASURED_PEAKS = [
 
 
 @pytest.mark.parametrize(("engine", "batch", "checkpointing", "packing", "measured"), MEASURED_PEAKS)
-def test_peak_memory_matches_measurements(
-    engine: str, batch: int, checkpointing: bool, packing: bool, measured: float
-) -> None:
+def test_peak_memory_matches_measurements(engine: str, batch: int, checkpointing: bool, packing: bool, measured: float) -> None:
     result = _h200(engine, batch, checkpointing, packing)
     # torch's peak counters (what the reference reports) do not see the CUDA context.
     torch_peak = result.peak_vram_gb - result.memory_breakdown["cuda_context"]
@@ -279,7 +275,9 @@ def test_8b_qlora_sized_for_a_24gb_card_matches_the_capped_bench_run() -> None:
     planned for l4x1 (batch 1 x 2048 packed, no checkpointing), trained on the H200 with the
     allocator capped at 22 GiB: 13.6 GiB peak (torch), 9,161 tok/s steady over 325,665 tokens.
     (With per-document attention the day before: 14.5 GiB and 6,056 tok/s.)"""
-    workload = Workload(shape=LLAMA_8B, train_tokens=325_665, method="qlora", packing=True, mean_example_tokens=407, max_example_tokens=1047)
+    workload = Workload(
+        shape=LLAMA_8B, train_tokens=325_665, method="qlora", packing=True, mean_example_tokens=407, max_example_tokens=1047
+    )
     planned = estimate(workload, FLAVORS["l4x1"])
     assert planned.fits and planned.batch_size == 1 and planned.gradient_checkpointing is False
     assert planned.peak_vram_gb - planned.memory_breakdown["cuda_context"] == pytest.approx(13.6, rel=0.20)
@@ -291,8 +289,15 @@ def test_two_gpus_scale_within_the_measured_range() -> None:
     """bench/results/gpu-2026-11-28-ddp{,-long}.md and -varlen-ddp.md: batch 16 packed on two
     H200s ran 1.74x, 2.01x and 1.88x one GPU; the estimate stays at the cautious end of that."""
     single = _h200("unsloth", 16, False, True)
-    workload = Workload(shape=LLAMA_1B, train_tokens=10**8, batch_size=16, gradient_checkpointing=False, packing=True,
-                        mean_example_tokens=405, max_example_tokens=560)
+    workload = Workload(
+        shape=LLAMA_1B,
+        train_tokens=10**8,
+        batch_size=16,
+        gradient_checkpointing=False,
+        packing=True,
+        mean_example_tokens=405,
+        max_example_tokens=560,
+    )
     double = estimate(workload, FLAVORS["h200x2"])
     assert 1.74 <= double.tokens_per_second / single.tokens_per_second <= 2.01
     assert double.peak_vram_gb == pytest.approx(single.peak_vram_gb, rel=0.02)  # DDP replicates: per-GPU memory

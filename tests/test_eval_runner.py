@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from tuneform.evals.score import score_predictions  # noqa: E402
 from tuneform.evals.suite import GateError, Suite, load_suite  # noqa: E402
-from tuneform.job.evaluate import (
+from tuneform.job.evaluate import (  # noqa: E402
     ModelScores,
     SuiteScores,
     compare,
@@ -57,9 +57,18 @@ def tiny(demo: tuple[Any, Any]) -> Any:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(demo[1]), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3, bos_token_id=1, eos_token_id=4,
-        pad_token_id=0, tie_word_embeddings=False,
+        vocab_size=len(demo[1]),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.3,
+        bos_token_id=1,
+        eos_token_id=4,
+        pad_token_id=0,
+        tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()
 
@@ -69,7 +78,9 @@ def support() -> Suite:
     return load_suite(ROOT / "evals" / "support-intents.yaml", ROOT)
 
 
-def make_suite(root: Path, rows: list[dict[str, Any]], *, name: str = "probe", generation: str = "{max_new_tokens: 8}", metrics: str = "[exact_match]") -> Suite:
+def make_suite(
+    root: Path, rows: list[dict[str, Any]], *, name: str = "probe", generation: str = "{max_new_tokens: 8}", metrics: str = "[exact_match]"
+) -> Suite:
     """Write a suite YAML + JSONL under `root` and load it the way the job does."""
     (root / "evals").mkdir(parents=True, exist_ok=True)
     (root / "evals" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -86,7 +97,7 @@ def generate_raw(model: Any, ids: list[int], max_new_tokens: int) -> list[int]:
             tokens.append(next_id)
             if next_id == 4:  # <|im_end|>
                 break
-    return tokens[len(ids):]
+    return tokens[len(ids) :]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +130,16 @@ def test_generation_is_greedy_decoding_of_the_chat_prompt(demo: tuple[Any, Any],
 
 def test_stop_strings_cut_the_prediction(demo: tuple[Any, Any], tiny: Any, tmp_path: Path) -> None:
     _, tokenizer = demo
-    rows = [{"id": "a", "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Excuse me, ship order #90509 to my new address."}], "expected": "x"}]
+    rows = [
+        {
+            "id": "a",
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "Excuse me, ship order #90509 to my new address."},
+            ],
+            "expected": "x",
+        }
+    ]
     plain = generate_predictions(tiny, tokenizer, make_suite(tmp_path, rows, name="plain", generation="{max_new_tokens: 12}"))["a"]
     assert len(plain) >= 12, f"the tiny model should say something here, said {plain!r}"
     stop = plain[6:8]
@@ -233,7 +253,9 @@ def test_load_for_eval_applies_a_peft_adapter_to_its_base(demo: tuple[Any, Any],
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    trained = get_peft_model(AutoModelForCausalLM.from_pretrained(DEMO), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    trained = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(DEMO), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     trained.save_pretrained(tmp_path / "adapter")
     model, tokenizer = load_for_eval(tmp_path / "adapter", base=DEMO, device="cpu")
     ids = torch.tensor([[1, 3, 300, 301, 4]])
@@ -300,13 +322,33 @@ def test_compare_deltas_with_a_previous_version(intents: Suite) -> None:
     assert (em.base, em.previous, em.new) == (0.25, 0.5, 0.75)
     assert (em.delta_base, em.delta_previous) == (0.5, 0.25) and em.better == "higher"
     assert rows["eval_loss"].delta_base == -1.0 and rows["eval_loss"].delta_previous == -0.5 and rows["eval_loss"].better == "lower"
-    assert [(g.metric, str(g.gate), g.value, g.passed) for g in table.gates] == [("exact_match", ">= 0.7", 0.75, True), ("eval_loss", "<= 0.9", 1.0, False)]
+    assert [(g.metric, str(g.gate), g.value, g.passed) for g in table.gates] == [
+        ("exact_match", ">= 0.7", 0.75, True),
+        ("eval_loss", "<= 0.9", 1.0, False),
+    ]
     assert not table.passed
     data = table.as_json()
-    assert data["rows"][0] == {"metric": "exact_match", "better": "higher", "base": 0.25, "previous": 0.5, "new": 0.75, "delta_base": 0.5, "delta_previous": 0.25}
+    assert data["rows"][0] == {
+        "metric": "exact_match",
+        "better": "higher",
+        "base": 0.25,
+        "previous": 0.5,
+        "new": 0.75,
+        "delta_base": 0.5,
+        "delta_previous": 0.25,
+    }
     assert data["gates"][1] == {"metric": "eval_loss", "op": "<=", "threshold": 0.9, "condition": "<= 0.9", "value": 1.0, "passed": False}
     assert data["passed"] is False
-    assert data["misses"] == [{"suite": "intents", "id": "r3", "expected": "billing", "prediction": "refund", "base_prediction": "refund", "scores": {"exact_match": 0.0, "contains": 0.0}}]
+    assert data["misses"] == [
+        {
+            "suite": "intents",
+            "id": "r3",
+            "expected": "billing",
+            "prediction": "refund",
+            "base_prediction": "refund",
+            "scores": {"exact_match": 0.0, "contains": 0.0},
+        }
+    ]
     json.dumps(data, allow_nan=False)
 
 
@@ -325,14 +367,24 @@ def test_gates_with_several_suites_use_suite_slash_metric(intents: Suite, extrac
     predictions = {"intents": answers(3), "extract": {"e0": "42", "e1": "nope"}}
     new = scores_for([intents, extract], predictions, loss=0.5)
     base = scores_for([intents, extract], {}, loss=3.0)
-    table = compare(base, None, new, {
-        "intents/exact_match": ">= 0.75",  # qualified: always allowed
-        "contains": ">= 0.8",  # bare: only intents measures it
-        "json_valid": "== 1",  # bare: only extract measures it
-        "extract/eval_loss": "< 1",  # a loss gate written under a suite entry means the run's loss
-    })
+    table = compare(
+        base,
+        None,
+        new,
+        {
+            "intents/exact_match": ">= 0.75",  # qualified: always allowed
+            "contains": ">= 0.8",  # bare: only intents measures it
+            "json_valid": "== 1",  # bare: only extract measures it
+            "extract/eval_loss": "< 1",  # a loss gate written under a suite entry means the run's loss
+        },
+    )
     assert [row.metric for row in table.rows] == [
-        "intents/exact_match", "intents/contains", "extract/exact_match", "extract/json_valid", "eval_loss", "perplexity",
+        "intents/exact_match",
+        "intents/contains",
+        "extract/exact_match",
+        "extract/json_valid",
+        "eval_loss",
+        "perplexity",
     ]
     assert [(g.metric, g.value, g.passed) for g in table.gates] == [
         ("intents/exact_match", 0.75, True),

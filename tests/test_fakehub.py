@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from fakehub import OTHER_TOKEN, READ_TOKEN, USER_TOKEN, FakeHub
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationCopy,
@@ -24,6 +23,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+from fakehub import OTHER_TOKEN, READ_TOKEN, USER_TOKEN, FakeHub
 
 REPO = "acme/support-bot"
 
@@ -119,7 +120,13 @@ def test_private_repo_upload_folder_lfs_and_download_back(fake_hub: FakeHub, tmp
     assert lfs["adapter_config.json"] is None
     assert sorted(api.list_repo_files(REPO)) == sorted([".gitattributes", *files])  # tree pages of 3
     top = {e.path: type(e).__name__ for e in api.list_repo_tree(REPO)}
-    assert top == {".gitattributes": "RepoFile", "adapter_config.json": "RepoFile", "adapter_model.safetensors": "RepoFile", "logs": "RepoFolder", "tuneform": "RepoFolder"}
+    assert top == {
+        ".gitattributes": "RepoFile",
+        "adapter_config.json": "RepoFile",
+        "adapter_model.safetensors": "RepoFile",
+        "logs": "RepoFolder",
+        "tuneform": "RepoFolder",
+    }
 
     for rel, data in files.items():
         path = hf_hub_download(REPO, rel, revision=commit.oid, token=USER_TOKEN, endpoint=fake_hub.url)
@@ -243,9 +250,21 @@ def test_restore_copies_tagged_files_to_main(fake_hub: FakeHub) -> None:
     api = fake_hub.api()
     api.create_repo(REPO, private=True)
     weights_a, weights_b = blob(150_000, "a"), blob(150_000, "b")
-    api.create_commit(REPO, [CommitOperationAdd("adapter_model.safetensors", weights_a), CommitOperationAdd("tuneform/manifest.json", b'{"key": "aaa"}')], commit_message="run-aaa")
+    api.create_commit(
+        REPO,
+        [CommitOperationAdd("adapter_model.safetensors", weights_a), CommitOperationAdd("tuneform/manifest.json", b'{"key": "aaa"}')],
+        commit_message="run-aaa",
+    )
     api.create_tag(REPO, tag="run-aaa")
-    api.create_commit(REPO, [CommitOperationAdd("adapter_model.safetensors", weights_b), CommitOperationAdd("tuneform/manifest.json", b'{"key": "bbb"}'), CommitOperationAdd("extra.txt", b"only in bbb")], commit_message="run-bbb")
+    api.create_commit(
+        REPO,
+        [
+            CommitOperationAdd("adapter_model.safetensors", weights_b),
+            CommitOperationAdd("tuneform/manifest.json", b'{"key": "bbb"}'),
+            CommitOperationAdd("extra.txt", b"only in bbb"),
+        ],
+        commit_message="run-bbb",
+    )
     api.create_tag(REPO, tag="run-bbb")
     batches_before = len(fake_hub.requests_to("POST", r"/info/lfs/objects/batch$"))
 
@@ -432,11 +451,14 @@ def test_server_errors_and_rate_limits(fake_hub: FakeHub) -> None:
 def test_readme_metadata_is_validated_like_the_hub(fake_hub) -> None:
     """The client posts a README.md's front matter to /api/validate-yaml before committing it."""
     import pytest
+
     from fakehub import USER_TOKEN
 
     api = fake_hub.api(USER_TOKEN)
     api.create_repo("acme/card", private=True)
-    api.upload_file(path_or_fileobj=b"---\nlibrary_name: peft\ntags:\n- tuneform\n---\n# card\n", path_in_repo="README.md", repo_id="acme/card")
+    api.upload_file(
+        path_or_fileobj=b"---\nlibrary_name: peft\ntags:\n- tuneform\n---\n# card\n", path_in_repo="README.md", repo_id="acme/card"
+    )
     assert fake_hub.read_file("acme/card", "README.md", "main").startswith(b"---\nlibrary_name: peft")
     with pytest.raises(ValueError, match="Invalid metadata"):
         api.upload_file(path_or_fileobj=b"---\n- just\n- a list\n---\n", path_in_repo="README.md", repo_id="acme/card")

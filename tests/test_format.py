@@ -71,7 +71,9 @@ CONVERSATION = [
 EXAMPLES = {
     "messages": Example("c.jsonl", 1, messages=CONVERSATION),
     # An earlier assistant turn inside the prompt is context, not target.
-    "prompt_completion": Example("pc.jsonl", 1, messages=CONVERSATION[:4] + [{"role": "assistant", "content": "track_order"}], prompt_turns=4),
+    "prompt_completion": Example(
+        "pc.jsonl", 1, messages=CONVERSATION[:4] + [{"role": "assistant", "content": "track_order"}], prompt_turns=4
+    ),
     "alpaca": Example("a.jsonl", 1, messages=[{"role": "user", "content": "Translate\n\nchat"}, {"role": "assistant", "content": "cat"}]),
     "text": Example("t.jsonl", 1, text="Once upon a time, the end."),
 }
@@ -141,7 +143,10 @@ def test_train_on_all_trains_every_token(name: str, fmt: str, request: pytest.Fi
 
 
 def test_named_llama3_template_matches_the_marked_one(llama3: PreTrainedTokenizerBase) -> None:
-    named = prepare_tokenizer(PreTrainedTokenizerFast(tokenizer_object=llama3.backend_tokenizer, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"), ModelSpec(id="./m", chat_template="llama-3"))
+    named = prepare_tokenizer(
+        PreTrainedTokenizerFast(tokenizer_object=llama3.backend_tokenizer, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"),
+        ModelSpec(id="./m", chat_template="llama-3"),
+    )
     example = EXAMPLES["messages"]
     ours = tokenize(example, named, train_on="responses", max_seq_length=512)
     assert ours.text == llama3.apply_chat_template(CONVERSATION, tokenize=False)
@@ -158,7 +163,9 @@ def test_named_chatml_template(chatml: PreTrainedTokenizerBase) -> None:
 def test_template_errors(chatml: PreTrainedTokenizerBase, llama3: PreTrainedTokenizerBase) -> None:
     with pytest.raises(FormatError, match="unknown chat template 'chatlm' in model.chat_template: use one of chatml, llama-3"):
         load_tokenizer(str(DEMO), ModelSpec(id="./models/demo-tiny", chat_template="chatlm"))
-    with pytest.raises(FormatError, match="chat template llama-3 needs <|start_header_id|>, <|end_header_id|>, <|eot_id|> as single tokens"):
+    with pytest.raises(
+        FormatError, match="chat template llama-3 needs <|start_header_id|>, <|end_header_id|>, <|eot_id|> as single tokens"
+    ):
         load_tokenizer(str(DEMO), ModelSpec(id="./models/demo-tiny", chat_template="llama-3"))
 
     bare = AutoTokenizer.from_pretrained(str(DEMO), local_files_only=True)
@@ -195,7 +202,11 @@ def test_truncation(chatml: PreTrainedTokenizerBase) -> None:
 
 def test_preview_spans_are_the_decoded_trained_tokens(chatml: PreTrainedTokenizerBase) -> None:
     spec = RunSpec.model_validate(
-        {"model": {"id": "./models/demo-tiny", "max_seq_length": 128}, "data": {"train": [{"path": "data/support.jsonl"}]}, "training": {"seed": 42}}
+        {
+            "model": {"id": "./models/demo-tiny", "max_seq_length": 128},
+            "data": {"train": [{"path": "data/support.jsonl"}]},
+            "training": {"seed": 42},
+        }
     )
     samples = preview(spec, ROOT, 3)
     assert len(samples) == 3 and [s.row for s in samples] == sorted(s.row for s in samples)
@@ -204,11 +215,13 @@ def test_preview_spans_are_the_decoded_trained_tokens(chatml: PreTrainedTokenize
         assert set(data) >= {"text", "trained_spans", "tokens", "trained_tokens"}
         ids = chatml(data["text"], add_special_tokens=False)["input_ids"]
         assert len(ids) == data["tokens"]
-        t = tokenize(Example(sample.source, sample.row, messages=_row_messages(sample.row)), chatml, train_on="responses", max_seq_length=128)
+        t = tokenize(
+            Example(sample.source, sample.row, messages=_row_messages(sample.row)), chatml, train_on="responses", max_seq_length=128
+        )
         assert t.input_ids == ids
         assert [data["text"][s:e] for s, e in data["trained_spans"]] == trained_runs(t, chatml)
         assert data["trained_tokens"] == sum(t.completion_mask) and data["trained_spans"][-1][1] < len(data["text"])
-        assert data["text"][data["trained_spans"][-1][1]:] == "\n"
+        assert data["text"][data["trained_spans"][-1][1] :] == "\n"
         label = data["text"][slice(*data["trained_spans"][0])]
         assert sample.marked("brackets").endswith(f"⟦{label}⟧\n")
         assert f"[bold green]{label}[/bold green]" in sample.marked("rich")

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, jsonl
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, jsonl
 from tuneform.plan.runcheck import check_run
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import parse_settings
@@ -23,6 +23,7 @@ from tuneform.runfile.spec import RunSpec, load_run_text
 from tuneform.runfile.trees import WorkTree
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 
 # Every field name of the schema, so random documents reach past "unknown key" into validation.
 def _field_names(model: Any, out: set[str]) -> set[str]:
@@ -47,12 +48,32 @@ scalars = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=20)
-    | st.sampled_from(["auto", "lora", "qlora", "full", "messages", "data/chat.jsonl", "evals/intents.yaml",
-                       "a/b", "./models/x", "/etc/passwd", "../x.jsonl", "90m", ">= 0.5", "hf-jobs", "2e-4", "yes"])
+    | st.sampled_from(
+        [
+            "auto",
+            "lora",
+            "qlora",
+            "full",
+            "messages",
+            "data/chat.jsonl",
+            "evals/intents.yaml",
+            "a/b",
+            "./models/x",
+            "/etc/passwd",
+            "../x.jsonl",
+            "90m",
+            ">= 0.5",
+            "hf-jobs",
+            "2e-4",
+            "yes",
+        ]
+    )
 )
 keys = st.sampled_from(KEYS) | st.text(max_size=12)
 documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=6), max_leaves=30)
-run_shaped = st.fixed_dictionaries({}, optional={k: documents for k in ("name", "model", "data", "method", "training", "compute", "output", "evals", "budget")})
+run_shaped = st.fixed_dictionaries(
+    {}, optional={k: documents for k in ("name", "model", "data", "method", "training", "compute", "output", "evals", "budget")}
+)
 
 
 def _assert_problems(loaded: Any) -> None:
@@ -111,8 +132,13 @@ def test_random_yaml_documents_never_raise(value: Any, flow: bool, unicode: bool
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> WorkTree:
     root = tmp_path_factory.mktemp("fuzzrepo")
-    for rel, text in {"pyproject.toml": SETTINGS, "data/chat.jsonl": jsonl(CHAT_ROWS), "evals/intents.yaml": SUITE,
-                      "evals/intents.jsonl": jsonl(SUITE_ROWS), "runs/support.yaml": RUN}.items():
+    for rel, text in {
+        "pyproject.toml": SETTINGS,
+        "data/chat.jsonl": jsonl(CHAT_ROWS),
+        "evals/intents.yaml": SUITE,
+        "evals/intents.jsonl": jsonl(SUITE_ROWS),
+        "runs/support.yaml": RUN,
+    }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return WorkTree(root)
@@ -146,7 +172,7 @@ def _typo(word: str, data: st.DataObject) -> str:
     i = data.draw(st.integers(0, max(len(word) - 1, 0)))
     kind = data.draw(st.sampled_from(["drop", "swap", "insert", "case"]))
     if kind == "drop" and len(word) > 1:
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     if kind == "swap" and len(word) > 1:
         j = min(i + 1, len(word) - 1)
         chars = list(word)
@@ -157,8 +183,24 @@ def _typo(word: str, data: st.DataObject) -> str:
     return word[:i] + data.draw(st.sampled_from("aeiorst_-")) + word[i:]
 
 
-TAGS = ["!!python/object/apply:os.system ['touch pwned'] ", "!!python/name:os.system ", "!foo ", "!!binary ", "!!set ",
-        "!!omap ", "!!str ", "!!int ", "!!float ", "*nope ", "&anchor ", "<<: ", "? ", "--- ", "... ", "%YAML 1.1\n"]
+TAGS = [
+    "!!python/object/apply:os.system ['touch pwned'] ",
+    "!!python/name:os.system ",
+    "!foo ",
+    "!!binary ",
+    "!!set ",
+    "!!omap ",
+    "!!str ",
+    "!!int ",
+    "!!float ",
+    "*nope ",
+    "&anchor ",
+    "<<: ",
+    "? ",
+    "--- ",
+    "... ",
+    "%YAML 1.1\n",
+]
 
 
 @st.composite
@@ -196,7 +238,7 @@ def _mutate(text: str, kind: str, data: st.DataObject) -> str:
         return yaml.safe_dump(value, default_flow_style=data.draw(st.sampled_from([False, None])), allow_unicode=True, sort_keys=False)
     if kind == "duplicate_line":
         i = data.draw(st.integers(0, len(lines) - 1))
-        return "".join(lines[: i + 1] + [lines[i]] + lines[i + 1:])
+        return "".join(lines[: i + 1] + [lines[i]] + lines[i + 1 :])
     if kind == "truncate":
         return text[: data.draw(st.integers(0, len(text)))]
     if kind == "alias":  # anchor a value and refer to it from elsewhere (legal YAML, odd places)
@@ -271,17 +313,35 @@ def test_mutations_are_not_all_trivially_valid(tree: WorkTree) -> None:
 PLAUSIBLE: dict[tuple[str, ...], list[Any]] = {
     ("model", "id"): ["HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-7B-Instruct", "unknown/model", "./models/none"],
     ("model", "max_seq_length"): [16, 17, 4096, 262144],
-    ("method",): [{"type": "qlora"}, {"type": "full"}, {"type": "lora", "r": 1024, "alpha": 4096, "target_modules": ["q_proj", "v_proj"]},
-                  {"type": "lora", "use_rslora": True, "dropout": 0.99}],
-    ("training",): [{"max_steps": 10_000_000}, {"num_train_epochs": 100}, {"num_train_epochs": 0.0001},
-                    {"per_device_train_batch_size": 4096, "gradient_accumulation_steps": 1024},
-                    {"packing": False, "gradient_checkpointing": True, "precision": "fp16"}, {"learning_rate": 1, "warmup_steps": 5}],
-    ("compute",): [{"backend": "hf-jobs"}, {"backend": "hf-jobs", "flavor": "t4-small"}, {"backend": "hf-jobs", "flavor": "h200x8"},
-                   {"backend": "hf-jobs", "flavor": "cpu-basic"}, {"backend": "local", "flavor": "h200"}, {"engine": "unsloth", "timeout": 60}],
+    ("method",): [
+        {"type": "qlora"},
+        {"type": "full"},
+        {"type": "lora", "r": 1024, "alpha": 4096, "target_modules": ["q_proj", "v_proj"]},
+        {"type": "lora", "use_rslora": True, "dropout": 0.99},
+    ],
+    ("training",): [
+        {"max_steps": 10_000_000},
+        {"num_train_epochs": 100},
+        {"num_train_epochs": 0.0001},
+        {"per_device_train_batch_size": 4096, "gradient_accumulation_steps": 1024},
+        {"packing": False, "gradient_checkpointing": True, "precision": "fp16"},
+        {"learning_rate": 1, "warmup_steps": 5},
+    ],
+    ("compute",): [
+        {"backend": "hf-jobs"},
+        {"backend": "hf-jobs", "flavor": "t4-small"},
+        {"backend": "hf-jobs", "flavor": "h200x8"},
+        {"backend": "hf-jobs", "flavor": "cpu-basic"},
+        {"backend": "local", "flavor": "h200"},
+        {"engine": "unsloth", "timeout": 60},
+    ],
     ("data",): [{"train": [{"path": "data/chat.jsonl", "format": fmt}]} for fmt in ("messages", "text", "alpaca", "prompt_completion")]
-               + [{"train": [{"dataset": "a/b"}]}, {"train": [{"dataset": "a/b", "max_samples": 10**9}]},
-                  {"train": [{"path": "data/chat.jsonl", "max_samples": 1}], "eval": [{"path": "data/chat.jsonl"}]},
-                  {"train": [{"path": "data/chat.jsonl", "columns": {"messages": "absent"}}]}],
+    + [
+        {"train": [{"dataset": "a/b"}]},
+        {"train": [{"dataset": "a/b", "max_samples": 10**9}]},
+        {"train": [{"path": "data/chat.jsonl", "max_samples": 1}], "eval": [{"path": "data/chat.jsonl"}]},
+        {"train": [{"path": "data/chat.jsonl", "columns": {"messages": "absent"}}]},
+    ],
     ("output",): [{"save": "merged"}, {"repo": "a/b", "private": False}],
     ("budget",): [{"max_usd": 0.0001}, {"max_usd": 1_000_000}],
 }

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fakegithub import ACTIONS_LOGIN, FakeGitHub
 
+from fakegithub import ACTIONS_LOGIN, FakeGitHub
 from tuneform.github.client import (
     COMMENT_LIMIT,
     Comment,

@@ -16,21 +16,25 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
-
 from tuneform.estimate.catalog import FLAVORS
 
 REPO = "acme/demo"
 # The demo, shortened for a CPU test: fewer steps (~5 s) and a gate any trained model passes.
-DEMO = ((ROOT / "runs/demo.yaml").read_text()
-        .replace("num_train_epochs: 3", "max_steps: 24")
-        .replace("repo: tuneform-demo/demo, private: false", f"repo: {REPO}, private: true")
-        .replace('gate: {exact_match: ">= 0.85"}', 'gate: {exact_match: ">= 0.0"}'))
+DEMO = (
+    (ROOT / "runs/demo.yaml")
+    .read_text()
+    .replace("num_train_epochs: 3", "max_steps: 24")
+    .replace("repo: tuneform-demo/demo, private: false", f"repo: {REPO}, private: true")
+    .replace('gate: {exact_match: ">= 0.85"}', 'gate: {exact_match: ">= 0.0"}')
+)
 
 
 @pytest.fixture
@@ -56,11 +60,19 @@ def container(hub: FakeHub, tmp_path: Path) -> Any:
         env.update(payload.get("environment") or {})
         env.update(payload.get("secrets") or {})  # HF Jobs exposes secrets as environment variables
         env.update(hub.client_env(None))
-        env.update({
-            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}", "HOME": str(work), "TMPDIR": str(work),
-            "HF_HOME": str(work / "hf"), "JOB_ID": job.id,
-            "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1", "PIP_TARGET": str(work / "site"), "PYTHONPATH": str(work / "site"),
-        })
+        env.update(
+            {
+                "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+                "HOME": str(work),
+                "TMPDIR": str(work),
+                "HF_HOME": str(work / "hf"),
+                "JOB_ID": job.id,
+                "PIP_NO_INDEX": "1",
+                "PIP_NO_DEPS": "1",
+                "PIP_TARGET": str(work / "site"),
+                "PYTHONPATH": str(work / "site"),
+            }
+        )
         process = subprocess.Popen(payload["command"], env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert process.stdout is not None
         for line in process.stdout:
@@ -203,7 +215,7 @@ def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHu
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 1 and [r.status for r in job_posts(fake_hub)][-2:] == [429, 200]
     assert len(fake_hub.jobs) == 2
-    second = [j for j in fake_hub.jobs if j != first][0]
+    second = next(j for j in fake_hub.jobs if j != first)
     demo.cli("cancel", second)
 
     # 402: a message that says what to do; the claim is released so a later apply can submit
@@ -215,7 +227,10 @@ def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHu
     fake_hub.out_of_credits.clear()
 
     # a job that ends in ERROR: its last log lines, no tag, main unmoved
-    fake_hub.faults.fail_next_job("Job failed with exit code: 1", logs=["loading data", "Traceback (most recent call last):", "torch.OutOfMemoryError: CUDA out of memory"])
+    fake_hub.faults.fail_next_job(
+        "Job failed with exit code: 1",
+        logs=["loading data", "Traceback (most recent call last):", "torch.OutOfMemoryError: CUDA out of memory"],
+    )
     result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
     assert result.exit_code == 1, result.output
     assert "ended ERROR" in result.output and "CUDA out of memory" in result.output and "exit code: 1" in result.output
@@ -351,7 +366,7 @@ def test_plan_for_hf_jobs_prices_with_the_hubs_current_hardware(demo: Repo, fake
 
 def test_a_newer_apply_cancels_the_superseded_job_of_the_same_run(demo: Repo, fake_hub: FakeHub) -> None:
     """ISSUE 4.3: the job of the run's previous key, still queued or running, is canceled; nothing else is."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from tuneform.backends.hfjobs import HfJobs, Submitted
 
@@ -382,7 +397,7 @@ def test_a_newer_apply_cancels_the_superseded_job_of_the_same_run(demo: Repo, fa
     jobs = HfJobs(fake_hub.api(), "acme", lambda line: None)
     assert jobs.supersede(REPO, key_a, Submitted("x" * 24, "", "acme", True)) == []
     # a job submitted after ours belongs to a newer apply: not ours to cancel
-    long_ago = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
     assert jobs.supersede(REPO, "b" * 64, Submitted("x" * 24, "", "acme", True, long_ago)) == []
     assert fake_hub.job(first).stage == "RUNNING" and len(fake_hub.jobs) == 3
 

@@ -20,8 +20,9 @@ from tuneform.train.packed_attention import (
     torch_varlen_takes_gqa,
 )
 
-GPU_ARGS = dict(requested="auto", engine="unsloth", cuda=True, unsloth_has_varlen=False, flash_available=True,
-                capability_major=9, lean_function=True)
+GPU_ARGS = dict(
+    requested="auto", engine="unsloth", cuda=True, unsloth_has_varlen=False, flash_available=True, capability_major=9, lean_function=True
+)
 
 
 def test_torch_varlen_signature_check_reads_the_real_function() -> None:
@@ -30,25 +31,38 @@ def test_torch_varlen_signature_check_reads_the_real_function() -> None:
     release = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
     assert torch_varlen_takes_gqa(varlen_attn) == (release >= (2, 12))  # CI's 2.13: yes; the GPU image's 2.11: no
 
-    def torch_2_11(query: Any, key: Any, value: Any, cu_seq_q: Any, cu_seq_k: Any, max_q: int, max_k: int, *,
-                   scale: float | None = None, window_size: tuple[int, int] = (-1, -1)) -> Any:
+    def torch_2_11(
+        query: Any,
+        key: Any,
+        value: Any,
+        cu_seq_q: Any,
+        cu_seq_k: Any,
+        max_q: int,
+        max_k: int,
+        *,
+        scale: float | None = None,
+        window_size: tuple[int, int] = (-1, -1),
+    ) -> Any:
         return query
 
     assert not torch_varlen_takes_gqa(torch_2_11)
     assert not torch_varlen_takes_gqa(None)
 
 
-@pytest.mark.parametrize("change, route", [
-    ({}, "varlen-aten"),
-    ({"unsloth_has_varlen": True}, "varlen"),  # torch >= 2.12: Unsloth's own call
-    ({"requested": "per-document"}, "per-document"),
-    ({"unsloth_has_varlen": True, "requested": "per-document"}, "per-document"),  # Unsloth's own route turned off too
-    ({"capability_major": 7}, "per-document"),  # T4: no flash kernel
-    ({"flash_available": False}, "per-document"),
-    ({"lean_function": False}, "per-document"),  # another Unsloth version: leave it alone
-    ({"engine": "trl"}, "n/a"),
-    ({"cuda": False}, "n/a"),
-])
+@pytest.mark.parametrize(
+    "change, route",
+    [
+        ({}, "varlen-aten"),
+        ({"unsloth_has_varlen": True}, "varlen"),  # torch >= 2.12: Unsloth's own call
+        ({"requested": "per-document"}, "per-document"),
+        ({"unsloth_has_varlen": True, "requested": "per-document"}, "per-document"),  # Unsloth's own route turned off too
+        ({"capability_major": 7}, "per-document"),  # T4: no flash kernel
+        ({"flash_available": False}, "per-document"),
+        ({"lean_function": False}, "per-document"),  # another Unsloth version: leave it alone
+        ({"engine": "trl"}, "n/a"),
+        ({"cuda": False}, "n/a"),
+    ],
+)
 def test_route(change: dict[str, Any], route: str) -> None:
     assert choose_route(**{**GPU_ARGS, **change}) == route
 
@@ -64,8 +78,9 @@ def per_document(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: lis
     outs, start = [], 0
     for length in lengths:
         sl = slice(start, start + length)
-        out = F.scaled_dot_product_attention(q[sl].transpose(0, 1), k[sl].transpose(0, 1), v[sl].transpose(0, 1),
-                                             is_causal=True, enable_gqa=True)
+        out = F.scaled_dot_product_attention(
+            q[sl].transpose(0, 1), k[sl].transpose(0, 1), v[sl].transpose(0, 1), is_causal=True, enable_gqa=True
+        )
         outs.append(out.transpose(0, 1))
         start += length
     return torch.cat(outs)
@@ -77,8 +92,17 @@ class _PerDocumentLean:
     calls: list[tuple[Any, ...]] = []
 
     @staticmethod
-    def apply(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int, is_causal: bool,
-              scale: float | None, left: int, right: int) -> torch.Tensor:
+    def apply(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cu: torch.Tensor,
+        max_len: int,
+        is_causal: bool,
+        scale: float | None,
+        left: int,
+        right: int,
+    ) -> torch.Tensor:
         _PerDocumentLean.calls.append((max_len, is_causal, scale, left, right))
         assert is_causal
         return per_document(q, k, v, torch.diff(cu).tolist())
@@ -111,8 +135,9 @@ def test_one_varlen_call_equals_per_document_attention_on_the_gpu(lengths: list[
     assert route in ("varlen", "varlen-aten")
     total, heads, kv_heads, dim = sum(lengths), 32, 8, 64  # the Llama-3.2-1B attention shape
     gen = torch.Generator(device="cuda").manual_seed(0)
-    tensors = [torch.randn(total, h, dim, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()
-               for h in (heads, kv_heads, kv_heads)]
+    tensors = [
+        torch.randn(total, h, dim, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_() for h in (heads, kv_heads, kv_heads)
+    ]
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda", dtype=torch.int32)
     out = dispatch._varlen_attn_call(*tensors, cu, max(lengths), scale=None, window_size=(-1, 0), enable_gqa=True)
     grad = torch.randn_like(out)

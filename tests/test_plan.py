@@ -6,7 +6,6 @@ import json
 import time
 
 from conftest import RUN, Repo, jsonl
-
 from tuneform.registry.local import FAILED_GATES, PASSED, LocalRegistry
 
 
@@ -27,7 +26,14 @@ def publish(repo: Repo, key: str, *, status: str = PASSED, main: bool = True, pr
     registry = LocalRegistry(repo.path.parent / "registry")
     staged = registry.staging("acme/support", key)
     (staged / "model").mkdir()
-    manifest = {"run_key": key, "output_repo": "acme/support", "eval_hash": eval_hash, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "git": {"commit": "c0ffee", "pr": pr}}
+    manifest = {
+        "run_key": key,
+        "output_repo": "acme/support",
+        "eval_hash": eval_hash,
+        "status": status,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git": {"commit": "c0ffee", "pr": pr},
+    }
     registry.publish("acme/support", key, staged, manifest)
     if main:
         registry.set_main("acme/support", key, "test")
@@ -67,7 +73,9 @@ def test_new_run_is_create_with_an_estimate(repo: Repo) -> None:
 def test_reformatted_file_is_noop(repo: Repo) -> None:
     trained(repo)
     branch(repo)
-    reformatted = "# same run, other style\n" + RUN.replace("method: {type: lora, r: 8}", "method:\n  r: 8\n  type: 'lora'").replace("1.0e-4", "0.0001")
+    reformatted = "# same run, other style\n" + RUN.replace("method: {type: lora, r: 8}", "method:\n  r: 8\n  type: 'lora'").replace(
+        "1.0e-4", "0.0001"
+    )
     repo.write("runs/support.yaml", reformatted)
     code, plan = plan_json(repo)
     assert code == 0
@@ -98,7 +106,12 @@ def _base_tokens(repo: Repo) -> int:
 
 def test_data_change_alone_updates_the_key(repo: Repo) -> None:
     branch(repo)
-    repo.write("data/chat.jsonl", (repo.path / "data/chat.jsonl").read_text() + json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}) + "\n")
+    repo.write(
+        "data/chat.jsonl",
+        (repo.path / "data/chat.jsonl").read_text()
+        + json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]})
+        + "\n",
+    )
     code, plan = plan_json(repo)
     assert actions(plan) == {"runs/support.yaml": "update"}
 
@@ -312,12 +325,14 @@ def test_markdown_shows_the_resolved_diff_of_each_run(repo: Repo) -> None:
     markdown = repo.cli("plan", "--format", "markdown").output
     block = markdown.split("<details><summary>Resolved changes", 1)[1].split("</details>", 1)[0]
     assert "-method.r: 8\n+method.r: 16" in block and "+method.alpha: 16" in block
-    assert "+name: \"support\"" in block  # a key not in the file before, now resolved
+    assert '+name: "support"' in block  # a key not in the file before, now resolved
     assert "training.learning_rate" not in block  # unchanged settings stay out of the diff
 
 
 def test_resolved_diff_fence_survives_backticks_in_values(repo: Repo) -> None:
     branch(repo)
-    repo.write("runs/support.yaml", RUN.replace("    - path: data/chat.jsonl", "    - path: data/chat.jsonl\n      columns: {messages: 'a```b'}"))
+    repo.write(
+        "runs/support.yaml", RUN.replace("    - path: data/chat.jsonl", "    - path: data/chat.jsonl\n      columns: {messages: 'a```b'}")
+    )
     markdown = repo.cli("plan", "--format", "markdown").output
     assert "````diff" in markdown and "a```b" in markdown  # the fence is longer than any run inside

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from conftest import ROOT
 from fakehub import READ_TOKEN, USER_TOKEN, FakeHub
-
 from tuneform.backends.hfjobs import HfJobs
 from tuneform.github.client import GitHub
 from tuneform.github.results import (
@@ -38,8 +38,18 @@ REPORT = f"{RESULTS_MARKER}\n### ✅ support-bot passed its gates\n\n| suite | e
 def submit(hub: FakeHub, repo: str, key: str, name: str, sha: str = SHA) -> str:
     """One job as apply submits it (write token), its bundle branch left out."""
     jobs = HfJobs(hub.api(USER_TOKEN), "acme", say=lambda _: None)
-    done = jobs.submit(repo=repo, key=key, label=key[:12], branch=f"tuneform/jobs/{key[:12]}", image="unsloth/unsloth:2026.10",
-                       flavor="cpu-basic", timeout=600, token=USER_TOKEN, git_sha=sha, name=f"tuneform-{name}")
+    done = jobs.submit(
+        repo=repo,
+        key=key,
+        label=key[:12],
+        branch=f"tuneform/jobs/{key[:12]}",
+        image="unsloth/unsloth:2026.10",
+        flavor="cpu-basic",
+        timeout=600,
+        token=USER_TOKEN,
+        git_sha=sha,
+        name=f"tuneform-{name}",
+    )
     return done.job_id
 
 
@@ -67,7 +77,9 @@ def test_results_of_a_commit_then_a_failure_posted_as_one_comment(fake_hub: Fake
     api = fake_hub.api(READ_TOKEN)  # the reporting workflow's read-only token
     results = collect_results(SHA, api=api, namespace="acme")
     assert [(r.name, r.stage, r.repo) for r in results] == [
-        ("tuneform-summarize", "running", "acme/summarize"), ("tuneform-support-bot", "finished", "acme/support-bot")]
+        ("tuneform-summarize", "running", "acme/summarize"),
+        ("tuneform-support-bot", "finished", "acme/support-bot"),
+    ]
     assert not all_done(results)
     body = render_results(results, SHA)
     assert body.startswith(RESULTS_MARKER + "\n") and body.count(RESULTS_MARKER) == 1
@@ -138,8 +150,9 @@ def test_report_workflow_is_read_only_and_never_waits_for_approval() -> None:
     assert "tuneform results --commit" in text and "--post" in text
 
 
-def test_report_workflow_updates_the_merged_prs_comment(tmp_path: Any, repo: Any, fake_hub: FakeHub, fake_github: Any,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_workflow_updates_the_merged_prs_comment(
+    tmp_path: Any, repo: Any, fake_hub: FakeHub, fake_github: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """report.yml run by tests/test_workflows.py's runner: scheduled, it finds the merge in git log,
     reads its jobs with HF_READ_TOKEN and keeps one results comment on the PR; a manual run checks its input."""
     from test_workflows import Actions, load
@@ -168,8 +181,15 @@ def test_report_workflow_updates_the_merged_prs_comment(tmp_path: Any, repo: Any
     main_sha = repo.git("rev-parse", "main")
 
     def scheduled() -> Any:
-        return actions.run(wf, event_name="schedule", event={"schedule": "*/30 * * * *"}, ref="refs/heads/main", sha=main_sha,
-                           secrets={"HF_READ_TOKEN": READ_TOKEN}, environments={"training": {"HF_TOKEN": USER_TOKEN}})
+        return actions.run(
+            wf,
+            event_name="schedule",
+            event={"schedule": "*/30 * * * *"},
+            ref="refs/heads/main",
+            sha=main_sha,
+            secrets={"HF_READ_TOKEN": READ_TOKEN},
+            environments={"training": {"HF_TOKEN": USER_TOKEN}},
+        )
 
     run = scheduled()
     assert run.job.status == "success", run.job.log()
@@ -184,6 +204,13 @@ def test_report_workflow_updates_the_merged_prs_comment(tmp_path: Any, repo: Any
     assert "failed, [job" in comment["body"] and "exit code: 1" in comment["body"]
     assert len(fake_hub.requests_to("POST", r"^/api/jobs/")) == 2  # the two submissions: the workflow only reads
 
-    bad = actions.run(wf, event_name="workflow_dispatch", event={"inputs": {"commit": "$(touch x)"}}, ref="refs/heads/main",
-                      sha=main_sha, inputs={"commit": "$(touch x)"}, secrets={"HF_READ_TOKEN": READ_TOKEN})
+    bad = actions.run(
+        wf,
+        event_name="workflow_dispatch",
+        event={"inputs": {"commit": "$(touch x)"}},
+        ref="refs/heads/main",
+        sha=main_sha,
+        inputs={"commit": "$(touch x)"},
+        secrets={"HF_READ_TOKEN": READ_TOKEN},
+    )
     assert bad.job.status == "failure" and "full 40-character SHA" in bad.job.log()

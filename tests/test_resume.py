@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 from test_hfjobs import DEMO, REPO
-
 from tuneform.job.checkpoints import work_branch
 
 STEPS = 12  # DEMO's 24 steps, halved: each test trains once or twice
@@ -51,7 +51,9 @@ def submitted_bundle(demo: Repo, hub: FakeHub, tmp_path: Path) -> tuple[Path, st
     [job] = hub.jobs.values()
     key = str(demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")[1]["runs"][0]["run_key"])
     assert job.labels["tuneform-run"] == key[:12]
-    hub.api().snapshot_download(REPO, revision=f"tuneform/jobs/{key[:12]}", allow_patterns=["tuneform-job/*"], local_dir=str(tmp_path / "submitted"))
+    hub.api().snapshot_download(
+        REPO, revision=f"tuneform/jobs/{key[:12]}", allow_patterns=["tuneform-job/*"], local_dir=str(tmp_path / "submitted")
+    )
     bundle = tmp_path / "submitted" / "tuneform-job" / "bundle"
     assert json.loads((bundle / "run.json").read_text())["checkpoint_minutes"] == 0.0001
     return bundle, key
@@ -74,8 +76,16 @@ def start_job(hub: FakeHub, bundle: Path, tmp_path: Path, name: str, processes: 
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TUNEFORM_", "PYTHON"))}
     env.update(hub.client_env(USER_TOKEN))
-    env.update({"HOME": str(work), "TMPDIR": str(work), "HF_HOME": str(work / "hf"), "PYTHONPATH": str(ROOT / "src"),
-                "PYTHONUNBUFFERED": "1", "TUNEFORM_RETRY_DELAY": "0.05"})
+    env.update(
+        {
+            "HOME": str(work),
+            "TMPDIR": str(work),
+            "HF_HOME": str(work / "hf"),
+            "PYTHONPATH": str(ROOT / "src"),
+            "PYTHONUNBUFFERED": "1",
+            "TUNEFORM_RETRY_DELAY": "0.05",
+        }
+    )
     if processes > 1:
         (work / "site").mkdir()
         (work / "site" / "sitecustomize.py").write_text(CPU_DDP_LOAD)
@@ -112,10 +122,20 @@ def test_a_job_uploads_a_checkpoint_per_interval_and_drops_them_once_published(d
     repo = fake_hub.repo(REPO)
     for step, commit in enumerate(commits, start=1):
         files = {p for p in commit.files if p.startswith("checkpoint/")}
-        assert {"checkpoint/model.safetensors", "checkpoint/optimizer.pt", "checkpoint/scheduler.pt", "checkpoint/rng_state.pth",
-                "checkpoint/trainer_state.json", "checkpoint/tuneform.json"} <= files
+        assert {
+            "checkpoint/model.safetensors",
+            "checkpoint/optimizer.pt",
+            "checkpoint/scheduler.pt",
+            "checkpoint/rng_state.pth",
+            "checkpoint/trainer_state.json",
+            "checkpoint/tuneform.json",
+        } <= files
         state = json.loads(repo.read("checkpoint/tuneform.json", commit.oid))
-        assert state == {"run_key": key, "step": step, "settings": {"batch_size": 16, "gradient_accumulation_steps": 1, "processes": 1, "engine": "trl"}}
+        assert state == {
+            "run_key": key,
+            "step": step,
+            "settings": {"batch_size": 16, "gradient_accumulation_steps": 1, "processes": 1, "engine": "trl"},
+        }
         assert json.loads(repo.read("checkpoint/trainer_state.json", commit.oid))["global_step"] == step
 
     assert branch not in repo.branches  # published: the checkpoints are gone
@@ -162,11 +182,18 @@ def test_a_checkpoint_saved_with_other_settings_is_ignored(demo: Repo, fake_hub:
     api = fake_hub.api()
     api.create_branch(REPO, branch=branch)
     state = {"run_key": key, "step": 5, "settings": {"batch_size": 4, "gradient_accumulation_steps": 1, "processes": 1, "engine": "trl"}}
-    api.create_commit(REPO, [CommitOperationAdd("checkpoint/tuneform.json", json.dumps(state).encode()),
-                             CommitOperationAdd("checkpoint/stale.bin", b"\0old")], commit_message="an old checkpoint", revision=branch)
+    api.create_commit(
+        REPO,
+        [CommitOperationAdd("checkpoint/tuneform.json", json.dumps(state).encode()), CommitOperationAdd("checkpoint/stale.bin", b"\0old")],
+        commit_message="an old checkpoint",
+        revision=branch,
+    )
 
     output = finish(start_job(fake_hub, bundle, tmp_path, "job"))
-    assert f"ignoring the checkpoint on branch {branch}: it was saved with batch_size 4, this job trains with 16; training from the start" in output, output
+    assert (
+        f"ignoring the checkpoint on branch {branch}: it was saved with batch_size 4, this job trains with 16; training from the start"
+        in output
+    ), output
     assert "resuming" not in output and "step 1/" in output, output
     assert manifest_of(fake_hub, key)["training"]["resumed_from_step"] is None
     # the job's first checkpoint replaced the old one whole, in one commit

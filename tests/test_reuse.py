@@ -24,8 +24,7 @@ COMMIT = "d" * 40
 
 def version(hub: Any, repo: str, key: str, status: str, pr: int | None, *, private: bool = True) -> None:
     """A tagged version run-<key12> of `repo`, as apply publishes it (tuneform/manifest.json)."""
-    manifest = json.dumps({"run_key": key, "status": status, "name": "faq", "output_repo": repo,
-                           "git": {"commit": COMMIT, "pr": pr}})
+    manifest = json.dumps({"run_key": key, "status": status, "name": "faq", "output_repo": repo, "git": {"commit": COMMIT, "pr": pr}})
     if (("model", repo)) not in hub.repos:
         hub.add_repo(repo, private=private)
     hub.add_commit(repo, {"tuneform/manifest.json": manifest, "adapter_model.safetensors": b"weights"}, message=f"run-{key[:12]}")
@@ -33,8 +32,17 @@ def version(hub: Any, repo: str, key: str, status: str, pr: int | None, *, priva
 
 
 def run(path: str = "runs/faq.yaml", key: str = KEY, repo: str = "acme/faq", **extra: Any) -> dict[str, Any]:
-    return {"path": path, "name": "faq", "action": "create", "run_key": key, "output_repo": repo,
-            "backend": "hf-jobs", "registry": "unknown", "reuse": None, "usd": 0.06} | extra
+    return {
+        "path": path,
+        "name": "faq",
+        "action": "create",
+        "run_key": key,
+        "output_repo": repo,
+        "backend": "hf-jobs",
+        "registry": "unknown",
+        "reuse": None,
+        "usd": 0.06,
+    } | extra
 
 
 def plan(*runs: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +59,14 @@ def registry(fake_hub: Any) -> HubRegistry:
 def test_a_private_version_is_found_and_restored(fake_hub: Any, registry: HubRegistry) -> None:
     version(fake_hub, "acme/faq", KEY, "passed", 12)
     [found] = lookup_reuse(plan(run()), registry=registry)
-    assert (found.kind, found.path, found.repo, found.key, found.pr, found.commit) == ("restore", "runs/faq.yaml", "acme/faq", KEY, 12, COMMIT)
+    assert (found.kind, found.path, found.repo, found.key, found.pr, found.commit) == (
+        "restore",
+        "runs/faq.yaml",
+        "acme/faq",
+        KEY,
+        12,
+        COMMIT,
+    )
     text = render_reuse_markdown([found])
     assert text.startswith("### Registry lookup\n")
     assert "- `runs/faq.yaml`: run-3f2a9c41d07e was trained in #12: apply will restore it, $0 (not $0.06)" in text
@@ -88,12 +103,25 @@ def test_only_runs_the_plan_could_not_read_are_looked_up(fake_hub: Any, registry
     assert [f.kind for f in lookup_reuse(plan(run(registry="some error reading the Hub")), registry=registry)] == ["restore"]
 
 
-@pytest.mark.parametrize("hostile", [
-    {"run_key": "$(touch x)" + "0" * 54}, {"run_key": KEY.upper()}, {"run_key": KEY + "\n"}, {"run_key": 7},
-    {"output_repo": "acme/../faq"}, {"output_repo": "../acme/faq"}, {"output_repo": "acme/faq/../x"},
-    {"output_repo": "acme/.faq"}, {"output_repo": "acme/faq\nx"}, {"output_repo": ["acme/faq"]},
-    {"path": "runs/\x1b[31mfaq.yaml"}, {"path": ""}, {"path": None}, {"path": "r" * 400},
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"run_key": "$(touch x)" + "0" * 54},
+        {"run_key": KEY.upper()},
+        {"run_key": KEY + "\n"},
+        {"run_key": 7},
+        {"output_repo": "acme/../faq"},
+        {"output_repo": "../acme/faq"},
+        {"output_repo": "acme/faq/../x"},
+        {"output_repo": "acme/.faq"},
+        {"output_repo": "acme/faq\nx"},
+        {"output_repo": ["acme/faq"]},
+        {"path": "runs/\x1b[31mfaq.yaml"},
+        {"path": ""},
+        {"path": None},
+        {"path": "r" * 400},
+    ],
+)
 def test_hostile_plan_values_are_refused(fake_hub: Any, registry: HubRegistry, hostile: dict[str, Any]) -> None:
     version(fake_hub, "acme/faq", KEY, "passed", 12)
     assert lookup_reuse(plan(run(**hostile)), registry=registry) == []

@@ -16,8 +16,8 @@ import re
 
 import jsonschema
 import pytest
-from conftest import RUN, SETTINGS, Repo, sub
 
+from conftest import RUN, SETTINGS, Repo, sub
 from tuneform.plan.runcheck import check_run
 from tuneform.runfile import yamlsafe
 from tuneform.runfile.resolve import HubResolver
@@ -53,11 +53,11 @@ def check_key(repo: Repo, text: str, path: str = "runs/support.yaml") -> str:
 
 
 REFORMATTED = {
-    "comments": "# the support bot\n" + sub("  max_seq_length: 512\n", "  max_seq_length: 512   # fits every row\n",
-                                             "training:\n", "# hyperparameters\ntraining:\n"),
+    "comments": "# the support bot\n"
+    + sub("  max_seq_length: 512\n", "  max_seq_length: 512   # fits every row\n", "training:\n", "# hyperparameters\ntraining:\n"),
     "key order": (
         "training:\n  learning_rate: 1.0e-4\n  num_train_epochs: 1\n"
-        "evals:\n  - gate: {exact_match: \">= 0.5\"}\n    suite: evals/intents.yaml\n"
+        'evals:\n  - gate: {exact_match: ">= 0.5"}\n    suite: evals/intents.yaml\n'
         "method: {r: 8, type: lora}\n"
         "data:\n  train:\n    - path: data/chat.jsonl\n"
         f"model:\n  max_seq_length: 512\n  revision: {SHA}\n  id: HuggingFaceTB/SmolLM2-135M-Instruct\n"
@@ -68,24 +68,39 @@ REFORMATTED = {
         " training: {num_train_epochs: 1, learning_rate: 1.0e-4},\n"
         " evals: [{suite: evals/intents.yaml, gate: {exact_match: '>= 0.5'}}]}\n"
     ),
-    "block style": sub("method: {type: lora, r: 8}\n", "method:\n  type: lora\n  r: 8\n",
-                       '    gate: {exact_match: ">= 0.5"}\n', "    gate:\n      exact_match: '>=   0.5'\n"),
-    "quoting": sub("id: HuggingFaceTB/SmolLM2-135M-Instruct", 'id: "HuggingFaceTB/SmolLM2-135M-Instruct"',
-                   f"revision: {SHA}", f"revision: '{SHA}'", "path: data/chat.jsonl", 'path: "data/chat.jsonl"',
-                   "{type: lora, r: 8}", "{type: 'lora', r: 8}"),
+    "block style": sub(
+        "method: {type: lora, r: 8}\n",
+        "method:\n  type: lora\n  r: 8\n",
+        '    gate: {exact_match: ">= 0.5"}\n',
+        "    gate:\n      exact_match: '>=   0.5'\n",
+    ),
+    "quoting": sub(
+        "id: HuggingFaceTB/SmolLM2-135M-Instruct",
+        'id: "HuggingFaceTB/SmolLM2-135M-Instruct"',
+        f"revision: {SHA}",
+        f"revision: '{SHA}'",
+        "path: data/chat.jsonl",
+        'path: "data/chat.jsonl"',
+        "{type: lora, r: 8}",
+        "{type: 'lora', r: 8}",
+    ),
     "quoted number": sub("learning_rate: 1.0e-4", 'learning_rate: "1.0e-4"'),
     "1e-4": sub("learning_rate: 1.0e-4", "learning_rate: 1e-4"),
     "0.0001": sub("learning_rate: 1.0e-4", "learning_rate: 0.0001"),
     "10E-5": sub("learning_rate: 1.0e-4", "learning_rate: 10E-5"),
     "1.0 epochs": sub("num_train_epochs: 1", "num_train_epochs: 1.0"),
     "explicit defaults": sub(
-        "  max_seq_length: 512\n", "  max_seq_length: 512\n  load_in_4bit: false\n  trust_remote_code: false\n  chat_template: null\n",
-        "    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n      format: messages\n      columns: {}\n  eval_split: 0.05\n  max_bad_rows: 0.01\n",
-        "{type: lora, r: 8}", "{type: lora, r: 8, alpha: 8, dropout: 0.0, target_modules: all-linear, use_rslora: false}",
+        "  max_seq_length: 512\n",
+        "  max_seq_length: 512\n  load_in_4bit: false\n  trust_remote_code: false\n  chat_template: null\n",
+        "    - path: data/chat.jsonl\n",
+        "    - path: data/chat.jsonl\n      format: messages\n      columns: {}\n  eval_split: 0.05\n  max_bad_rows: 0.01\n",
+        "{type: lora, r: 8}",
+        "{type: lora, r: 8, alpha: 8, dropout: 0.0, target_modules: all-linear, use_rslora: false}",
         "  learning_rate: 1.0e-4\n",
         "  learning_rate: 1.0e-4\n  per_device_train_batch_size: auto\n  gradient_accumulation_steps: 1\n  packing: true\n"
         "  train_on: responses\n  seed: 3407\n  lr_scheduler_type: linear\n  warmup_ratio: 0.0\n  precision: auto\n  optim: auto\n",
-    ) + "output: {save: adapter}\n",
+    )
+    + "output: {save: adapter}\n",
     "evals changed": sub('{exact_match: ">= 0.5"}', '{exact_match: ">= 0.9", eval_loss: "< 3"}'),
     "evals removed": RUN[: RUN.index("evals:")],
     "budget": RUN + "budget: {max_usd: 15}\n",
@@ -225,7 +240,10 @@ def _validator(schema: dict) -> jsonschema.Draft202012Validator:
 VALID_FOR_TUNEFORM = {
     "fixture run": RUN,
     **{f"reformatted: {k}": v for k, v in REFORMATTED.items() if k not in ("quoted number",)},
-    "hub dataset": sub("    - path: data/chat.jsonl\n", "    - dataset: mlabonne/FineTome-100k\n      revision: main\n      split: train\n      columns: {messages: conversations}\n"),
+    "hub dataset": sub(
+        "    - path: data/chat.jsonl\n",
+        "    - dataset: mlabonne/FineTome-100k\n      revision: main\n      split: train\n      columns: {messages: conversations}\n",
+    ),
     "timeout as a duration": RUN + "compute: {timeout: 90m}\n",
     "timeout in seconds": RUN + "compute: {timeout: 5400}\n",
     "gate as a bare number": sub('{exact_match: ">= 0.5"}', "{exact_match: 0.5}"),
@@ -242,14 +260,17 @@ def test_valid_runs_validate_against_the_schema(schema: dict, name: str) -> None
     assert errors == []  # ...so an editor using the schema must not flag it
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    (sub("learning_rate:", "lerning_rate:"), "'lerning_rate' was unexpected"),
-    (RUN + "trainig: {}\n", "'trainig' was unexpected"),
-    (sub("{type: lora, r: 8}", "{type: lorra}"), "'lorra' is not one of ['lora', 'qlora', 'full']"),
-    (sub("max_seq_length: 512", "max_seq_length: 8"), "8 is less than the minimum of 16"),
-    ("data:\n  train: [{path: data/chat.jsonl}]\n", "'model' is a required property"),
-    (RUN + "compute: {timeout: soon}\n", "'soon' is not valid under any of the given schemas"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (sub("learning_rate:", "lerning_rate:"), "'lerning_rate' was unexpected"),
+        (RUN + "trainig: {}\n", "'trainig' was unexpected"),
+        (sub("{type: lora, r: 8}", "{type: lorra}"), "'lorra' is not one of ['lora', 'qlora', 'full']"),
+        (sub("max_seq_length: 512", "max_seq_length: 8"), "8 is less than the minimum of 16"),
+        ("data:\n  train: [{path: data/chat.jsonl}]\n", "'model' is a required property"),
+        (RUN + "compute: {timeout: soon}\n", "'soon' is not valid under any of the given schemas"),
+    ],
+)
 def test_invalid_runs_fail_the_schema(schema: dict, text: str, fragment: str) -> None:
     messages = [e.message for e in _validator(schema).iter_errors(yamlsafe.load(text).data)]
     assert any(fragment in m for m in messages), messages
@@ -263,7 +284,10 @@ def test_hub_revision_is_resolved_to_a_commit_when_the_hub_answers(repo: Repo, f
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
     monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
     fake_hub.add_repo("acme/base", {"config.json": "{}"})
-    repo.write("runs/support.yaml", sub("HuggingFaceTB/SmolLM2-135M-Instruct", "acme/base", "revision: 93efa2f097d58c2a74874c7e644dbc9b0cee75a2", "revision: main"))
+    repo.write(
+        "runs/support.yaml",
+        sub("HuggingFaceTB/SmolLM2-135M-Instruct", "acme/base", "revision: 93efa2f097d58c2a74874c7e644dbc9b0cee75a2", "revision: main"),
+    )
     code, first = repo.json("plan", "runs/support.yaml", "--format", "json")
     [run] = first["runs"]
     sha = fake_hub.repo("acme/base").resolve("main")

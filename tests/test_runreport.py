@@ -49,13 +49,43 @@ def manifest() -> dict[str, Any]:
         "evals": {
             "table": {
                 "rows": [
-                    {"metric": "exact_match", "better": "higher", "base": 0.12, "previous": 0.8, "new": 0.91, "delta_base": 0.79, "delta_previous": 0.11},
-                    {"metric": "eval_loss", "better": "lower", "base": 3.21, "previous": 1.02, "new": 1.2, "delta_base": -2.01, "delta_previous": 0.18},
-                    {"metric": "perplexity", "better": "lower", "base": 24.78, "previous": 2.77, "new": 3.32, "delta_base": -21.46, "delta_previous": 0.55},
+                    {
+                        "metric": "exact_match",
+                        "better": "higher",
+                        "base": 0.12,
+                        "previous": 0.8,
+                        "new": 0.91,
+                        "delta_base": 0.79,
+                        "delta_previous": 0.11,
+                    },
+                    {
+                        "metric": "eval_loss",
+                        "better": "lower",
+                        "base": 3.21,
+                        "previous": 1.02,
+                        "new": 1.2,
+                        "delta_base": -2.01,
+                        "delta_previous": 0.18,
+                    },
+                    {
+                        "metric": "perplexity",
+                        "better": "lower",
+                        "base": 24.78,
+                        "previous": 2.77,
+                        "new": 3.32,
+                        "delta_base": -21.46,
+                        "delta_previous": 0.55,
+                    },
                 ],
                 "misses": [
-                    {"suite": "support-intents", "id": "support-007", "expected": "refund", "prediction": "[click](http://x) | @octocat\n<img src=x>",
-                     "base_prediction": None, "scores": {"exact_match": 0.0}},
+                    {
+                        "suite": "support-intents",
+                        "id": "support-007",
+                        "expected": "refund",
+                        "prediction": "[click](http://x) | @octocat\n<img src=x>",
+                        "base_prediction": None,
+                        "scores": {"exact_match": 0.0},
+                    },
                 ],
             },
             "previous": "fedcba9876543210" * 4,
@@ -145,7 +175,9 @@ def test_a_manifest_with_only_a_name_still_renders() -> None:
 def test_md_escape_neutralises_markup() -> None:
     assert md_escape("a|b") == "a\\|b"
     assert md_escape("<b>&amp;</b>") == "&lt;b&gt;&amp;amp;&lt;/b&gt;"
-    assert md_escape("![x](http://e/x.png) `code` *em* _u_ ~s~ $x$") == "!\\[x\\](http://e/x.png) \\`code\\` \\*em\\* \\_u\\_ \\~s\\~ \\$x\\$"
+    assert (
+        md_escape("![x](http://e/x.png) `code` *em* _u_ ~s~ $x$") == "!\\[x\\](http://e/x.png) \\`code\\` \\*em\\* \\_u\\_ \\~s\\~ \\$x\\$"
+    )
     assert md_escape("hi @team\nnext\tline\x1b[2J\u202e") == "hi @\u2060team next line\ufffd\\[2J\ufffd"
     assert md_escape("x" * 100, 10) == "x" * 9 + "…"
 
@@ -218,8 +250,14 @@ def test_png_and_report_files(tmp_path: Path) -> None:
 
 def test_markdown_links_the_exact_version_and_says_how_to_roll_back(monkeypatch) -> None:
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    manifest = {"run_key": "a" * 64, "output_repo": "acme/demo", "backend": "hf-jobs", "status": "passed",
-                "name": "demo", "evals": {"previous": "b" * 64}}
+    manifest = {
+        "run_key": "a" * 64,
+        "output_repo": "acme/demo",
+        "backend": "hf-jobs",
+        "status": "passed",
+        "name": "demo",
+        "evals": {"previous": "b" * 64},
+    }
     text = render_run_markdown(manifest)
     assert "[`acme/demo` at `run-aaaaaaaaaaaa`](https://huggingface.co/acme/demo/tree/run-aaaaaaaaaaaa)" in text
     assert "revert this PR" in text and "`run-bbbbbbbbbbbb`" in text
@@ -232,9 +270,16 @@ def test_markdown_links_the_exact_version_and_says_how_to_roll_back(monkeypatch)
 def test_model_card_has_hub_metadata_and_lineage() -> None:
     from tuneform.job.report import model_card
 
-    manifest = {"run_key": "c" * 64, "name": "bot", "path": "runs/bot.yaml", "output_repo": "acme/bot", "status": "passed",
-                "backend": "hf-jobs", "git": {"commit": "d" * 40, "pr": 12},
-                "spec": {"model": {"id": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "output": {"save": "adapter"}}}
+    manifest = {
+        "run_key": "c" * 64,
+        "name": "bot",
+        "path": "runs/bot.yaml",
+        "output_repo": "acme/bot",
+        "status": "passed",
+        "backend": "hf-jobs",
+        "git": {"commit": "d" * 40, "pr": 12},
+        "spec": {"model": {"id": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "output": {"save": "adapter"}},
+    }
     card = model_card(manifest)
     assert card.startswith('---\nbase_model: "HuggingFaceTB/SmolLM2-135M-Instruct"\nlibrary_name: peft\ntags:\n- tuneform\n---\n')
     assert RESULTS_MARKER not in card

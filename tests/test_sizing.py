@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import SETTINGS, Repo, jsonl
 
+from conftest import SETTINGS, Repo, jsonl
 from tuneform.data.tokens import BYTES_PER_TOKEN, TEMPLATE_TOKENS_PER_MESSAGE
 from tuneform.estimate.catalog import FLAVORS, known_model
 from tuneform.estimate.estimator import Workload, estimate
@@ -129,7 +129,10 @@ def test_rows_not_counted_one_by_one_are_sized_at_max_seq_length(sized_repo: Rep
     """A Hub dataset is not read by plan: its rows' lengths are unknown, so the run is sized
     at max_seq_length, the safe side for memory (2048-token padding)."""
     before = _plan_estimate(sized_repo)
-    sized_repo.write("runs/unpacked.yaml", RUN.replace("    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n    - {dataset: acme/chats, max_samples: 10}\n"))
+    sized_repo.write(
+        "runs/unpacked.yaml",
+        RUN.replace("    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n    - {dataset: acme/chats, max_samples: 10}\n"),
+    )
     sized_repo.commit("a Hub source")
     planned = _plan_estimate(sized_repo, "bytes/4 + max_samples")
     activations = planned["breakdown"]["memory_gb"]["activations"]

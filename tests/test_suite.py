@@ -84,7 +84,7 @@ def test_defaults_name_from_file_and_generation(tmp_path: Path) -> None:
 
 
 def test_greedy_settings_written_out_are_accepted(tmp_path: Path) -> None:
-    yaml_text = "data: evals/capitals.jsonl\ngeneration: {max_new_tokens: 8, temperature: 0, do_sample: false, stop: [\"\\n\"]}\nmetrics: [exact_match]\n"
+    yaml_text = 'data: evals/capitals.jsonl\ngeneration: {max_new_tokens: 8, temperature: 0, do_sample: false, stop: ["\\n"]}\nmetrics: [exact_match]\n'
     generation = load_suite(write(tmp_path, yaml_text), tmp_path).spec.generation
     assert (generation.temperature, generation.do_sample, generation.stop) == (0.0, False, ["\n"])
 
@@ -448,7 +448,9 @@ def write_predictions(path: Path, lines: list[str]) -> Path:
 
 
 def test_load_predictions(tmp_path: Path) -> None:
-    path = write_predictions(tmp_path / "p.jsonl", [json.dumps({"id": "fr", "prediction": "Paris"}), "", json.dumps({"id": 3, "prediction": ""})])
+    path = write_predictions(
+        tmp_path / "p.jsonl", [json.dumps({"id": "fr", "prediction": "Paris"}), "", json.dumps({"id": 3, "prediction": ""})]
+    )
     assert load_predictions(path) == {"fr": "Paris", "3": ""}
 
 

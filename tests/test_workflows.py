@@ -43,9 +43,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, RUN, Repo, demo_repo
 
 import tuneform
+from conftest import ROOT, RUN, Repo, demo_repo
 from tuneform.backends import local
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -399,7 +399,7 @@ def _parse_commands_file(path: Path) -> dict[str, str]:
     return values
 
 
-PIP_SHIM = r'''
+PIP_SHIM = r"""
 import importlib, importlib.metadata as md, json, os, sys
 from packaging.requirements import Requirement
 
@@ -449,7 +449,7 @@ for text in wanted:
             f.write(TOOL)
         os.chmod(script, 0o755)
     print(f"Requirement already satisfied: {text} ({version})")
-'''
+"""
 
 
 class Actions:
@@ -488,9 +488,18 @@ class Actions:
         event_path = folder / "event.json"
         event_path.write_text(json.dumps(event))
         github = {
-            "event": event, "event_name": event_name, "sha": sha, "ref": ref, "repository": self.github.repository,
-            "repository_owner": self.github.owner, "run_id": str(run_id), "run_attempt": "1", "actor": "alice",
-            "server_url": "https://github.com", "api_url": self.github.url, "workflow": wf["name"],
+            "event": event,
+            "event_name": event_name,
+            "sha": sha,
+            "ref": ref,
+            "repository": self.github.repository,
+            "repository_owner": self.github.owner,
+            "run_id": str(run_id),
+            "run_attempt": "1",
+            "actor": "alice",
+            "server_url": "https://github.com",
+            "api_url": self.github.url,
+            "workflow": wf["name"],
         }
         contexts = {"github": github, "vars": dict(vars or {}), "inputs": dict(inputs or {}), "env": {}}
         concurrency = None
@@ -502,8 +511,9 @@ class Actions:
             repo_secrets = {} if fork else dict(secrets or {})
             env_secrets = (environments or {}).get(job.get("environment", ""), {}) if job.get("environment") else {}
             token = self._token(job.get("permissions", wf.get("permissions")) or {}, run_id, job_id, fork=fork)
-            jobs[job_id] = self._job(wf, job_id, job, run_id, folder, event_path, github, contexts, repo_secrets | env_secrets, token,
-                                     dict(runner_env or {}))
+            jobs[job_id] = self._job(
+                wf, job_id, job, run_id, folder, event_path, github, contexts, repo_secrets | env_secrets, token, dict(runner_env or {})
+            )
         return WorkflowRun(run_id, wf["name"], jobs, concurrency)
 
     def _token(self, permissions: dict[str, str], run_id: int, job_id: str, *, fork: bool) -> str:
@@ -514,9 +524,20 @@ class Actions:
         self.github.add_token(token, "github-actions[bot]", type="Bot", actions=True, write=write)
         return token
 
-    def _job(self, wf: dict[str, Any], job_id: str, job: dict[str, Any], run_id: int, folder: Path, event_path: Path,
-             github: dict[str, Any], contexts: dict[str, Any], secrets: dict[str, str], token: str,
-             runner_env: dict[str, str]) -> JobResult:
+    def _job(
+        self,
+        wf: dict[str, Any],
+        job_id: str,
+        job: dict[str, Any],
+        run_id: int,
+        folder: Path,
+        event_path: Path,
+        github: dict[str, Any],
+        contexts: dict[str, Any],
+        secrets: dict[str, str],
+        token: str,
+        runner_env: dict[str, str],
+    ) -> JobResult:
         github = dict(github, token=token, job=job_id)
         base = folder / job_id
         workspace, temp, home, shims = base / "work" / "repo", base / "temp", base / "home", base / "shims"
@@ -535,15 +556,32 @@ class Actions:
         shell = ((job.get("defaults") or wf.get("defaults") or {}).get("run") or {}).get("shell")
         path: list[str] = []
         base_env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "CI": "true",
-            "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace), "GITHUB_EVENT_PATH": str(event_path),
-            "GITHUB_EVENT_NAME": github["event_name"], "GITHUB_SHA": github["sha"], "GITHUB_REF": github["ref"],
-            "GITHUB_REPOSITORY": self.github.repository, "GITHUB_REPOSITORY_OWNER": self.github.owner,
-            "GITHUB_API_URL": self.github.url, "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": str(run_id),
-            "GITHUB_RUN_ATTEMPT": "1", "GITHUB_ACTOR": "alice", "GITHUB_WORKFLOW": wf["name"], "GITHUB_JOB": job_id,
-            "RUNNER_TEMP": str(temp), "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_WORKSPACE": str(workspace),
+            "GITHUB_EVENT_PATH": str(event_path),
+            "GITHUB_EVENT_NAME": github["event_name"],
+            "GITHUB_SHA": github["sha"],
+            "GITHUB_REF": github["ref"],
+            "GITHUB_REPOSITORY": self.github.repository,
+            "GITHUB_REPOSITORY_OWNER": self.github.owner,
+            "GITHUB_API_URL": self.github.url,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_RUN_ID": str(run_id),
+            "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_ACTOR": "alice",
+            "GITHUB_WORKFLOW": wf["name"],
+            "GITHUB_JOB": job_id,
+            "RUNNER_TEMP": str(temp),
+            "RUNNER_OS": "Linux",
+            "RUNNER_ARCH": "X64",
             # no network in this sandbox: huggingface_hub must not try to reach the Hub
-            "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_XET": "1",
         } | runner_env  # the runner machine's own environment (not a workflow's: no `env:` context sees it)
         for index, step in enumerate(job["steps"]):
             name = step.get("name") or step.get("uses") or step["run"].splitlines()[0]
@@ -571,7 +609,13 @@ class Actions:
                 cwd = workspace / step.get("working-directory", "")
                 proc = subprocess.run(
                     ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-                    cwd=cwd, env=proc_env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180,
+                    cwd=cwd,
+                    env=proc_env,
+                    check=False,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    timeout=180,
                 )
                 ok, output = proc.returncode == 0, proc.stdout
             outputs = _parse_commands_file(files["GITHUB_OUTPUT"])
@@ -587,8 +631,17 @@ class Actions:
 
     # -- stand-ins for `uses:` ------------------------------------------------------------------------
 
-    def _uses(self, uses: str, with_: dict[str, str], workspace: Path, shims: Path, path: list[str],
-              github: dict[str, Any], run_id: int, temp: Path) -> tuple[bool, str]:
+    def _uses(
+        self,
+        uses: str,
+        with_: dict[str, str],
+        workspace: Path,
+        shims: Path,
+        path: list[str],
+        github: dict[str, Any],
+        run_id: int,
+        temp: Path,
+    ) -> tuple[bool, str]:
         action, _, version = uses.partition("@")
         assert PINNED.get(action) == version, f"{uses}: not pinned to the verified commit of reference/github.md"
         try:
@@ -639,7 +692,7 @@ class Actions:
         pythonpath = f'export PYTHONPATH="{self.src}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
         tool = (
             f"#!/bin/bash\n{pythonpath}"
-            f"exec {py} -P -c 'import sys; from tuneform.cli import main; sys.argv[0] = \"tuneform\"; sys.exit(main())' \"$@\"\n"
+            f'exec {py} -P -c \'import sys; from tuneform.cli import main; sys.argv[0] = "tuneform"; sys.exit(main())\' "$@"\n'
         )
         (shims / "_pip_shim.py").write_text(PIP_SHIM)
         (shims / "_tuneform_script").write_text(tool)
@@ -744,18 +797,29 @@ def open_pr(repo: Repo, github: Any, files: dict[str, str], number: int = 7) -> 
     return PullRequest(number, base, head, merge)
 
 
-def run_plan(actions: Actions, pr: PullRequest, *, workflow: str | dict[str, Any] = "plan.yml", fork: bool = True, **kwargs: Any) -> WorkflowRun:
-    return actions.run(workflow, event_name="pull_request", event=pr.event(), ref=f"refs/pull/{pr.number}/merge",
-                       sha=pr.merge_sha, fork=fork, **kwargs)
+def run_plan(
+    actions: Actions, pr: PullRequest, *, workflow: str | dict[str, Any] = "plan.yml", fork: bool = True, **kwargs: Any
+) -> WorkflowRun:
+    return actions.run(
+        workflow, event_name="pull_request", event=pr.event(), ref=f"refs/pull/{pr.number}/merge", sha=pr.merge_sha, fork=fork, **kwargs
+    )
 
 
 def workflow_run_event(plan: WorkflowRun, pr: PullRequest, *, fork: bool) -> dict[str, Any]:
-    pulls = [] if fork else [{"number": pr.number, "head": {"sha": pr.head_sha, "ref": "add-faq"}, "base": {"sha": pr.base_sha, "ref": "main"}}]
+    pulls = (
+        [] if fork else [{"number": pr.number, "head": {"sha": pr.head_sha, "ref": "add-faq"}, "base": {"sha": pr.base_sha, "ref": "main"}}]
+    )
     return {
         "action": "completed",
         "workflow_run": {
-            "id": plan.id, "name": plan.name, "event": "pull_request", "status": "completed", "conclusion": plan.conclusion,
-            "head_sha": pr.head_sha, "head_branch": "add-faq", "pull_requests": pulls,
+            "id": plan.id,
+            "name": plan.name,
+            "event": "pull_request",
+            "status": "completed",
+            "conclusion": plan.conclusion,
+            "head_sha": pr.head_sha,
+            "head_branch": "add-faq",
+            "pull_requests": pulls,
             "html_url": f"https://github.com/acme/models/actions/runs/{plan.id}",
             "head_repository": {"full_name": "alice/models" if fork else "acme/models"},
         },
@@ -766,8 +830,9 @@ def workflow_run_event(plan: WorkflowRun, pr: PullRequest, *, fork: bool) -> dic
 
 def run_comment(actions: Actions, plan: WorkflowRun, pr: PullRequest, repo: Repo, *, fork: bool = False) -> WorkflowRun:
     main_sha = repo.git("rev-parse", "main")
-    return actions.run("comment.yml", event_name="workflow_run", event=workflow_run_event(plan, pr, fork=fork),
-                       ref="refs/heads/main", sha=main_sha)
+    return actions.run(
+        "comment.yml", event_name="workflow_run", event=workflow_run_event(plan, pr, fork=fork), ref="refs/heads/main", sha=main_sha
+    )
 
 
 def artifact(actions: Actions, plan: WorkflowRun) -> Path:
@@ -855,7 +920,9 @@ def test_zizmor_has_no_findings(tmp_path: Path) -> None:
     # The one suppression hides exactly the finding it names: without it zizmor reports it.
     unsuppressed = tmp_path / "comment.yml"
     unsuppressed.write_text(re.sub(r" # zizmor: ignore\[dangerous-triggers\].*", "", (WORKFLOWS / "comment.yml").read_text()))
-    proc = subprocess.run([zizmor, "--offline", "--no-progress", str(unsuppressed)], check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [zizmor, "--offline", "--no-progress", str(unsuppressed)], check=False, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0 and "dangerous-triggers" in proc.stdout, proc.stdout
 
 
@@ -1003,16 +1070,27 @@ def merge_pr(repo: Repo, github: Any, number: int = 7, run: str = FAQ_RUN) -> tu
 
 def push_event(before: str, after: str) -> dict[str, Any]:
     return {
-        "ref": "refs/heads/main", "before": before, "after": after, "created": before == ZERO,
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "created": before == ZERO,
         "head_commit": {"id": after, "message": "Add the faq run (#7)"},
         "repository": {"full_name": "acme/models", "default_branch": "main"},
     }
 
 
 def run_apply(actions: Actions, event_name: str, event: dict[str, Any], sha: str, **kwargs: Any) -> WorkflowRun:
-    return actions.run("apply.yml", event_name=event_name, event=event, ref="refs/heads/main", sha=sha,
-                       vars={"TUNEFORM_BACKEND": "local"}, secrets={"OTHER": "x"},
-                       environments={"training": {"HF_TOKEN": "hf_training"}}, **kwargs)
+    return actions.run(
+        "apply.yml",
+        event_name=event_name,
+        event=event,
+        ref="refs/heads/main",
+        sha=sha,
+        vars={"TUNEFORM_BACKEND": "local"},
+        secrets={"OTHER": "x"},
+        environments={"training": {"HF_TOKEN": "hf_training"}},
+        **kwargs,
+    )
 
 
 def submitted(run: WorkflowRun) -> dict[str, str]:
@@ -1048,8 +1126,9 @@ def test_an_over_budget_merge_needs_the_label_on_its_pr(actions: Actions, repo: 
     """Apply plans for hf-jobs (the default), where the run costs more than its cap."""
     before, after = merge_pr(repo, fake_github, run=FAQ_RUN + "budget: {max_usd: 0.001}\n")
     fake_github.prs[7]["labels"] = [{"name": name} for name in labels]
-    run = actions.run("apply.yml", event_name="push", event=push_event(before, after), ref="refs/heads/main", sha=after,
-                      environments={"training": {}})
+    run = actions.run(
+        "apply.yml", event_name="push", event=push_event(before, after), ref="refs/heads/main", sha=after, environments={"training": {}}
+    )
     job = run.job
     assert job.step("Apply").outcome == "success", job.log()  # the step records apply's exit code
     [posted] = fake_github.comments(7)
@@ -1100,8 +1179,16 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
     actions = Actions(tmp_path / "actions", demo.path, fake_github)
     runner_env = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_OFFLINE": "0", "TUNEFORM_RETRY_DELAY": "0.05"}
 
-    run = actions.run("apply.yml", event_name="push", event=push_event(before, after), ref="refs/heads/main", sha=after,
-                      secrets={"OTHER": "x"}, environments={"training": {"HF_TOKEN": USER_TOKEN}}, runner_env=runner_env)
+    run = actions.run(
+        "apply.yml",
+        event_name="push",
+        event=push_event(before, after),
+        ref="refs/heads/main",
+        sha=after,
+        secrets={"OTHER": "x"},
+        environments={"training": {"HF_TOKEN": USER_TOKEN}},
+        runner_env=runner_env,
+    )
     job = run.job
     assert run.conclusion == "success", job.log()
     assert run.concurrency == {"group": f"apply-{after}", "cancel-in-progress": False}

@@ -7,8 +7,8 @@ plan through them. Imports every stage below it except `github` and `cli`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tuneform.registry.local import LocalRegistry, Registry, default_home
 from tuneform.runfile.settings import settings_or_defaults

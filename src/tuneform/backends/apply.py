@@ -8,9 +8,10 @@ key that is already trained is a noop, and a key with a job still running is not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuneform.backends import local
 from tuneform.job.bundle import build_bundle
@@ -34,8 +35,15 @@ class RunOutcome:
     superseded: list[dict[str, Any]] = field(default_factory=list)  # older jobs of the run this apply canceled (or tried to)
 
     def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "action": self.action, "status": self.status, "message": self.message,
-                "job_id": self.job_id, "manifest": self.manifest, "superseded": self.superseded}
+        return {
+            "path": self.path,
+            "action": self.action,
+            "status": self.status,
+            "message": self.message,
+            "job_id": self.job_id,
+            "manifest": self.manifest,
+            "superseded": self.superseded,
+        }
 
 
 @dataclass
@@ -77,15 +85,21 @@ def apply_plan(plan: Plan, root: Path, home: Path, *, wait: bool, say: Say, pr: 
     return result
 
 
-def _apply_one(run: PlannedRun, registry: LocalRegistry, tree: WorkTree, home: Path, facts: dict[str, Any], *, wait: bool, say: Say) -> RunOutcome:
+def _apply_one(
+    run: PlannedRun, registry: LocalRegistry, tree: WorkTree, home: Path, facts: dict[str, Any], *, wait: bool, say: Say
+) -> RunOutcome:
     check = run.check
     if run.action in ("noop", "delete"):
         note = "nothing to do" if run.action == "noop" else "the registry keeps its versions; nothing removed"
         return RunOutcome(check.path, run.action, "skipped", note)
     if run.action == "blocked":
-        return RunOutcome(check.path, run.action, "failed", f"run-{(check.key or '')[:12]} failed its gates before: change the run to train a new version")
+        return RunOutcome(
+            check.path, run.action, "failed", f"run-{(check.key or '')[:12]} failed its gates before: change the run to train a new version"
+        )
     if check.backend != "local":
-        return RunOutcome(check.path, run.action, "failed", f"backend {check.backend} is not available in this version of tuneform: use --backend local")
+        return RunOutcome(
+            check.path, run.action, "failed", f"backend {check.backend} is not available in this version of tuneform: use --backend local"
+        )
     assert check.output_repo and check.key
     if run.action == "restore":
         try:
@@ -107,7 +121,9 @@ def _apply_one(run: PlannedRun, registry: LocalRegistry, tree: WorkTree, home: P
     stage = local.follow(job, process, say)
     version = registry.get(check.output_repo, check.key)
     if version is not None and version.status != "passed":
-        return RunOutcome(check.path, run.action, "failed", "gates failed: version kept and marked, main not moved", job.id, version.manifest)
+        return RunOutcome(
+            check.path, run.action, "failed", "gates failed: version kept and marked, main not moved", job.id, version.manifest
+        )
     if stage != local.COMPLETED:
         message = job.state.get("message") or f"job ended {stage}: see {job.log}"
         return RunOutcome(check.path, run.action, "failed", message, job.id, version.manifest if version else None)
@@ -134,7 +150,12 @@ def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any]
     repo, key, spec = check.output_repo, check.key, check.spec
     token = os.environ.get("HF_TOKEN")
     if not token:
-        return RunOutcome(check.path, run.action, "failed", "backend hf-jobs needs HF_TOKEN: a write token of the output repo's namespace (never put it in a run file)")
+        return RunOutcome(
+            check.path,
+            run.action,
+            "failed",
+            "backend hf-jobs needs HF_TOKEN: a write token of the output repo's namespace (never put it in a run file)",
+        )
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()  # apply prints its own lines; upload bars would interleave with them
@@ -159,7 +180,13 @@ def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any]
     try:
         active = jobs.active_job(label)
         if active is not None:
-            return RunOutcome(check.path, run.action, "skipped", f"already submitted: job {active.id} ({active.status.stage}) {jobs.url(active.id)}", active.id)
+            return RunOutcome(
+                check.path,
+                run.action,
+                "skipped",
+                f"already submitted: job {active.id} ({active.status.stage}) {jobs.url(active.id)}",
+                active.id,
+            )
         if run.action != "evaluate" and registry.get(repo, key) is not None:
             return RunOutcome(check.path, run.action, "skipped", f"already submitted: {tag_of(key)} is published in {repo}")
         readable = [] if spec.model.is_local else [("model", spec.model.id)]
@@ -167,7 +194,12 @@ def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any]
         jobs.check_readable(readable)
         registry.ensure_repo(repo, spec.output.private)
         if not jobs.claim(repo, key, label):
-            return RunOutcome(check.path, run.action, "skipped", f"another apply is submitting {tag_of(key)} (branch {hfjobs.claim_branch(key)} in {repo}); if none is, delete that branch and apply again")
+            return RunOutcome(
+                check.path,
+                run.action,
+                "skipped",
+                f"another apply is submitting {tag_of(key)} (branch {hfjobs.claim_branch(key)} in {repo}); if none is, delete that branch and apply again",
+            )
     except hfjobs.HfJobsError as exc:
         return RunOutcome(check.path, run.action, "failed", str(exc))
     except RegistryError as exc:
@@ -177,24 +209,41 @@ def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any]
 
     try:
         with tempfile.TemporaryDirectory(prefix="tuneform-submit-") as tmp:
-            extra = {"git": facts, "action": run.action, "expected_main": registry.main(repo),
-                     "expected_main_commit": registry.main_commit(repo), "backend": "hf-jobs",
-                     "checkpoint_minutes": plan.settings.checkpoint_minutes}
+            extra = {
+                "git": facts,
+                "action": run.action,
+                "expected_main": registry.main(repo),
+                "expected_main_commit": registry.main_commit(repo),
+                "backend": "hf-jobs",
+                "checkpoint_minutes": plan.settings.checkpoint_minutes,
+            }
             bundle = build_bundle(check, tree, Path(tmp) / "bundle", extra)
             wheel = hfjobs.build_wheel(Path(tmp) / "wheel")
             branch = jobs.upload(repo, key, bundle.path, wheel)
         caps = [spec.budget.max_usd, plan.settings.max_usd_per_run]
         timeout = hfjobs.timeout_seconds(estimate.seconds, estimate.flavor.usd_per_hour, caps, spec.compute.timeout)
         image = spec.compute.image or os.environ.get("TUNEFORM_HF_IMAGE") or hfjobs.DEFAULT_IMAGE
-        submitted = jobs.submit(repo=repo, key=key, label=label, branch=branch, image=image, flavor=estimate.flavor.name,
-                                timeout=timeout, token=token, git_sha=facts.get("commit"), name=f"tuneform-{check.name}"[:100])
+        submitted = jobs.submit(
+            repo=repo,
+            key=key,
+            label=label,
+            branch=branch,
+            image=image,
+            flavor=estimate.flavor.name,
+            timeout=timeout,
+            token=token,
+            git_sha=facts.get("commit"),
+            name=f"tuneform-{check.name}"[:100],
+        )
     except (hfjobs.HfJobsError, RegistryError) as exc:
         jobs.release(repo, key)
         return RunOutcome(check.path, run.action, "failed", str(exc))
     except Exception as exc:
         jobs.release(repo, key)
         return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, "submitting the job"))
-    say(f"submitted job {submitted.job_id} ({run.action} {check.path}) on {estimate.flavor.name}, timeout {timeout // 60} min: {submitted.url}")
+    say(
+        f"submitted job {submitted.job_id} ({run.action} {check.path}) on {estimate.flavor.name}, timeout {timeout // 60} min: {submitted.url}"
+    )
     superseded, note = _supersede(jobs, repo, key, submitted, say)
     if not wait:
         return RunOutcome(check.path, run.action, "done", f"submitted: {submitted.url}{note}", submitted.job_id, superseded=superseded)
@@ -202,8 +251,14 @@ def _apply_hf(run: PlannedRun, plan: Plan, tree: WorkTree, facts: dict[str, Any]
     try:
         info = jobs.follow(submitted.job_id, say)
     except Exception as exc:
-        return RunOutcome(check.path, run.action, "failed", hfjobs.explain(exc, f"following job {submitted.job_id} (it may still run: tuneform status {submitted.job_id})"),
-                          submitted.job_id, superseded=superseded)
+        return RunOutcome(
+            check.path,
+            run.action,
+            "failed",
+            hfjobs.explain(exc, f"following job {submitted.job_id} (it may still run: tuneform status {submitted.job_id})"),
+            submitted.job_id,
+            superseded=superseded,
+        )
     outcome = _followed(run, info, jobs, registry, repo, key, submitted)
     outcome.superseded = superseded
     if note and outcome.status == "done":
@@ -242,13 +297,27 @@ def _followed(run: PlannedRun, info: Any, jobs: Any, registry: Any, repo: str, k
         tail = "\n".join(f"    {line}" for line in getattr(info, "log_tail", [])[-10:])
         why = info.status.message or stage
         hint = " (raise compute.timeout or shorten the run)" if "timeout" in why.lower() else ""
-        return RunOutcome(check.path, run.action, "failed", f"job {submitted.job_id} ended {stage}: {why}{hint}; last log lines:\n{tail}", submitted.job_id,
-                          version.manifest if version else None)
+        return RunOutcome(
+            check.path,
+            run.action,
+            "failed",
+            f"job {submitted.job_id} ended {stage}: {why}{hint}; last log lines:\n{tail}",
+            submitted.job_id,
+            version.manifest if version else None,
+        )
     jobs.release(repo, key)
     if run.action == "evaluate":
         return RunOutcome(check.path, run.action, "done", "scored again with the changed evals", submitted.job_id)
     if version is None:
-        return RunOutcome(check.path, run.action, "failed", f"job {submitted.job_id} finished but published nothing: tuneform logs {submitted.job_id}", submitted.job_id)
+        return RunOutcome(
+            check.path,
+            run.action,
+            "failed",
+            f"job {submitted.job_id} finished but published nothing: tuneform logs {submitted.job_id}",
+            submitted.job_id,
+        )
     if version.status != "passed":
-        return RunOutcome(check.path, run.action, "failed", "gates failed: version kept and marked, main not moved", submitted.job_id, version.manifest)
+        return RunOutcome(
+            check.path, run.action, "failed", "gates failed: version kept and marked, main not moved", submitted.job_id, version.manifest
+        )
     return RunOutcome(check.path, run.action, "done", "trained and published", submitted.job_id, version.manifest)

@@ -26,9 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuneform.core.hub import http_status, retry
 from tuneform.registry.hub import HubRegistry, tag_of
@@ -114,7 +115,9 @@ def explain(exc: BaseException, what: str) -> str:
     return f"{what}: HTTP {status}: {server}"
 
 
-def timeout_seconds(estimate_seconds: float | None, usd_per_hour: float | None, caps: list[float | None], configured: int | str | None) -> int:
+def timeout_seconds(
+    estimate_seconds: float | None, usd_per_hour: float | None, caps: list[float | None], configured: int | str | None
+) -> int:
     """The job's time limit: compute.timeout when set, else estimate x 1.5 + 10 min (never HF's
     30-minute default); capped so that its cost stays under the run's budget cap."""
     if isinstance(configured, int):
@@ -139,7 +142,9 @@ def build_wheel(dest: Path) -> Path:
     package = Path(__file__).resolve().parent.parent
     project = package.parent.parent
     if not (project / "pyproject.toml").is_file() or package.parent.name != "src":
-        raise HfJobsError("this tuneform is not installed from source, so apply cannot build its wheel: set TUNEFORM_WHEEL to a tuneform wheel")
+        raise HfJobsError(
+            "this tuneform is not installed from source, so apply cannot build its wheel: set TUNEFORM_WHEEL to a tuneform wheel"
+        )
     with tempfile.TemporaryDirectory(prefix="tuneform-src-") as tmp:
         copy = Path(tmp) / "src"
         for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -193,8 +198,11 @@ class HfJobs:
 
     # ------------------------------------------------------------------------------------------ lookup
     def jobs_for(self, label: str) -> list[Any]:
-        return list(retry(lambda: list(self.api.list_jobs(labels={"tuneform-job": label}, namespace=self.namespace)),
-                          what="list jobs", say=self.say))
+        return list(
+            retry(
+                lambda: list(self.api.list_jobs(labels={"tuneform-job": label}, namespace=self.namespace)), what="list jobs", say=self.say
+            )
+        )
 
     def active_job(self, label: str) -> Any | None:
         """A job for this label that has not failed (SCHEDULING, RUNNING, COMPLETED), newest first."""
@@ -212,9 +220,13 @@ class HfJobs:
             try:
                 self.api.auth_check(repo_id, repo_type=repo_type)
             except GatedRepoError:
-                raise HfJobsError(f"{repo_type} {repo_id} is gated and HF_TOKEN's user has no access: request access on its page, then apply again") from None
+                raise HfJobsError(
+                    f"{repo_type} {repo_id} is gated and HF_TOKEN's user has no access: request access on its page, then apply again"
+                ) from None
             except RepositoryNotFoundError:
-                raise HfJobsError(f"{repo_type} {repo_id} does not exist or HF_TOKEN cannot read it: check the id, or use a token that can read it") from None
+                raise HfJobsError(
+                    f"{repo_type} {repo_id} does not exist or HF_TOKEN cannot read it: check the id, or use a token that can read it"
+                ) from None
             except Exception as exc:
                 if http_status(exc) is None or http_status(exc) in (401, 402, 403, 429) or (http_status(exc) or 0) >= 500:
                     raise HfJobsError(explain(exc, f"checking access to {repo_id}")) from None
@@ -224,16 +236,14 @@ class HfJobs:
         """Create the claim branch; False when another apply holds it (a claim left by a job that
         failed is taken over)."""
         try:
-            retry(lambda: self.api.create_branch(repo, branch=claim_branch(key)), what="claim", say=self.say,
-                  landed=lambda: None)
+            retry(lambda: self.api.create_branch(repo, branch=claim_branch(key)), what="claim", say=self.say, landed=lambda: None)
             return True
         except Exception as exc:
             if http_status(exc) != 409:
                 raise
         jobs = self.jobs_for(label)
-        if jobs and all(j.status.stage not in ACTIVE for j in jobs):
-            return True  # the earlier attempt's job failed: retrying is what the user asked for
-        return False
+        # the earlier attempt's job failed: retrying is what the user asked for
+        return bool(jobs) and all(j.status.stage not in ACTIVE for j in jobs)
 
     def release(self, repo: str, key: str) -> None:
         for branch in (claim_branch(key), jobs_branch(key)):
@@ -252,21 +262,53 @@ class HfJobs:
         except Exception:
             pass
         retry(lambda: self.api.create_branch(repo, branch=branch, exist_ok=True), what=f"create branch {branch}", say=self.say)
-        ops = [CommitOperationAdd(f"{JOB_FOLDER}/bundle/{p.relative_to(bundle).as_posix()}", str(p)) for p in sorted(bundle.rglob("*")) if p.is_file()]
+        ops = [
+            CommitOperationAdd(f"{JOB_FOLDER}/bundle/{p.relative_to(bundle).as_posix()}", str(p))
+            for p in sorted(bundle.rglob("*"))
+            if p.is_file()
+        ]
         ops.append(CommitOperationAdd(f"{JOB_FOLDER}/{wheel.name}", str(wheel)))
-        retry(lambda: self.api.create_commit(repo, ops, commit_message=f"tuneform job bundle for {tag_of(key)}", revision=branch),
-              what="upload the job bundle", say=self.say)
+        retry(
+            lambda: self.api.create_commit(repo, ops, commit_message=f"tuneform job bundle for {tag_of(key)}", revision=branch),
+            what="upload the job bundle",
+            say=self.say,
+        )
         return branch
 
-    def submit(self, *, repo: str, key: str, label: str, branch: str, image: str, flavor: str, timeout: int,
-               token: str, git_sha: str | None, name: str) -> Submitted:
-        labels = {"tuneform-run": key[:12], "tuneform-job": label, "tuneform-git": (git_sha or "none")[:12],
-                  "tuneform-repo": repo_label(repo)}
+    def submit(
+        self,
+        *,
+        repo: str,
+        key: str,
+        label: str,
+        branch: str,
+        image: str,
+        flavor: str,
+        timeout: int,
+        token: str,
+        git_sha: str | None,
+        name: str,
+    ) -> Submitted:
+        labels = {
+            "tuneform-run": key[:12],
+            "tuneform-job": label,
+            "tuneform-git": (git_sha or "none")[:12],
+            "tuneform-repo": repo_label(repo),
+        }
         env = {"TUNEFORM_REPO": repo, "TUNEFORM_BRANCH": branch, "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
         def call() -> Any:
-            return self.api.run_job(image=image, command=["bash", "-c", CONTAINER_SCRIPT], env=env, secrets={"HF_TOKEN": token},
-                                    flavor=flavor, timeout=timeout, labels=labels, name=name, namespace=self.namespace)
+            return self.api.run_job(
+                image=image,
+                command=["bash", "-c", CONTAINER_SCRIPT],
+                env=env,
+                secrets={"HF_TOKEN": token},
+                flavor=flavor,
+                timeout=timeout,
+                labels=labels,
+                name=name,
+                namespace=self.namespace,
+            )
 
         job = retry(call, what="submit the job", landed=lambda: self.active_job(label), say=self.say)
         return Submitted(job.id, self.url(job.id), self.namespace, True, getattr(job, "created_at", None))
@@ -278,8 +320,11 @@ class HfJobs:
         submission), one that has ended, or one submitted after ours (a newer apply's). A cancel that
         fails (the job ended meanwhile, 404...) comes back with canceled=False and why; listing the
         jobs failing raises."""
-        found = retry(lambda: list(self.api.list_jobs(labels={"tuneform-repo": repo_label(repo)}, namespace=self.namespace)),
-                      what="list the run's jobs", say=self.say)
+        found = retry(
+            lambda: list(self.api.list_jobs(labels={"tuneform-repo": repo_label(repo)}, namespace=self.namespace)),
+            what="list the run's jobs",
+            say=self.say,
+        )
         out: list[Superseded] = []
         for job in found:
             labels = getattr(job, "labels", None) or {}
@@ -291,7 +336,11 @@ class HfJobs:
             if created is not None and submitted.created_at is not None and created > submitted.created_at:
                 continue  # a newer apply submitted it: it supersedes ours, not the other way round
             try:
-                retry(lambda job_id=job.id: self.api.cancel_job(job_id=job_id, namespace=self.namespace), what=f"cancel job {job.id}", say=self.say)
+                retry(
+                    lambda job_id=job.id: self.api.cancel_job(job_id=job_id, namespace=self.namespace),
+                    what=f"cancel job {job.id}",
+                    say=self.say,
+                )
                 out.append(Superseded(job.id, run, stage, True))
                 self.release(repo, run)  # its claim and bundle branches: a later apply of that key submits again
             except Exception as exc:
@@ -335,4 +384,3 @@ class HfJobs:
 def namespace_of(repo: str) -> str:
     """Jobs run (and bill) in the output repo's namespace: the token writes there anyway."""
     return repo.split("/", 1)[0]
-

@@ -13,9 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 RUNNING, COMPLETED, FAILED, CANCELED = "RUNNING", "COMPLETED", "ERROR", "CANCELED"
 TERMINAL = (COMPLETED, FAILED, CANCELED)
@@ -106,7 +107,11 @@ def list_jobs(home: Path) -> list[LocalJob]:
 
 def find_jobs(home: Path, ref: str) -> list[LocalJob]:
     """Jobs matching a job id, a run name or a run key prefix, newest last."""
-    return [j for j in list_jobs(home) if ref in (j.id, j.state.get("name")) or (len(ref) >= 6 and str(j.state.get("run_key", "")).startswith(ref))]
+    return [
+        j
+        for j in list_jobs(home)
+        if ref in (j.id, j.state.get("name")) or (len(ref) >= 6 and str(j.state.get("run_key", "")).startswith(ref))
+    ]
 
 
 def active_job(home: Path, run_key: str) -> LocalJob | None:
@@ -120,12 +125,15 @@ def active_job(home: Path, run_key: str) -> LocalJob | None:
 def start(job: LocalJob, home: Path) -> subprocess.Popen[bytes]:
     """Run `tuneform job` on the job's bundle in a subprocess; output goes to log.txt."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNEFORM_HOME": str(home)}
-    log = open(job.log, "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(home)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-    )
-    log.close()
+    with open(job.log, "ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(home)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     job.update(stage=RUNNING, pid=process.pid, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return process
 
@@ -143,8 +151,9 @@ def follow(job: LocalJob, process: subprocess.Popen[bytes] | None, on_line: Call
     if process is not None:
         code = process.returncode
         if job.state.get("stage") == RUNNING:
-            job.update(stage=COMPLETED if code == 0 else FAILED, exit_code=code,
-                       finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            job.update(
+                stage=COMPLETED if code == 0 else FAILED, exit_code=code, finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            )
     return job.stage
 
 

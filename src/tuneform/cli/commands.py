@@ -101,13 +101,30 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
 @click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Override compute.backend.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow each job until it ends.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--approval-from-commit", "approval_commit", metavar="SHA", default=None,
-              help="Read budget approval from the labels of the merged PR of this commit, through the GitHub API "
-                   "(GITHUB_TOKEN, GITHUB_REPOSITORY): for a push to main, whose event carries no labels.")
-@click.option("--plan-markdown", "plan_markdown", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Also write the plan as markdown to this file (what the results comment shows).")
-def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: bool, fmt: str,
-          approval_commit: str | None, plan_markdown: str | None) -> None:
+@click.option(
+    "--approval-from-commit",
+    "approval_commit",
+    metavar="SHA",
+    default=None,
+    help="Read budget approval from the labels of the merged PR of this commit, through the GitHub API "
+    "(GITHUB_TOKEN, GITHUB_REPOSITORY): for a push to main, whose event carries no labels.",
+)
+@click.option(
+    "--plan-markdown",
+    "plan_markdown",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the plan as markdown to this file (what the results comment shows).",
+)
+def apply(
+    paths: tuple[str, ...],
+    base: str | None,
+    backend: str | None,
+    wait: bool,
+    fmt: str,
+    approval_commit: str | None,
+    plan_markdown: str | None,
+) -> None:
     """Execute the plan: train, evaluate and publish; restore without training.
 
     Prints the plan first, then each job's progress and report. Idempotent: a run whose key is
@@ -165,20 +182,27 @@ def apply(paths: tuple[str, ...], base: str | None, backend: str | None, wait: b
 
 def _over_budget(plan: Any) -> bool:
     """Whether the plan fails (also) because of a budget: a run's cap or the PR cap."""
-    return (any(run.budget_problems for run in plan.runs)
-            or any(p.severity == "error" and "max_usd_per_pr" in p.message for p in plan.problems))
+    return any(run.budget_problems for run in plan.runs) or any(
+        p.severity == "error" and "max_usd_per_pr" in p.message for p in plan.problems
+    )
 
 
-def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None,
-          labels: list[str] | None = None) -> Any:
+def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None, labels: list[str] | None = None) -> Any:
     from tuneform.backends import registry_for
     from tuneform.github.client import event_labels
     from tuneform.plan.planner import make_plan
     from tuneform.runfile.diagnostics import Problem
 
     note = _refresh_prices(root, backend)
-    plan = make_plan(root, base=base, paths=paths, backend=backend, registry_for=registry_for(root), hub=hub,
-                     labels=event_labels() if labels is None else labels)
+    plan = make_plan(
+        root,
+        base=base,
+        paths=paths,
+        backend=backend,
+        registry_for=registry_for(root),
+        hub=hub,
+        labels=event_labels() if labels is None else labels,
+    )
     if note:
         plan.problems.append(Problem(note, severity="warning"))
     return plan
@@ -197,10 +221,18 @@ def _refresh_prices(root: Path, backend: str | None) -> str | None:
 
 @main.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--registry", "registry_home", required=True,
-              help="Local registry folder to publish into, or hub:<repo> (the bundle's output repo on the Hub; HF_TOKEN).")
-@click.option("--processes", type=click.IntRange(min=1), default=None,
-              help="Processes to train with (DDP under accelerate launch). Default: one per visible GPU, 1 on CPU.")
+@click.option(
+    "--registry",
+    "registry_home",
+    required=True,
+    help="Local registry folder to publish into, or hub:<repo> (the bundle's output repo on the Hub; HF_TOKEN).",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to train with (DDP under accelerate launch). Default: one per visible GPU, 1 on CPU.",
+)
 def job(bundle: Path, registry_home: str, processes: int | None) -> None:
     """Run one job bundle: train, evaluate, publish (what every backend executes)."""
     from tuneform.job.pipeline import install_sigterm, run_job
@@ -251,7 +283,9 @@ def history(run: str, backend: str | None, fmt: str) -> None:
     root = _root()
     path = Path(run) if Path(run).suffix in (".yaml", ".yml") else root / RUNS_DIR / f"{run}.yaml"
     if not path.is_file():
-        _fail(f"no run file {path.relative_to(root) if path.is_relative_to(root) else path}: pass a run file or the name of one in runs/", fmt)
+        _fail(
+            f"no run file {path.relative_to(root) if path.is_relative_to(root) else path}: pass a run file or the name of one in runs/", fmt
+        )
     loaded = load_run_text(path.read_bytes(), str(path))
     if loaded.spec is None:
         _fail(f"{path}: invalid run file; tuneform validate {path} says why", fmt)
@@ -261,8 +295,19 @@ def history(run: str, backend: str | None, fmt: str) -> None:
         versions = registry.versions(repo)
     except RegistryError as exc:
         _fail(str(exc), fmt)
-    rows = [{"version": f"run-{v.key[:12]}", "run_key": v.key, "main": v.key == main_key, "status": v.status,
-             "created": v.created, "commit": v.commit, "pr": v.pr, "metrics": _headline(v.manifest)} for v in versions]
+    rows = [
+        {
+            "version": f"run-{v.key[:12]}",
+            "run_key": v.key,
+            "main": v.key == main_key,
+            "status": v.status,
+            "created": v.created,
+            "commit": v.commit,
+            "pr": v.pr,
+            "metrics": _headline(v.manifest),
+        }
+        for v in versions
+    ]
     if fmt == "json":
         _emit_json({"repo": repo, "main": main_key, "versions": rows})
         return
@@ -272,8 +317,10 @@ def history(run: str, backend: str | None, fmt: str) -> None:
     click.echo(f"{repo}")
     for r in rows:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items())
-        click.echo(f"{'*' if r['main'] else ' '} {r['version']}  {r['created'] or '-':20}  {(r['commit'] or '-')[:12]:12}  "
-                   f"{'#' + str(r['pr']) if r['pr'] else '-':6} {r['status']:12} {metrics}")
+        click.echo(
+            f"{'*' if r['main'] else ' '} {r['version']}  {r['created'] or '-':20}  {(r['commit'] or '-')[:12]:12}  "
+            f"{'#' + str(r['pr']) if r['pr'] else '-':6} {r['status']:12} {metrics}"
+        )
     click.echo("* = main")
 
 
@@ -336,7 +383,7 @@ def _headline(manifest: dict[str, Any]) -> dict[str, float]:
 
 @main.command()
 @click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--predictions", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL of {\"id\", \"prediction\"}.")
+@click.option("--predictions", required=True, type=click.Path(dir_okay=False, path_type=Path), help='JSONL of {"id", "prediction"}.')
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def score(suite: Path, predictions: Path, fmt: str) -> None:
     """Score predictions (any model's) against an eval suite. Exit 1 on missing rows or bad files."""
@@ -388,8 +435,12 @@ def preview(run: Path, count: int, fmt: str) -> None:
     for sample in samples:
         console.rule(f"{sample.source} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
         console.print(sample.marked(style), markup=style == "rich")
-    console.print("[bold green]green[/] text is trained; the rest is context only" if style == "rich"
-                  else "text inside ⟦ ⟧ is trained; the rest is context only", markup=style == "rich")
+    console.print(
+        "[bold green]green[/] text is trained; the rest is context only"
+        if style == "rich"
+        else "text inside ⟦ ⟧ is trained; the rest is context only",
+        markup=style == "rich",
+    )
 
 
 def _jobs(ref: str, fmt: str) -> Any:
@@ -452,8 +503,15 @@ def status(run_or_job: str, fmt: str) -> None:
     if remote is not None:
         api, namespace, job_id = remote
         info = _hf_call(fmt, f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
-        state = {"id": info.id, "stage": info.status.stage, "message": info.status.message, "flavor": info.flavor,
-                 "labels": info.labels, "url": info.url, "backend": "hf-jobs"}
+        state = {
+            "id": info.id,
+            "stage": info.status.stage,
+            "message": info.status.message,
+            "flavor": info.flavor,
+            "labels": info.labels,
+            "url": info.url,
+            "backend": "hf-jobs",
+        }
         if fmt == "json":
             _emit_json(state)
         else:
@@ -478,7 +536,9 @@ def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
     remote = _hf(run_or_job, fmt)
     if remote is not None:
         api, namespace, job_id = remote
-        lines_got = _hf_call(fmt, f"fetching logs of job {job_id}", lambda: list(api.fetch_job_logs(job_id=job_id, namespace=namespace, tail=lines)))
+        lines_got = _hf_call(
+            fmt, f"fetching logs of job {job_id}", lambda: list(api.fetch_job_logs(job_id=job_id, namespace=namespace, tail=lines))
+        )
         if fmt == "json":
             _emit_json({"id": job_id, "lines": lines_got})
         else:
@@ -531,12 +591,10 @@ def cancel(run_or_job: str, fmt: str) -> None:
 @click.option("--commit", default=None, help="A merge commit: the comment goes on the PR it came from.")
 @click.option("--key", required=True, help="Which sticky comment (e.g. plan, results): one per key per PR.")
 @click.option("--details-url", default=None, help="Where the full report lives (linked when the body is trimmed).")
-@click.option("--expect-head", metavar="SHA", default=None,
-              help="Comment only when the PR's head commit is SHA (exit 1 otherwise).")
+@click.option("--expect-head", metavar="SHA", default=None, help="Comment only when the PR's head commit is SHA (exit 1 otherwise).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, expect_head: str | None,
-            fmt: str, file: Any) -> None:
+def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, expect_head: str | None, fmt: str, file: Any) -> None:
     """Create or update the one tuneform comment for KEY on a PR (GITHUB_TOKEN, GITHUB_REPOSITORY).
 
     Exit 0 when the comment was created or updated; 1 when GitHub failed or the PR's head is not

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 T = TypeVar("T")
@@ -52,8 +53,15 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-def retry(call: Callable[[], T], *, what: str, landed: Callable[[], T | None] | None = None, attempts: int = 5,
-          base_delay: float | None = None, say: Callable[[str], None] | None = None) -> T:
+def retry(
+    call: Callable[[], T],
+    *,
+    what: str,
+    landed: Callable[[], T | None] | None = None,
+    attempts: int = 5,
+    base_delay: float | None = None,
+    say: Callable[[str], None] | None = None,
+) -> T:
     """Run a write; on 429/5xx/connection errors wait (Retry-After, else exponential backoff) and
     try again. `landed` reads the state before a retry: a non-None answer means the write already
     took effect (its answer was lost) and is returned instead of writing twice."""
@@ -68,7 +76,9 @@ def retry(call: Callable[[], T], *, what: str, landed: Callable[[], T | None] | 
             wait = min(60.0, wait if wait is not None else delay * 2 ** (attempt - 1))
             if say:
                 status = http_status(exc)
-                say(f"  {what}: {'HTTP ' + str(status) if status else type(exc).__name__}; retrying in {wait:.0f}s ({attempt}/{attempts - 1})")
+                say(
+                    f"  {what}: {'HTTP ' + str(status) if status else type(exc).__name__}; retrying in {wait:.0f}s ({attempt}/{attempts - 1})"
+                )
             time.sleep(wait)
             if landed is not None:
                 try:

@@ -51,10 +51,11 @@ import re
 import statistics
 import unicodedata
 from collections import Counter as Multiset
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from tuneform.data.reader import (
     CONVERTERS,
@@ -213,7 +214,9 @@ def resolve_policy(repository: DataPolicy, run: DataPolicy) -> tuple[dict[str, L
             wanted_level = run_rule.level or level
             if level == "fail":
                 if wanted_level != "fail" or wanted_max > most:
-                    notes.append(f"data.policy.{rule}: the repository sets {rule} to fail above {_pct(most)}; a run may tighten that, not relax it")
+                    notes.append(
+                        f"data.policy.{rule}: the repository sets {rule} to fail above {_pct(most)}; a run may tighten that, not relax it"
+                    )
                 most = min(most, wanted_max)
             else:
                 most, level = wanted_max, wanted_level
@@ -221,7 +224,9 @@ def resolve_policy(repository: DataPolicy, run: DataPolicy) -> tuple[dict[str, L
     return limits, notes
 
 
-def _judge(limits: dict[str, Limit], rule: str, count: int, total: int, message: str, hits: list[Hit], eval_ids: Sequence[str] = ()) -> Finding | None:
+def _judge(
+    limits: dict[str, Limit], rule: str, count: int, total: int, message: str, hits: list[Hit], eval_ids: Sequence[str] = ()
+) -> Finding | None:
     """A finding at the policy's level when over the limit, `info` when not, None when nothing or off."""
     limit = limits[rule]
     if count == 0 or limit.level == "off":
@@ -362,7 +367,9 @@ def _scan(data: bytes, src: LocalSource, counter: Counter) -> _Scan:
     return _scan_rows(scan, [(src.path, scan.unit, records)], src, counter)
 
 
-def _scan_rows(scan: _Scan, files: Sequence[tuple[str, Literal["line", "row"], list[Row]]], src: LocalSource | HubSource, counter: Counter) -> _Scan:
+def _scan_rows(
+    scan: _Scan, files: Sequence[tuple[str, Literal["line", "row"], list[Row]]], src: LocalSource | HubSource, counter: Counter
+) -> _Scan:
     """The rows of one source's files (name in row refs, unit, rows), through the job's converters."""
     convert = CONVERTERS[src.format]
     texts: list[str] = []
@@ -383,7 +390,7 @@ def _scan_rows(scan: _Scan, files: Sequence[tuple[str, Literal["line", "row"], l
         """A hit on a row of the file being read (`name`, `unit` of the loop below); no text when private."""
         return Hit(RowRef(name, number, unit), detail, sample if scan.quote else "", scan.quote)
 
-    for file, (name, unit, rows) in enumerate(files):
+    for file, (name, unit, rows) in enumerate(files):  # noqa: B007 (hit() above reads name and unit)
         for row in rows:
             _scan_row(scan, row, file, src, convert, hit, normal, texts, overheads)
     for kept, tokens, overhead in zip(scan.kept, counter.count(texts) if texts else [], overheads):
@@ -398,7 +405,17 @@ def _scan_rows(scan: _Scan, files: Sequence[tuple[str, Literal["line", "row"], l
     return scan
 
 
-def _scan_row(scan: _Scan, row: Row, file: int, src: LocalSource | HubSource, convert: Any, hit: Any, normal: Any, texts: list[str], overheads: list[int]) -> None:
+def _scan_row(
+    scan: _Scan,
+    row: Row,
+    file: int,
+    src: LocalSource | HubSource,
+    convert: Any,
+    hit: Any,
+    normal: Any,
+    texts: list[str],
+    overheads: list[int],
+) -> None:
     """One row: dropped with the job's reason, or kept with its hashes, keys and the rules it breaks."""
     number, record, raw = row.number, row.record, row.raw
     scan.rows += 1
@@ -525,9 +542,14 @@ def _scan_hub(src: HubSource, tokenizer_id: str, counter: Counter) -> _Scan | st
         revision = info.sha or src.revision
         files = hub_data_files(api.list_repo_files(src.dataset, repo_type="dataset", revision=revision), split, src.name)
         if not files:
-            return (f"Hub dataset: not checked: no {', '.join(SUFFIXES)} files of {what} in the Hub's usual layouts "
-                    f"(data/{split}-*.parquet, {split}.jsonl, <name>/{split}-*)")
-        sizes = {entry.path: getattr(entry, "size", 0) or 0 for entry in api.get_paths_info(src.dataset, files, repo_type="dataset", revision=revision)}
+            return (
+                f"Hub dataset: not checked: no {', '.join(SUFFIXES)} files of {what} in the Hub's usual layouts "
+                f"(data/{split}-*.parquet, {split}.jsonl, <name>/{split}-*)"
+            )
+        sizes = {
+            entry.path: getattr(entry, "size", 0) or 0
+            for entry in api.get_paths_info(src.dataset, files, repo_type="dataset", revision=revision)
+        }
         total = sum(sizes.get(path, 0) for path in files)
         if total > HUB_MAX_BYTES:
             return f"Hub dataset: not checked: {len(files)} files of {what} are {total / MB:,.0f} MB, too large to check in plan (over {HUB_MAX_BYTES // MB} MB)"
@@ -544,7 +566,9 @@ def _scan_hub(src: HubSource, tokenizer_id: str, counter: Counter) -> _Scan | st
                 return f"Hub dataset: not checked: {path} cannot be read here ({exc})"
             parsed.append((f"{label}/{path}", unit, rows))
     except GatedRepoError:
-        return f"Hub dataset: not checked: gated, and this token has not been granted access (request it on the Hub, or set HF_TOKEN) ({what})"
+        return (
+            f"Hub dataset: not checked: gated, and this token has not been granted access (request it on the Hub, or set HF_TOKEN) ({what})"
+        )
     except RevisionNotFoundError:
         return f"Hub dataset: not checked: revision {src.revision} not found"
     except RepositoryNotFoundError:
@@ -573,7 +597,15 @@ class SourceSummary:
     note: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"source": self.source, "role": self.role, "format": self.format, "rows": self.rows, "kept": self.kept, "checked": self.checked, "note": self.note}
+        return {
+            "source": self.source,
+            "role": self.role,
+            "format": self.format,
+            "rows": self.rows,
+            "kept": self.kept,
+            "checked": self.checked,
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True)
@@ -614,7 +646,10 @@ class DataDiff:
         if not self.changed:
             return "no change to the training data"
         parts = [f"+{self.added:,} rows"] + ([f"-{self.removed:,} rows"] if self.removed else [])
-        parts.append(f"{_pct(self.duplicates_now)} duplicates" + (f" (was {_pct(self.duplicates_then)})" if self.duplicates_then != self.duplicates_now else ""))
+        parts.append(
+            f"{_pct(self.duplicates_now)} duplicates"
+            + (f" (was {_pct(self.duplicates_then)})" if self.duplicates_then != self.duplicates_now else "")
+        )
         leak = f"{self.leaked_now} eval prompt{'s' if self.leaked_now != 1 else ''} in train"
         parts.append(leak + (f" (was {self.leaked_then})" if self.leaked_then != self.leaked_now else ""))
         return ", ".join(parts)
@@ -708,8 +743,15 @@ class DataReport:
             "lengths": self.lengths,
             "max_seq_length": self.max_seq_length,
             "truncated": self.truncated,
-            "duplicates": {"rows": self.duplicates, "exact": self.exact_duplicates, "near": self.duplicates - self.exact_duplicates, "rate": round(self.duplicate_rate, 6)},
-            "labels": None if self.labels is None else [{"label": label if quote and self.quote_labels else None, "rows": n} for label, n in self.labels],
+            "duplicates": {
+                "rows": self.duplicates,
+                "exact": self.exact_duplicates,
+                "near": self.duplicates - self.exact_duplicates,
+                "rate": round(self.duplicate_rate, 6),
+            },
+            "labels": None
+            if self.labels is None
+            else [{"label": label if quote and self.quote_labels else None, "rows": n} for label, n in self.labels],
             "leakage": [s.as_json() for s in self.leakage],
             "findings": [f.as_json(quote) for f in self.findings],
             "policy": {rule: {"max": limit.max, "level": limit.level} for rule, limit in self.policy.items()},
@@ -795,7 +837,9 @@ def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataRepor
     report = DataReport(run, [], spec.model.max_seq_length, counter.method, policy=limits, notes=notes)
     findings: list[Finding | None] = []
 
-    def read(sources: Sequence[LocalSource | HubSource], role: Literal["train", "eval"]) -> tuple[list[tuple[LocalSource | HubSource, _Scan]], bool]:
+    def read(
+        sources: Sequence[LocalSource | HubSource], role: Literal["train", "eval"]
+    ) -> tuple[list[tuple[LocalSource | HubSource, _Scan]], bool]:
         """Scans of the sources that could be read, and whether they are all of the job's rows."""
         scans: list[tuple[LocalSource | HubSource, _Scan]] = []
         for src in sources:
@@ -822,8 +866,11 @@ def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataRepor
     scans = [scan for _, scan in train_scans + eval_scans]
     if not train_scans:
         offline = any(s.note == HUB_OFFLINE_NOTE for s in report.sources)
-        report.notes.append("no local training files: only Hub datasets, which plan does not download" if offline
-                            else "no training data checked: the Hub datasets could not be read here (each source says why)")
+        report.notes.append(
+            "no local training files: only Hub datasets, which plan does not download"
+            if offline
+            else "no training data checked: the Hub datasets could not be read here (each source says why)"
+        )
         report.findings = [f for f in findings if f]
         return report
 
@@ -836,10 +883,16 @@ def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataRepor
     dropped = sum(scan.dropped_count for scan in scans)
     if dropped and dropped > spec.data.max_bad_rows * read_rows:
         partial = "" if train_complete and eval_complete else " of the files checked"
-        findings.append(Finding(
-            "max_bad_rows", "fail",
-            f"the job will stop: {_rows_of(dropped, read_rows)}{partial} are malformed, more than data.max_bad_rows ({_pct(spec.data.max_bad_rows)}) allows: fix them, or raise data.max_bad_rows to drop them",
-            dropped, read_rows, tuple(hit for scan in scans for hit in scan.dropped)[:MAX_ROWS]))
+        findings.append(
+            Finding(
+                "max_bad_rows",
+                "fail",
+                f"the job will stop: {_rows_of(dropped, read_rows)}{partial} are malformed, more than data.max_bad_rows ({_pct(spec.data.max_bad_rows)}) allows: fix them, or raise data.max_bad_rows to drop them",
+                dropped,
+                read_rows,
+                tuple(hit for scan in scans for hit in scan.dropped)[:MAX_ROWS],
+            )
+        )
 
     rows = [_Row(scan, kept) for _, scan in train_scans for kept in scan.kept]
     for _, scan in train_scans:
@@ -867,10 +920,16 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
         report.lengths = {"min": lengths[0], "median": int(statistics.median_low(lengths)), "p95": p95, "max": lengths[-1]}
     long_rows = [row for row in rows if row.kept.tokens > report.max_seq_length]
     report.truncated = len(long_rows)
-    findings.append(_judge(
-        limits, "truncated", len(long_rows), len(rows),
-        f"{_rows_of(len(long_rows), len(rows))} are longer than max_seq_length {report.max_seq_length} ({report.token_method}) and will be truncated",
-        [row.hit(f"{row.kept.tokens:,} tokens") for row in long_rows[:MAX_ROWS]]))
+    findings.append(
+        _judge(
+            limits,
+            "truncated",
+            len(long_rows),
+            len(rows),
+            f"{_rows_of(len(long_rows), len(rows))} are longer than max_seq_length {report.max_seq_length} ({report.token_method}) and will be truncated",
+            [row.hit(f"{row.kept.tokens:,} tokens") for row in long_rows[:MAX_ROWS]],
+        )
+    )
 
     first: dict[int, _Row] = {}
     hits: list[Hit] = []
@@ -884,10 +943,16 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
         if len(hits) < MAX_ROWS:
             hits.append(row.hit(f"{'exact' if exact else 'near'} duplicate of {seen.ref}"))
     near = report.duplicates - report.exact_duplicates
-    findings.append(_judge(
-        limits, "duplicates", report.duplicates, len(rows),
-        f"{_rows_of(report.duplicates, len(rows))} repeat an earlier row ({report.exact_duplicates:,} exactly, {near:,} up to case, spacing or punctuation)",
-        hits))
+    findings.append(
+        _judge(
+            limits,
+            "duplicates",
+            report.duplicates,
+            len(rows),
+            f"{_rows_of(report.duplicates, len(rows))} repeat an earlier row ({report.exact_duplicates:,} exactly, {near:,} up to case, spacing or punctuation)",
+            hits,
+        )
+    )
 
     labels = Multiset(row.kept.label for row in rows if row.kept.label is not None)
     top = labels.most_common(LABEL_TOP)
@@ -895,7 +960,9 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
         report.labels = [(label, n) for label, n in top if label is not None]
 
 
-def _split(spec: RunSpec, train_scans: list[tuple[LocalSource | HubSource, _Scan]], complete: bool, report: DataReport) -> tuple[list[int], list[int]]:
+def _split(
+    spec: RunSpec, train_scans: list[tuple[LocalSource | HubSource, _Scan]], complete: bool, report: DataReport
+) -> tuple[list[int], list[int]]:
     """Indices into `rows` that train and that are held out, drawn exactly as data.load_data does:
     max_samples per source (seeded sample), one seeded shuffle, then the first eval_split rows."""
     seed = spec.training.seed
@@ -911,7 +978,9 @@ def _split(spec: RunSpec, train_scans: list[tuple[LocalSource | HubSource, _Scan
     if spec.data.eval or not spec.data.eval_split:
         return chosen, []
     if not complete:
-        report.notes.append("eval split not checked for leakage: not every training row was read here (a Hub dataset not checked, or a sliced split), so the held-out rows cannot be drawn")
+        report.notes.append(
+            "eval split not checked for leakage: not every training row was read here (a Hub dataset not checked, or a sliced split), so the held-out rows cannot be drawn"
+        )
         return chosen, []
     random.Random(seed).shuffle(chosen)
     n_eval = eval_count(len(chosen), spec.data.eval_split)
@@ -935,8 +1004,16 @@ def _prompt(messages: Sequence[dict[str, Any]] | None, prompt: str | None) -> tu
 
 
 def _leakage(
-    spec: RunSpec, tree: Tree, report: DataReport, rows: list[_Row], trained: list[int], held_out: list[int],
-    eval_scans: list[tuple[LocalSource | HubSource, _Scan]], eval_complete: bool, limits: dict[str, Limit], findings: list[Finding | None],
+    spec: RunSpec,
+    tree: Tree,
+    report: DataReport,
+    rows: list[_Row],
+    trained: list[int],
+    held_out: list[int],
+    eval_scans: list[tuple[LocalSource | HubSource, _Scan]],
+    eval_complete: bool,
+    limits: dict[str, Limit],
+    findings: list[Finding | None],
 ) -> None:
     """Eval rows (suites, the eval split, eval sources) whose prompt is also a training prompt."""
     index: dict[str, list[int]] = {}
@@ -956,7 +1033,9 @@ def _leakage(
             leaked.append(item.id)
             same = any(rows[i].kept.prompt == item.raw for i in matches)
             exact += same
-            what = f"{item.id} ({item.where}, {'exact' if same else 'near'})" if item.where else f"{item.id} ({'exact' if same else 'near'})"
+            what = (
+                f"{item.id} ({item.where}, {'exact' if same else 'near'})" if item.where else f"{item.id} ({'exact' if same else 'near'})"
+            )
             hits += [rows[i].hit(f"prompt of eval row {what}") for i in matches[: MAX_ROWS - len(hits)]]
         report.leakage.append(LeakSet(name, kind, len(items), len(leaked), tuple(leaked)))
         message = f"{len(leaked):,} of {len(items):,} prompts of {name} are in the training data ({exact} exactly, {len(leaked) - exact} up to case, spacing or punctuation)"

@@ -37,7 +37,12 @@ ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 # Fields a format cannot do without; alpaca's `input` may be absent.
-REQUIRED_FIELDS = {"messages": ("messages",), "prompt_completion": ("prompt", "completion"), "alpaca": ("instruction", "output"), "text": ("text",)}
+REQUIRED_FIELDS = {
+    "messages": ("messages",),
+    "prompt_completion": ("prompt", "completion"),
+    "alpaca": ("instruction", "output"),
+    "text": ("text",),
+}
 CANONICAL_NAMES = {name for names in REQUIRED_FIELDS.values() for name in names} | {"input"}
 SHOWN_BAD_ROWS = 5
 

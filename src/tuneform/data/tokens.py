@@ -11,9 +11,10 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tuneform.runfile.resolve import local_model_dir
 from tuneform.runfile.spec import CANONICAL_COLUMNS, LocalSource, RunSpec

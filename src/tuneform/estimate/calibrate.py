@@ -188,11 +188,19 @@ class Calibration:
         if not self.records:
             lines.append("no trained version records an estimate and a measurement yet: apply a run, then calibrate")
             return "\n".join(lines) + "\n"
-        lines.append(f"{'run':20} {'version':16} {'gpu':6} {'tok/s est':>10} {'measured':>10} {'x':>6} {'GiB est':>8} {'measured':>8} {'x':>6}")
+        lines.append(
+            f"{'run':20} {'version':16} {'gpu':6} {'tok/s est':>10} {'measured':>10} {'x':>6} {'GiB est':>8} {'measured':>8} {'x':>6}"
+        )
         for r in self.records:
-            memory = f"{r.estimated_peak_gb:8.2f} {r.measured_peak_gb:8.2f} {r.memory:6.2f}" if r.memory is not None else f"{'-':>8} {'-':>8} {'-':>6}"
-            lines.append(f"{r.run[:20]:20} {r.version:16} {r.gpu:6} {r.estimated_tokens_per_second:10,.0f} {r.measured_tokens_per_second:10,.0f}"
-                         f"{'' if r.steady else '*'} {r.speed:6.2f} {memory}")
+            memory = (
+                f"{r.estimated_peak_gb:8.2f} {r.measured_peak_gb:8.2f} {r.memory:6.2f}"
+                if r.memory is not None
+                else f"{'-':>8} {'-':>8} {'-':>6}"
+            )
+            lines.append(
+                f"{r.run[:20]:20} {r.version:16} {r.gpu:6} {r.estimated_tokens_per_second:10,.0f} {r.measured_tokens_per_second:10,.0f}"
+                f"{'' if r.steady else '*'} {r.speed:6.2f} {memory}"
+            )
         if not all(r.steady for r in self.records):
             lines.append("* the whole training loop's rate, warm-up included: the run was too short for a steady rate")
         lines += ["", "Add to pyproject.toml (it replaces any [tool.tuneform.calibration] there):", ""]

@@ -23,18 +23,18 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "Flavor",
     "FLAVORS",
-    "get_flavor",
-    "LOCAL",
-    "local_flavor",
-    "flavors_from_hardware",
-    "ModelShape",
     "KNOWN_MODELS",
+    "LOCAL",
     "LORA_MODULES",
+    "Flavor",
+    "ModelShape",
+    "flavors_from_hardware",
+    "get_flavor",
     "known_model",
-    "shape_from_config",
+    "local_flavor",
     "model_shape",
+    "shape_from_config",
 ]
 
 
@@ -944,9 +944,14 @@ def refresh_from_hub(api: Any) -> str | None:
             "prettyName": h.pretty_name,
             "cpu": h.cpu,
             "ram": h.ram,
-            "accelerator": None if h.accelerator is None else {
-                "type": h.accelerator.type, "model": h.accelerator.model, "quantity": h.accelerator.quantity,
-                "vram": h.accelerator.vram, "manufacturer": h.accelerator.manufacturer,
+            "accelerator": None
+            if h.accelerator is None
+            else {
+                "type": h.accelerator.type,
+                "model": h.accelerator.model,
+                "quantity": h.accelerator.quantity,
+                "vram": h.accelerator.vram,
+                "manufacturer": h.accelerator.manufacturer,
             },
             "unitCostMicroUSD": h.unit_cost_micro_usd,
             "unitCostUSD": h.unit_cost_usd,

@@ -27,21 +27,21 @@ from typing import Any, Literal
 from tuneform.estimate.catalog import FLAVORS, Flavor, ModelShape
 
 __all__ = [
-    "Method",
-    "Engine",
-    "DType",
-    "Calibration",
-    "DEFAULT_CALIBRATION",
-    "Workload",
-    "TokenFlops",
-    "Estimate",
-    "NoFlavorFits",
     "BATCH_LADDER",
-    "flops_per_token",
-    "estimate",
+    "DEFAULT_CALIBRATION",
+    "Calibration",
+    "DType",
+    "Engine",
+    "Estimate",
+    "Method",
+    "NoFlavorFits",
+    "TokenFlops",
+    "Workload",
     "choose_flavor",
-    "smallest_fitting",
+    "estimate",
+    "flops_per_token",
     "forced_flavor_error",
+    "smallest_fitting",
 ]
 
 Method = Literal["lora", "qlora", "full"]
@@ -512,10 +512,7 @@ def _memory_gb(
 
     widths = cal.unsloth_activation_widths if engine == "unsloth" else cal.trl_activation_widths
     per_layer_elements = (
-        widths[0] * shape.hidden_size
-        + widths[1] * shape.q_dim
-        + widths[2] * shape.kv_dim
-        + widths[3] * shape.intermediate_size
+        widths[0] * shape.hidden_size + widths[1] * shape.q_dim + widths[2] * shape.kv_dim + widths[3] * shape.intermediate_size
     )
     tokens = batch_size * workload.row_tokens
     if checkpointing:
@@ -707,8 +704,11 @@ def _estimate_with(
         seconds_breakdown=seconds,
         memory_breakdown=memory,
         problems=tuple(problems),
-        calibration={"gpu": gpu_key(flavor), "speed": cal.speed_by_gpu.get(gpu_key(flavor), 1.0),
-                     "memory": 1.0 if flavor.is_cpu else cal.memory_by_gpu.get(gpu_key(flavor), 1.0)},
+        calibration={
+            "gpu": gpu_key(flavor),
+            "speed": cal.speed_by_gpu.get(gpu_key(flavor), 1.0),
+            "memory": 1.0 if flavor.is_cpu else cal.memory_by_gpu.get(gpu_key(flavor), 1.0),
+        },
     )
 
 
@@ -737,9 +737,7 @@ def estimate(
     returned estimate is the smallest configuration, with ``fits`` False and the reason.
     """
     cal = calibration
-    checkpointing_options = (
-        [False, True] if workload.gradient_checkpointing is None else [workload.gradient_checkpointing]
-    )
+    checkpointing_options = [False, True] if workload.gradient_checkpointing is None else [workload.gradient_checkpointing]
     if workload.batch_size is not None:
         batches: Sequence[int] = [workload.batch_size]
     else:
@@ -847,19 +845,13 @@ def forced_flavor_error(
         fix = "No allowed flavor fits: use qlora, a smaller model, a shorter max_seq_length or allow a larger flavor."
     else:
         where = "RAM" if suggestion.flavor.is_cpu else "per GPU"
-        fix = (
-            f"Smallest allowed flavor that fits: {suggestion.flavor.name} "
-            f"({suggestion.memory_gb:g} GiB {where}, ~${suggestion.usd:.2f})."
-        )
+        fix = f"Smallest allowed flavor that fits: {suggestion.flavor.name} ({suggestion.memory_gb:g} GiB {where}, ~${suggestion.usd:.2f})."
     return f"{flavor_name} cannot train this run: {reasons}. {fix}"
 
 
 def _no_fit_message(workload: Workload, allowed: Sequence[str], estimates: list[Estimate], cal: Calibration) -> str:
     if not estimates:
-        return (
-            f"no allowed flavor can train ({', '.join(allowed) or 'none allowed'}): "
-            "training needs a GPU flavor or the local machine"
-        )
+        return f"no allowed flavor can train ({', '.join(allowed) or 'none allowed'}): training needs a GPU flavor or the local machine"
     need = min(item.peak_vram_gb for item in estimates)
     listed = ", ".join(f"{item.flavor.name} ({item.memory_gb:g} GiB)" for item in estimates)
     method = workload.method if workload.method == "qlora" else f"{workload.method} (qlora needs less)"

@@ -94,7 +94,13 @@ def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
             return None
     shape = catalog.known_model(spec.model.id)
     if shape is None:
-        sizing.findings.append((("model", "id"), f"{spec.model.id} is not in tuneform's catalog of model shapes: cost and memory are not estimated (use a known model, or a local copy whose config.json can be read)", "warning"))
+        sizing.findings.append(
+            (
+                ("model", "id"),
+                f"{spec.model.id} is not in tuneform's catalog of model shapes: cost and memory are not estimated (use a known model, or a local copy whose config.json can be read)",
+                "warning",
+            )
+        )
     return shape
 
 
@@ -129,7 +135,13 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
             longest = None if longest is None or count.longest is None else max(longest, count.longest)
         elif isinstance(src, HubSource):
             if src.max_samples is None:
-                sizing.findings.append((("data", "train", i), f"dataset {src.dataset} cannot be sized offline: set max_samples (or training.max_steps) so the plan can price the run", "warning"))
+                sizing.findings.append(
+                    (
+                        ("data", "train", i),
+                        f"dataset {src.dataset} cannot be sized offline: set max_samples (or training.max_steps) so the plan can price the run",
+                        "warning",
+                    )
+                )
                 return None
             methods.add("max_samples")
             total += int(src.max_samples * spec.model.max_seq_length * UNKNOWN_ROW_FILL)
@@ -139,7 +151,13 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     sizing.rows = rows
     sizing.longest_row = longest or None
     if sizing.truncated_rows:
-        sizing.findings.append((("model", "max_seq_length"), f"{sizing.truncated_rows} of {rows} training rows are longer than max_seq_length {spec.model.max_seq_length} and will be truncated", "warning"))
+        sizing.findings.append(
+            (
+                ("model", "max_seq_length"),
+                f"{sizing.truncated_rows} of {rows} training rows are longer than max_seq_length {spec.model.max_seq_length} and will be truncated",
+                "warning",
+            )
+        )
     return total
 
 
@@ -148,7 +166,9 @@ def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: 
     unpacked run's work and padding; without them it is sized at max_seq_length (safe side)."""
     method = spec.method
     training = spec.training
-    modules = method.target_modules if isinstance(method.target_modules, str) or method.target_modules is None else tuple(method.target_modules)
+    modules = (
+        method.target_modules if isinstance(method.target_modules, str) or method.target_modules is None else tuple(method.target_modules)
+    )
     return Workload(
         shape=shape,
         train_tokens=max(1, train_tokens),
@@ -179,7 +199,13 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Siz
     modules = spec.method.target_modules
     unknown = [m for m in modules if not catalog.known_lora_module(m)] if isinstance(modules, list) else []
     if unknown:
-        sizing.findings.append((("method", "target_modules"), f"LoRA target module {', '.join(repr(m) for m in unknown)} is not one the estimator knows ({', '.join(catalog.LORA_MODULE_NAMES)}): cost and memory are not estimated", "warning"))
+        sizing.findings.append(
+            (
+                ("method", "target_modules"),
+                f"LoRA target module {', '.join(repr(m) for m in unknown)} is not one the estimator knows ({', '.join(catalog.LORA_MODULE_NAMES)}): cost and memory are not estimated",
+                "warning",
+            )
+        )
         return sizing
     shape = _shape(spec, tree, sizing)
     data_tokens = _count_data(spec, tree, sizing)
@@ -192,7 +218,9 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Siz
     engine = "unsloth" if spec.compute.engine in ("auto", "unsloth") else "trl"
     workload = _workload(spec, shape, train_tokens, _eval_tokens(spec, data_tokens), engine, sizing)
 
-    calibration = replace(DEFAULT_CALIBRATION, speed_by_gpu=dict(settings.calibration.speed), memory_by_gpu=dict(settings.calibration.memory))
+    calibration = replace(
+        DEFAULT_CALIBRATION, speed_by_gpu=dict(settings.calibration.speed), memory_by_gpu=dict(settings.calibration.memory)
+    )
     result = _price(spec, workload, settings, backend, sizing, calibration)
     if result is not None and spec.training.max_steps is not None:
         # max_steps fixes the optimizer steps: tokens follow from the batch the estimate chose
@@ -206,17 +234,32 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Siz
     return sizing
 
 
-def _price(spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing,
-           calibration: Calibration) -> Estimate | None:
+def _price(
+    spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing, calibration: Calibration
+) -> Estimate | None:
     flavor_name = spec.compute.flavor
     if backend == "local":
         if flavor_name != "auto":
-            sizing.findings.append((("compute", "flavor"), f"flavor {flavor_name} is ignored by the local backend (it trains on this machine)", "warning"))
+            sizing.findings.append(
+                (("compute", "flavor"), f"flavor {flavor_name} is ignored by the local backend (it trains on this machine)", "warning")
+            )
         result = estimate(workload, FLAVORS["local"], calibration)
         if spec.method.type == "qlora" and result.flavor.is_cpu:
-            sizing.findings.append((("method", "type"), "qlora needs a CUDA GPU (4-bit kernels) and the local backend estimates this machine's CPU: use lora or full locally, or backend hf-jobs", "error"))
+            sizing.findings.append(
+                (
+                    ("method", "type"),
+                    "qlora needs a CUDA GPU (4-bit kernels) and the local backend estimates this machine's CPU: use lora or full locally, or backend hf-jobs",
+                    "error",
+                )
+            )
         elif not result.fits:
-            sizing.findings.append((("model", "id"), f"this machine has {result.memory_gb:.0f} GiB but the run needs about {result.peak_vram_gb:.1f} GiB: shorten max_seq_length, use lora, or backend hf-jobs", "error"))
+            sizing.findings.append(
+                (
+                    ("model", "id"),
+                    f"this machine has {result.memory_gb:.0f} GiB but the run needs about {result.peak_vram_gb:.1f} GiB: shorten max_seq_length, use lora, or backend hf-jobs",
+                    "error",
+                )
+            )
         return result
     allowed = default_flavors(settings)
     if flavor_name == "auto":
@@ -245,4 +288,9 @@ def _check_budget(spec: RunSpec, settings: Settings, result: Estimate, sizing: S
     ]
     for where, label, cap in caps:
         if cap is not None and result.usd > cap:
-            sizing.budget_problems.append((where, f"estimated {usd_text(result.usd)} is over {label} ({usd_text(cap)}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap"))
+            sizing.budget_problems.append(
+                (
+                    where,
+                    f"estimated {usd_text(result.usd)} is over {label} ({usd_text(cap)}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap",
+                )
+            )

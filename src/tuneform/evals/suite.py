@@ -106,7 +106,9 @@ class GenerationSpec(BaseModel):
     max_new_tokens: StrictInt = Field(64, ge=1, description="Tokens generated per row at most.")
     temperature: float = Field(0.0, description="0 only (greedy decoding).")
     do_sample: StrictBool = Field(False, description="false only; accepted because transformers users write it.")
-    stop: list[Annotated[StrictStr, Field(min_length=1)]] = Field(default_factory=list, description="Strings that end a generation (not included in the prediction).")
+    stop: list[Annotated[StrictStr, Field(min_length=1)]] = Field(
+        default_factory=list, description="Strings that end a generation (not included in the prediction)."
+    )
 
     @field_validator("temperature")
     @classmethod
@@ -352,7 +354,9 @@ def _input_problems(record: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append((f"{where}.{key}", f"unknown key '{key}'{did_you_mean(key, MESSAGE_KEYS)}"))
         role = message.get("role")
         if not isinstance(role, str) or role not in ROLES:
-            problems.append((f"{where}.role", f"role must be one of {', '.join(ROLES)}" + (did_you_mean(role, ROLES) if isinstance(role, str) else "")))
+            problems.append(
+                (f"{where}.role", f"role must be one of {', '.join(ROLES)}" + (did_you_mean(role, ROLES) if isinstance(role, str) else ""))
+            )
         if not isinstance(message.get("content"), str):
             problems.append((f"{where}.content", "content must be a string"))
     return problems
@@ -408,7 +412,9 @@ def read_suite(tree: Tree, path: str) -> Suite:
     try:
         raw = tree.read(spec.data)
     except TreeError as exc:
-        raise SuiteError(Path(path), [Problem(f"data file: {exc} (paths are relative to the repository root)", line=line, column=column, field="data")]) from None
+        raise SuiteError(
+            Path(path), [Problem(f"data file: {exc} (paths are relative to the repository root)", line=line, column=column, field="data")]
+        ) from None
     records, problems = parse_jsonl(raw)
     rows, row_problems = _parse_rows(records, spec.metrics)
     problems += row_problems

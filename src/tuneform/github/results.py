@@ -35,8 +35,15 @@ EXIT_FAILED = 1
 EXIT_PENDING = 75  # EX_TEMPFAIL: nothing is wrong yet, some jobs have not ended
 
 QUEUED, RUNNING, FAILED, FINISHED, CANCELED = "queued", "running", "failed", "finished", "canceled"
-_STAGES = {"SCHEDULING": QUEUED, "RUNNING": RUNNING, "UPDATING": RUNNING, "ERROR": FAILED,
-           "COMPLETED": FINISHED, "CANCELED": CANCELED, "DELETED": CANCELED}
+_STAGES = {
+    "SCHEDULING": QUEUED,
+    "RUNNING": RUNNING,
+    "UPDATING": RUNNING,
+    "ERROR": FAILED,
+    "COMPLETED": FINISHED,
+    "CANCELED": CANCELED,
+    "DELETED": CANCELED,
+}
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _REPO_LABEL = re.compile(r"^([A-Za-z0-9_-]+)--([A-Za-z0-9_-]+)$")
 
@@ -112,15 +119,20 @@ def collect_results(commit_sha: str, *, api: Any, namespace: str) -> list[RunRes
         key12 = labels.get("tuneform-run", "")
         hf_stage = str(job.status.stage) if getattr(job, "status", None) else "UNKNOWN"
         result = RunResult(
-            run=key12, name=labels.get("name") or job.id, job_id=job.id, url=job_url(api.endpoint, namespace, job.id),
-            stage=_STAGES.get(hf_stage, RUNNING), hf_stage=hf_stage,
-            message=str(getattr(job.status, "message", None) or ""), repo=output_repo(job),
+            run=key12,
+            name=labels.get("name") or job.id,
+            job_id=job.id,
+            url=job_url(api.endpoint, namespace, job.id),
+            stage=_STAGES.get(hf_stage, RUNNING),
+            hf_stage=hf_stage,
+            message=str(getattr(job.status, "message", None) or ""),
+            repo=output_repo(job),
         )
         if result.stage == FINISHED and "-eval-" not in label:
             if result.repo is None or not key12:
                 result.stage, result.message = FAILED, "the job completed, but its output repo is unknown, so its report cannot be read"
             else:
-                report = retry(lambda: _download_report(api, result.repo, key12), what=f"download run-{key12}")  # type: ignore[arg-type]
+                report = retry(lambda repo=result.repo, key12=key12: _download_report(api, repo, key12), what=f"download run-{key12}")  # type: ignore[arg-type]
                 if report is None:
                     result.stage = FAILED
                     result.message = f"the job completed, but {result.repo} has no {REPORT} at tag run-{key12}"
@@ -177,8 +189,7 @@ def render_results(results: list[RunResult], commit: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def results_command(commit: str, *, post: bool, namespace: str | None = None, api: Any = None,
-                    github: Any = None) -> tuple[str, int]:
+def results_command(commit: str, *, post: bool, namespace: str | None = None, api: Any = None, github: Any = None) -> tuple[str, int]:
     """What `tuneform results --commit SHA [--post]` does: the markdown and the exit code
     (0 all finished, 75 some still queued or running, 1 some failed).
 

@@ -52,8 +52,12 @@ class Reuse:
 
 
 def _valid_repo(value: Any) -> bool:
-    return isinstance(value, str) and bool(REPO_ID.match(value)) and ".." not in value \
+    return (
+        isinstance(value, str)
+        and bool(REPO_ID.match(value))
+        and ".." not in value
         and not any(part in (".", "..") or part.startswith(".") for part in value.split("/"))
+    )
 
 
 def _valid_path(value: Any) -> bool:
@@ -149,9 +153,13 @@ def render_reuse_markdown(found: list[Reuse]) -> str:
             cost = f" (not {usd_text(item.usd)})" if item.usd else ""
             lines.append(f"- {where}: {tag} was trained in {_trained_in(item)}: apply will restore it, $0{cost}")
         elif item.kind == "blocked":
-            lines.append(f"- {where}: {tag} was trained in {_trained_in(item)} and failed its gates: apply will refuse to train it again (change the run to try again)")
+            lines.append(
+                f"- {where}: {tag} was trained in {_trained_in(item)} and failed its gates: apply will refuse to train it again (change the run to try again)"
+            )
         else:
-            lines.append(f"- {where}: `{item.repo}` could not be read ({md_escape(item.note or 'unknown error', limit=200)}): its runs stay planned from git")
+            lines.append(
+                f"- {where}: `{item.repo}` could not be read ({md_escape(item.note or 'unknown error', limit=200)}): its runs stay planned from git"
+            )
     return "\n".join(lines) + "\n"
 
 

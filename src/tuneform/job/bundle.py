@@ -103,5 +103,7 @@ def read_bundle(path: Path) -> Bundle:
     except ValueError as exc:
         raise ValueError(f"{path / RUN_JSON} is not valid JSON: {exc}") from None
     if run.get("bundle_format") != BUNDLE_FORMAT:
-        raise ValueError(f"{path / RUN_JSON} has bundle_format {run.get('bundle_format')!r}; this tuneform reads {BUNDLE_FORMAT}: install the tuneform that built it")
+        raise ValueError(
+            f"{path / RUN_JSON} has bundle_format {run.get('bundle_format')!r}; this tuneform reads {BUNDLE_FORMAT}: install the tuneform that built it"
+        )
     return Bundle(path, run)

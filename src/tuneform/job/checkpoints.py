@@ -51,11 +51,21 @@ def resume_settings(spec: RunSpec, processes: int, batch_size: int | None, gradi
     from tuneform.train.engine import choose_engine, resolve_settings
 
     cuda = torch.cuda.is_available()
-    settings = resolve_settings(spec, engine=choose_engine(spec.compute.engine, cuda=cuda), cuda=cuda,
-                                bf16_supported=cuda and torch.cuda.is_bf16_supported(), batch_size=batch_size,
-                                gradient_checkpointing=gradient_checkpointing, processes=processes)
-    return {"batch_size": settings.batch_size, "gradient_accumulation_steps": spec.training.gradient_accumulation_steps,
-            "processes": settings.processes, "engine": settings.engine}
+    settings = resolve_settings(
+        spec,
+        engine=choose_engine(spec.compute.engine, cuda=cuda),
+        cuda=cuda,
+        bf16_supported=cuda and torch.cuda.is_bf16_supported(),
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+        processes=processes,
+    )
+    return {
+        "batch_size": settings.batch_size,
+        "gradient_accumulation_steps": spec.training.gradient_accumulation_steps,
+        "processes": settings.processes,
+        "engine": settings.engine,
+    }
 
 
 @dataclass(frozen=True)
@@ -92,7 +102,9 @@ class WorkBranch:
         )
 
         try:
-            path = self.hub.api.hf_hub_download(self.repo, f"{CHECKPOINT}/{STATE}", revision=self.branch, local_dir=str(self.scratch / "state"))
+            path = self.hub.api.hf_hub_download(
+                self.repo, f"{CHECKPOINT}/{STATE}", revision=self.branch, local_dir=str(self.scratch / "state")
+            )
         except (EntryNotFoundError, RevisionNotFoundError, RepositoryNotFoundError):
             return None
         try:
@@ -126,7 +138,9 @@ class WorkBranch:
                 return None
             self.hub.api.snapshot_download(self.repo, revision=self.branch, allow_patterns=[f"{CHECKPOINT}/*"], local_dir=str(self.scratch))
         except Exception as exc:
-            self._say(f"ignoring the checkpoint on branch {self.branch}: reading it failed ({type(exc).__name__}: {exc}); training from the start")
+            self._say(
+                f"ignoring the checkpoint on branch {self.branch}: reading it failed ({type(exc).__name__}: {exc}); training from the start"
+            )
             return None
         self._say(f"resuming from step {state['step']} (checkpoint on branch {self.branch})")
         return Resume(self.scratch / CHECKPOINT, int(state["step"]))
@@ -137,19 +151,30 @@ class WorkBranch:
         the branch keeps the last checkpoint that did land."""
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-        (folder / STATE).write_text(json.dumps({"run_key": self.key, "step": step, "settings": self.settings}, indent=2) + "\n", encoding="utf-8")
+        (folder / STATE).write_text(
+            json.dumps({"run_key": self.key, "step": step, "settings": self.settings}, indent=2) + "\n", encoding="utf-8"
+        )
         api = self.hub.api
         try:
             if not self._branch_ready:
                 self.hub.ensure_repo(self.repo, self.private)
-                retry(lambda: api.create_branch(self.repo, branch=self.branch, exist_ok=True), what=f"create branch {self.branch}", say=self._say)
+                retry(
+                    lambda: api.create_branch(self.repo, branch=self.branch, exist_ok=True),
+                    what=f"create branch {self.branch}",
+                    say=self._say,
+                )
                 self._branch_ready = True
             ours = {f"{CHECKPOINT}/{p.relative_to(folder).as_posix()}": p for p in sorted(folder.rglob("*")) if p.is_file()}
             stale = [p for p in api.list_repo_files(self.repo, revision=self.branch) if p.startswith(f"{CHECKPOINT}/") and p not in ours]
             operations = [CommitOperationDelete(p) for p in stale] + [CommitOperationAdd(rel, str(p)) for rel, p in ours.items()]
-            retry(lambda: str(api.create_commit(self.repo, operations, commit_message=f"checkpoint at step {step}", revision=self.branch).oid),
-                  what=f"upload the checkpoint at step {step}", landed=lambda: "landed" if (self.saved() or {}).get("step") == step else None,
-                  say=self._say)
+            retry(
+                lambda: str(
+                    api.create_commit(self.repo, operations, commit_message=f"checkpoint at step {step}", revision=self.branch).oid
+                ),
+                what=f"upload the checkpoint at step {step}",
+                landed=lambda: "landed" if (self.saved() or {}).get("step") == step else None,
+                say=self._say,
+            )
         except Exception as exc:
             self._say(f"  warning: the checkpoint at step {step} was not uploaded ({type(exc).__name__}: {exc}); training goes on")
             return

@@ -291,7 +291,10 @@ def score_model(
     if repeated:
         raise ValueError(f"two eval suites are both named {', '.join(repeated)}: give each suite a unique name")
     reports = {
-        suite.name: SuiteScores(suite, score_predictions(suite, generate_predictions(model, tokenizer, suite, batch_size=batch_size, chat_template=chat_template)))
+        suite.name: SuiteScores(
+            suite,
+            score_predictions(suite, generate_predictions(model, tokenizer, suite, batch_size=batch_size, chat_template=chat_template)),
+        )
         for suite in suites
     }
     if not heldout:
@@ -505,7 +508,9 @@ def load_for_eval(
         base_model = AutoModelForCausalLM.from_pretrained(base_id, revision=revision, dtype=dtype, trust_remote_code=False, **placement)
         model: CausalLM = PeftModel.from_pretrained(base_model, str(folder))
         has_tokenizer = any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
-        tokenizer = AutoTokenizer.from_pretrained(str(folder) if has_tokenizer else base_id, revision=None if has_tokenizer else revision, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(folder) if has_tokenizer else base_id, revision=None if has_tokenizer else revision, trust_remote_code=False
+        )
     else:
         model = AutoModelForCausalLM.from_pretrained(str(path), revision=revision, dtype=dtype, trust_remote_code=False, **placement)
         tokenizer = AutoTokenizer.from_pretrained(str(path), revision=revision, trust_remote_code=False)

@@ -15,8 +15,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from tuneform import __version__
 from tuneform.evals.suite import Suite, read_suite
@@ -74,8 +75,16 @@ def _gates(bundle: Bundle) -> dict[str, str]:
     return gates
 
 
-def _score(path: str, base: str | None, *, revision: str | None, chat_template: str | None, suites: list[Suite],
-           heldout: list[tuple[list[int], list[int]]], four_bit: bool) -> Any:
+def _score(
+    path: str,
+    base: str | None,
+    *,
+    revision: str | None,
+    chat_template: str | None,
+    suites: list[Suite],
+    heldout: list[tuple[list[int], list[int]]],
+    four_bit: bool,
+) -> Any:
     """Load one model (a folder, or an adapter on `base`) and score it; frees it afterwards.
 
     Every model is prompted with the run's chat template (the one training used) and loaded the
@@ -154,11 +163,20 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         echo(f"  {len(data.train)} train and {len(data.eval)} eval examples ({len(data.bad_rows)} bad rows dropped)")
         suites = _suites(bundle)
         tokenizer = load_tokenizer(model_path, spec.model)
-        heldout = [(t.input_ids, t.completion_mask) for t in tokenize_all(data.eval, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)]
+        heldout = [
+            (t.input_ids, t.completion_mask)
+            for t in tokenize_all(data.eval, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)
+        ]
 
         echo("scoring the base model")
-        score = functools.partial(_score, revision=None if spec.model.is_local else spec.model.revision, chat_template=tokenizer.chat_template,
-                                  suites=suites, heldout=heldout, four_bit=spec.method.type == "qlora")
+        score = functools.partial(
+            _score,
+            revision=None if spec.model.is_local else spec.model.revision,
+            chat_template=tokenizer.chat_template,
+            suites=suites,
+            heldout=heldout,
+            four_bit=spec.method.type == "qlora",
+        )
         base_scores = score(model_path, None)
         previous_key = registry.main(repo)
         previous_scores = None
@@ -173,7 +191,9 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
             new_scores = score(str(version_dir), model_path)
         else:
             result, resumed = _train(bundle, registry, data, staging, echo, processes)
-            echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}")
+            echo(
+                f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}"
+            )
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
             new_scores = score(str(staging / "model"), model_path if adapter else None)
@@ -207,7 +227,9 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         expected = bundle.run.get("expected_main")
         current = registry.main(repo)
         if current != expected:
-            echo(f"main of {repo} moved since apply planned this (now run-{(current or '')[:12]}): leaving it; restore this version by planning its run file")
+            echo(
+                f"main of {repo} moved since apply planned this (now run-{(current or '')[:12]}): leaving it; restore this version by planning its run file"
+            )
         else:
             registry.set_main(repo, key, f"trained {bundle.run['path']}")
             echo(f"main of {repo} -> run-{key[:12]}")
@@ -265,8 +287,18 @@ def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, 
         from tuneform.job.checkpoints import checkpoint_callback
 
         callbacks = [checkpoint_callback(work, minutes * 60)] if work and minutes > 0 else []
-        result = train(spec, bundle.model_path(), data.train, data.eval, staging / "model", on_log=progress_printer(echo),
-                       batch_size=batch_size, gradient_checkpointing=checkpointing, resume_from=resume_from, callbacks=callbacks)
+        result = train(
+            spec,
+            bundle.model_path(),
+            data.train,
+            data.eval,
+            staging / "model",
+            on_log=progress_printer(echo),
+            batch_size=batch_size,
+            gradient_checkpointing=checkpointing,
+            resume_from=resume_from,
+            callbacks=callbacks,
+        )
         # The trainer, model and optimizer hold reference cycles: free them now, not at some later
         # collection, so that scoring the new model has the GPU to itself (on a 24 GB card an 8B
         # model's scoring needs most of it).
@@ -274,15 +306,22 @@ def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, 
         torch.cuda.empty_cache()
         return result, resumed
     torch.cuda.empty_cache()  # the scoring passes' cached blocks would crowd the first GPU
-    request = TrainRequest(bundle=str(bundle.path.resolve()), out_dir=str((staging / "model").resolve()),
-                           result=str((staging / "ddp" / "result.json").resolve()), batch_size=batch_size, gradient_checkpointing=checkpointing,
-                           resume_from=str(resume_from) if resume_from else None,
-                           checkpoint_minutes=minutes if work else 0.0, checkpoint_settings=work.settings if work else None)
+    request = TrainRequest(
+        bundle=str(bundle.path.resolve()),
+        out_dir=str((staging / "model").resolve()),
+        result=str((staging / "ddp" / "result.json").resolve()),
+        batch_size=batch_size,
+        gradient_checkpointing=checkpointing,
+        resume_from=str(resume_from) if resume_from else None,
+        checkpoint_minutes=minutes if work else 0.0,
+        checkpoint_settings=work.settings if work else None,
+    )
     return train_distributed(request, count, echo), resumed
 
 
-def _work_branch(bundle: Bundle, registry: Any, processes: int, batch_size: int | None,
-                 checkpointing: bool | None) -> tuple[WorkBranch | None, float]:
+def _work_branch(
+    bundle: Bundle, registry: Any, processes: int, batch_size: int | None, checkpointing: bool | None
+) -> tuple[WorkBranch | None, float]:
     """The run's work branch, where checkpoints go every `minutes` and where a retried job finds
     one to resume from. Hub jobs only: a local job has nothing that retries it, so it neither
     saves nor resumes (see job/checkpoints.py)."""
@@ -326,11 +365,21 @@ def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
     cost["actual_usd"] = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
 
 
-ESTIMATE_RECORDED = ("flavor", "engine", "batch_size", "gradient_checkpointing", "tokens_per_second", "peak_vram_gb",
-                     "breakdown", "calibration")
+ESTIMATE_RECORDED = (
+    "flavor",
+    "engine",
+    "batch_size",
+    "gradient_checkpointing",
+    "tokens_per_second",
+    "peak_vram_gb",
+    "breakdown",
+    "calibration",
+)
 
 
-def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None) -> dict[str, Any]:
+def _manifest(
+    bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None
+) -> dict[str, Any]:
     """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
     run = bundle.run
     estimate = run.get("estimate") or {}
@@ -364,15 +413,21 @@ def _manifest(bundle: Bundle, data: Any, result: Any, table: Any, base: Any, pre
         "git": run.get("git", {}),
         "spec": run["spec"],
         "eval_hash": run.get("eval_hash"),
-        "data": {"train_rows": len(data.train), "eval_rows": len(data.eval), "bad_rows": len(data.bad_rows),
-                 "train_tokens": result.tokens if result else None},
+        "data": {
+            "train_rows": len(data.train),
+            "eval_rows": len(data.eval),
+            "bad_rows": len(data.bad_rows),
+            "train_tokens": result.tokens if result else None,
+        },
         "training": training,
-        "cost": {"estimated_usd": estimate.get("usd", 0.0), "actual_usd": 0.0 if run.get("backend", "local") == "local" else None,
-                 "estimated_seconds": estimate.get("seconds")},
+        "cost": {
+            "estimated_usd": estimate.get("usd", 0.0),
+            "actual_usd": 0.0 if run.get("backend", "local") == "local" else None,
+            "estimated_seconds": estimate.get("seconds"),
+        },
         # What the plan predicted, beside `training`'s measurements: `tuneform calibrate` reads both.
         "estimate": {key: estimate.get(key) for key in ESTIMATE_RECORDED} if estimate else None,
-        "evals": {"table": table.as_json(), "gates": table.gates_json(), "previous": previous_key,
-                  "scores": {"base": base.as_json()}},
+        "evals": {"table": table.as_json(), "gates": table.gates_json(), "previous": previous_key, "scores": {"base": base.as_json()}},
         "versions": result.versions if result else {},
         "python": sys.version.split()[0],
     }

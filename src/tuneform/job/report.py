@@ -218,8 +218,15 @@ def write_loss_png(manifest: Mapping[str, Any], path: Path) -> Path | None:
     figure = Figure(figsize=(7, 3.2), dpi=110, layout="tight")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.plot([s for s, _ in points], [loss for _, loss in points], color="#1f77b4", linewidth=1.4, label="train loss",
-              marker="o" if len(points) <= 30 else None, markersize=3)
+    axes.plot(
+        [s for s, _ in points],
+        [loss for _, loss in points],
+        color="#1f77b4",
+        linewidth=1.4,
+        label="train loss",
+        marker="o" if len(points) <= 30 else None,
+        markersize=3,
+    )
     eval_loss = next((_number(row.get("new")) for row in _table_rows(manifest) if row.get("metric") == "eval_loss"), None)
     if eval_loss is not None and math.isfinite(eval_loss):
         axes.axhline(eval_loss, color="#d62728", linestyle="--", linewidth=1, label=f"held-out loss {eval_loss:.3f}")
@@ -320,7 +327,9 @@ def _facts(manifest: Mapping[str, Any]) -> _Facts:
         lines.append(("cost", (f"{fmt_usd(actual)} actual · " if actual is not None else "") + f"{fmt_usd(estimated)} estimated"))
     models = []
     if manifest.get("run_key"):
-        models.append(f"new run-{clean(manifest['run_key'])[:12]}" + (f" in {clean(manifest['output_repo'])}" if manifest.get("output_repo") else ""))
+        models.append(
+            f"new run-{clean(manifest['run_key'])[:12]}" + (f" in {clean(manifest['output_repo'])}" if manifest.get("output_repo") else "")
+        )
     if _dig(manifest, "evals", "previous"):
         models.append(f"previous run-{clean(_dig(manifest, 'evals', 'previous'))[:12]}")
     if _dig(manifest, "spec", "model", "id"):
@@ -388,7 +397,9 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
         out += ["#### Gates", "", "| | metric | condition | new |", "|---|---|---|---:|"]
         for gate in gates:
             verdict = "✅ pass" if gate.get("passed") else "❌ fail"
-            out.append(f"| {verdict} | {md_escape(gate.get('metric', '?'))} | {md_escape(gate.get('condition', '?'))} | {fmt_metric(gate.get('value'))} |")
+            out.append(
+                f"| {verdict} | {md_escape(gate.get('metric', '?'))} | {md_escape(gate.get('condition', '?'))} | {fmt_metric(gate.get('value'))} |"
+            )
         out.append("")
 
     chart = loss_chart(_dig(manifest, "training", "loss_history") or [])
@@ -397,10 +408,20 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
 
     misses = _misses(manifest)
     if misses:
-        out += [f"<details><summary>Eval rows the new version missed (first {len(misses)})</summary>", "",
-                "| suite | id | expected | new | base |", "|---|---|---|---|---|"]
+        out += [
+            f"<details><summary>Eval rows the new version missed (first {len(misses)})</summary>",
+            "",
+            "| suite | id | expected | new | base |",
+            "|---|---|---|---|---|",
+        ]
         for miss in misses:
-            cells = [miss.get("suite", ""), miss.get("id", ""), _expected_text(miss.get("expected")), miss.get("prediction") or "", miss.get("base_prediction") or ""]
+            cells = [
+                miss.get("suite", ""),
+                miss.get("id", ""),
+                _expected_text(miss.get("expected")),
+                miss.get("prediction") or "",
+                miss.get("base_prediction") or "",
+            ]
             out.append("| " + " | ".join(md_escape(cell, CELL_CHARS) for cell in cells) + " |")
         out += ["", "</details>", ""]
 
@@ -469,7 +490,9 @@ def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: 
     from rich.text import Text
 
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None, highlight=False, emoji=False)
+    console = Console(
+        file=buffer, width=width, force_terminal=color, color_system="standard" if color else None, highlight=False, emoji=False
+    )
     facts = _facts(manifest)
     mark, style = {True: ("✔", "bold green"), False: ("✘", "bold red"), None: ("•", "bold")}[facts.passed]
     console.print(Text(f"{mark} {facts.title}", style=style))
@@ -504,8 +527,12 @@ def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: 
         console.print(Text("gates", style="bold"))
         for gate in gates:
             ok = bool(gate.get("passed"))
-            console.print(Text(f"  {'✔ pass' if ok else '✘ fail'}  {clean(gate.get('metric', '?'))} {clean(gate.get('condition', '?'))}  (new: {fmt_metric(gate.get('value'))})",
-                               style="green" if ok else "red"))
+            console.print(
+                Text(
+                    f"  {'✔ pass' if ok else '✘ fail'}  {clean(gate.get('metric', '?'))} {clean(gate.get('condition', '?'))}  (new: {fmt_metric(gate.get('value'))})",
+                    style="green" if ok else "red",
+                )
+            )
 
     chart = loss_chart(_dig(manifest, "training", "loss_history") or [])
     if chart:

@@ -44,10 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
         data = load_data(bundle.spec, bundle.files)
         on_log = progress_printer(lambda line: print(line, flush=True)) if rank == 0 else None
-        result = train(bundle.spec, bundle.model_path(), data.train, data.eval, Path(request.out_dir), on_log=on_log,
-                       batch_size=request.batch_size, gradient_checkpointing=request.gradient_checkpointing,
-                       resume_from=Path(request.resume_from) if request.resume_from else None,
-                       callbacks=_checkpoint_callbacks(request, bundle, rank))
+        result = train(
+            bundle.spec,
+            bundle.model_path(),
+            data.train,
+            data.eval,
+            Path(request.out_dir),
+            on_log=on_log,
+            batch_size=request.batch_size,
+            gradient_checkpointing=request.gradient_checkpointing,
+            resume_from=Path(request.resume_from) if request.resume_from else None,
+            callbacks=_checkpoint_callbacks(request, bundle, rank),
+        )
     except (TrainError, DataError, FormatError) as exc:
         _report_error(request, rank, str(exc))
         print(f"error: {exc}", flush=True)

@@ -9,9 +9,10 @@ already trained, which turns a revert into `restore` and a re-run into `noop`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tuneform.data.check import CHECKED_ACTIONS, DataSection, check_data
 from tuneform.estimate.sizing import usd_text
@@ -120,9 +121,11 @@ class Plan:
     @property
     def ok(self) -> bool:
         """False when any run is invalid or over budget, or the plan as a whole is over budget."""
-        return (not any(p.severity == "error" for p in self.problems)
-                and all(r.action != "invalid" and r.budget_ok for r in self.runs)
-                and not (self.data and self.data.failed))
+        return (
+            not any(p.severity == "error" for p in self.problems)
+            and all(r.action != "invalid" and r.budget_ok for r in self.runs)
+            and not (self.data and self.data.failed)
+        )
 
     def as_json(self) -> dict[str, Any]:
         reports = self.data.reports if self.data else {}
@@ -140,7 +143,6 @@ class Plan:
 
 
 RegistryFor = Any  # callable: backend name -> Registry | None (None: not readable here)
-
 
 
 def make_plan(
@@ -184,7 +186,7 @@ def make_plan(
     pairs = _match(heads, bases, explicit)
     runs = [_decide(head, base_run, registry_for, explicit is not None) for head, base_run in pairs]
     runs = [r for r in runs if r is not None]
-    for missing in (explicit or []):
+    for missing in explicit or []:
         if missing not in heads and missing not in bases:
             problems.append(Problem(f"{missing}: no such run file"))
     plan = Plan(base_rev, runs, settings, problems)
@@ -201,7 +203,9 @@ def _relative(root: Path, path: str) -> str:
         return path
 
 
-def _match(heads: dict[str, RunCheck], bases: dict[str, RunCheck], explicit: list[str] | None) -> list[tuple[RunCheck | None, RunCheck | None]]:
+def _match(
+    heads: dict[str, RunCheck], bases: dict[str, RunCheck], explicit: list[str] | None
+) -> list[tuple[RunCheck | None, RunCheck | None]]:
     """Pair head runs with base runs: same path, else same key (renamed), else same name."""
     pairs: list[tuple[RunCheck | None, RunCheck | None]] = []
     free_bases = dict(bases)
@@ -301,8 +305,11 @@ def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
             run.budget_problems = list(run.head.budget_problems)
     cap = settings.max_usd_per_pr
     if cap is not None and plan.total_usd > cap:
-        problems.append(Problem(
-            f"this plan's runs total {usd_text(plan.total_usd)}, over [tool.tuneform] max_usd_per_pr ({usd_text(cap)}): split the change or get it approved (label '{settings.budget_label}')"))
+        problems.append(
+            Problem(
+                f"this plan's runs total {usd_text(plan.total_usd)}, over [tool.tuneform] max_usd_per_pr ({usd_text(cap)}): split the change or get it approved (label '{settings.budget_label}')"
+            )
+        )
     if not approved:
         plan.problems.extend(problems)
         return
@@ -328,5 +335,7 @@ def plan_data_section(planned_runs: Sequence[PlannedRun], root: Path, base_rev: 
         base_spec = planned.base.spec if planned.action == "update" and planned.base is not None else None
         if base_spec is not None and base_tree is None:
             base_tree = GitTree(root, base_rev)
-        section.reports[head.path] = check_data(head.spec, head_tree, settings, base_tree=base_tree if base_spec else None, base_spec=base_spec, run=head.path)
+        section.reports[head.path] = check_data(
+            head.spec, head_tree, settings, base_tree=base_tree if base_spec else None, base_spec=base_spec, run=head.path
+        )
     return section

@@ -9,7 +9,8 @@ import difflib
 import io
 import json
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from tuneform.runfile.diagnostics import Problem
 
@@ -19,7 +20,15 @@ if TYPE_CHECKING:  # validate's path must not import plan (and its data checks) 
 
 PLAN_MARKER = "<!-- tuneform:plan -->"
 ACTION_SYMBOLS = {"create": "+", "update": "~", "noop": "=", "delete": "-", "restore": "<", "evaluate": "?", "blocked": "!", "invalid": "x"}
-ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "restore": "cyan", "evaluate": "blue", "blocked": "magenta", "invalid": "bold red"}
+ACTION_STYLES = {
+    "create": "green",
+    "update": "yellow",
+    "delete": "red",
+    "restore": "cyan",
+    "evaluate": "blue",
+    "blocked": "magenta",
+    "invalid": "bold red",
+}
 
 
 def _json(value: Any) -> str:
@@ -97,7 +106,7 @@ def fmt_usd(usd: float | None) -> str:
 def fmt_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 90:
         return f"{seconds}s"
     minutes = seconds / 60
@@ -128,12 +137,14 @@ def _row(run: PlannedRun) -> dict[str, str]:
     if run.action in ("restore", "noop") and run.reuse is not None:
         pr = f" from #{run.reuse.pr}" if run.reuse.pr else ""
         notes.append(f"{'restores' if run.action == 'restore' else 'is'} run-{run.reuse.key[:12]}{pr}")
-    notes.append({
-        "blocked": "this version failed its gates: change the run to retrain",
-        "delete": "removes nothing from the registry",
-        "evaluate": "evals changed: score again, no training",
-        "invalid": f"{len(data['errors'])} error(s)",
-    }.get(run.action, ""))
+    notes.append(
+        {
+            "blocked": "this version failed its gates: change the run to retrain",
+            "delete": "removes nothing from the registry",
+            "evaluate": "evals changed: score again, no training",
+            "invalid": f"{len(data['errors'])} error(s)",
+        }.get(run.action, "")
+    )
     applied = est.get("calibration") or {}
     factors = [f"{name} x{applied[name]:g}" for name in ("speed", "memory") if applied.get(name, 1.0) != 1.0]
     if factors and run.action in ("create", "update"):
@@ -187,14 +198,27 @@ def render_plan_text(plan: Plan) -> str:
         for run in plan.runs:
             r = _row(run)
             style = ACTION_STYLES.get(run.action, "")
-            table.add_row(f"[{style}]{ACTION_SYMBOLS[run.action]} {run.action}[/]" if style else f"{ACTION_SYMBOLS[run.action]} {run.action}",
-                          r["path"], r["key"], r["flavor"], r["time"], r["cost"], r["change"], r["vram"], r["note"])
+            table.add_row(
+                f"[{style}]{ACTION_SYMBOLS[run.action]} {run.action}[/]" if style else f"{ACTION_SYMBOLS[run.action]} {run.action}",
+                r["path"],
+                r["key"],
+                r["flavor"],
+                r["time"],
+                r["cost"],
+                r["change"],
+                r["vram"],
+                r["note"],
+            )
         console.print(table)
     for path, p in _problems(plan):
         console.print(problem_line(path, p), markup=False, style="red" if p.severity == "error" else "yellow")
     cap = plan.settings.max_usd_per_pr
     total = f"Total: {fmt_usd(plan.total_usd)}" + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
-    counts = ", ".join(f"{sum(1 for r in plan.runs if r.action == a)} to {a}" for a in ("create", "update", "restore", "evaluate", "delete") if any(r.action == a for r in plan.runs))
+    counts = ", ".join(
+        f"{sum(1 for r in plan.runs if r.action == a)} to {a}"
+        for a in ("create", "update", "restore", "evaluate", "delete")
+        if any(r.action == a for r in plan.runs)
+    )
     console.print(total + (f" ({counts})" if counts else ""))
     if plan.data and plan.data.reports:
         console.print(plan.data.render("text"), markup=False, highlight=False)
@@ -219,6 +243,7 @@ def _flatten(value: Any, prefix: str = "") -> list[str]:
 
 def _resolved_diff(run: PlannedRun) -> str:
     """What the reviewer approves: the run as tuneform reads it at the base and in the PR."""
+
     def lines(check: Any) -> list[str]:
         return _flatten(check.spec.model_dump(mode="json")) if check is not None and check.spec is not None else []
 
@@ -242,13 +267,19 @@ def render_plan_markdown(plan: Plan) -> str:
         out.append("|---|---|---|---|---|---|---|---|---|")
         for run in plan.runs:
             r = _row(run)
-            out.append("| {sym} | `{path}` | **{action}** | {flavor} | {time} | {cost} | {change} | {vram} | {note} |".format(
-                sym=ACTION_SYMBOLS[run.action], **{k: _md_escape(v) for k, v in r.items()}))
+            out.append(
+                "| {sym} | `{path}` | **{action}** | {flavor} | {time} | {cost} | {change} | {vram} | {note} |".format(
+                    sym=ACTION_SYMBOLS[run.action], **{k: _md_escape(v) for k, v in r.items()}
+                )
+            )
     out.append("")
     cap = plan.settings.max_usd_per_pr
     delta = plan.total_usd - plan.base_total_usd
-    out.append(f"**Total: {fmt_usd(plan.total_usd)}**" + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
-               + (f" ({'+' if delta >= 0 else '-'}{fmt_usd(abs(delta))} vs base)" if plan.base_total_usd else ""))
+    out.append(
+        f"**Total: {fmt_usd(plan.total_usd)}**"
+        + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
+        + (f" ({'+' if delta >= 0 else '-'}{fmt_usd(abs(delta))} vs base)" if plan.base_total_usd else "")
+    )
     diffs = [(run, _resolved_diff(run)) for run in plan.runs if run.action in ("create", "update", "restore", "evaluate", "blocked")]
     diffs = [(run, diff) for run, diff in diffs if diff]
     if diffs:
@@ -261,9 +292,16 @@ def render_plan_markdown(plan: Plan) -> str:
     errors = [(path, p) for path, p in problems if p.severity == "error"]
     warnings = [(path, p) for path, p in problems if p.severity == "warning"]
     if errors:
-        out += ["", "**Errors**", ""] + [f"- `{_md_escape(_where(path, p))}` {_md_escape((p.field + ': ') if p.field else '')}{_md_escape(p.message)}" for path, p in errors]
+        out += ["", "**Errors**", ""] + [
+            f"- `{_md_escape(_where(path, p))}` {_md_escape((p.field + ': ') if p.field else '')}{_md_escape(p.message)}"
+            for path, p in errors
+        ]
     if warnings:
-        out += ["", "<details><summary>Warnings</summary>", ""] + [f"- `{_md_escape(_where(path, p))}` {_md_escape(p.message)}" for path, p in warnings] + ["", "</details>"]
+        out += (
+            ["", "<details><summary>Warnings</summary>", ""]
+            + [f"- `{_md_escape(_where(path, p))}` {_md_escape(p.message)}" for path, p in warnings]
+            + ["", "</details>"]
+        )
     if plan.data and plan.data.reports:
         out += ["", plan.data.render("markdown")]
     out.append("")

@@ -112,9 +112,15 @@ def check_run(
     if result.backend == "hf-jobs" and not spec.output.repo and not settings.namespace:
         at(("output",), "backend hf-jobs publishes to the Hub: set output.repo (namespace/name) or [tool.tuneform] namespace")
     if spec.model.trust_remote_code and spec.model.id not in settings.trust_remote_code:
-        at(("model", "trust_remote_code"), f"{spec.model.id} may not run remote code here: list it in [tool.tuneform] trust_remote_code, or set trust_remote_code: false")
+        at(
+            ("model", "trust_remote_code"),
+            f"{spec.model.id} may not run remote code here: list it in [tool.tuneform] trust_remote_code, or set trust_remote_code: false",
+        )
     if spec.model.id.startswith("/") and result.backend != "local":
-        at(("model", "id"), "an absolute model path exists only on this machine: use the local backend, a folder in the repository or a Hub id")
+        at(
+            ("model", "id"),
+            "an absolute model path exists only on this machine: use the local backend, a folder in the repository or a Hub id",
+        )
     _check_flavor(spec, settings, at)
 
     resolution = resolve_run(spec, tree, hub)
@@ -142,7 +148,10 @@ def _check_flavor(spec: RunSpec, settings: Settings, at: Any) -> None:
     if flavor not in catalog.FLAVORS or catalog.FLAVORS[flavor].name == "local":
         at(("compute", "flavor"), f"unknown flavor '{flavor}'{did_you_mean(flavor, catalog.FLAVORS)}")
     elif settings.allowed_flavors is not None and flavor not in settings.allowed_flavors:
-        at(("compute", "flavor"), f"flavor '{flavor}' is not allowed in this repository (allowed: {', '.join(settings.allowed_flavors)}): pick one of those or ask an owner to extend [tool.tuneform] allowed_flavors")
+        at(
+            ("compute", "flavor"),
+            f"flavor '{flavor}' is not allowed in this repository (allowed: {', '.join(settings.allowed_flavors)}): pick one of those or ask an owner to extend [tool.tuneform] allowed_flavors",
+        )
 
 
 def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
@@ -162,7 +171,10 @@ def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
         known = set(suite.spec.metrics) | {"eval_loss", "perplexity"}
         for metric in ref.gate:
             if metric not in known:
-                at(("evals", i, "gate", metric), f"gate on '{metric}', which suite {ref.suite} does not compute{did_you_mean(metric, known)}")
+                at(
+                    ("evals", i, "gate", metric),
+                    f"gate on '{metric}', which suite {ref.suite} does not compute{did_you_mean(metric, known)}",
+                )
         parts.append({"suite": suite.hash, "gate": ref.gate})
     if not spec.evals:
         return None

@@ -15,9 +15,10 @@ the state is read again (a commit that landed although its answer was lost is no
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuneform.core.hub import http_status, hub_api, retry
 from tuneform.registry.local import PASSED, RegistryError, Version
@@ -170,17 +171,21 @@ class HubRegistry:
         """Create the model repo when it is missing (private per output.private); never changes an existing one."""
         if self.main_commit(repo) is not None:
             return
-        retry(lambda: self.api.create_repo(repo, private=private, exist_ok=True), what=f"create {repo}",
-              landed=lambda: True if self.main_commit(repo) else None, say=self.say)
+        retry(
+            lambda: self.api.create_repo(repo, private=private, exist_ok=True),
+            what=f"create {repo}",
+            landed=lambda: True if self.main_commit(repo) else None,
+            say=self.say,
+        )
 
     def _files_at(self, repo: str, revision: str) -> set[str]:
         return set(self.api.list_repo_files(repo, revision=revision))
 
-    def _commit(self, repo: str, operations: list[Any], message: str, revision: str, parent_commit: str | None,
-                landed: Callable[[], str | None]) -> str:
+    def _commit(
+        self, repo: str, operations: list[Any], message: str, revision: str, parent_commit: str | None, landed: Callable[[], str | None]
+    ) -> str:
         def call() -> str:
-            return str(self.api.create_commit(repo, operations, commit_message=message, revision=revision,
-                                              parent_commit=parent_commit).oid)
+            return str(self.api.create_commit(repo, operations, commit_message=message, revision=revision, parent_commit=parent_commit).oid)
 
         return retry(call, what=f"commit to {repo}@{revision}", landed=landed, say=self.say)
 
@@ -194,6 +199,7 @@ class HubRegistry:
 
     def _tag(self, repo: str, key: str, commit: str, message: str) -> None:
         """Tag a version: 409 (it exists) is success when the tag holds this key."""
+
         def call() -> None:
             try:
                 self.api.create_tag(repo, tag=tag_of(key), revision=commit, tag_message=message)
@@ -205,8 +211,18 @@ class HubRegistry:
 
         retry(call, what=f"tag {tag_of(key)}", landed=lambda: True if self.get(repo, key) else None, say=self.say)
 
-    def publish(self, repo: str, key: str, folder: Path, manifest: dict[str, Any], *, parent_commit: str | None,
-                move_main: bool, private: bool = True, message: str | None = None) -> Published:
+    def publish(
+        self,
+        repo: str,
+        key: str,
+        folder: Path,
+        manifest: dict[str, Any],
+        *,
+        parent_commit: str | None,
+        move_main: bool,
+        private: bool = True,
+        message: str | None = None,
+    ) -> Published:
         """Publish a finished folder (model files at its root) as version run-<key12>.
 
         With `move_main` (gates passed), one commit on main with `parent_commit` = the main commit
@@ -234,8 +250,9 @@ class HubRegistry:
         if move_main:
             base = parent_commit or self.main_commit(repo)
             try:
-                commit = self._commit(repo, operations(base or "main"), message, "main", base,
-                                      lambda: self._head_with_key(repo, "main", key))
+                commit = self._commit(
+                    repo, operations(base or "main"), message, "main", base, lambda: self._head_with_key(repo, "main", key)
+                )
                 self._tag(repo, key, commit, message)
                 version = self.get(repo, key)
                 assert version is not None
@@ -249,8 +266,11 @@ class HubRegistry:
                     return Published(self.get(repo, key), landed, True, f"main of {repo} -> {tag_of(key)}")  # type: ignore[arg-type]
                 note = f"main of {repo} moved since apply planned this: tagged {tag_of(key)} only, main left where it is (plan the run file to restore it)"
         branch = f"tuneform/versions/{key[:12]}"
-        retry(lambda: self.api.create_branch(repo, branch=branch, revision=parent_commit or "main", exist_ok=True),
-              what=f"create branch {branch}", say=self.say)
+        retry(
+            lambda: self.api.create_branch(repo, branch=branch, revision=parent_commit or "main", exist_ok=True),
+            what=f"create branch {branch}",
+            say=self.say,
+        )
         commit = self._commit(repo, operations(branch), message, branch, None, lambda: self._head_with_key(repo, branch, key))
         self._tag(repo, key, commit, message)
         try:
@@ -286,5 +306,11 @@ class HubRegistry:
 
         prefix = f"tuneform/evals/{eval_hash}"
         ops = [CommitOperationAdd(f"{prefix}/{p.relative_to(folder).as_posix()}", str(p)) for p in sorted(folder.rglob("*")) if p.is_file()]
-        return self._commit(repo, ops, f"evals {eval_hash[:12]} for {tag_of(key)}", "main", None,
-                            lambda: "landed" if self.has_evals(repo, key, eval_hash) else None)
+        return self._commit(
+            repo,
+            ops,
+            f"evals {eval_hash[:12]} for {tag_of(key)}",
+            "main",
+            None,
+            lambda: "landed" if self.has_evals(repo, key, eval_hash) else None,
+        )

@@ -29,7 +29,7 @@ def _type_name(annotation: Any) -> str:
         return _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, __import__("types").UnionType):
         names = [_type_name(a) for a in args if a is not type(None)]
         if {"LocalSource", "HubSource"} <= set(names):
             return "source"
@@ -84,7 +84,9 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         annotation = field.annotation
         sub, is_list = _nested_model(annotation)
         type_text = ("list of mappings" if is_list else "mapping") if sub else _type_name(annotation)
-        out.append(f"| `{name}` | {type_text} | {_cell(_default(field))} | {_cell(field.description or (sub.__doc__ or '').strip().splitlines()[0] if sub else field.description or '')} |")
+        out.append(
+            f"| `{name}` | {type_text} | {_cell(_default(field))} | {_cell(field.description or (sub.__doc__ or '').strip().splitlines()[0] if sub else field.description or '')} |"
+        )
         if sub is not None:
             key = f"{prefix}.{name}" if prefix else name
             nested.append((key + ("[]" if is_list else ""), sub))

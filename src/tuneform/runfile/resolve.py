@@ -91,7 +91,7 @@ def hash_folder(tree: Tree, folder: str) -> str:
     """Content hash of every file under a folder: names and bytes, not timestamps."""
     digest = hashlib.sha256()
     for path in tree.list(folder, ("",)):
-        digest.update(path[len(folder):].encode() + b"\0" + tree.sha256(path).encode() + b"\n")
+        digest.update(path[len(folder) :].encode() + b"\0" + tree.sha256(path).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -118,9 +118,19 @@ def resolve_run(spec: RunSpec, tree: Tree, hub: HubResolver) -> Resolution:
         if sha:
             model_revision = sha
             if sha != spec.model.revision:
-                warnings.append((("model", "revision"), f"'{spec.model.revision}' moves when the repo changes (now {sha[:12]}): pin revision: {sha} for a reproducible run"))
+                warnings.append(
+                    (
+                        ("model", "revision"),
+                        f"'{spec.model.revision}' moves when the repo changes (now {sha[:12]}): pin revision: {sha} for a reproducible run",
+                    )
+                )
         else:
-            warnings.append((("model", "revision"), f"could not resolve '{spec.model.revision}' of {spec.model.id} to a commit ({why}): the run key uses the name as written; pin a commit SHA"))
+            warnings.append(
+                (
+                    ("model", "revision"),
+                    f"could not resolve '{spec.model.revision}' of {spec.model.id} to a commit ({why}): the run key uses the name as written; pin a commit SHA",
+                )
+            )
 
     sources: list[dict[str, Any]] = []
     for section, items in (("train", spec.data.train), ("eval", spec.data.eval)):
@@ -145,12 +155,16 @@ def _local_model_hash(model_id: str, tree: Tree, errors: list) -> str | None:
         return hash_local_dir(root)
     folder = local_model_dir(model_id)
     if folder.startswith("../") or folder == "..":
-        errors.append((where, f"'{model_id}' is outside the repository: use a folder inside it, or an absolute path with the local backend"))
+        errors.append(
+            (where, f"'{model_id}' is outside the repository: use a folder inside it, or an absolute path with the local backend")
+        )
         return None
     try:
         tree.read(f"{folder}/config.json")
     except TreeError:
-        errors.append((where, f"'{model_id}' has no config.json: point model.id at a saved model folder (save_pretrained) in the repository"))
+        errors.append(
+            (where, f"'{model_id}' has no config.json: point model.id at a saved model folder (save_pretrained) in the repository")
+        )
         return None
     return hash_folder(tree, folder + "/")
 
@@ -176,7 +190,9 @@ def _local_file_hash(src: LocalSource, tree: Tree, where: tuple, errors: list) -
         errors.append((field_path, with_fix(exc, "add the file or fix the path (relative to the repository root)")))
         return None
     if is_lfs_pointer(head):
-        errors.append((field_path, f"'{src.path}' is a Git LFS pointer, not the data: run 'git lfs pull' (in CI: actions/checkout with lfs: true)"))
+        errors.append(
+            (field_path, f"'{src.path}' is a Git LFS pointer, not the data: run 'git lfs pull' (in CI: actions/checkout with lfs: true)")
+        )
         return None
     return tree.sha256(src.path)
 
@@ -185,7 +201,17 @@ def _hub_dataset_revision(src: HubSource, hub: HubResolver, where: tuple, warnin
     sha, why = hub.resolve("dataset", src.dataset, src.revision)
     if sha:
         if sha != src.revision:
-            warnings.append((where + ("revision",), f"dataset {src.dataset} '{src.revision}' resolved to {sha[:12]}: pin revision: {sha} for a reproducible run"))
+            warnings.append(
+                (
+                    where + ("revision",),
+                    f"dataset {src.dataset} '{src.revision}' resolved to {sha[:12]}: pin revision: {sha} for a reproducible run",
+                )
+            )
         return sha
-    warnings.append((where + ("revision",), f"could not resolve '{src.revision}' of dataset {src.dataset} ({why}): the run key uses the name as written; pin a commit SHA"))
+    warnings.append(
+        (
+            where + ("revision",),
+            f"could not resolve '{src.revision}' of dataset {src.dataset} ({why}): the run key uses the name as written; pin a commit SHA",
+        )
+    )
     return src.revision

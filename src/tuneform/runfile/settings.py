@@ -28,9 +28,12 @@ class RepositoryCalibration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    speed: dict[str, Factor] = Field(default_factory=dict, description="Training speed, measured over estimated, per GPU model (H200, L4, ..., cpu), e.g. {H200 = 1.04}.")
-    memory: dict[str, Factor] = Field(default_factory=dict, description="Peak GPU memory (torch's allocations), measured over estimated, per GPU model.")
-
+    speed: dict[str, Factor] = Field(
+        default_factory=dict, description="Training speed, measured over estimated, per GPU model (H200, L4, ..., cpu), e.g. {H200 = 1.04}."
+    )
+    memory: dict[str, Factor] = Field(
+        default_factory=dict, description="Peak GPU memory (torch's allocations), measured over estimated, per GPU model."
+    )
 
 
 class Settings(BaseModel):
@@ -46,9 +49,19 @@ class Settings(BaseModel):
     trust_remote_code: list[str] = Field(default_factory=list, description="Model ids allowed to set trust_remote_code.")
     budget_label: str = Field("budget-approved", description="PR label that approves a plan over budget.")
     registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
-    checkpoint_minutes: float = Field(DEFAULT_CHECKPOINT_MINUTES, ge=0, description="Minutes between training checkpoints an hf-jobs job uploads to its work branch, so a retried job resumes (0: none).")
-    data_policy: DataPolicy = Field(default_factory=DataPolicy, description="Data-check thresholds for every run: rule = {max, level}, e.g. duplicates = {max = 0.05, level = \"fail\"}.")
-    calibration: RepositoryCalibration = Field(default_factory=RepositoryCalibration, description="Estimator corrections measured on this repository's runs: speed/memory = {GPU model = factor} (see `tuneform calibrate`).")
+    checkpoint_minutes: float = Field(
+        DEFAULT_CHECKPOINT_MINUTES,
+        ge=0,
+        description="Minutes between training checkpoints an hf-jobs job uploads to its work branch, so a retried job resumes (0: none).",
+    )
+    data_policy: DataPolicy = Field(
+        default_factory=DataPolicy,
+        description='Data-check thresholds for every run: rule = {max, level}, e.g. duplicates = {max = 0.05, level = "fail"}.',
+    )
+    calibration: RepositoryCalibration = Field(
+        default_factory=RepositoryCalibration,
+        description="Estimator corrections measured on this repository's runs: speed/memory = {GPU model = factor} (see `tuneform calibrate`).",
+    )
 
 
 class SettingsError(Exception):
@@ -66,7 +79,9 @@ def parse_settings(text: str | bytes | None) -> Settings:
     try:
         table = tomllib.loads(text).get("tool", {}).get("tuneform", {})
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(Problem(f"{PYPROJECT} is not valid TOML: {exc}", getattr(exc, "lineno", None), getattr(exc, "colno", None))) from None
+        raise SettingsError(
+            Problem(f"{PYPROJECT} is not valid TOML: {exc}", getattr(exc, "lineno", None), getattr(exc, "colno", None))
+        ) from None
     try:
         return Settings.model_validate(table)
     except ValidationError as exc:
@@ -88,7 +103,9 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             return []
         annotation = field.annotation
-        model = next((a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = next(
+            (a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
         if model is None:
             return []
     return list(model.model_fields)

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -64,6 +64,7 @@ class FieldError(ValueError):
 
 def _takes_number(annotation: Any) -> bool:
     """An int or float field that does not also accept a boolean."""
+
     def walk(a: Any) -> set[Any]:
         return {a} if not get_args(a) or get_origin(a) is Literal else set().union(*(walk(x) for x in get_args(a)))
 
@@ -87,7 +88,9 @@ class _Section(BaseModel):
 def parse_duration(value: str | int | float) -> int:
     """Seconds from `5400`, `90m`, `1.5h`, `2d`. Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError(f"{str(value).lower()} is a boolean, not a duration (YAML reads yes/no/on/off as booleans): write 90m, 2h or seconds")
+        raise ValueError(
+            f"{str(value).lower()} is a boolean, not a duration (YAML reads yes/no/on/off as booleans): write 90m, 2h or seconds"
+        )
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -109,7 +112,9 @@ class ModelSpec(_Section):
     revision: str = Field("main", min_length=1, description="Hub branch, tag or commit; pin a commit SHA or tag for reproducible runs.")
     max_seq_length: int = Field(2048, ge=16, le=262144, description="Longest training sequence in tokens; longer rows are truncated.")
     load_in_4bit: bool = Field(False, description="Load the base weights in 4 bit (implied by method qlora).")
-    trust_remote_code: bool = Field(False, description="Run code from the model repo; allowed only for models listed in [tool.tuneform] trust_remote_code.")
+    trust_remote_code: bool = Field(
+        False, description="Run code from the model repo; allowed only for models listed in [tool.tuneform] trust_remote_code."
+    )
     chat_template: str | None = Field(None, description="A named chat template (chatml, llama-3, ...) instead of the tokenizer's own.")
 
     @property
@@ -150,9 +155,7 @@ class _SourceBase(_Section):
         allowed = CANONICAL_COLUMNS[self.format]
         for key in self.columns:
             if key not in allowed:
-                raise FieldError(
-                    ("columns", key), f"columns: '{key}' is not a field of format {self.format}{did_you_mean(key, allowed)}"
-                )
+                raise FieldError(("columns", key), f"columns: '{key}' is not a field of format {self.format}{did_you_mean(key, allowed)}")
         return self
 
 
@@ -177,8 +180,12 @@ class HubSource(_SourceBase):
 
 
 Source = Annotated[
-    Union[Annotated[LocalSource, Tag("local")], Annotated[HubSource, Tag("hub")]],
-    Discriminator(_source_tag, custom_error_type="source", custom_error_message="a data source needs exactly one of 'path' (a file in the repo) or 'dataset' (a Hub dataset)"),
+    Annotated[LocalSource, Tag("local")] | Annotated[HubSource, Tag("hub")],
+    Discriminator(
+        _source_tag,
+        custom_error_type="source",
+        custom_error_message="a data source needs exactly one of 'path' (a file in the repo) or 'dataset' (a Hub dataset)",
+    ),
 ]
 
 
@@ -226,15 +233,24 @@ def _rule(name: str, meaning: str) -> Any:
 class DataPolicy(_Section):
     """Data-check thresholds, each {max, level}; a run's policy applies over [tool.tuneform.data_policy], which it may tighten but never relax where the repository says fail."""
 
-    unparsable: RuleLimit | None = _rule("unparsable", "Rows that are not JSON objects or lack or misshape a required field (the job drops them).")
+    unparsable: RuleLimit | None = _rule(
+        "unparsable", "Rows that are not JSON objects or lack or misshape a required field (the job drops them)."
+    )
     non_text: RuleLimit | None = _rule("non_text", "Rows whose content is not text: images, numbers, null (the job drops them).")
-    missing_assistant: RuleLimit | None = _rule("missing_assistant", "Rows without an assistant turn (completion, output): nothing to learn.")
+    missing_assistant: RuleLimit | None = _rule(
+        "missing_assistant", "Rows without an assistant turn (completion, output): nothing to learn."
+    )
     empty_turns: RuleLimit | None = _rule("empty_turns", "Rows with an empty or whitespace-only turn.")
-    role_order: RuleLimit | None = _rule("role_order", "Rows whose turns are out of order: assistant first, system not first, two user or assistant turns in a row, a tool turn not after the assistant, a user turn last.")
+    role_order: RuleLimit | None = _rule(
+        "role_order",
+        "Rows whose turns are out of order: assistant first, system not first, two user or assistant turns in a row, a tool turn not after the assistant, a user turn last.",
+    )
     encoding: RuleLimit | None = _rule("encoding", "Rows with control characters, U+FFFD or mojibake such as 'Ã©'.")
     duplicates: RuleLimit | None = _rule("duplicates", "Rows repeating an earlier row, ignoring case, spacing and punctuation.")
     truncated: RuleLimit | None = _rule("truncated", "Rows longer than model.max_seq_length.")
-    leakage: RuleLimit | None = _rule("leakage", "Eval prompts (suites, eval split, eval sources) also found in the training data; a fraction of the eval rows.")
+    leakage: RuleLimit | None = _rule(
+        "leakage", "Eval prompts (suites, eval split, eval sources) also found in the training data; a fraction of the eval rows."
+    )
 
 
 class DataSpec(_Section):
@@ -242,8 +258,12 @@ class DataSpec(_Section):
 
     train: list[Source] = Field(min_length=1, description="Training sources, concatenated in order.")
     eval: list[Source] = Field(default_factory=list, description="Explicit held-out sources (instead of eval_split).")
-    eval_split: float | None = Field(None, gt=0, lt=0.5, description="Fraction of train held out for eval loss; default 0.05 when no eval sources are given.")
-    max_bad_rows: float = Field(0.01, ge=0, le=0.5, description="Fraction of malformed rows tolerated (dropped and reported) before the run fails.")
+    eval_split: float | None = Field(
+        None, gt=0, lt=0.5, description="Fraction of train held out for eval loss; default 0.05 when no eval sources are given."
+    )
+    max_bad_rows: float = Field(
+        0.01, ge=0, le=0.5, description="Fraction of malformed rows tolerated (dropped and reported) before the run fails."
+    )
     policy: DataPolicy = Field(default_factory=DataPolicy, description="Data-check thresholds for this run (not part of the run key).")
 
     @model_validator(mode="after")
@@ -276,8 +296,13 @@ class MethodSpec(_Section):
         if isinstance(self.target_modules, list) and not self.target_modules:
             raise FieldError(("target_modules",), "target_modules is empty: list module names or use all-linear")
         r = self.r or 16
-        defaults = {"r": r, "alpha": self.alpha or r, "dropout": 0.0 if self.dropout is None else self.dropout,
-                    "target_modules": self.target_modules or "all-linear", "use_rslora": bool(self.use_rslora)}
+        defaults = {
+            "r": r,
+            "alpha": self.alpha or r,
+            "dropout": 0.0 if self.dropout is None else self.dropout,
+            "target_modules": self.target_modules or "all-linear",
+            "use_rslora": bool(self.use_rslora),
+        }
         for name, value in defaults.items():
             object.__setattr__(self, name, value)
         return self
@@ -289,19 +314,25 @@ class TrainingSpec(_Section):
     num_train_epochs: float | None = Field(None, gt=0, le=100, description="Passes over the training data (default 1; or set max_steps).")
     max_steps: int | None = Field(None, ge=1, le=10_000_000, description="Optimizer steps; overrides epochs.")
     learning_rate: float = Field(2e-4, gt=0, le=1)
-    per_device_train_batch_size: int | Literal["auto"] = Field("auto", description="'auto' picks the largest batch that fits the flavor's memory.")
+    per_device_train_batch_size: int | Literal["auto"] = Field(
+        "auto", description="'auto' picks the largest batch that fits the flavor's memory."
+    )
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     packing: bool = Field(True, description="Pack several rows into each sequence (documents kept apart).")
     train_on: Literal["responses", "all"] = Field("responses", description="responses: loss on assistant turns only; all: on every token.")
     seed: int = Field(3407, ge=0, le=2**32 - 1)
-    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial", "inverse_sqrt"] = "linear"
+    lr_scheduler_type: Literal[
+        "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial", "inverse_sqrt"
+    ] = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Fraction of steps to warm the learning rate up over.")
     warmup_steps: int = Field(0, ge=0, description="Steps to warm the learning rate up over (instead of warmup_ratio).")
     weight_decay: float = Field(0.0, ge=0, le=1)
     max_grad_norm: float = Field(1.0, ge=0)
     optim: str = Field("auto", description="Optimizer name as in TrainingArguments; auto picks a fused AdamW.")
     gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="auto: only when memory requires it.")
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 where the GPU has it, fp16 on T4, fp32 on CPU.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 where the GPU has it, fp16 on T4, fp32 on CPU."
+    )
     logging_steps: int = Field(1, ge=1)
 
     @field_validator("per_device_train_batch_size")
@@ -328,13 +359,23 @@ class ComputeSpec(_Section):
     backend: Literal["local", "hf-jobs"] | None = Field(None, description="Default: [tool.tuneform] default_backend, else local.")
     flavor: str = Field("auto", description="HF Jobs hardware flavor, or auto for the cheapest that fits.")
     engine: Literal["auto", "unsloth", "trl"] = Field("auto", description="auto: unsloth on a CUDA GPU when installed, else trl.")
-    attention: Literal["auto", "per-document"] = Field("auto", description="How unsloth attends packed rows: auto, one varlen flash call per row where the GPU allows (Ampere or newer); per-document, one call per document (slower; the same result).")
+    attention: Literal["auto", "per-document"] = Field(
+        "auto",
+        description="How unsloth attends packed rows: auto, one varlen flash call per row where the GPU allows (Ampere or newer); per-document, one call per document (slower; the same result).",
+    )
     # The schema says what a user may write (90m, 2h, seconds), not the parsed int.
-    timeout: Annotated[int | Literal["auto"], WithJsonSchema({"anyOf": [
-        {"const": "auto"},
-        {"type": "number", "minimum": 60, "maximum": 7 * 86400},
-        {"type": "string", "pattern": _DURATION.pattern},
-    ]})] = Field("auto", description="Job time limit (90m, 2h, or seconds); auto: from the estimate with a margin.")
+    timeout: Annotated[
+        int | Literal["auto"],
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"const": "auto"},
+                    {"type": "number", "minimum": 60, "maximum": 7 * 86400},
+                    {"type": "string", "pattern": _DURATION.pattern},
+                ]
+            }
+        ),
+    ] = Field("auto", description="Job time limit (90m, 2h, or seconds); auto: from the estimate with a margin.")
     image: str | None = Field(None, description="Container image for hf-jobs (default: a pinned image with Unsloth).")
 
     @field_validator("timeout", mode="before")
@@ -352,7 +393,9 @@ class OutputSpec(_Section):
 
     repo: str | None = Field(None, pattern=_REPO_ID, description="Hub model repo namespace/name (default: <namespace>/<name>).")
     private: bool = Field(True, description="Create the model repo private.")
-    save: Literal["adapter", "merged"] | None = Field(None, description="adapter (default for lora/qlora) or merged weights (the only choice for full).")
+    save: Literal["adapter", "merged"] | None = Field(
+        None, description="adapter (default for lora/qlora) or merged weights (the only choice for full)."
+    )
 
 
 class EvalSpec(_Section):
@@ -360,10 +403,20 @@ class EvalSpec(_Section):
 
     suite: str = Field(min_length=1, description="Repository-relative path of an eval suite YAML file.")
     # A bare number means '>= number' (see _gate); the schema accepts both forms.
-    gate: Annotated[dict[str, str], WithJsonSchema({"type": "object", "additionalProperties": {"anyOf": [
-        {"type": "string", "pattern": _GATE.pattern},
-        {"type": "number"},
-    ]}})] = Field(default_factory=dict, description="metric -> condition, e.g. exact_match: '>= 0.85'.")
+    gate: Annotated[
+        dict[str, str],
+        WithJsonSchema(
+            {
+                "type": "object",
+                "additionalProperties": {
+                    "anyOf": [
+                        {"type": "string", "pattern": _GATE.pattern},
+                        {"type": "number"},
+                    ]
+                },
+            }
+        ),
+    ] = Field(default_factory=dict, description="metric -> condition, e.g. exact_match: '>= 0.85'.")
 
     @field_validator("suite")
     @classmethod
@@ -410,10 +463,16 @@ class RunSpec(_Section):
     def _cross(self) -> RunSpec:
         if self.method.type == "qlora" and not self.model.load_in_4bit:
             if "load_in_4bit" in self.model.model_fields_set:
-                raise FieldError(("model", "load_in_4bit"), "model.load_in_4bit: false with method qlora, which is LoRA on a 4-bit base: remove load_in_4bit or use method.type lora")
+                raise FieldError(
+                    ("model", "load_in_4bit"),
+                    "model.load_in_4bit: false with method qlora, which is LoRA on a 4-bit base: remove load_in_4bit or use method.type lora",
+                )
             object.__setattr__(self, "model", self.model.model_copy(update={"load_in_4bit": True}))
         elif self.model.load_in_4bit and self.method.type != "qlora":
-            raise FieldError(("model", "load_in_4bit"), f"model.load_in_4bit with method {self.method.type}: use method.type qlora (LoRA on a 4-bit base)")
+            raise FieldError(
+                ("model", "load_in_4bit"),
+                f"model.load_in_4bit with method {self.method.type}: use method.type qlora (LoRA on a 4-bit base)",
+            )
         save = self.output.save or ("merged" if self.method.type == "full" else "adapter")
         if self.method.type == "full" and save == "adapter":
             raise FieldError(("output", "save"), "output.save adapter with method full: a full fine-tune has no adapter, use save: merged")
@@ -504,10 +563,9 @@ def _data_path(data: Any, loc: tuple[Any, ...], missing: bool = False) -> tuple[
     path: list[str | int] = []
     current = data
     for i, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
-            path.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
             path.append(part)
             current = current[part]
         elif missing and i == len(loc) - 1 and isinstance(part, str) and isinstance(current, dict):
@@ -533,7 +591,7 @@ def _message(error: dict[str, Any], path: tuple[str | int, ...], model_loc: tupl
         return f"expected a mapping (name: value, ...), got {_kind_of(error.get('input'))}"
     msg = error["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         got = error.get("input")
@@ -599,14 +657,22 @@ def load_run_text(text: str | bytes, path: str) -> LoadedRun:
         return LoadedRun(path, None, name, [Problem("the file is empty: a run needs at least model and data", 1, 1)], document)
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a single value ({type(data).__name__})"
-        return LoadedRun(path, None, name, [Problem(f"the file holds {kind}: a run file is a mapping of keys (model:, data:, ...)", 1, 1)], document)
+        return LoadedRun(
+            path, None, name, [Problem(f"the file holds {kind}: a run file is a mapping of keys (model:, data:, ...)", 1, 1)], document
+        )
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as exc:
         return LoadedRun(path, None, name, problems_from_validation(exc, data, document), document)
     if spec.name is None and not re.match(_SLUG, name):
         line, col = document.locate(())
-        return LoadedRun(path, None, name, [Problem(f"the file name '{name}' is not a slug: add name: with lowercase letters, digits and '-'", line, col, "name")], document)
+        return LoadedRun(
+            path,
+            None,
+            name,
+            [Problem(f"the file name '{name}' is not a slug: add name: with lowercase letters, digits and '-'", line, col, "name")],
+            document,
+        )
     return LoadedRun(path, spec, spec.name or name, [], document)
 
 

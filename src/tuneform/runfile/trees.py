@@ -35,11 +35,9 @@ class Tree(Protocol):
         """Files directly or deeply under `folder` whose names end with one of `suffixes`, sorted."""
         ...
 
-    def sha256(self, path: str) -> str:
-        ...
+    def sha256(self, path: str) -> str: ...
 
-    def size(self, path: str) -> int:
-        ...
+    def size(self, path: str) -> int: ...
 
 
 def is_lfs_pointer(head: bytes) -> bool:
@@ -202,13 +200,12 @@ class GitTree:
         blobs = [self._entries[p][1] for p in paths if p in self._entries and self._entries[p][1] not in self._cache]
         if not blobs:
             return
-        proc = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, capture_output=True,
-                              input=("\n".join(blobs) + "\n").encode())
+        proc = subprocess.run(["git", "cat-file", "--batch"], cwd=self.root, capture_output=True, input=("\n".join(blobs) + "\n").encode())
         out, pos = proc.stdout, 0
         for blob in blobs:
             header_end = out.index(b"\n", pos)
             size = int(out[pos:header_end].split()[2])
-            self._cache[blob] = out[header_end + 1: header_end + 1 + size]
+            self._cache[blob] = out[header_end + 1 : header_end + 1 + size]
             pos = header_end + 1 + size + 1
 
 

@@ -149,14 +149,18 @@ class _Builder:
             try:
                 return self._scalars.yaml_constructors[tag](self._scalars, node)
             except (ValueError, KeyError, TypeError, IndexError):  # an explicit tag on a value that is not one: !!int hello
-                name = tag[len(_CORE):]
-                raise YamlError(f"'{node.value}' is not a valid {name} (tag !!{name}): remove the tag or fix the value", *_pos(node), path) from None
+                name = tag[len(_CORE) :]
+                raise YamlError(
+                    f"'{node.value}' is not a valid {name} (tag !!{name}): remove the tag or fix the value", *_pos(node), path
+                ) from None
         raise _bad_tag(node, path)
 
 
 def _bad_tag(node: yaml.Node, path: Path) -> YamlError:
-    shown = "!!" + node.tag[len(_CORE):] if node.tag.startswith(_CORE) else node.tag
-    return YamlError(f"YAML tag '{shown}' is not allowed in a run file (nothing is ever constructed from tags): remove it", *_pos(node), path)
+    shown = "!!" + node.tag[len(_CORE) :] if node.tag.startswith(_CORE) else node.tag
+    return YamlError(
+        f"YAML tag '{shown}' is not allowed in a run file (nothing is ever constructed from tags): remove it", *_pos(node), path
+    )
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:
@@ -198,9 +202,14 @@ def load(text: str | bytes) -> Document:
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise YamlError(f"invalid YAML: {problem}", line, col) from None
     except yaml.reader.ReaderError as exc:  # a control character; libyaml counts UTF-8 bytes
-        offset = len(text.encode("utf-8")[: exc.position].decode("utf-8", errors="ignore")) if _Loader is not yaml.SafeLoader else exc.position
+        offset = (
+            len(text.encode("utf-8")[: exc.position].decode("utf-8", errors="ignore")) if _Loader is not yaml.SafeLoader else exc.position
+        )
         char = text[offset] if offset < len(text) else ""
-        raise YamlError(f"invalid YAML: {exc.reason} (character {char!r}): remove it, or write it as an escape in a double-quoted string", *_line_col(text, offset)) from None
+        raise YamlError(
+            f"invalid YAML: {exc.reason} (character {char!r}): remove it, or write it as an escape in a double-quoted string",
+            *_line_col(text, offset),
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {str(exc).strip()}") from None
     except RecursionError:

@@ -148,8 +148,17 @@ def train(
     """
     import torch
 
-    prepared = prepare(spec, model_dir_or_id, examples, eval_examples, out_dir, on_log=on_log, batch_size=batch_size,
-                       gradient_checkpointing=gradient_checkpointing, callbacks=callbacks)
+    prepared = prepare(
+        spec,
+        model_dir_or_id,
+        examples,
+        eval_examples,
+        out_dir,
+        on_log=on_log,
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+        callbacks=callbacks,
+    )
     trainer = prepared.trainer
     if prepared.settings.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -234,7 +243,9 @@ def prepare(
     tokenizer = load_tokenizer(model_path, spec.model)
     train_rows, skipped = _tokenize(examples, tokenizer, spec)
     if not train_rows:
-        raise TrainError(f"no training example has a token to train within model.max_seq_length ({spec.model.max_seq_length}): raise it or check the data")
+        raise TrainError(
+            f"no training example has a token to train within model.max_seq_length ({spec.model.max_seq_length}): raise it or check the data"
+        )
     eval_rows, _ = _tokenize(eval_examples, tokenizer, spec)
 
     model = _load_unsloth(spec, model_path, settings) if engine == "unsloth" else _load_trl(spec, model_path, settings)
@@ -267,7 +278,9 @@ def prepare(
 def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
     """Refuse, before any model or data is loaded, what cannot work on this machine."""
     if spec.method.type == "qlora" and not cuda:
-        raise TrainError("qlora needs a CUDA GPU (bitsandbytes 4-bit kernels) and none is visible: use method.type lora on CPU, or a GPU flavor")
+        raise TrainError(
+            "qlora needs a CUDA GPU (bitsandbytes 4-bit kernels) and none is visible: use method.type lora on CPU, or a GPU flavor"
+        )
     if spec.training.precision == "fp16" and not cuda:
         raise TrainError("precision fp16 needs a CUDA GPU: use precision auto (fp32 on CPU) or bf16")
     if spec.compute.engine == "unsloth" and not cuda:
@@ -288,7 +301,9 @@ def choose_engine(requested: str, *, cuda: bool) -> Engine:
         import unsloth  # noqa: F401
     except ImportError as exc:
         if requested == "unsloth":
-            raise TrainError("engine unsloth: the unsloth package is not installed: pip install 'tuneform[unsloth]', or set compute.engine: trl") from exc
+            raise TrainError(
+                "engine unsloth: the unsloth package is not installed: pip install 'tuneform[unsloth]', or set compute.engine: trl"
+            ) from exc
         return "trl"
     return "unsloth"
 
@@ -598,7 +613,9 @@ def qlora_quantization(compute_dtype: Any) -> Any:
     Scoring a QLoRA run loads its models the same way (evals/runner.py load_for_eval)."""
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype
+    )
 
 
 def _linear_layer_names(model: PreTrainedModel) -> list[str]:
@@ -606,7 +623,9 @@ def _linear_layer_names(model: PreTrainedModel) -> list[str]:
     import torch
 
     head = model.get_output_embeddings()
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and module is not head})
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and module is not head}
+    )
 
 
 # ---------------------------------------------------------------------------------------------

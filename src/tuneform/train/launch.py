@@ -25,9 +25,10 @@ import socket
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuneform.train.engine import TrainError, TrainResult
 
@@ -101,8 +102,15 @@ def train_distributed(request: TrainRequest, processes: int, echo: Echo) -> Trai
 
 def _launch(request: TrainRequest, work: Path, processes: int, echo: Echo) -> TrainResult:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen(launch_command(work / "request.json", processes, _free_port()), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, bufsize=1, env=env, start_new_session=True)
+    child = subprocess.Popen(
+        launch_command(work / "request.json", processes, _free_port()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=env,
+        start_new_session=True,
+    )
     tail: deque[str] = deque(maxlen=8)
     try:
         assert child.stdout is not None

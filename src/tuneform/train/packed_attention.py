@@ -44,8 +44,9 @@ def torch_varlen_takes_gqa(varlen_attn: Callable[..., Any] | None) -> bool:
     return "window_size" in params and "enable_gqa" in params
 
 
-def choose_route(*, requested: str, engine: str, cuda: bool, unsloth_has_varlen: bool, flash_available: bool,
-                 capability_major: int, lean_function: bool) -> Route:
+def choose_route(
+    *, requested: str, engine: str, cuda: bool, unsloth_has_varlen: bool, flash_available: bool, capability_major: int, lean_function: bool
+) -> Route:
     """Which route a job takes; pure, so every branch is testable without a GPU.
 
     `requested`: the run's compute.attention. `unsloth_has_varlen`: Unsloth found a usable
@@ -73,8 +74,19 @@ def aten_varlen(dispatch: ModuleType) -> Callable[..., Any]:
     """
     lean = dispatch._LeanFlashVarlen
 
-    def varlen_attn(query: Any, key: Any, value: Any, cu_seq_q: Any, cu_seq_k: Any, max_q: int, max_k: int, *,
-                    scale: float | None = None, window_size: tuple[int, int] = (-1, -1), enable_gqa: bool = False) -> Any:
+    def varlen_attn(
+        query: Any,
+        key: Any,
+        value: Any,
+        cu_seq_q: Any,
+        cu_seq_k: Any,
+        max_q: int,
+        max_k: int,
+        *,
+        scale: float | None = None,
+        window_size: tuple[int, int] = (-1, -1),
+        enable_gqa: bool = False,
+    ) -> Any:
         if cu_seq_k is not cu_seq_q or max_k != max_q:
             raise ValueError("tuneform's varlen stand-in handles self-attention only (one cu_seqlens)")
         left, right = window_size
