@@ -48,8 +48,11 @@ def test_calibration_round_trip_through_pyproject(demo: Repo) -> None:
     assert record["gpu"] == "cpu" and record["steady"] and record["memory"] is None  # RSS is not a GPU peak
     assert record["estimated_tokens_per_second"] == pytest.approx(estimate["tokens_per_second"])
     assert record["speed"] == pytest.approx(training["steady_tokens_per_second"] / estimate["tokens_per_second"])
-    speed = first["factors"]["cpu"]["speed"]
-    assert speed == pytest.approx(record["speed"], abs=0.0005)
+    found = first["factors"]["cpu"]["speed"]
+    assert found == pytest.approx(record["speed"], abs=0.0005)
+    # What the table writes is clamped to what settings accept: this machine's speed (a busy CI
+    # machine measures far below the estimate) decides which side of the clamp it lands on.
+    speed = float(f"{calibrate.clamp_factor(found):g}")
 
     # The printed table is valid settings, and the next plan's speed follows it.
     table = first["toml"]

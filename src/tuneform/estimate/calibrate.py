@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tuneform.estimate.catalog import FLAVORS
+from tuneform.runfile.settings import FACTOR_MAX, FACTOR_MIN
 
 
 @dataclass(frozen=True)
@@ -141,12 +142,17 @@ def factors(records: Iterable[Record]) -> list[GpuFactors]:
     return out
 
 
+def clamp_factor(value: float) -> float:
+    """A factor as settings accept it: the table never writes what pyproject.toml would refuse."""
+    return min(FACTOR_MAX, max(FACTOR_MIN, value))
+
+
 def toml_table(found: Iterable[GpuFactors]) -> str:
     """The `[tool.tuneform.calibration]` table for these factors, clamped to what settings accept."""
     found = list(found)
 
     def inline(pairs: list[tuple[str, float]]) -> str:
-        return "{" + ", ".join(f'"{gpu}" = {min(4.0, max(0.25, value)):g}' for gpu, value in pairs) + "}"
+        return "{" + ", ".join(f'"{gpu}" = {clamp_factor(value):g}' for gpu, value in pairs) + "}"
 
     lines = ["[tool.tuneform.calibration]", f"speed = {inline([(f.gpu, f.speed) for f in found])}"]
     memory = [(f.gpu, value) for f in found if (value := f.memory) is not None]

@@ -19,7 +19,9 @@ from tuneform.runfile.trees import Tree, TreeError
 PYPROJECT = "pyproject.toml"
 DEFAULT_CHECKPOINT_MINUTES = 15.0
 # A factor outside this range says the estimate is wrong in a way one number should not paper over.
-Factor = Annotated[float, Field(ge=0.25, le=4.0)]
+# A calibration factor further than 4x from the estimator means a broken measurement, not a slow GPU.
+FACTOR_MIN, FACTOR_MAX = 0.25, 4.0
+Factor = Annotated[float, Field(ge=FACTOR_MIN, le=FACTOR_MAX)]
 
 
 class RepositoryCalibration(BaseModel):
