@@ -159,7 +159,8 @@ def generate_predictions(
             for i, (_, ids) in enumerate(batch):
                 input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
                 attention[i, width - len(ids) :] = 1
-            output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **settings)
+            # torch's stubs type a Module's attributes as Tensor; generate comes from transformers.
+            output = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **settings)  # type: ignore[operator]
             texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
             for (row_id, _), text in zip(batch, texts):
                 predictions[row_id] = _cut_at_stop(text, generation.stop)

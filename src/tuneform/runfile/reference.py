@@ -49,7 +49,7 @@ def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
     if field.default_factory is not None:
-        value = field.default_factory()
+        value = field.default_factory()  # type: ignore[call-arg]  # every factory here takes no argument
         if isinstance(value, BaseModel):
             return "see below"
         return repr(value) if value not in ([], {}) else ("[]" if value == [] else "{}")

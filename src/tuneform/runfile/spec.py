@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -573,7 +574,7 @@ def _data_path(data: Any, loc: tuple[Any, ...], missing: bool = False) -> tuple[
     return tuple(path)
 
 
-def _message(error: dict[str, Any], path: tuple[str | int, ...], model_loc: tuple[Any, ...]) -> str:
+def _message(error: Mapping[str, Any], path: tuple[str | int, ...], model_loc: tuple[Any, ...]) -> str:
     kind = error["type"]
     key = path[-1] if path else None
     if kind == "extra_forbidden":

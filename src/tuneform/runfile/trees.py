@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -195,7 +196,7 @@ class GitTree:
     def size(self, path: str) -> int:
         return len(self.read(path))
 
-    def prefetch(self, paths: list[str]) -> None:
+    def prefetch(self, paths: Iterable[str]) -> None:
         """Read many blobs in one `git cat-file --batch` call (plan reads every run file)."""
         blobs = [self._entries[p][1] for p in paths if p in self._entries and self._entries[p][1] not in self._cache]
         if not blobs:

@@ -174,14 +174,15 @@ def load(text: str | bytes) -> Document:
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
             raise YamlError(f"file is {len(text):,} bytes, over the {MAX_BYTES:,}-byte limit for a run file")
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            before = text[: exc.start]
+            before = raw[: exc.start]
             line_start = before.rfind(b"\n") + 1
             column = len(before[line_start:].decode("utf-8", errors="replace")) + 1
             raise YamlError(
-                f"file is not UTF-8 text (byte {exc.start}, 0x{text[exc.start]:02x}): save it as UTF-8",
+                f"file is not UTF-8 text (byte {exc.start}, 0x{raw[exc.start]:02x}): save it as UTF-8",
                 before.count(b"\n") + 1,
                 column,
             ) from None

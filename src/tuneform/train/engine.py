@@ -36,7 +36,7 @@ from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from peft import LoraConfig
+    from peft import LoraConfig, PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
     from trl import SFTConfig, SFTTrainer
 
@@ -177,6 +177,7 @@ def train(
     if trainer.eval_dataset is not None:
         eval_loss = float(trainer.evaluate()["eval_loss"])
 
+    kind: Literal["cuda_max_allocated", "process_max_rss"]
     if prepared.settings.device == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(), "cuda_max_allocated"
     else:
@@ -417,6 +418,8 @@ def lora_config(spec: RunSpec) -> LoraConfig:
     from peft import LoraConfig
 
     m = spec.method
+    # MethodSpec fills these for lora and qlora; only full fine-tuning leaves them None.
+    assert m.r is not None and m.alpha is not None and m.dropout is not None, "lora_config of a full fine-tuning run"
     return LoraConfig(
         r=m.r,
         lora_alpha=m.alpha,
@@ -540,7 +543,7 @@ def _model_dtype(spec: RunSpec, settings: Settings) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.precision]
 
 
-def _load_trl(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel:
+def _load_trl(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel | PeftModel:
     """transformers + PEFT: the base model, 4-bit for qlora, with LoRA adapters unless full."""
     from transformers import AutoModelForCausalLM
 
@@ -639,7 +642,7 @@ def save(trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, spec: RunSpec,
     or the fully fine-tuned model itself.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = trainer.model
+    model: Any = trainer.model  # a PEFT or Unsloth wrapper: its save methods are not in torch's types
     lora = spec.method.type != "full"
     if spec.output.save == "merged" and lora:
         if settings.engine == "unsloth":
