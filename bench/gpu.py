@@ -113,12 +113,20 @@ class Shape:
     vocab: int | None  # None: the tokenizer's size (tiny)
     tied: bool
     tokenizer_vocab: int
+    attention_layers: tuple[int, ...] | None = None  # LFM2: which layers attend; the rest are short convolutions
+
+    @property
+    def family(self) -> str:
+        return "lfm2" if self.attention_layers is not None else "llama"
 
 
 SHAPES = {
     "llama-1b": Shape("llama-1b", 2048, 16, 32, 8, 8192, 128256, True, 16000),  # Llama-3.2-1B
     "llama-8b": Shape("llama-8b", 4096, 32, 32, 8, 14336, 128256, False, 16000),  # Llama-3.1-8B
     "tiny": Shape("tiny", 64, 2, 4, 2, 256, None, True, 1000),
+    # LiquidAI LFM2(.5)-1.2B: block_ff_dim 12288, auto-adjusted by its modeling code to 8192.
+    "lfm2-1.2b": Shape("lfm2-1.2b", 2048, 16, 32, 8, 12288, 65536, True, 16000, (2, 5, 8, 10, 12, 14)),
+    "tiny-lfm2": Shape("tiny-lfm2", 64, 3, 4, 2, 256, None, True, 1000, (1,)),
 }
 
 COMMON_TRAINING = {"num_train_epochs": 1, "logging_steps": 1, "seed": SEED, "train_on": "responses"}
@@ -306,26 +314,33 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
 def build_model_folder(folder: Path, shape: Shape, train_rows: list[dict[str, Any]], cuda: bool, weights: bool = True) -> dict[str, Any]:
     """Tokenizer trained on the data, config, and (unless `weights` is False) random weights."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, Lfm2Config, LlamaConfig
 
     texts = [m["content"] for row in train_rows for m in row["messages"]]
     tokenizer = build_tokenizer(texts, shape.tokenizer_vocab)
-    config = LlamaConfig(
-        vocab_size=shape.vocab or len(tokenizer),
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.kv_heads,
-        max_position_embeddings=131072,
-        rope_theta=500000.0,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=shape.tied,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        dtype="bfloat16" if cuda else "float32",
-    )
+    common = {
+        "vocab_size": shape.vocab or len(tokenizer),
+        "hidden_size": shape.hidden,
+        "intermediate_size": shape.intermediate,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "tie_word_embeddings": shape.tied,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "dtype": "bfloat16" if cuda else "float32",
+    }
+    if shape.family == "lfm2":
+        config = Lfm2Config(
+            **common,
+            max_position_embeddings=128000,
+            norm_eps=1e-5,
+            full_attn_idxs=list(shape.attention_layers or ()),
+            block_auto_adjust_ff_dim=True,
+        )
+    else:
+        config = LlamaConfig(**common, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder)
     if not weights:  # --dry-run: the shape is all that checking and bundling read
@@ -337,7 +352,7 @@ def build_model_folder(folder: Path, shape: Shape, train_rows: list[dict[str, An
     torch.set_default_dtype(dtype)
     try:
         with torch.device("cuda" if cuda else "cpu"):
-            model = LlamaForCausalLM(config)  # random weights: throughput does not depend on their values
+            model = AutoModelForCausalLM.from_config(config)  # random weights: throughput does not depend on their values
     finally:
         torch.set_default_dtype(previous)
     model.save_pretrained(folder)
@@ -893,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    shape = SHAPES["tiny" if args.tiny else args.shape]
+    shape = SHAPES[args.shape if args.tiny and args.shape.startswith("tiny") else "tiny" if args.tiny else args.shape]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
