@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tuneform.data.reader import Example
 from tuneform.runfile.spec import RunSpec
-from tuneform.train import packed_attention
+from tuneform.train import packed_attention, packing
 from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class Settings:
     loss_type: str
     processes: int = 1  # data-parallel training processes (one per GPU under DDP)
     attention: str = "n/a"  # how packed documents are attended (train/packed_attention.py Route)
+    packing_route: str = "n/a"  # how packed documents are kept apart, or why not (train/packing.py)
 
 
 @dataclass
@@ -250,6 +251,9 @@ def prepare(
     eval_rows, _ = _tokenize(eval_examples, tokenizer, spec)
 
     model = _load_unsloth(spec, model_path, settings) if engine == "unsloth" else _load_trl(spec, model_path, settings)
+    # Packing only where this model's packed rows are exact: the padded path (and a warning) otherwise.
+    decided = packing.apply(model, engine=engine, requested=settings.packing)
+    settings = replace(settings, packing=decided.packing, packing_route=decided.route)
 
     from transformers import PrinterCallback
     from trl import SFTTrainer

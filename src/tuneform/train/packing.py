@@ -1,0 +1,82 @@
+"""Whether a packed row gives each document exactly what it would see alone, per architecture.
+
+Why this exists: `training.packing` puts whole conversations side by side in one row and keeps
+them apart by position ids that restart at each document. That is exact only where every layer
+that mixes tokens stops at those restarts:
+- attention: transformers turns restarting position ids into a document mask (sdpa and eager get
+  a block-diagonal causal mask, sliding windows included; flash attention gets the documents'
+  lengths), and Unsloth attends them with its varlen kernel (train/packed_attention.py);
+- LFM2's short convolutions: only once train/packed_conv.py resets them at document starts, which
+  tuneform applies to the trl engine. Unsloth loads LFM2 its own way and ignores packing for such
+  hybrid models, so there packing is refused here, before the trainer is built, and the record
+  says so instead of claiming a packed run.
+
+A model type not known to be exact (a state-space or linear-attention layer, a model's remote
+code) trains on the padded path, and the job says why. A model type joins `EXACT` only with a
+tiny model of its own in tests/test_packing_exact.py, which checks per-token logits and gradients
+of each document alone and packed through the engine's own collation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+Route = Literal["document-mask", "document-mask+conv-reset"]
+
+EXACT: dict[str, Route] = {
+    "llama": "document-mask",
+    "mistral": "document-mask",
+    "qwen2": "document-mask",
+    "qwen3": "document-mask",
+    "gemma3_text": "document-mask",  # sliding-window layers too: the window mask is cut at documents
+    "lfm2": "document-mask+conv-reset",
+}
+"""Model types whose packed rows are exact on the trl engine, and by which route."""
+
+NEEDS_TRL = {"document-mask+conv-reset"}
+"""Routes tuneform applies to the model the trl engine loads; Unsloth builds its own."""
+
+
+class PackingWarning(UserWarning):
+    """Packing was asked for and the padded path is taken instead (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a job does with `training.packing` for a model: `route` goes to the manifest."""
+
+    packing: bool
+    route: str  # an EXACT route, "n/a" (packing not asked) or "padded: <why>"
+    note: str | None = None  # what the job prints when it refuses packing
+
+
+def decide(model_type: str, *, engine: str, requested: bool) -> Decision:
+    """Pack only where the route for this model type and engine is known to be exact; pure."""
+    if not requested:
+        return Decision(False, "n/a")
+    route = EXACT.get(model_type)
+    if route is None:
+        why = f"packing is not known to be exact for model type '{model_type}'"
+    elif route in NEEDS_TRL and engine != "trl":
+        why = f"the {engine} engine does not keep {model_type}'s convolution layers within each document"
+    else:
+        return Decision(True, route)
+    return Decision(
+        False, f"padded: {why}", f"training.packing: true ignored, training on the padded path: {why} (exact: {', '.join(EXACT)})"
+    )
+
+
+def apply(model: object, *, engine: str, requested: bool) -> Decision:
+    """Decide for a loaded model, make its route exact (LFM2's convolutions on the trl engine),
+    and warn when packing is refused. Returns the decision for the resolved settings."""
+    config = getattr(model, "config", None)
+    decision = decide(str(getattr(config, "model_type", "")), engine=engine, requested=requested)
+    if decision.note is not None:
+        warnings.warn(decision.note, PackingWarning, stacklevel=2)
+    if decision.route == "document-mask+conv-reset":
+        from tuneform.train import packed_conv
+
+        packed_conv.enable(model)  # type: ignore[arg-type]
+    return decision
