@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import (
     AutoModelForCausalLM,
+    Gemma3Config,
     Gemma3TextConfig,
     Lfm2Config,
     LlamaConfig,
@@ -34,6 +35,7 @@ from transformers import (
     PretrainedConfig,
     Qwen2Config,
     Qwen3Config,
+    SiglipVisionConfig,
 )
 from transformers.models.lfm2 import modeling_lfm2
 
@@ -73,6 +75,20 @@ CONFIGS: dict[str, Callable[[], PretrainedConfig]] = {
         query_pre_attn_scalar=8,
         sliding_window=WINDOW,
         layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    ),
+    "gemma3": lambda: Gemma3Config(
+        text_config=Gemma3TextConfig(
+            **SHAPE,
+            num_hidden_layers=2,
+            head_dim=8,
+            query_pre_attn_scalar=8,
+            sliding_window=WINDOW,
+            layer_types=["sliding_attention", "full_attention"],
+        ),
+        vision_config=SiglipVisionConfig(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+        ),
+        mm_tokens_per_image=1,
     ),
     "lfm2": lambda: Lfm2Config(
         **SHAPE,
@@ -166,8 +182,10 @@ def test_a_packed_document_sees_what_it_sees_alone(family: str, method: str, tmp
     for start, end in spans:
         alone_logits = model(input_ids=ids[None, start:end], use_cache=False).logits[0]
         assert_same(packed_logits[start:end], alone_logits, f"{family} logits of tokens {start}-{end}")
-        packed_grads = torch.autograd.grad(document_loss(packed_logits[start:end], labels[start:end]), params, retain_graph=True)
-        alone_grads = torch.autograd.grad(document_loss(alone_logits, labels[start:end]), params)
+        packed_grads = torch.autograd.grad(
+            document_loss(packed_logits[start:end], labels[start:end]), params, retain_graph=True, materialize_grads=True
+        )
+        alone_grads = torch.autograd.grad(document_loss(alone_logits, labels[start:end]), params, materialize_grads=True)
         assert_same(torch.cat([g.flatten() for g in packed_grads]), torch.cat([g.flatten() for g in alone_grads]), f"{family} gradients")
 
 
@@ -188,6 +206,28 @@ def test_lfm2_convolutions_mix_documents_without_the_reset(tmp_path: Path) -> No
     assert len(plain.model._forward_pre_hooks) == 1
     with torch.no_grad():
         assert_same(plain(**inputs, use_cache=False).logits[0, start:end], alone, "lfm2 with the reset")
+
+
+def test_lfm2_rows_that_are_not_packed_keep_transformers_forward(tmp_path: Path) -> None:
+    """With a padding mask (transformers then attends across restarts too), a KV cache (the
+    conv states only transformers' forward updates) or a single document, the reset stays out of
+    the way: the enabled model computes bit for bit what transformers' own does."""
+    folder = tiny_model(CONFIGS["lfm2"](), tmp_path / "lfm2")
+    plain, enabled = AutoModelForCausalLM.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    assert packed_conv.enable(enabled) == 2
+    ids = torch.randint(4, VOCAB, (1, 12), generator=torch.Generator().manual_seed(1))
+    positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 0, 1, 2]])
+    with torch.no_grad():
+        for kwargs in ({"attention_mask": torch.ones_like(ids), "use_cache": False}, {"use_cache": True}):
+            want = plain(input_ids=ids, position_ids=positions, **kwargs).logits
+            assert torch.equal(enabled(input_ids=ids, position_ids=positions, **kwargs).logits, want)
+        single = torch.arange(12)[None]
+        assert torch.equal(
+            enabled(input_ids=ids, position_ids=single, use_cache=False).logits, plain(input_ids=ids, use_cache=False).logits
+        )
+        # Packed (no mask, no cache), the later documents read nothing of the earlier ones.
+        packed = enabled(input_ids=ids, position_ids=positions, use_cache=False).logits
+        assert_same(packed[:, 9:], enabled(input_ids=ids[:, 9:], use_cache=False).logits, "the last document")
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)

@@ -63,8 +63,9 @@ def _packed_conv_forward(
     self: Any, hidden_states: torch.Tensor, past_key_values: Any = None, attention_mask: Any = None, seq_idx: Any = None
 ) -> Any:
     """`Lfm2ShortConv.forward` for a packed row (`seq_idx` given, no cache); anything else goes to
-    transformers' own forward, kept as `self._tuneform_forward`."""
-    if seq_idx is None or past_key_values is not None or attention_mask is not None:
+    transformers' own forward, kept as `self._tuneform_forward` (a cache keeps conv states that
+    only it updates)."""
+    if seq_idx is None or past_key_values is not None:
         return self._tuneform_forward(hidden_states, past_key_values=past_key_values, attention_mask=attention_mask, seq_idx=seq_idx)
     gates_and_input = self.in_proj(hidden_states).transpose(-1, -2)
     before, after, x = gates_and_input.chunk(3, dim=-2)
@@ -74,10 +75,10 @@ def _packed_conv_forward(
 
 def _add_seq_idx(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Forward pre-hook of the LFM2 decoder stack: a `seq_idx` for rows that pack several
-    documents, under the conditions in which transformers builds a document mask (position ids,
-    no padding mask, no cache)."""
+    documents, where transformers builds a document mask for attention (position ids and no
+    padding mask; with a cache the conv layers keep transformers' forward)."""
     position_ids = kwargs.get("position_ids")
-    if position_ids is None or kwargs.get("attention_mask") is not None or kwargs.get("past_key_values") is not None or "seq_idx" in kwargs:
+    if position_ids is None or kwargs.get("attention_mask") is not None:
         return args, kwargs
     seq_idx = document_ids(position_ids)
     if int(seq_idx[:, -1].max()) == 0:

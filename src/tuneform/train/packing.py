@@ -31,6 +31,7 @@ EXACT: dict[str, Route] = {
     "qwen2": "document-mask",
     "qwen3": "document-mask",
     "gemma3_text": "document-mask",  # sliding-window layers too: the window mask is cut at documents
+    "gemma3": "document-mask",
     "lfm2": "document-mask+conv-reset",
 }
 """Model types whose packed rows are exact on the trl engine, and by which route."""
