@@ -13,6 +13,8 @@ gets conv layers on both sides of an attention layer.
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import shutil
 import warnings
 from collections.abc import Callable
@@ -42,7 +44,7 @@ from transformers.models.lfm2 import modeling_lfm2
 from tuneform.data.reader import Example
 from tuneform.runfile.spec import RunSpec
 from tuneform.train import packed_conv, packing
-from tuneform.train.engine import Prepared, prepare
+from tuneform.train.engine import Prepared, TrainResult, prepare, train
 from tuneform.train.packing import EXACT, PackingWarning, decide
 
 torch.set_num_threads(1)
@@ -187,6 +189,26 @@ def test_a_packed_document_sees_what_it_sees_alone(family: str, method: str, tmp
         )
         alone_grads = torch.autograd.grad(document_loss(alone_logits, labels[start:end]), params, materialize_grads=True)
         assert_same(torch.cat([g.flatten() for g in packed_grads]), torch.cat([g.flatten() for g in alone_grads]), f"{family} gradients")
+
+
+def test_lfm2_trains_packed_and_records_the_route(tmp_path: Path) -> None:
+    """The whole loop on the patched model, with gradient checkpointing (which re-runs each
+    layer's forward, hook arguments included), saves an adapter and records the route."""
+    folder = tiny_model(CONFIGS["lfm2"](), tmp_path / "lfm2")
+    spec = RunSpec.model_validate(
+        {
+            "model": {"id": "./models/tiny", "max_seq_length": 128},
+            "data": {"train": [{"path": "t.jsonl"}]},
+            "method": {"type": "lora"},
+            "training": {"packing": True, "max_steps": 2, "per_device_train_batch_size": 4, "gradient_checkpointing": True},
+            "compute": {"engine": "trl"},
+        }
+    )
+    result = train(spec, str(folder), conversations(16), [], tmp_path / "out")
+    assert result.steps == 2 and all(math.isfinite(loss) for _, loss in result.loss_history)
+    assert (result.settings.packing, result.settings.packing_route) == (True, "document-mask+conv-reset")
+    assert TrainResult.from_json(json.loads(json.dumps(result.as_json()))).settings == result.settings
+    assert (tmp_path / "out" / "adapter_config.json").exists()
 
 
 def test_lfm2_convolutions_mix_documents_without_the_reset(tmp_path: Path) -> None:
