@@ -46,17 +46,19 @@ def causal_conv1d_by_document(x: torch.Tensor, weight: torch.Tensor, bias: torch
     `x` is (batch, channels, tokens), `weight` (channels, taps), `seq_idx` (batch, tokens). Tap j
     of a causal convolution reads the token `taps - 1 - j` places back; it contributes only where
     that token belongs to the same document, which is what zero padding gives a document alone.
+    The taps are summed in fp32 (as a convolution kernel accumulates) and returned in the
+    weight's dtype, as transformers' convolution returns them.
     """
     taps = weight.shape[-1]
-    x = x.to(weight.dtype)
-    out = x * weight[:, taps - 1, None]
+    x, w = x.float(), weight.float()
+    out = x * w[:, taps - 1, None]
     for back in range(1, min(taps, x.shape[-1])):
         same = seq_idx[:, back:] == seq_idx[:, :-back]  # (batch, tokens - back)
-        shifted = x[..., :-back] * same[:, None, :].to(x.dtype)
-        out = out + F.pad(shifted * weight[:, taps - 1 - back, None], (back, 0))
+        shifted = x[..., :-back] * same[:, None, :].float()
+        out = out + F.pad(shifted * w[:, taps - 1 - back, None], (back, 0))
     if bias is not None:
-        out = out + bias[:, None]
-    return out
+        out = out + bias.float()[:, None]
+    return out.to(weight.dtype)
 
 
 def _packed_conv_forward(
@@ -84,13 +86,6 @@ def _add_seq_idx(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[st
     if int(seq_idx[:, -1].max()) == 0:
         return args, kwargs  # one document per row: nothing to keep apart
     return args, {**kwargs, "seq_idx": seq_idx}
-
-
-def has_conv_layers(model: torch.nn.Module) -> bool:
-    """Whether `model` holds LFM2 short-convolution layers."""
-    from transformers.models.lfm2.modeling_lfm2 import Lfm2ShortConv
-
-    return any(isinstance(module, Lfm2ShortConv) for module in model.modules())
 
 
 def enable(model: torch.nn.Module) -> int:
