@@ -11,6 +11,8 @@ a scratch training repository, checked and bundled by tuneform's own code, and t
 Configurations (same data, same tokens, same LoRA r=16 on the seven projections):
 - tuneform-default: only what a user must write; flavor h200, engine auto (unsloth on a GPU),
   batch and checkpointing sized by tuneform's estimator, packing on.
+- tuneform-trl: the same with engine trl (transformers + PEFT, packed rows kept apart by
+  document masks, LFM2's convolutions reset at document starts).
 - tuneform-batch16, tuneform-batch32: the same with the batch fixed (points on the utilisation
   curve); tuneform-batch16-segments: batch 16 with compute.attention per-document, packed
   documents attended one at a time (the baseline of train/packed_attention.py).
@@ -135,6 +137,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "about": "tuneform's defaults: engine auto, batch and checkpointing from the estimator, packing",
         "training": {},
         "compute": {},
+    },
+    "tuneform-trl": {
+        "about": "tuneform's defaults with engine trl: packed rows through transformers' document masks (and LFM2's conv reset), no Unsloth",
+        "training": {},
+        "compute": {"engine": "trl"},
     },
     "tuneform-batch16": {
         "about": "tuneform's defaults with the batch fixed at 16: a second point for the estimator's utilisation curve",
@@ -693,7 +700,8 @@ def analyse(
     if checkpointing is None:
         value = spec_training["gradient_checkpointing"]
         checkpointing = plan.get("gradient_checkpointing") if value == "auto" else value
-    packing = bool(spec_training["packing"])
+    # What ran, where the job recorded it: an engine may train padded what the run asked to pack.
+    packing = bool(settings["packing"]) if "packing" in settings else bool(spec_training["packing"])
     grad_accum = int(spec_training["gradient_accumulation_steps"])
 
     # FLOPs a token: attention over each conversation's own tokens (packed documents are kept
