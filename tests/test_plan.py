@@ -331,6 +331,8 @@ def test_markdown_shows_the_resolved_diff_of_each_run(repo: Repo) -> None:
 
 def test_resolved_diff_fence_survives_backticks_in_values(repo: Repo) -> None:
     branch(repo)
+    rows = [json.loads(line) for line in (repo.path / "data/chat.jsonl").read_text().splitlines()]
+    repo.write("data/chat.jsonl", jsonl([{"a```b": row["messages"]} for row in rows]))  # the column the run names
     repo.write(
         "runs/support.yaml", RUN.replace("    - path: data/chat.jsonl", "    - path: data/chat.jsonl\n      columns: {messages: 'a```b'}")
     )

@@ -59,16 +59,16 @@ from typing import Any, Literal
 
 from tuneform.data.reader import (
     CONVERTERS,
-    REQUIRED_FIELDS,
     SUFFIXES,
+    Example,
     Row,
     RowProblem,
     UnreadableFile,
     eval_count,
+    missing_column,
     parse_rows,
 )
 from tuneform.data.tokens import (
-    TEMPLATE_TOKENS_PER_MESSAGE,
     Counter,
     local_tokenizer,
     token_counter,
@@ -372,8 +372,7 @@ def _scan_rows(
 ) -> _Scan:
     """The rows of one source's files (name in row refs, unit, rows), through the job's converters."""
     convert = CONVERTERS[src.format]
-    texts: list[str] = []
-    overheads: list[int] = []
+    examples: list[Example] = []  # the kept rows' examples, counted as the plan's estimate counts them
     norms_seen: dict[str, str] = {}  # system prompts and labels repeat on every row: normalise them once
     records = [row for _, _, rows in files for row in rows]
     scan.files = [(name, unit) for name, unit, _ in files]
@@ -392,11 +391,11 @@ def _scan_rows(
 
     for file, (name, unit, rows) in enumerate(files):  # noqa: B007 (hit() above reads name and unit)
         for row in rows:
-            _scan_row(scan, row, file, src, convert, hit, normal, texts, overheads)
-    for kept, tokens, overhead in zip(scan.kept, counter.count(texts) if texts else [], overheads):
-        kept.tokens = tokens + overhead
+            _scan_row(scan, row, file, src, convert, hit, normal, examples)
+    for kept, tokens in zip(scan.kept, counter.lengths(examples)):
+        kept.tokens = tokens
     if records and not scan.kept:
-        scan.error = _missing_column(src, [r.record for r in records if r.record is not None])
+        scan.error = missing_column(src, [r.record for r in records if r.record is not None])
         if scan.error:  # the job stops on the column before it looks at any row
             scan.counts.clear()
             scan.hits.clear()
@@ -413,8 +412,7 @@ def _scan_row(
     convert: Any,
     hit: Any,
     normal: Any,
-    texts: list[str],
-    overheads: list[int],
+    examples: list[Example],
 ) -> None:
     """One row: dropped with the job's reason, or kept with its hashes, keys and the rules it breaks."""
     number, record, raw = row.number, row.record, row.raw
@@ -458,20 +456,8 @@ def _scan_row(
             scan.flag("encoding", hit(number, _oddity(odd), _context(c, odd.start())))
             break
     scan.contents[kept.content] += 1
-    texts.append("\n".join(contents))
-    overheads.append(len(contents) * TEMPLATE_TOKENS_PER_MESSAGE if example.messages is not None else 0)
+    examples.append(example)
     scan.kept.append(kept)
-
-
-def _missing_column(src: LocalSource | HubSource, records: list[dict[str, Any]]) -> str | None:
-    """A required column no row has: the job stops with a rename to make, so say it here too."""
-    present = set().union(*records) if records else set()
-    for name in REQUIRED_FIELDS[src.format]:
-        column = src.columns.get(name, name)
-        if records and column not in present:
-            found = ", ".join(sorted(present)) or "none"
-            return f"no column '{column}' for the {name} field of format {src.format} (columns found: {found}): name it in the run file, columns: {{{name}: <column>}}"
-    return None
 
 
 # Scans by content: (file sha256, path, source settings, tokenizer). A plan reads

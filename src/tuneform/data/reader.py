@@ -141,16 +141,9 @@ def load_data(spec: RunSpec, repo_root: Path) -> LoadedData:
     train = read(list(spec.data.train))
     held_out = read(list(spec.data.eval))
 
-    if bad and len(bad) > spec.data.max_bad_rows * rows_read:
-        shown = "\n".join(f"  {row}" for row in bad[:SHOWN_BAD_ROWS])
-        more = f"\n  ... and {len(bad) - SHOWN_BAD_ROWS} more" if len(bad) > SHOWN_BAD_ROWS else ""
-        raise DataError(
-            f"{len(bad)} of {rows_read} rows are malformed ({len(bad) / rows_read:.1%}), more than "
-            f"data.max_bad_rows ({spec.data.max_bad_rows:.1%}):\n{shown}{more}\n"
-            "Fix these rows, or raise data.max_bad_rows to drop them."
-        )
+    check_bad_rows(bad, rows_read, spec.data.max_bad_rows)
     if not train:
-        raise DataError("the training sources hold no usable rows: check data.train")
+        raise DataError(NO_TRAINING_ROWS)
 
     random.Random(seed).shuffle(train)
     if spec.data.eval:
@@ -177,8 +170,18 @@ def _load_source(src: Source, repo_root: Path, seed: int) -> tuple[list[Example]
         unit, rows = _read_local(repo_root, src.path)
     else:
         unit, rows = "row", _read_hub(src)
-    _check_columns(src, label, rows)
+    examples, bad = convert_rows(src, label, unit, rows)
+    return sample_examples(examples, src.max_samples, seed), bad, len(rows)
 
+
+def convert_rows(src: Source, label: str, unit: str, rows: list[Row]) -> tuple[list[Example], list[BadRow]]:
+    """Rows through the format's converter: the examples kept and the rows dropped, with why.
+
+    The one place rows become examples: the job, the plan's token count and the data check all
+    call it, so they keep and drop the same rows. Raises DataError when a required column is in
+    no row (a naming problem, said once, rather than every row reported bad).
+    """
+    _check_columns(src, label, rows)
     convert = CONVERTERS[src.format]
     examples: list[Example] = []
     bad: list[BadRow] = []
@@ -190,11 +193,31 @@ def _load_source(src: Source, repo_root: Path, seed: int) -> tuple[list[Example]
             examples.append(convert(row.record, src.columns, label, row.number))
         except RowProblem as problem:
             bad.append(BadRow(label, row.number, problem.field, problem.problem, problem.fix, unit))
+    return examples, bad
 
-    if src.max_samples is not None and len(examples) > src.max_samples:
-        keep = sorted(random.Random(seed).sample(range(len(examples)), src.max_samples))
-        examples = [examples[i] for i in keep]
-    return examples, bad, len(rows)
+
+def sample_examples(examples: list[Example], max_samples: int | None, seed: int) -> list[Example]:
+    """The rows a source's `max_samples` keeps: a seeded sample, in file order."""
+    if max_samples is None or len(examples) <= max_samples:
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), max_samples))
+    return [examples[i] for i in keep]
+
+
+def check_bad_rows(bad: list[BadRow], rows_read: int, max_bad_rows: float) -> None:
+    """Raise DataError when more rows are malformed than data.max_bad_rows allows, listing the first."""
+    if not bad or len(bad) <= max_bad_rows * rows_read:
+        return
+    shown = "\n".join(f"  {row}" for row in bad[:SHOWN_BAD_ROWS])
+    more = f"\n  ... and {len(bad) - SHOWN_BAD_ROWS} more" if len(bad) > SHOWN_BAD_ROWS else ""
+    raise DataError(
+        f"{len(bad)} of {rows_read} rows are malformed ({len(bad) / rows_read:.1%}), more than "
+        f"data.max_bad_rows ({max_bad_rows:.1%}):\n{shown}{more}\n"
+        "Fix these rows, or raise data.max_bad_rows to drop them."
+    )
+
+
+NO_TRAINING_ROWS = "the training sources hold no usable rows: check data.train"
 
 
 def _parse_fix(unit: str) -> str:
@@ -212,8 +235,13 @@ def _read_local(repo_root: Path, rel: str) -> tuple[str, list[Row]]:
     path = repo_root / rel
     if not path.is_file():
         raise DataError(f"{rel}: file not found (data paths are relative to the repository root, {repo_root})")
+    return parse_source(path.read_bytes(), rel)
+
+
+def parse_source(data: bytes, rel: str) -> tuple[str, list[Row]]:
+    """parse_rows, with a file that cannot be read as rows raised as the job's DataError."""
     try:
-        return parse_rows(path.read_bytes(), rel)
+        return parse_rows(data, rel)
     except UnreadableFile as exc:
         raise DataError(f"{rel}: {exc}") from None
 
@@ -306,9 +334,19 @@ def _as_row(number: int, value: Any) -> Row:
 
 def _check_columns(src: Source, label: str, rows: list[Row]) -> None:
     """A required column no row has is a naming problem, not a thousand bad rows: say which rename fixes it."""
-    records = [row.record for row in rows if row.record is not None]
+    problem = missing_column(src, [row.record for row in rows if row.record is not None])
+    if problem:
+        raise DataError(f"{label}: {problem}")
+
+
+def missing_column(src: Source, records: list[dict[str, Any]]) -> str | None:
+    """The job's message for a required column that no row has, with the rename that fixes it.
+
+    A ShareGPT file (`conversations` of {from, value} turns) is not guessed silently: the run
+    names the column, and the message says its turns are then converted (_message).
+    """
     if not records:
-        return
+        return None
     present: dict[str, Any] = {}
     for record in records:
         for key, value in record.items():
@@ -319,10 +357,18 @@ def _check_columns(src: Source, label: str, rows: list[Row]) -> None:
             continue
         found = ", ".join(sorted(present)) or "none"
         guess = _guess_column(name, present, set(src.columns.values()))
-        raise DataError(
-            f"{label}: no column '{column}' for the {name} field of format {src.format} (columns found: {found}). "
-            f"Name the column in the run file: columns: {{{name}: {guess}}}"
+        sharegpt = ""
+        if guess in present and _is_sharegpt(present[guess]):
+            sharegpt = " (its ShareGPT turns are converted: {from, value} read as {role, content}, human as user, gpt as assistant)"
+        return (
+            f"no column '{column}' for the {name} field of format {src.format} (columns found: {found}). "
+            f"Name the column in the run file: columns: {{{name}: {guess}}}{sharegpt}"
         )
+    return None
+
+
+def _is_sharegpt(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "from" in value[0] and "role" not in value[0]
 
 
 def _guess_column(name: str, present: dict[str, Any], taken: set[str]) -> str:

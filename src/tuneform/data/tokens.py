@@ -1,67 +1,102 @@
 """Count the tokens a run will train on, without torch or datasets (plan must stay light).
 
-Rows of local files are read with the standard library and counted with the `tokenizers`
-package when the model's tokenizer.json is at hand (a local model, or the Hugging Face cache);
-otherwise bytes/4, and the result says which, so a reviewer knows how far to trust it.
+Rows are read and converted by data/reader.py, the job's own reader (parse_rows, convert_rows,
+sample_examples): the plan counts the examples the job keeps, from the rows it keeps, and a file
+the job would reject raises the job's DataError here, so validate and plan report it with the
+same message and row. Tokens are counted with the `tokenizers` package when the model's
+tokenizer.json is at hand (a local model, or the Hugging Face cache); otherwise bytes/4, and the
+result says which, so a reviewer knows how far to trust it.
+
+What the count matches exactly, with a tokenizer: a `text` row, as train/format.py renders it
+(the BOS the tokenizer adds, the text, EOS), capped at max_seq_length, and the rows max_samples
+keeps. What stays approximate: a conversation's chat-template overhead, counted as
+TEMPLATE_TOKENS_PER_MESSAGE per message over its contents joined (rendering the template needs
+transformers); bytes/4 when no tokenizer is at hand; the eval split, taken as a fraction of the
+tokens (estimate/sizing.py) rather than the seeded rows the job holds out.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneform.data.reader import BadRow, Example, convert_rows, parse_source, sample_examples
 from tuneform.runfile.resolve import local_model_dir
-from tuneform.runfile.spec import CANONICAL_COLUMNS, LocalSource, RunSpec
+from tuneform.runfile.spec import LocalSource, RunSpec
 from tuneform.runfile.trees import Tree, TreeError
 
 # Chat templates add role markers around each message; a few tokens each across common templates.
 TEMPLATE_TOKENS_PER_MESSAGE = 4
 BYTES_PER_TOKEN = 4.0
-# Parquet is compressed: its text is typically ~2-3x its file size (a stated approximation).
-PARQUET_EXPANSION = 2.5
 
 
 @dataclass(frozen=True)
 class TokenCount:
-    """Rows and tokens of one source, each row capped at max_seq_length.
+    """Rows and tokens of one source as the job keeps them, each row capped at max_seq_length.
 
-    ``longest`` is the longest row (capped): what an unpacked batch is padded to. None when
-    the rows were not read one by one (a parquet file is sized from its bytes).
+    ``longest`` is the longest row (capped): what an unpacked batch is padded to. ``rows_read``
+    counts every row of the file, kept or not; ``bad`` are the rows the job drops, with why.
     """
 
     rows: int
     tokens: int  # after truncation to max_seq_length
     truncated_rows: int
-    method: str  # "tokenizer" or "bytes/4" or "file size"
+    method: str  # "tokenizer" or "bytes/4"
     longest: int | None
+    rows_read: int = 0
+    bad: tuple[BadRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class LocalTokenizer:
+    """A model's tokenizer files found on this machine: tokenizer.json, and its
+    tokenizer_config.json when present (it names the BOS and EOS tokens the job writes)."""
+
+    tokenizer_json: bytes
+    config_json: bytes | None = None
+
+
+def _special(config: dict[str, Any], key: str) -> str | None:
+    value = config.get(key)
+    if isinstance(value, dict):  # older configs: {"content": "<s>", ...}
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
 
 
 class Counter:
-    """Turns text into token counts with a real tokenizer or the bytes/4 rule.
+    """Turns examples into token counts with a real tokenizer or the bytes/4 rule.
 
     A tokenizer's counts are remembered by the text's digest: plan reads each local file twice,
-    for the estimate (raw rows, count_source) and for the data check (rows through the job's
-    converters), and a row's text is the same in both, so the second pass tokenises only what
-    differs. Measured on the dev machine (2 cores), plan of one run on a 94 MB chat file with
-    the demo model's tokenizer: 42 s before, 15 s after. Repeated rows are tokenised once.
+    for the estimate and for the data check, and the texts are the same in both, so the second
+    pass tokenises nothing new. Measured on the dev machine (2 cores), plan of one run on a 94 MB
+    chat file with the demo model's tokenizer: 42 s before, 15 s after. Repeated rows are
+    tokenised once.
     """
 
-    def __init__(self, tokenizer_json: bytes | None):
+    def __init__(self, tokenizer: LocalTokenizer | None):
         self._tokenizer = None
-        if tokenizer_json is not None:
+        self._bos = 0  # tokens the job puts before a text row (train/format.py's render)
+        self._eos: str | None = None
+        if tokenizer is not None:
             from tokenizers import Tokenizer
 
-            self._tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+            self._tokenizer = Tokenizer.from_str(tokenizer.tokenizer_json.decode("utf-8"))
+            config = json.loads(tokenizer.config_json) if tokenizer.config_json else {}
+            config = config if isinstance(config, dict) else {}
+            self._eos = _special(config, "eos_token")
+            bos = _special(config, "bos_token")
+            plain = self._tokenizer.encode("a", add_special_tokens=False).ids
+            special = self._tokenizer.encode("a", add_special_tokens=True).ids
+            bos_id = self._tokenizer.token_to_id(bos) if bos else None
+            self._bos = int(bos_id is not None and len(special) > len(plain) and special[0] == bos_id)
         self.method = "tokenizer" if self._tokenizer is not None else "bytes/4"
         self._known: dict[bytes, int] = {}
 
     def count(self, texts: list[str]) -> list[int]:
+        """Tokens of each text, no special tokens added."""
         if self._tokenizer is None:
             return [int(len(t.encode("utf-8")) / BYTES_PER_TOKEN + 0.5) for t in texts]
         keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
@@ -71,101 +106,59 @@ class Counter:
             self._known.update(zip(new, (len(e.ids) for e in encoded)))
         return [self._known[key] for key in keys]
 
-
-def iter_rows(data: bytes, path: str) -> Iterator[dict[str, Any] | None]:
-    """Rows of a JSONL, JSON (list of objects) or CSV file; None for a row that does not parse."""
-    lower = path.lower()
-    if lower.endswith(".jsonl"):
-        for line in data.splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                yield None
-                continue
-            yield row if isinstance(row, dict) else None
-    elif lower.endswith(".json"):
-        try:
-            rows = json.loads(data)
-        except ValueError:
-            yield None
-            return
-        if isinstance(rows, dict):  # {"data": [...]} or {"train": [...]}: take the first list
-            rows = next((v for v in rows.values() if isinstance(v, list)), [rows])
-        for row in rows if isinstance(rows, list) else [rows]:
-            yield row if isinstance(row, dict) else None
-    elif lower.endswith(".csv"):
-        yield from csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace")))
+    def lengths(self, examples: list[Example]) -> list[int]:
+        """Tokens of each example as the job renders it (uncapped); see the module's docstring
+        for what is exact and what is approximate."""
+        texts: list[str] = []
+        extra: list[int] = []
+        for example in examples:
+            if example.messages is None:
+                text = example.text or ""
+                eos = self._eos if self._eos and not text.endswith(self._eos) else ""
+                texts.append(text + eos)
+                extra.append(self._bos)
+            else:
+                texts.append("\n".join(m["content"] for m in example.messages))
+                extra.append(len(example.messages) * TEMPLATE_TOKENS_PER_MESSAGE)
+        return [n + e for n, e in zip(self.count(texts), extra)] if texts else []
 
 
-def _text(value: Any) -> tuple[str, int]:
-    """Text of a field and how many chat messages it holds (messages get template tokens)."""
-    if isinstance(value, str):
-        return value, 0
-    if isinstance(value, list):
-        parts = []
-        for message in value:
-            if isinstance(message, dict):
-                content = message.get("content", message.get("value", ""))
-                parts.append(content if isinstance(content, str) else json.dumps(content))
-        return "\n".join(parts), len(parts)
-    if value is None:
-        return "", 0
-    return json.dumps(value), 0
+def count_source(data: bytes, source: LocalSource, counter: Counter, max_seq_length: int, seed: int) -> TokenCount:
+    """Token count of one local file as the job reads it, each row capped at max_seq_length.
 
-
-def row_text(row: dict[str, Any], source: LocalSource) -> tuple[str, int]:
-    """The trainable text of one row in the source's format, honouring column renames."""
-    texts, messages = [], 0
-    for canonical_field in CANONICAL_COLUMNS[source.format]:
-        column = source.columns.get(canonical_field, canonical_field)
-        if source.format == "messages" and column not in row and "conversations" in row and not source.columns:
-            column = "conversations"  # ShareGPT's usual column name
-        text, n = _text(row.get(column))
-        texts.append(text)
-        messages += n
-    return "\n".join(t for t in texts if t), messages
-
-
-def count_source(data: bytes, source: LocalSource, counter: Counter, max_seq_length: int) -> TokenCount:
-    """Token count of one local file, each row capped at max_seq_length, honouring max_samples."""
-    if source.path.lower().endswith(".parquet"):
-        tokens = int(len(data) * PARQUET_EXPANSION / BYTES_PER_TOKEN)
-        return TokenCount(rows=0, tokens=tokens, truncated_rows=0, method="file size", longest=None)
-    texts: list[str] = []
-    overheads: list[int] = []
-    for row in iter_rows(data, source.path):
-        if row is None:
-            continue
-        text, messages = row_text(row, source)
-        texts.append(text)
-        overheads.append(messages * TEMPLATE_TOKENS_PER_MESSAGE)
-    lengths = [n + o for n, o in zip(counter.count(texts), overheads)] if texts else []
+    Raises DataError, the job's own, when the job could not read the file at all.
+    """
+    unit, rows = parse_source(data, source.path)
+    examples, bad = convert_rows(source, source.path, unit, rows)
+    lengths = counter.lengths(sample_examples(examples, source.max_samples, seed))
     capped = sum(min(n, max_seq_length) for n in lengths)
     truncated = sum(1 for n in lengths if n > max_seq_length)
     longest = min(max(lengths, default=0), max_seq_length)
-    if source.max_samples is not None and source.max_samples < len(lengths):
-        # the job takes a seeded sample of rows: expect the mean row, scaled to the sample; its
-        # longest row is at most the file's (the safe side for padding)
-        scale = source.max_samples / len(lengths)
-        return TokenCount(source.max_samples, round(capped * scale), round(truncated * scale), counter.method, longest)
-    return TokenCount(len(lengths), capped, truncated, counter.method, longest)
+    return TokenCount(len(lengths), capped, truncated, counter.method, longest, len(rows), tuple(bad))
 
 
-def local_tokenizer(spec: RunSpec, tree: Tree) -> bytes | None:
-    """tokenizer.json of the base model when it is already on this machine; never downloads."""
+def local_tokenizer(spec: RunSpec, tree: Tree) -> LocalTokenizer | None:
+    """The base model's tokenizer files when they are already on this machine; never downloads."""
+    tokenizer_json = _model_file(spec, tree, "tokenizer.json")
+    if tokenizer_json is None:
+        return None
+    return LocalTokenizer(tokenizer_json, _model_file(spec, tree, "tokenizer_config.json"))
+
+
+def _model_file(spec: RunSpec, tree: Tree, name: str) -> bytes | None:
+    """A file of the base model: in the repository's model folder, an absolute folder, or the
+    Hugging Face cache."""
     if spec.model.is_local and not spec.model.id.startswith("/"):
         try:
-            return tree.read(f"{local_model_dir(spec.model.id)}/tokenizer.json")
+            return tree.read(f"{local_model_dir(spec.model.id)}/{name}")
         except TreeError:
             return None
     if spec.model.is_local:
-        path = Path(spec.model.id) / "tokenizer.json"
+        path = Path(spec.model.id) / name
         return path.read_bytes() if path.is_file() else None
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(spec.model.id, "tokenizer.json", revision=spec.model.revision)
+    cached = try_to_load_from_cache(spec.model.id, name, revision=spec.model.revision)
     if isinstance(cached, str):
         with open(cached, "rb") as handle:
             return handle.read()
@@ -175,8 +168,12 @@ def local_tokenizer(spec: RunSpec, tree: Tree) -> bytes | None:
 _COUNTERS: dict[str, Counter] = {}
 
 
-def token_counter(tokenizer_json: bytes | None) -> tuple[str, Counter]:
-    digest = hashlib.sha256(tokenizer_json).hexdigest() if tokenizer_json is not None else "bytes/4"
+def token_counter(tokenizer: LocalTokenizer | None) -> tuple[str, Counter]:
+    """A counter for these tokenizer files (one per process), and an id for cache keys."""
+    if tokenizer is None:
+        digest = "bytes/4"
+    else:
+        digest = hashlib.sha256(tokenizer.tokenizer_json + b"\0" + (tokenizer.config_json or b"")).hexdigest()
     if digest not in _COUNTERS:
-        _COUNTERS[digest] = Counter(tokenizer_json)
+        _COUNTERS[digest] = Counter(tokenizer)
     return digest, _COUNTERS[digest]

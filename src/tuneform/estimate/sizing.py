@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tuneform.data.reader import NO_TRAINING_ROWS, BadRow, DataError, check_bad_rows
 from tuneform.data.tokens import (
     Counter,
     TokenCount,
@@ -104,36 +105,47 @@ def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
     return shape
 
 
-# Token counts by content: (data sha256, tokenizer sha256, source settings, max_seq_length).
+# Token counts by content: (data sha256, tokenizer, source settings, seed, max_seq_length).
 # Content-addressed, so valid for the whole process; plans of many runs share one data file.
-_COUNTS: dict[tuple[str, str, str, int], TokenCount] = {}
+# A file the job rejects is remembered as its DataError message.
+_COUNTS: dict[tuple[str, str, str, int, int], TokenCount | str] = {}
 
 
-def _count_local(tree: Tree, src: LocalSource, tokenizer_id: str, counter: Counter, max_seq_length: int) -> TokenCount:
-    key = (tree.sha256(src.path), tokenizer_id, src.model_dump_json(exclude={"path"}), max_seq_length)
+def _count_local(tree: Tree, src: LocalSource, tokenizer_id: str, counter: Counter, spec: RunSpec) -> TokenCount:
+    """One local file counted as the job reads it; raises the job's DataError when it would reject it."""
+    seed = spec.training.seed if src.max_samples is not None else 0  # the seed only picks max_samples' rows
+    key = (tree.sha256(src.path), tokenizer_id, src.model_dump_json(exclude={"path"}), seed, spec.model.max_seq_length)
     if key not in _COUNTS:
-        _COUNTS[key] = count_source(tree.read(src.path), src, counter, max_seq_length)
-    return _COUNTS[key]
+        try:
+            _COUNTS[key] = count_source(tree.read(src.path), src, counter, spec.model.max_seq_length, seed)
+        except DataError as exc:
+            _COUNTS[key] = str(exc)
+    count = _COUNTS[key]
+    if isinstance(count, str):
+        raise DataError(count)
+    return count
 
 
 def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
-    """Trainable tokens in one epoch of the train sources (before the eval split)."""
+    """Trainable tokens in one epoch of the train sources (before the eval split).
+
+    The local sources, train and eval, are read as the job reads them (data/tokens.py): a file
+    the job would reject, too many malformed rows, or no usable row is an error here with the
+    job's own message, and no estimate.
+    """
     tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
     methods = set()
     total, rows = 0, 0
     longest: int | None = 0  # None once a source's rows are not counted one by one
-    for i, src in enumerate(spec.data.train):
-        if isinstance(src, LocalSource):
-            try:
-                count = _count_local(tree, src, tokenizer_id, counter, spec.model.max_seq_length)
-            except TreeError:
-                return None  # reported by the resolver already
-            methods.add(count.method)
-            total += count.tokens
-            rows += count.rows
-            sizing.truncated_rows += count.truncated_rows
-            longest = None if longest is None or count.longest is None else max(longest, count.longest)
-        elif isinstance(src, HubSource):
+    bad: list[BadRow] = []
+    rows_read = 0
+    all_local = True
+    sources = [("train", i, src) for i, src in enumerate(spec.data.train)] + [("eval", i, src) for i, src in enumerate(spec.data.eval)]
+    for part, i, src in sources:
+        if isinstance(src, HubSource):
+            all_local = False
+            if part == "eval":
+                continue
             if src.max_samples is None:
                 sizing.findings.append(
                     (
@@ -147,6 +159,31 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
             total += int(src.max_samples * spec.model.max_seq_length * UNKNOWN_ROW_FILL)
             rows += src.max_samples
             longest = None
+            continue
+        try:
+            count = _count_local(tree, src, tokenizer_id, counter, spec)
+        except TreeError:
+            return None  # reported by the resolver already
+        except DataError as exc:
+            sizing.findings.append((("data", part, i, "path"), str(exc), "error"))
+            return None
+        bad.extend(count.bad)
+        rows_read += count.rows_read
+        if part == "eval":
+            continue
+        methods.add(count.method)
+        total += count.tokens
+        rows += count.rows
+        sizing.truncated_rows += count.truncated_rows
+        longest = None if longest is None or count.longest is None else max(longest, count.longest)
+    if all_local:  # with a Hub source, the job's share of malformed rows is not known offline
+        try:
+            check_bad_rows(bad, rows_read, spec.data.max_bad_rows)
+            if not rows:
+                raise DataError(NO_TRAINING_ROWS)
+        except DataError as exc:
+            sizing.findings.append((("data", "train") if not rows else ("data",), str(exc), "error"))
+            return None
     sizing.token_method = " + ".join(sorted(methods))
     sizing.rows = rows
     sizing.longest_row = longest or None
