@@ -485,3 +485,14 @@ def test_imports_stay_light() -> None:
     heavy, seconds = result.stdout.rsplit(" ", 1)
     assert heavy == "[]"
     assert float(seconds) < 0.5  # a few ms in practice; generous so a busy CI box passes
+
+
+def test_models_json_builds_the_shapes_the_hand_built_table_had() -> None:
+    """models.json (config.json subsets through shape_from_config) against the hand-built shapes
+    it replaces: every id, every field, numerically identical."""
+    from tuneform.estimate import catalog
+
+    table = json.loads((Path(catalog.__file__).parent / "models.json").read_text())
+    built = {model_id.lower(): shape_from_config(config) for model_id, config in table["models"].items()}
+    built.update({alias.lower(): built[target.lower()] for alias, target in table["aliases"].items()})
+    assert built == catalog._known_models()
