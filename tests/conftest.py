@@ -137,17 +137,6 @@ def demo_repo(path: Path, run: str) -> Repo:
     return r
 
 
-@pytest.fixture(autouse=True)
-def _restore_flavor_table() -> Any:
-    """Plans for hf-jobs refresh the flavor table from the (local) Hub in place: undo it."""
-    from tuneform.estimate import catalog
-
-    saved = dict(catalog.FLAVORS)
-    yield
-    catalog.FLAVORS.clear()
-    catalog.FLAVORS.update(saved)
-
-
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     """A training repo with settings, chat data, an eval suite and one valid run, committed on main."""

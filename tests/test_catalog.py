@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -487,12 +488,78 @@ def test_imports_stay_light() -> None:
     assert float(seconds) < 0.5  # a few ms in practice; generous so a busy CI box passes
 
 
-def test_models_json_builds_the_shapes_the_hand_built_table_had() -> None:
-    """models.json (config.json subsets through shape_from_config) against the hand-built shapes
-    it replaces: every id, every field, numerically identical."""
+# Every field of each known model's shape, as the hand-built table had them before models.json
+# replaced it (commit "Known models as config.json subsets"; that commit's test compared all 27
+# ids field by field): (architecture, params, hidden, layers, heads, kv heads, head_dim,
+# intermediate, vocab, tied, full-attention layers, sliding window).
+SHAPES: dict[str, tuple[Any, ...]] = {
+    "LiquidAI/LFM2-1.2B": ("lfm2", 1_170_340_608, 2048, 16, 32, 8, 64, 8192, 65536, True, 6, None),
+    "meta-llama/Llama-3.2-1B": ("llama", 1_235_814_400, 2048, 16, 32, 8, 64, 8192, 128256, True, None, None),
+    "meta-llama/Llama-3.2-3B": ("llama", 3_212_749_824, 3072, 28, 24, 8, 128, 8192, 128256, True, None, None),
+    "meta-llama/Llama-3.1-8B": ("llama", 8_030_261_248, 4096, 32, 32, 8, 128, 14336, 128256, False, None, None),
+    "Qwen/Qwen3-0.6B": ("qwen3", 596_049_920, 1024, 28, 16, 8, 128, 3072, 151936, True, None, None),
+    "Qwen/Qwen3-1.7B": ("qwen3", 1_720_574_976, 2048, 28, 16, 8, 128, 6144, 151936, True, None, None),
+    "Qwen/Qwen3-4B": ("qwen3", 4_022_468_096, 2560, 36, 32, 8, 128, 9728, 151936, True, None, None),
+    "Qwen/Qwen3-8B": ("qwen3", 8_190_735_360, 4096, 36, 32, 8, 128, 12288, 151936, False, None, None),
+    "Qwen/Qwen2.5-0.5B-Instruct": ("qwen2", 494_032_768, 896, 24, 14, 2, 64, 4864, 151936, True, None, None),
+    "Qwen/Qwen2.5-1.5B-Instruct": ("qwen2", 1_543_714_304, 1536, 28, 12, 2, 128, 8960, 151936, True, None, None),
+    "Qwen/Qwen2.5-7B-Instruct": ("qwen2", 7_615_616_512, 3584, 28, 28, 4, 128, 18944, 152064, False, None, None),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llama", 134_515_008, 576, 30, 9, 3, 64, 1536, 49152, True, None, None),
+    "HuggingFaceTB/SmolLM2-360M-Instruct": ("llama", 361_821_120, 960, 32, 15, 5, 64, 2560, 49152, True, None, None),
+    "HuggingFaceTB/SmolLM2-1.7B-Instruct": ("llama", 1_711_376_384, 2048, 24, 32, 32, 64, 8192, 49152, True, None, None),
+    "google/gemma-3-1b-it": ("gemma3_text", 999_885_952, 1152, 26, 4, 1, 256, 6912, 262144, True, 4, 512),
+    "google/gemma-3-4b-it": ("gemma3_text", 3_880_263_168, 2560, 34, 8, 4, 256, 10240, 262208, True, 5, 1024),
+    "mistralai/Mistral-7B-Instruct-v0.3": ("mistral", 7_248_023_552, 4096, 32, 32, 8, 128, 14336, 32768, False, None, None),
+}
+ALIASES = {
+    "LiquidAI/LFM2.5-1.2B-Instruct": "LiquidAI/LFM2-1.2B",
+    "meta-llama/Llama-3.2-1B-Instruct": "meta-llama/Llama-3.2-1B",
+    "unsloth/Llama-3.2-1B": "meta-llama/Llama-3.2-1B",
+    "unsloth/Llama-3.2-1B-Instruct": "meta-llama/Llama-3.2-1B",
+    "meta-llama/Llama-3.2-3B-Instruct": "meta-llama/Llama-3.2-3B",
+    "unsloth/Llama-3.2-3B": "meta-llama/Llama-3.2-3B",
+    "unsloth/Llama-3.2-3B-Instruct": "meta-llama/Llama-3.2-3B",
+    "meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B",
+    "unsloth/Llama-3.1-8B": "meta-llama/Llama-3.1-8B",
+    "unsloth/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B",
+}
+
+
+def test_models_json_builds_the_shapes_of_the_hand_built_table() -> None:
+    """models.json's configs, through shape_from_config, give every known model the shape the
+    hand-built table gave it, field by field; aliases share their target's shape."""
+    assert {model_id: astuple(known_model(model_id)) for model_id in SHAPES} == SHAPES  # type: ignore[arg-type]
+    assert {alias: known_model(alias) for alias in ALIASES} == {alias: known_model(target) for alias, target in ALIASES.items()}
+    assert len(KNOWN_MODELS) == len(SHAPES) + len(ALIASES)
+
+
+def test_the_catalog_is_data_shipped_with_the_package() -> None:
+    """The flavor and model tables are package data (pyproject.toml), read-only once loaded."""
     from tuneform.estimate import catalog
 
-    table = json.loads((Path(catalog.__file__).parent / "models.json").read_text())
-    built = {model_id.lower(): shape_from_config(config) for model_id, config in table["models"].items()}
-    built.update({alias.lower(): built[target.lower()] for alias, target in table["aliases"].items()})
-    assert built == catalog._known_models()
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    for name in ("flavors.json", "models.json"):
+        assert (Path(catalog.__file__).parent / name).is_file()
+        assert name in pyproject.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
+    with pytest.raises(TypeError):
+        FLAVORS["free-gpu"] = FLAVORS["h200"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        KNOWN_MODELS["acme/x"] = KNOWN_MODELS["qwen/qwen3-8b"]  # type: ignore[index]
+
+
+def test_a_refreshed_table_is_a_new_table_and_the_offline_one_stays(fake_hub: Any) -> None:
+    """hub_flavor_table returns the Hub's prices as a new table (local kept) and changes no
+    module state; an unreachable Hub gives the offline table and says why."""
+    from fakehub import USER_TOKEN
+    from tuneform.estimate.catalog import LOCAL, hub_flavor_table
+
+    api = fake_hub.api(USER_TOKEN)
+    offline = dict(FLAVORS)
+    fresh, note = hub_flavor_table(api)
+    assert note is None and fresh is not FLAVORS and fresh["local"] is LOCAL
+    hardware = {h.name: h for h in api.list_jobs_hardware()}
+    assert set(fresh) == set(hardware) | {"local"}
+    assert dict(FLAVORS) == offline  # nothing changed in place
+    fake_hub.faults.fail("GET", r"/api/jobs/hardware", 500, times=10)
+    table, note = hub_flavor_table(api)
+    assert table is FLAVORS and note is not None and "could not read current prices from the Hub" in note

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from tuneform import __version__
+
+if TYPE_CHECKING:
+    from tuneform.estimate.catalog import FlavorTable
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 #: `tuneform comment --commit SHA` found no pull request for the commit (a direct push).
@@ -193,7 +196,7 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
     from tuneform.plan.planner import make_plan
     from tuneform.runfile.diagnostics import Problem
 
-    note = _refresh_prices(root, backend)
+    flavors, note = _prices(root, backend)
     plan = make_plan(
         root,
         base=base,
@@ -202,21 +205,24 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
         registry_for=registry_for(root),
         hub=hub,
         labels=event_labels() if labels is None else labels,
+        flavors=flavors,
     )
     if note:
         plan.problems.append(Problem(note, severity="warning"))
     return plan
 
 
-def _refresh_prices(root: Path, backend: str | None) -> str | None:
-    """Current HF Jobs prices when the plan is for hf-jobs and the Hub is reachable (the offline
-    table otherwise); a message when the Hub could not be asked."""
-    if (backend or _settings(root).default_backend) != "hf-jobs":
-        return None
-    from tuneform.core.hub import hub_api, hub_offline
-    from tuneform.estimate.catalog import refresh_from_hub
+def _prices(root: Path, backend: str | None) -> tuple[FlavorTable, str | None]:
+    """The flavor table to plan with: the Hub's current HF Jobs prices when the plan is for
+    hf-jobs and the Hub is reachable, else the offline table; and a message when the Hub could
+    not be asked."""
+    from tuneform.estimate.catalog import FLAVORS, hub_flavor_table
 
-    return None if hub_offline() else refresh_from_hub(hub_api())
+    if (backend or _settings(root).default_backend) != "hf-jobs":
+        return FLAVORS, None
+    from tuneform.core.hub import hub_api, hub_offline
+
+    return (FLAVORS, None) if hub_offline() else hub_flavor_table(hub_api())
 
 
 @main.command()

@@ -2,9 +2,15 @@
 
 ``plan`` must be fast and offline (no torch, no network, no token), yet it has to price a run
 and say whether it fits in GPU memory. Both need facts that live elsewhere: prices and GPU
-sizes of the Hugging Face Jobs flavors, and the shape of the base model. This module keeps an
-offline copy of both, parsers to refresh them from their sources (``GET /api/jobs/hardware``,
-a model's ``config.json``), and nothing that imports more than the standard library.
+sizes of the Hugging Face Jobs flavors, and the shape of the base model. Both are data shipped
+with the package: ``flavors.json`` (the offline flavor table) and ``models.json`` (each known
+model's ``config.json`` subset, turned into a shape by ``shape_from_config``, the parser a local
+model's config goes through too). Adding a flavor or a model is an entry there, not code.
+
+Prices change: ``hub_flavor_table`` asks the Hub (``GET /api/jobs/hardware``) and returns a new
+table, which the caller passes into planning; no table is ever changed in place, so the offline
+``FLAVORS`` is what every caller that was not handed another one sees. This module imports
+nothing beyond the standard library (huggingface_hub only reaches it as the caller's client).
 
 Memory sizes are in GiB (2**30 bytes). GPU vendors' nominal sizes ("24 GB", "80 GB") are binary
 gigabytes, so they are used as GiB; the usable part is a little smaller, which the estimator's
@@ -20,7 +26,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
+
+_HERE = Path(__file__).resolve().parent
 
 __all__ = [
     "FLAVORS",
@@ -28,9 +37,12 @@ __all__ = [
     "LOCAL",
     "LORA_MODULES",
     "Flavor",
+    "FlavorTable",
     "ModelShape",
+    "flavor_table",
     "flavors_from_hardware",
     "get_flavor",
+    "hub_flavor_table",
     "known_model",
     "local_flavor",
     "model_shape",
@@ -81,23 +93,20 @@ class Flavor:
         return self.gpus * self.gpu_memory_gb
 
 
+FlavorTable = Mapping[str, Flavor]
+"""Flavors by name: the offline FLAVORS, or a table refreshed from the Hub (hub_flavor_table)."""
+
+_FLAVOR_DATA: dict[str, Any] = json.loads((_HERE / "flavors.json").read_text(encoding="utf-8"))
+
 # Per-GPU memory of the GPU models HF Jobs offers (nominal GB, from the flavor table of
 # reference/hf-jobs.md). Used for flavors parsed from the hardware endpoint too, because the
 # endpoint's ``vram`` field is a display string whose meaning for multi-GPU flavors (per GPU
 # or total) the reference does not pin down.
-GPU_MEMORY_GB: dict[str, float] = {
-    "T4": 16.0,
-    "A10G": 24.0,
-    "L4": 24.0,
-    "L40S": 48.0,
-    "A100": 80.0,
-    "H200": 141.0,
-    "RTX PRO 6000": 96.0,
-}
+GPU_MEMORY_GB: Mapping[str, float] = MappingProxyType(dict(_FLAVOR_DATA["gpu_memory_gb"]))
 
 # GPUs older than Ampere have no bf16 tensor cores: training there runs in fp16
 # (reference/unsloth-on-gpu.md: "T4 (compute capability 7.5) has no bf16").
-_NO_BF16_GPUS = frozenset({"T4", "V100", "P100", "P40", "P4", "K80", "M60"})
+_NO_BF16_GPUS = frozenset(_FLAVOR_DATA["no_bf16_gpus"])
 
 
 def _normalize_gpu_model(model: str) -> str:
@@ -109,28 +118,6 @@ def _normalize_gpu_model(model: str) -> str:
         if upper == known or upper.startswith(known + " "):
             return known
     return text
-
-
-def _gpu_flavor(
-    name: str,
-    pretty: str,
-    model: str,
-    gpus: int,
-    usd_per_hour: float,
-    cpus: int | None,
-    ram_gb: float | None,
-) -> Flavor:
-    return Flavor(
-        name=name,
-        pretty_name=pretty,
-        gpu_model=model,
-        gpus=gpus,
-        gpu_memory_gb=GPU_MEMORY_GB[model],
-        usd_per_hour=usd_per_hour,
-        bf16=model not in _NO_BF16_GPUS,
-        cpus=cpus,
-        ram_gb=ram_gb,
-    )
 
 
 def _cpu_flavor(name: str, pretty: str, usd_per_hour: float, cpus: int, ram_gb: float) -> Flavor:
@@ -169,50 +156,34 @@ def _physical_ram_gb() -> float:
 
 
 def _offline_flavors() -> dict[str, Flavor]:
-    """The flavor table of reference/hf-jobs.md (prices: huggingface_hub 2.4.0's era).
-
-    vCPU and RAM come from the Hub's "Spaces GPU hardware" documentation where it lists
-    them; None where it does not (the hardware endpoint is the source of truth).
-    """
-    flavors = [
-        _cpu_flavor("cpu-basic", "CPU Basic", 0.01, 2, 16),
-        _cpu_flavor("cpu-upgrade", "CPU Upgrade", 0.03, 8, 32),
-        _gpu_flavor("t4-small", "Nvidia T4 - small", "T4", 1, 0.40, 4, 15),
-        _gpu_flavor("t4-medium", "Nvidia T4 - medium", "T4", 1, 0.60, 8, 30),
-        _gpu_flavor("l4x1", "1x Nvidia L4", "L4", 1, 0.80, 8, 30),
-        _gpu_flavor("l4x4", "4x Nvidia L4", "L4", 4, 3.80, 48, 186),
-        _gpu_flavor("l40sx1", "1x Nvidia L40S", "L40S", 1, 1.80, 8, 62),
-        _gpu_flavor("l40sx4", "4x Nvidia L40S", "L40S", 4, 8.30, 48, 382),
-        _gpu_flavor("l40sx8", "8x Nvidia L40S", "L40S", 8, 23.50, 192, 1534),
-        _gpu_flavor("a10g-small", "Nvidia A10G - small", "A10G", 1, 1.00, 4, 15),
-        _gpu_flavor("a10g-large", "Nvidia A10G - large", "A10G", 1, 1.50, 12, 46),
-        _gpu_flavor("a10g-largex2", "2x Nvidia A10G - large", "A10G", 2, 3.00, 24, 92),
-        _gpu_flavor("a10g-largex4", "4x Nvidia A10G - large", "A10G", 4, 5.00, 48, 184),
-        _gpu_flavor("a100-large", "Nvidia A100 - large", "A100", 1, 2.50, 12, 142),
-        _gpu_flavor("a100x4", "4x Nvidia A100", "A100", 4, 10.00, None, None),
-        _gpu_flavor("a100x8", "8x Nvidia A100", "A100", 8, 20.00, None, None),
-        _gpu_flavor("h200", "Nvidia H200", "H200", 1, 5.00, None, None),
-        _gpu_flavor("h200x2", "2x Nvidia H200", "H200", 2, 10.00, None, None),
-        _gpu_flavor("h200x4", "4x Nvidia H200", "H200", 4, 20.00, None, None),
-        _gpu_flavor("h200x8", "8x Nvidia H200", "H200", 8, 40.00, None, None),
-        _gpu_flavor("rtx-pro-6000", "Nvidia RTX PRO 6000", "RTX PRO 6000", 1, 2.75, None, None),
-        _gpu_flavor("rtx-pro-6000x2", "2x Nvidia RTX PRO 6000", "RTX PRO 6000", 2, 5.50, None, None),
-        _gpu_flavor("rtx-pro-6000x4", "4x Nvidia RTX PRO 6000", "RTX PRO 6000", 4, 11.00, None, None),
-        _gpu_flavor("rtx-pro-6000x8", "8x Nvidia RTX PRO 6000", "RTX PRO 6000", 8, 22.00, None, None),
-    ]
-    return {flavor.name: flavor for flavor in flavors}
+    """The flavor table of flavors.json (reference/hf-jobs.md; prices of huggingface_hub 2.4.0's
+    era). vCPU and RAM are None where the Hub's documentation does not list them."""
+    flavors: dict[str, Flavor] = {}
+    for row in _FLAVOR_DATA["flavors"]:
+        model = row["gpu_model"]
+        flavors[row["name"]] = Flavor(
+            name=row["name"],
+            pretty_name=row["pretty_name"],
+            gpu_model=model,
+            gpus=row["gpus"],
+            gpu_memory_gb=GPU_MEMORY_GB[model] if model else 0.0,
+            usd_per_hour=row["usd_per_hour"],
+            bf16=model is not None and model not in _NO_BF16_GPUS,
+            cpus=row["cpus"],
+            ram_gb=row["ram_gb"],
+        )
+    return flavors
 
 
 LOCAL: Flavor = local_flavor()
 """The local backend's pseudo-flavor, measured from this machine at import."""
 
-FLAVORS: dict[str, Flavor] = {**_offline_flavors(), LOCAL.name: LOCAL}
-_OFFLINE_TABLE: dict[str, Flavor] = dict(FLAVORS)
-_TABLE_DATE = "2026-11 (reference/hf-jobs.md)"
-"""Offline catalog: every HF Jobs flavor of reference/hf-jobs.md plus ``local``."""
+FLAVORS: FlavorTable = MappingProxyType({**_offline_flavors(), LOCAL.name: LOCAL})
+"""Offline catalog, read-only: every HF Jobs flavor of flavors.json plus ``local``."""
+_TABLE_DATE: str = _FLAVOR_DATA["as_of"]
 
 
-def get_flavor(name: str, catalog: Mapping[str, Flavor] = FLAVORS) -> Flavor | None:
+def get_flavor(name: str, catalog: FlavorTable = FLAVORS) -> Flavor | None:
     """The flavor called ``name`` (HF flavor names are lower-case and exact), or None."""
     return catalog.get(name)
 
@@ -323,7 +294,7 @@ LORA_MODULES: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 LORA_MODULE_NAMES: tuple[str, ...] = tuple(f"{m}_proj" for m in LORA_MODULES)
 
 # Module names as written in run files (PEFT's), to the projection they adapt. LFM2's names map
-# onto the Llama-style projections they play the role of (see the LFM2 note in KNOWN_MODELS).
+# onto the Llama-style projections they play the role of (see the LFM2 note in shape_from_config).
 _MODULE_ALIASES: dict[str, tuple[str, ...]] = {
     **{name: (name,) for name in LORA_MODULES},
     **{f"{name}_proj": (name,) for name in LORA_MODULES},
@@ -482,306 +453,6 @@ def _count_params(
     return decoder + embeddings + hidden  # + the final norm
 
 
-def _llama_like(
-    architecture: str,
-    *,
-    hidden: int,
-    layers: int,
-    heads: int,
-    kv_heads: int,
-    head_dim: int,
-    intermediate: int,
-    vocab: int,
-    tied: bool,
-    qkv_bias: bool = False,
-    qk_norm: bool = False,
-    norms_per_layer: int = 2,
-    full_attention_layers: int | None = None,
-    sliding_window: int | None = None,
-) -> ModelShape:
-    params = _count_params(
-        hidden=hidden,
-        layers=layers,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate=intermediate,
-        vocab=vocab,
-        tied=tied,
-        qkv_bias=qkv_bias,
-        qk_norm=qk_norm,
-        norms_per_layer=norms_per_layer,
-    )
-    return ModelShape(
-        architecture=architecture,
-        params=params,
-        hidden_size=hidden,
-        num_layers=layers,
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=intermediate,
-        vocab_size=vocab,
-        tied_embeddings=tied,
-        full_attention_layers=full_attention_layers,
-        sliding_window=sliding_window,
-    )
-
-
-def _known_models() -> dict[str, ModelShape]:
-    """Shapes from each model's published config.json; keys are lower-case Hub ids."""
-    llama_1b = _llama_like(
-        "llama",
-        hidden=2048,
-        layers=16,
-        heads=32,
-        kv_heads=8,
-        head_dim=64,
-        intermediate=8192,
-        vocab=128256,
-        tied=True,
-    )
-    llama_3b = _llama_like(
-        "llama",
-        hidden=3072,
-        layers=28,
-        heads=24,
-        kv_heads=8,
-        head_dim=128,
-        intermediate=8192,
-        vocab=128256,
-        tied=True,
-    )
-    llama_8b = _llama_like(
-        "llama",
-        hidden=4096,
-        layers=32,
-        heads=32,
-        kv_heads=8,
-        head_dim=128,
-        intermediate=14336,
-        vocab=128256,
-        tied=False,
-    )
-    # LFM2 / LFM2.5 1.2B (config: hidden 2048, 16 layers of which 6 "full_attention" and 10
-    # "conv", 32 heads, 8 KV heads, block_ff_dim 12288 auto-adjusted to 2/3 -> 8192, vocab
-    # 65536, tied). APPROXIMATION: the estimator models every layer as Llama-style
-    # projections. A conv layer's in_proj (h -> 3h) + out_proj (h -> h) has 16.8M weights where
-    # q/k/v/o would have 10.5M, so `linear_params` is ~6% low and LoRA counts ~2% off; the
-    # parameter count itself is exact (computed with the conv layers) and attention FLOPs use
-    # only the 6 attention layers (the short convolutions cost next to nothing).
-    lfm2_params = _count_params(
-        hidden=2048,
-        layers=16,
-        heads=32,
-        kv_heads=8,
-        head_dim=64,
-        intermediate=8192,
-        vocab=65536,
-        tied=True,
-        qk_norm=True,
-        conv_layers=10,
-    )
-    lfm2 = ModelShape(
-        architecture="lfm2",
-        params=lfm2_params,
-        hidden_size=2048,
-        num_layers=16,
-        num_heads=32,
-        num_kv_heads=8,
-        head_dim=64,
-        intermediate_size=8192,
-        vocab_size=65536,
-        tied_embeddings=True,
-        full_attention_layers=6,
-    )
-    models: dict[str, ModelShape] = {
-        "LiquidAI/LFM2.5-1.2B-Instruct": lfm2,
-        "LiquidAI/LFM2-1.2B": lfm2,
-        "meta-llama/Llama-3.2-1B-Instruct": llama_1b,
-        "meta-llama/Llama-3.2-1B": llama_1b,
-        "meta-llama/Llama-3.2-3B-Instruct": llama_3b,
-        "meta-llama/Llama-3.2-3B": llama_3b,
-        "meta-llama/Llama-3.1-8B-Instruct": llama_8b,
-        "meta-llama/Llama-3.1-8B": llama_8b,
-        "Qwen/Qwen3-0.6B": _llama_like(
-            "qwen3",
-            hidden=1024,
-            layers=28,
-            heads=16,
-            kv_heads=8,
-            head_dim=128,
-            intermediate=3072,
-            vocab=151936,
-            tied=True,
-            qk_norm=True,
-        ),
-        "Qwen/Qwen3-1.7B": _llama_like(
-            "qwen3",
-            hidden=2048,
-            layers=28,
-            heads=16,
-            kv_heads=8,
-            head_dim=128,
-            intermediate=6144,
-            vocab=151936,
-            tied=True,
-            qk_norm=True,
-        ),
-        "Qwen/Qwen3-4B": _llama_like(
-            "qwen3",
-            hidden=2560,
-            layers=36,
-            heads=32,
-            kv_heads=8,
-            head_dim=128,
-            intermediate=9728,
-            vocab=151936,
-            tied=True,
-            qk_norm=True,
-        ),
-        "Qwen/Qwen3-8B": _llama_like(
-            "qwen3",
-            hidden=4096,
-            layers=36,
-            heads=32,
-            kv_heads=8,
-            head_dim=128,
-            intermediate=12288,
-            vocab=151936,
-            tied=False,
-            qk_norm=True,
-        ),
-        "Qwen/Qwen2.5-0.5B-Instruct": _llama_like(
-            "qwen2",
-            hidden=896,
-            layers=24,
-            heads=14,
-            kv_heads=2,
-            head_dim=64,
-            intermediate=4864,
-            vocab=151936,
-            tied=True,
-            qkv_bias=True,
-        ),
-        "Qwen/Qwen2.5-1.5B-Instruct": _llama_like(
-            "qwen2",
-            hidden=1536,
-            layers=28,
-            heads=12,
-            kv_heads=2,
-            head_dim=128,
-            intermediate=8960,
-            vocab=151936,
-            tied=True,
-            qkv_bias=True,
-        ),
-        "Qwen/Qwen2.5-7B-Instruct": _llama_like(
-            "qwen2",
-            hidden=3584,
-            layers=28,
-            heads=28,
-            kv_heads=4,
-            head_dim=128,
-            intermediate=18944,
-            vocab=152064,
-            tied=False,
-            qkv_bias=True,
-        ),
-        "HuggingFaceTB/SmolLM2-135M-Instruct": _llama_like(
-            "llama",
-            hidden=576,
-            layers=30,
-            heads=9,
-            kv_heads=3,
-            head_dim=64,
-            intermediate=1536,
-            vocab=49152,
-            tied=True,
-        ),
-        "HuggingFaceTB/SmolLM2-360M-Instruct": _llama_like(
-            "llama",
-            hidden=960,
-            layers=32,
-            heads=15,
-            kv_heads=5,
-            head_dim=64,
-            intermediate=2560,
-            vocab=49152,
-            tied=True,
-        ),
-        "HuggingFaceTB/SmolLM2-1.7B-Instruct": _llama_like(
-            "llama",
-            hidden=2048,
-            layers=24,
-            heads=32,
-            kv_heads=32,
-            head_dim=64,
-            intermediate=8192,
-            vocab=49152,
-            tied=True,
-        ),
-        # Gemma 3: 5 of every 6 layers use a sliding window (512 tokens on 1B, 1024 on 4B).
-        "google/gemma-3-1b-it": _llama_like(
-            "gemma3_text",
-            hidden=1152,
-            layers=26,
-            heads=4,
-            kv_heads=1,
-            head_dim=256,
-            intermediate=6912,
-            vocab=262144,
-            tied=True,
-            qk_norm=True,
-            norms_per_layer=4,
-            full_attention_layers=4,
-            sliding_window=512,
-        ),
-        # Text decoder only: the checkpoint also holds a ~0.42B SigLIP vision tower (4.3B in
-        # all), which a text fine-tune leaves frozen; it is not counted here.
-        "google/gemma-3-4b-it": _llama_like(
-            "gemma3_text",
-            hidden=2560,
-            layers=34,
-            heads=8,
-            kv_heads=4,
-            head_dim=256,
-            intermediate=10240,
-            vocab=262208,
-            tied=True,
-            qk_norm=True,
-            norms_per_layer=4,
-            full_attention_layers=5,
-            sliding_window=1024,
-        ),
-        "mistralai/Mistral-7B-Instruct-v0.3": _llama_like(
-            "mistral",
-            hidden=4096,
-            layers=32,
-            heads=32,
-            kv_heads=8,
-            head_dim=128,
-            intermediate=14336,
-            vocab=32768,
-            tied=False,
-        ),
-    }
-    # Unsloth's mirrors re-host the same weights (same config) under the unsloth/ namespace.
-    for model_id in list(models):
-        if model_id.startswith("meta-llama/"):
-            models["unsloth/" + model_id.split("/", 1)[1]] = models[model_id]
-    return {model_id.lower(): shape for model_id, shape in models.items()}
-
-
-KNOWN_MODELS: dict[str, ModelShape] = _known_models()
-"""Shapes of base models tuneform knows offline, keyed by lower-case Hub id."""
-
-
-def known_model(model_id: str) -> ModelShape | None:
-    """Look a Hub id up in KNOWN_MODELS (Hub ids are case-insensitive)."""
-    return KNOWN_MODELS.get(model_id.strip().lower())
-
-
 # transformers omits a nested sub-config's keys that equal the class defaults when it saves
 # (gemma-3-4b-it's text_config has no num_attention_heads, head_dim or vocab_size): these are
 # Gemma3TextConfig's defaults.
@@ -831,6 +502,13 @@ def shape_from_config(config: Mapping[str, Any]) -> ModelShape:
     config's ``text_config`` is used when present (the text decoder is what tuneform trains).
     The parameter count is ``num_parameters`` when the config has one, else it is computed
     from the shape. Raises ValueError naming the missing key when the shape is incomplete.
+
+    LFM2 (hybrid: ``layer_types`` of "full_attention" and "conv" layers) is an APPROXIMATION:
+    the estimator models every layer as Llama-style projections. A conv layer's in_proj
+    (h -> 3h) + out_proj (h -> h) has more weights than q/k/v/o would (16.8M against 10.5M on
+    LFM2-1.2B), so ``linear_params`` is ~6% low and LoRA counts ~2% off; the parameter count
+    itself is exact (computed with the conv layers) and attention FLOPs use only the attention
+    layers (the short convolutions cost next to nothing).
     """
     text_config = config.get("text_config")
     if isinstance(text_config, Mapping):
@@ -905,6 +583,23 @@ def shape_from_config(config: Mapping[str, Any]) -> ModelShape:
     )
 
 
+def _known_models() -> dict[str, ModelShape]:
+    """Shapes of models.json's configs, keyed by lower-case Hub id; an alias shares its target's."""
+    table = json.loads((_HERE / "models.json").read_text(encoding="utf-8"))
+    models = {model_id.lower(): shape_from_config(config) for model_id, config in table["models"].items()}
+    models.update({alias.lower(): models[target.lower()] for alias, target in table["aliases"].items()})
+    return models
+
+
+KNOWN_MODELS: Mapping[str, ModelShape] = MappingProxyType(_known_models())
+"""Shapes of base models tuneform knows offline, keyed by lower-case Hub id."""
+
+
+def known_model(model_id: str) -> ModelShape | None:
+    """Look a Hub id up in KNOWN_MODELS (Hub ids are case-insensitive)."""
+    return KNOWN_MODELS.get(model_id.strip().lower())
+
+
 def model_shape(model_id: str, repo_root: Path) -> ModelShape | None:
     """The shape of a run's base model, or None when tuneform cannot know it offline.
 
@@ -929,40 +624,43 @@ def model_shape(model_id: str, repo_root: Path) -> ModelShape | None:
     return known_model(model_id)
 
 
-def refresh_from_hub(api: Any) -> str | None:
-    """Replace the offline flavor table with the Hub's current one (prices change); the local
-    pseudo-flavor stays. Returns why it could not, or None. Uses the client's own call."""
+def flavor_table(hardware: list[dict[str, Any]]) -> FlavorTable:
+    """A new flavor table from the hardware endpoint's payload, the local pseudo-flavor kept;
+    empty when the payload lists no flavor tuneform can train on. Changes nothing else."""
+    fresh = flavors_from_hardware(hardware)
+    return MappingProxyType({**fresh, LOCAL.name: LOCAL} if fresh else {})
+
+
+def hub_flavor_table(api: Any) -> tuple[FlavorTable, str | None]:
+    """The flavor table with the Hub's current prices, and why not when it could not be read
+    (then the offline FLAVORS). The caller passes the table into planning (make_plan)."""
     try:
         hardware = api.list_jobs_hardware()
     except Exception as exc:  # offline, auth, server: the offline table still prices the plan
-        FLAVORS.clear()
-        FLAVORS.update(_OFFLINE_TABLE)
-        return f"could not read current prices from the Hub ({type(exc).__name__}): using tuneform's table of {_TABLE_DATE}"
-    payload = [
-        {
-            "name": h.name,
-            "prettyName": h.pretty_name,
-            "cpu": h.cpu,
-            "ram": h.ram,
-            "accelerator": None
-            if h.accelerator is None
-            else {
-                "type": h.accelerator.type,
-                "model": h.accelerator.model,
-                "quantity": h.accelerator.quantity,
-                "vram": h.accelerator.vram,
-                "manufacturer": h.accelerator.manufacturer,
-            },
-            "unitCostMicroUSD": h.unit_cost_micro_usd,
-            "unitCostUSD": h.unit_cost_usd,
-            "unitLabel": h.unit_label,
-        }
-        for h in hardware
-    ]
-    fresh = flavors_from_hardware(payload)
-    if not fresh:
-        return "the Hub listed no hardware: using tuneform's table"
-    FLAVORS.clear()
-    FLAVORS.update(fresh)
-    FLAVORS[LOCAL.name] = LOCAL
-    return None
+        return FLAVORS, f"could not read current prices from the Hub ({type(exc).__name__}): using tuneform's table of {_TABLE_DATE}"
+    table = flavor_table([_hardware_json(h) for h in hardware])
+    if not table:
+        return FLAVORS, "the Hub listed no hardware: using tuneform's table"
+    return table, None
+
+
+def _hardware_json(h: Any) -> dict[str, Any]:
+    """huggingface_hub's hardware object as the endpoint's JSON (what flavors_from_hardware reads)."""
+    return {
+        "name": h.name,
+        "prettyName": h.pretty_name,
+        "cpu": h.cpu,
+        "ram": h.ram,
+        "accelerator": None
+        if h.accelerator is None
+        else {
+            "type": h.accelerator.type,
+            "model": h.accelerator.model,
+            "quantity": h.accelerator.quantity,
+            "vram": h.accelerator.vram,
+            "manufacturer": h.accelerator.manufacturer,
+        },
+        "unitCostMicroUSD": h.unit_cost_micro_usd,
+        "unitCostUSD": h.unit_cost_usd,
+        "unitLabel": h.unit_label,
+    }

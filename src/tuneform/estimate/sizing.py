@@ -20,7 +20,7 @@ from tuneform.data.tokens import (
     token_counter,
 )
 from tuneform.estimate import catalog
-from tuneform.estimate.catalog import FLAVORS, ModelShape
+from tuneform.estimate.catalog import FLAVORS, FlavorTable, ModelShape
 from tuneform.estimate.estimator import (
     DEFAULT_CALIBRATION,
     Calibration,
@@ -72,11 +72,11 @@ class Sizing:
         return max(1, round(self.data_tokens / self.rows))
 
 
-def default_flavors(settings: Settings) -> list[str]:
+def default_flavors(settings: Settings, flavors: FlavorTable = FLAVORS) -> list[str]:
     """Flavors a run may use: the repository's allowlist, else every GPU flavor."""
     if settings.allowed_flavors is not None:
-        return [name for name in settings.allowed_flavors if name in FLAVORS]
-    return [name for name, flavor in FLAVORS.items() if not flavor.is_cpu]
+        return [name for name in settings.allowed_flavors if name in flavors]
+    return [name for name, flavor in flavors.items() if not flavor.is_cpu]
 
 
 def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
@@ -230,8 +230,10 @@ def _eval_tokens(spec: RunSpec, data_tokens: int) -> int:
     return EVAL_MODELS * heldout
 
 
-def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Sizing:
-    """Estimate a run for its backend: the local machine, or the right HF Jobs flavor."""
+def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str, flavors: FlavorTable = FLAVORS) -> Sizing:
+    """Estimate a run for its backend: the local machine, or the right HF Jobs flavor.
+
+    `flavors` prices it: the offline table, or the Hub's current one (catalog.hub_flavor_table)."""
     sizing = Sizing()
     modules = spec.method.target_modules
     unknown = [m for m in modules if not catalog.known_lora_module(m)] if isinstance(modules, list) else []
@@ -258,7 +260,7 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Siz
     calibration = replace(
         DEFAULT_CALIBRATION, speed_by_gpu=dict(settings.calibration.speed), memory_by_gpu=dict(settings.calibration.memory)
     )
-    result = _price(spec, workload, settings, backend, sizing, calibration)
+    result = _price(spec, workload, settings, backend, sizing, calibration, flavors)
     if result is not None and spec.training.max_steps is not None:
         # max_steps fixes the optimizer steps: tokens follow from the batch the estimate chose
         # (real tokens: padding is not trained)
@@ -272,7 +274,7 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str) -> Siz
 
 
 def _price(
-    spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing, calibration: Calibration
+    spec: RunSpec, workload: Workload, settings: Settings, backend: str, sizing: Sizing, calibration: Calibration, flavors: FlavorTable
 ) -> Estimate | None:
     flavor_name = spec.compute.flavor
     if backend == "local":
@@ -280,7 +282,7 @@ def _price(
             sizing.findings.append(
                 (("compute", "flavor"), f"flavor {flavor_name} is ignored by the local backend (it trains on this machine)", "warning")
             )
-        result = estimate(workload, FLAVORS["local"], calibration)
+        result = estimate(workload, flavors["local"], calibration)
         if spec.method.type == "qlora" and result.flavor.is_cpu:
             sizing.findings.append(
                 (
@@ -298,19 +300,19 @@ def _price(
                 )
             )
         return result
-    allowed = default_flavors(settings)
+    allowed = default_flavors(settings, flavors)
     if flavor_name == "auto":
         try:
-            return choose_flavor(workload, allowed, calibration=calibration)
+            return choose_flavor(workload, allowed, flavors, calibration=calibration)
         except NoFlavorFits as exc:
             sizing.findings.append((("compute", "flavor"), str(exc), "error"))
             return None
-    if flavor_name not in FLAVORS:
+    if flavor_name not in flavors:
         return None  # reported by the flavor check
-    problem = forced_flavor_error(workload, flavor_name, allowed, calibration=calibration)
+    problem = forced_flavor_error(workload, flavor_name, allowed, flavors, calibration=calibration)
     if problem:
         sizing.findings.append((("compute", "flavor"), problem, "error"))
-    return estimate(workload, FLAVORS[flavor_name], calibration)
+    return estimate(workload, flavors[flavor_name], calibration)
 
 
 def usd_text(usd: float) -> str:

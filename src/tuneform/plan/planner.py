@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.data.check import CHECKED_ACTIONS, DataSection, check_data
+from tuneform.estimate.catalog import FLAVORS, FlavorTable
 from tuneform.estimate.sizing import usd_text
 from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
 from tuneform.registry.local import FAILED_GATES, Registry, RegistryError, Version
@@ -154,13 +155,15 @@ def make_plan(
     backend: str | None = None,
     hub: HubResolver | None = None,
     labels: tuple[str, ...] | list[str] = (),
+    flavors: FlavorTable = FLAVORS,
 ) -> Plan:
     """Compare runs at `base` (default: merge base with main) with the working tree.
 
     `paths` limits the plan to those run files; each named file is planned even when git shows
     no change, so `tuneform plan runs/x.yaml` always answers "what would apply do to x".
     Settings (budgets, allowed flavors) come from the base's pyproject.toml when it has one, so a
-    pull request cannot raise its own limits.
+    pull request cannot raise its own limits. `flavors` prices the runs: the offline table, or
+    the Hub's current prices (catalog.hub_flavor_table), passed in by the caller.
     """
     hub = hub or HubResolver()
     if base is not None and NO_BASE.match(base):
@@ -181,8 +184,8 @@ def make_plan(
     base_paths = base_tree.list(RUNS_DIR, RUN_SUFFIXES)
     base_tree.prefetch(base_paths)
 
-    heads = {p: check_run(head_tree, p, settings, hub, backend=backend) for p in head_paths if head_tree.exists(p)}
-    bases = {p: check_run(base_tree, p, settings, hub, backend=backend) for p in base_paths}
+    heads = {p: check_run(head_tree, p, settings, hub, backend=backend, flavors=flavors) for p in head_paths if head_tree.exists(p)}
+    bases = {p: check_run(base_tree, p, settings, hub, backend=backend, flavors=flavors) for p in base_paths}
     pairs = _match(heads, bases, explicit)
     runs = [_decide(head, base_run, registry_for, explicit is not None) for head, base_run in pairs]
     runs = [r for r in runs if r is not None]

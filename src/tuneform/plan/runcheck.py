@@ -90,8 +90,9 @@ def check_run(
     *,
     backend: str | None = None,
     text: bytes | None = None,
+    flavors: catalog.FlavorTable = catalog.FLAVORS,
 ) -> RunCheck:
-    """Load, validate, key and size one run file. Never raises for bad input."""
+    """Load, validate, key and size one run file, priced with `flavors`. Never raises for bad input."""
     if text is None:
         try:
             text = tree.read(path)
@@ -121,7 +122,7 @@ def check_run(
             ("model", "id"),
             "an absolute model path exists only on this machine: use the local backend, a folder in the repository or a Hub id",
         )
-    _check_flavor(spec, settings, at)
+    _check_flavor(spec, settings, flavors, at)
 
     resolution = resolve_run(spec, tree, hub)
     for where, message in resolution.errors:
@@ -132,7 +133,7 @@ def check_run(
     if resolution.resolved is not None:
         result.key = run_key(spec, resolution.resolved)
     if not result.errors:
-        result.sizing = size_run(spec, tree, settings, result.backend)
+        result.sizing = size_run(spec, tree, settings, result.backend, flavors)
         for where, message, severity in result.sizing.findings:
             at(where, message, severity)
         for where, message in result.sizing.budget_problems:
@@ -141,12 +142,12 @@ def check_run(
     return result
 
 
-def _check_flavor(spec: RunSpec, settings: Settings, at: Any) -> None:
+def _check_flavor(spec: RunSpec, settings: Settings, flavors: catalog.FlavorTable, at: Any) -> None:
     flavor = spec.compute.flavor
     if flavor == "auto":
         return
-    if flavor not in catalog.FLAVORS or catalog.FLAVORS[flavor].name == "local":
-        at(("compute", "flavor"), f"unknown flavor '{flavor}'{did_you_mean(flavor, catalog.FLAVORS)}")
+    if flavor not in flavors or flavors[flavor].name == "local":
+        at(("compute", "flavor"), f"unknown flavor '{flavor}'{did_you_mean(flavor, flavors)}")
     elif settings.allowed_flavors is not None and flavor not in settings.allowed_flavors:
         at(
             ("compute", "flavor"),
