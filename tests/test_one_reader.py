@@ -81,6 +81,15 @@ def test_a_sharegpt_column_is_rejected_alike_by_validate_plan_data_check_and_the
     assert code == 1 and f"error: {JOB_MESSAGE}" in output
 
 
+def test_the_job_s_rejection_is_reported_even_when_the_run_is_not_priced(sharegpt: Repo) -> None:
+    """A run the estimator cannot price (a LoRA module it does not know) still has its data read."""
+    sharegpt.write("runs/demo.yaml", SHAREGPT_RUN.replace("method: {type: full}", "method: {type: lora, target_modules: [experts]}"))
+    code, validated = sharegpt.json("validate", "runs/demo.yaml", "--format", "json")
+    [entry] = validated["files"]
+    assert code == 1 and [e["message"] for e in entry["errors"]] == [JOB_MESSAGE]
+    assert any("experts" in w["message"] for w in entry["warnings"])
+
+
 def test_the_rename_the_message_names_makes_all_four_accept_it(sharegpt: Repo, tmp_path: Path) -> None:
     """The fix the message gives works: ShareGPT's from/value turns are converted, and train."""
     renamed = SHAREGPT_RUN.replace("      format: messages\n", "      format: messages\n      columns: {messages: conversations}\n")

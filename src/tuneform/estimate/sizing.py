@@ -235,6 +235,7 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str, flavor
 
     `flavors` prices it: the offline table, or the Hub's current one (catalog.hub_flavor_table)."""
     sizing = Sizing()
+    data_tokens = _count_data(spec, tree, sizing)  # first: a file the job rejects is an error even when nothing is priced
     modules = spec.method.target_modules
     unknown = [m for m in modules if not catalog.known_lora_module(m)] if isinstance(modules, list) else []
     if unknown:
@@ -247,7 +248,6 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str, flavor
         )
         return sizing
     shape = _shape(spec, tree, sizing)
-    data_tokens = _count_data(spec, tree, sizing)
     if shape is None or data_tokens is None:
         return sizing
     sizing.data_tokens = data_tokens
