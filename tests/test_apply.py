@@ -106,17 +106,22 @@ def test_failed_gate_keeps_version_blocks_and_leaves_main(demo: Repo) -> None:
 
 
 def test_bad_data_stops_apply_at_the_plan_naming_rows(demo: Repo) -> None:
-    """Rows with no assistant turn over data.max_bad_rows: the plan's data check names them and
-    apply starts no job (the job would stop on them too: tests/test_data.py)."""
+    """Rows with no assistant turn over data.max_bad_rows: the plan rejects the run with the job's
+    own message naming them, apply starts no job (the job would stop on them too:
+    tests/test_data.py), and the data check names the rule."""
     rows = [json.loads(line) for line in (ROOT / "data/support.jsonl").read_text().splitlines()]
     for row in rows[:40]:
         row["messages"] = [m for m in row["messages"] if m["role"] != "assistant"]
     demo.write("data/support.jsonl", jsonl(rows))
     result = demo.cli("apply", "runs/demo.yaml")
     assert result.exit_code == 1
-    assert "data/support.jsonl:1: messages: has no assistant message" in result.output
-    assert "FAIL max_bad_rows" in result.output and "not applicable" in result.output
+    assert "40 of 720 rows are malformed (5.6%), more than data.max_bad_rows (1.0%)" in result.output
+    assert "data/support.jsonl line 1: messages: has no assistant message" in result.output
+    assert "not applicable" in result.output
     assert registry_dirs(demo) == [] and jobs(demo) == []
+    checked = demo.cli("data", "check", "runs/demo.yaml")
+    assert checked.exit_code == 1 and "FAIL max_bad_rows" in checked.output
+    assert "data/support.jsonl:1: messages: has no assistant message" in checked.output
 
 
 def test_unknown_chat_template_is_named(demo: Repo) -> None:
