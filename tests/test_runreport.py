@@ -13,7 +13,6 @@ import pytest
 from tuneform.job.report import (
     RESULTS_MARKER,
     loss_chart,
-    md_escape,
     render_run,
     render_run_markdown,
     write_loss_png,
@@ -117,7 +116,7 @@ def test_markdown_report_of_a_run_that_failed_a_gate() -> None:
     lines = text.splitlines()
     assert lines[0] == RESULTS_MARKER
     assert lines[1] == "### ❌ support-bot \\|&lt;script&gt;alert(1)&lt;/script&gt; failed its gates (version kept, marked blocked)"
-    assert "runs/support.yaml · key 0123456789ab · hf-jobs/a10g-small · commit a1b2c3d4e5f6 · PR #12" in lines
+    assert "runs/support.yaml · key 0123456789ab · hf-jobs/a10g-small · commit a1b2c3d4e5f6 · PR #\u206012" in lines
     assert "| data | 1,200 train rows · 64 eval rows · 345,678 train tokens · 2 bad rows dropped |" in lines
     assert "| training | 6 steps in 3m · 1,920 tokens/s · final train loss 2.200 · peak memory 3.2 GB |" in lines
     assert "| cost | \\$0.42 actual · \\$0.50 estimated |" in lines
@@ -136,7 +135,7 @@ def test_markdown_report_of_a_run_that_failed_a_gate() -> None:
     ]
     chart = lines.index("```text")
     assert lines[chart + 1 : chart + 10] == CHART + ["```"]
-    assert "| support-intents | support-007 | refund | \\[click\\](http://x) \\| @\u2060octocat &lt;img src=x&gt; |  |" in lines
+    assert "| support-intents | support-007 | refund | \\[click\\](http:\u2060//x) \\| @\u2060octocat &lt;img src=x&gt; |  |" in lines
     assert "| chat\\_template | {{ x \\| y }} |" in lines
     assert "| transformers | 5.17.0 |" in lines
     # Nothing untrusted survives as markup: no raw tag, and every table row has its header's cells.
@@ -170,16 +169,6 @@ def test_markdown_without_previous_version_or_gates_drops_those_parts() -> None:
 def test_a_manifest_with_only_a_name_still_renders() -> None:
     assert render_run({"name": "bare"}, "markdown") == f"{RESULTS_MARKER}\n### ℹ️ bare finished\n"
     assert render_run({"name": "bare"}, "text") == "• bare finished\n"
-
-
-def test_md_escape_neutralises_markup() -> None:
-    assert md_escape("a|b") == "a\\|b"
-    assert md_escape("<b>&amp;</b>") == "&lt;b&gt;&amp;amp;&lt;/b&gt;"
-    assert (
-        md_escape("![x](http://e/x.png) `code` *em* _u_ ~s~ $x$") == "!\\[x\\](http://e/x.png) \\`code\\` \\*em\\* \\_u\\_ \\~s\\~ \\$x\\$"
-    )
-    assert md_escape("hi @team\nnext\tline\x1b[2J\u202e") == "hi @\u2060team next line\ufffd\\[2J\ufffd"
-    assert md_escape("x" * 100, 10) == "x" * 9 + "…"
 
 
 def test_loss_chart_shape_for_a_known_series() -> None:

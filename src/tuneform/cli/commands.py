@@ -436,10 +436,12 @@ def preview(run: Path, count: int, fmt: str) -> None:
         return
     from rich.console import Console
 
+    from tuneform.core.markup import rich_text
+
     console = Console(highlight=False)
     style = "rich" if console.is_terminal else "brackets"  # ⟦ ⟧ survive pipes and logs
     for sample in samples:
-        console.rule(f"{sample.source} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
+        console.rule(f"{rich_text(sample.source)} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
         console.print(sample.marked(style), markup=style == "rich")
     console.print(
         "[bold green]green[/] text is trained; the rest is context only"

@@ -44,7 +44,6 @@ listed with the reason.
 
 from __future__ import annotations
 
-import html
 import json
 import random
 import re
@@ -57,6 +56,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from tuneform.core.markup import html_text, md_code, md_text
 from tuneform.data.reader import (
     CONVERTERS,
     SUFFIXES,
@@ -1094,29 +1094,24 @@ def render_data_text(report: DataReport, quote: bool = True) -> str:
     return "\n".join(out) + "\n"
 
 
-def _md(text: str) -> str:
-    """Text from the repository's files in a PR comment: no markup, no mentions, no broken tables."""
-    return html.escape(text).replace("|", "&#124;").replace("`", "&#96;").replace("@", "&#64;").replace("\n", " ")
-
-
 def render_data_markdown(report: DataReport, quote: bool = True) -> str:
     """The data check of one run for a PR comment: a summary, then each finding collapsed."""
-    out = [f"#### Data: `{_md(report.run)}`" if report.run else "#### Data", "", _md(report.summary())]
+    out = [f"#### Data: {md_code(report.run)}" if report.run else "#### Data", "", md_text(report.summary())]
     if report.diff:
-        out += ["", f"**vs base:** {_md(report.diff.summary())}"]
+        out += ["", f"**vs base:** {md_text(report.diff.summary())}"]
     labels = _labels_text(report, quote)
     if labels:
-        out += ["", _md(labels)]
+        out += ["", md_text(labels)]
     skipped = [s for s in report.sources if not s.checked]
     for src in skipped:
-        out += ["", f"- `{_md(src.source)}`: {_md(src.note or 'not checked')}"]
+        out += ["", f"- {md_code(src.source)}: {md_text(src.note or 'not checked')}"]
     for note in report.notes:
-        out += ["", f"_{_md(note)}_"]
+        out += ["", f"_{md_text(note)}_"]
     for finding in report.findings:
-        out += ["", f"<details><summary>{_MD_MARKS[finding.level]} <code>{finding.rule}</code>: {_md(finding.message)}</summary>", ""]
+        out += ["", f"<details><summary>{_MD_MARKS[finding.level]} <code>{finding.rule}</code>: {html_text(finding.message)}</summary>", ""]
         for hit in finding.hits[:SHOWN_ROWS]:
-            sample = f" <code>{_md(hit.sample)}</code>" if quote and hit.quoted and hit.sample else ""
-            out.append(f"- <code>{_md(str(hit.ref))}</code> {_md(hit.detail)}{sample}")
+            sample = f" {md_code(hit.sample)}" if quote and hit.quoted and hit.sample else ""
+            out.append(f"- {md_code(hit.ref)} {md_text(hit.detail)}{sample}")
         if finding.count > SHOWN_ROWS and finding.hits:
             out.append(f"- ... {finding.count - min(SHOWN_ROWS, len(finding.hits)):,} more (`tuneform data check --format json`)")
         out += ["", "</details>"]

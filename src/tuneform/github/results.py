@@ -24,7 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tuneform.job.report import RESULTS_MARKER, md_escape
+from tuneform.core.markup import md_code, md_text
+from tuneform.job.report import RESULTS_MARKER
 
 log = logging.getLogger("tuneform.results")
 
@@ -163,22 +164,22 @@ def render_results(results: list[RunResult], commit: str | None = None) -> str:
     out = [RESULTS_MARKER]
     counts = {s: sum(1 for r in results if r.stage == s) for s in (FINISHED, RUNNING, QUEUED, FAILED, CANCELED)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no jobs"
-    where = f" of commit `{commit[:12]}`" if commit else ""
+    where = f" of commit {md_code(commit[:12])}" if commit else ""
     out += [f"## tuneform results{where}: {summary}", ""]
     if not results:
         out.append("No HF Jobs job was submitted for this commit.")
     for r in results:
-        title = f"`{md_escape(r.name)}`" + (f" (run-{md_escape(r.run)})" if r.run else "")
-        link = f"[job {md_escape(r.job_id)}]({r.url})"
+        title = md_code(r.name) + (f" (run-{md_text(r.run)})" if r.run else "")
+        link = f"[job {md_text(r.job_id)}]({r.url})"
         if r.stage == QUEUED:
             out.append(f"- ⏳ {title}: queued, {link}")
         elif r.stage == RUNNING:
             out.append(f"- 🏃 {title}: running, {link}")
         elif r.stage == FAILED:
-            why = md_escape(r.message) if r.message else f"the job ended in {md_escape(r.hf_stage)}"
+            why = md_text(r.message) if r.message else f"the job ended in {md_text(r.hf_stage)}"
             out.append(f"- ❌ {title}: failed, {link}: {why}")
         elif r.stage == CANCELED:
-            out.append(f"- ⏹️ {title}: canceled ({md_escape(r.hf_stage)}; a newer apply supersedes a run's queued jobs), {link}")
+            out.append(f"- ⏹️ {title}: canceled ({md_text(r.hf_stage)}; a newer apply supersedes a run's queued jobs), {link}")
         else:
             out.append(f"- ✅ {title}: finished, {link}")
     for r in results:

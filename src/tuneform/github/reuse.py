@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.markup import md_code, md_text
 from tuneform.estimate.sizing import usd_text
-from tuneform.job.report import md_escape
 from tuneform.registry.local import FAILED_GATES, PASSED, RegistryError
 
 RUN_KEY = re.compile(r"^[0-9a-f]{64}$")
 REPO_ID = re.compile(r"^[\w.-]{1,96}/[\w.-]{1,96}$", re.ASCII)
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
-PLAIN_PATH = re.compile(r"^[\w./-]+$", re.ASCII)
 LOOKUP_ACTIONS = ("create", "update")
 MAX_RUNS = 100  # an artifact cannot make the comment job read the Hub without end
 MAX_PATH = 300
@@ -124,8 +123,8 @@ def lookup_reuse(plan_json: dict[str, Any], *, registry: Any) -> list[Reuse]:
 
 
 def _path_md(path: str) -> str:
-    """A plain path in a code span; anything else escaped as text (a backtick cannot end a span)."""
-    return f"`{path}`" if PLAIN_PATH.match(path) else md_escape(path, limit=MAX_PATH)
+    """The path in a code span, cut to MAX_PATH characters."""
+    return md_code(path, limit=MAX_PATH)
 
 
 def _trained_in(found: Reuse) -> str:
@@ -158,7 +157,7 @@ def render_reuse_markdown(found: list[Reuse]) -> str:
             )
         else:
             lines.append(
-                f"- {where}: `{item.repo}` could not be read ({md_escape(item.note or 'unknown error', limit=200)}): its runs stay planned from git"
+                f"- {where}: {md_code(item.repo)} could not be read ({md_text(item.note or 'unknown error', limit=200)}): its runs stay planned from git"
             )
     return "\n".join(lines) + "\n"
 

@@ -28,9 +28,11 @@ out, so manifests written by older versions still render):
                        gates[]: {metric, condition, value, passed}
     versions           {library: version} of the libraries that trained
 
-Markdown puts untrusted text (names, paths, predictions, settings) through `md_escape`, so it
-can neither break a table nor inject HTML, links, images or @-mentions; the terminal view drops
-control characters (an escape sequence in a run name must not drive the terminal).
+Markdown puts untrusted text (names, paths, predictions, settings) through tuneform.core.markup
+(`md_text`, `md_code`), so it can neither break a table nor inject HTML, links, images,
+headings or @-mentions; the terminal view passes it to rich as `Text` (never parsed as markup)
+after `one_line` dropped control characters (an escape sequence in a run name must not drive
+the terminal).
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ import json
 import math
 import os
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tuneform.core.markup import md_code, md_text, one_line
 from tuneform.plan.render import fmt_seconds, fmt_usd
 
 RESULTS_MARKER = "<!-- tuneform:results -->"
@@ -55,9 +57,6 @@ MISSES_SHOWN = 10
 CELL_CHARS = 80
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_MD_BACKSLASHED = frozenset("\\`*_[]|~$")
-_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 
 Format = Literal["text", "markdown", "json"]
@@ -70,43 +69,6 @@ def _dig(data: Any, *keys: str) -> Any:
             return None
         data = data.get(key)
     return data
-
-
-def clean(text: Any) -> str:
-    """One line of display text: control and bidi-override characters become U+FFFD, whitespace
-    runs (newlines included) become one space. Used by every view for untrusted strings."""
-    out = []
-    for char in str(text):
-        if char.isspace():
-            out.append(" ")
-        elif unicodedata.category(char) == "Cc" or char in _BIDI:
-            out.append("\ufffd")
-        else:
-            out.append(char)
-    return " ".join("".join(out).split())
-
-
-def md_escape(text: Any, limit: int | None = None) -> str:
-    """Untrusted text for a markdown table cell or inline position, cut to `limit` characters.
-
-    Markdown punctuation that could open emphasis, code, links or images, or end a cell, is
-    backslash-escaped; `<`, `>` and `&` become entities (no HTML, no entity tricks); `@` is
-    followed by a word joiner so a run name cannot mention (and notify) people.
-    """
-    value = clean(text)
-    if limit is not None and len(value) > limit:
-        value = value[: limit - 1] + "…"
-    out = []
-    for char in value:
-        if char in _MD_BACKSLASHED:
-            out.append("\\" + char)
-        elif char in _MD_ENTITIES:
-            out.append(_MD_ENTITIES[char])
-        elif char == "@":
-            out.append("@\u2060")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def _number(value: Any) -> float | None:
@@ -234,7 +196,7 @@ def write_loss_png(manifest: Mapping[str, Any], path: Path) -> Path | None:
     axes.set_ylabel("loss")
     key12 = str(manifest.get("run_key") or "")[:12]
     # parse_math off: a '$' in an untrusted run name must not reach the mathtext parser.
-    axes.set_title(clean(manifest.get("name", "run")) + (f"  run-{key12}" if key12 else ""), fontsize=10, parse_math=False)
+    axes.set_title(one_line(manifest.get("name", "run")) + (f"  run-{key12}" if key12 else ""), fontsize=10, parse_math=False)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,21 +243,21 @@ def _status(manifest: Mapping[str, Any]) -> tuple[str, bool | None]:
         return "passed its gates" if _gates(manifest) else "trained and evaluated", True
     if status == "failed_gates":
         return "failed its gates (version kept, marked blocked)", False
-    return f"status {clean(status)}" if status else "finished", None
+    return f"status {one_line(status)}" if status else "finished", None
 
 
 def _commit(value: Any) -> str:
     text = str(value or "")
-    return text[:12] if _SHA.fullmatch(text) else clean(text)
+    return text[:12] if _SHA.fullmatch(text) else one_line(text)
 
 
 def _facts(manifest: Mapping[str, Any]) -> _Facts:
     status, passed = _status(manifest)
-    name = clean(manifest.get("name") or "run")
-    where = [clean(manifest["path"])] if manifest.get("path") else []
+    name = one_line(manifest.get("name") or "run")
+    where = [one_line(manifest["path"])] if manifest.get("path") else []
     if manifest.get("run_key"):
-        where.append(f"key {clean(manifest['run_key'])[:12]}")
-    compute = "/".join(clean(manifest[k]) for k in ("backend", "flavor") if manifest.get(k))
+        where.append(f"key {one_line(manifest['run_key'])[:12]}")
+    compute = "/".join(one_line(manifest[k]) for k in ("backend", "flavor") if manifest.get(k))
     if compute:
         where.append(compute)
     if _dig(manifest, "git", "commit"):
@@ -328,13 +290,14 @@ def _facts(manifest: Mapping[str, Any]) -> _Facts:
     models = []
     if manifest.get("run_key"):
         models.append(
-            f"new run-{clean(manifest['run_key'])[:12]}" + (f" in {clean(manifest['output_repo'])}" if manifest.get("output_repo") else "")
+            f"new run-{one_line(manifest['run_key'])[:12]}"
+            + (f" in {one_line(manifest['output_repo'])}" if manifest.get("output_repo") else "")
         )
     if _dig(manifest, "evals", "previous"):
-        models.append(f"previous run-{clean(_dig(manifest, 'evals', 'previous'))[:12]}")
+        models.append(f"previous run-{one_line(_dig(manifest, 'evals', 'previous'))[:12]}")
     if _dig(manifest, "spec", "model", "id"):
         revision = _dig(manifest, "spec", "model", "revision")
-        models.append(f"base {clean(_dig(manifest, 'spec', 'model', 'id'))}" + (f" at {_commit(revision)}" if revision else ""))
+        models.append(f"base {one_line(_dig(manifest, 'spec', 'model', 'id'))}" + (f" at {_commit(revision)}" if revision else ""))
     if models:
         lines.append(("models", " · ".join(models)))
     return _Facts(f"{name} {status}", passed, " · ".join(where), lines)
@@ -344,7 +307,9 @@ def _pairs(value: Any) -> list[tuple[str, str]]:
     """(key, value) display pairs of a mapping such as training settings or library versions."""
     if not isinstance(value, Mapping):
         return []
-    return [(clean(key), clean(item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))) for key, item in value.items()]
+    return [
+        (one_line(key), one_line(item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))) for key, item in value.items()
+    ]
 
 
 def _expected_text(expected: Any) -> str:
@@ -368,11 +333,11 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
     """The PR comment: hidden marker, verdict, run facts, eval table, gates, loss chart, details."""
     facts = _facts(manifest)
     icon = {True: "✅", False: "❌", None: "ℹ️"}[facts.passed]
-    out = [RESULTS_MARKER, f"### {icon} {md_escape(facts.title)}", ""]
+    out = [RESULTS_MARKER, f"### {icon} {md_text(facts.title)}", ""]
     if facts.where:
-        out += [md_escape(facts.where), ""]
+        out += [md_text(facts.where), ""]
     if facts.lines:
-        out += ["| | |", "|---|---|"] + [f"| {label} | {md_escape(text)} |" for label, text in facts.lines] + [""]
+        out += ["| | |", "|---|---|"] + [f"| {label} | {md_text(text)} |" for label, text in facts.lines] + [""]
 
     rows = _table_rows(manifest)
     if rows:
@@ -383,7 +348,7 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
         else:
             out += ["| metric | base | new | Δ vs base |", "|---|---:|---:|---:|"]
         for row in rows:
-            cells = [md_escape(row.get("metric", "?")), fmt_metric(row.get("base"))]
+            cells = [md_text(row.get("metric", "?")), fmt_metric(row.get("base"))]
             if previous:
                 cells.append(fmt_metric(row.get("previous")))
             cells += [f"**{fmt_metric(row.get('new'))}**", _md_delta(row.get("delta_base"))]
@@ -398,7 +363,7 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
         for gate in gates:
             verdict = "✅ pass" if gate.get("passed") else "❌ fail"
             out.append(
-                f"| {verdict} | {md_escape(gate.get('metric', '?'))} | {md_escape(gate.get('condition', '?'))} | {fmt_metric(gate.get('value'))} |"
+                f"| {verdict} | {md_text(gate.get('metric', '?'))} | {md_text(gate.get('condition', '?'))} | {fmt_metric(gate.get('value'))} |"
             )
         out.append("")
 
@@ -422,7 +387,7 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
                 miss.get("prediction") or "",
                 miss.get("base_prediction") or "",
             ]
-            out.append("| " + " | ".join(md_escape(cell, CELL_CHARS) for cell in cells) + " |")
+            out.append("| " + " | ".join(md_text(cell, CELL_CHARS) for cell in cells) + " |")
         out += ["", "</details>", ""]
 
     out += _model_and_rollback(manifest)
@@ -433,7 +398,7 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
     ):
         if pairs:
             out += [f"<details><summary>{title}</summary>", "", header, "|---|---|"]
-            out += [f"| {md_escape(key)} | {md_escape(value, CELL_CHARS)} |" for key, value in pairs]
+            out += [f"| {md_text(key)} | {md_text(value, CELL_CHARS)} |" for key, value in pairs]
             out += ["", "</details>", ""]
     return "\n".join(out)
 
@@ -453,7 +418,8 @@ def _model_and_rollback(manifest: Mapping[str, Any]) -> list[str]:
         base = (os.environ.get("HF_ENDPOINT") or HUB_URL).rstrip("/")
         where = f"[`{repo}` at `{tag}`]({base}/{repo}/tree/{tag})"
     else:
-        where = f"`{repo}` version `{tag}` in the local registry (`tuneform history {md_escape(str(manifest.get('name', '')))}`)"
+        history = md_code(f"tuneform history {manifest.get('name', '')}")
+        where = f"`{repo}` version `{tag}` in the local registry ({history})"
     out = ["#### Model", "", f"{where}."]
     previous = _dig(manifest, "evals", "previous")
     if manifest.get("status") == "passed":
@@ -474,12 +440,12 @@ def model_card(manifest: Mapping[str, Any]) -> str:
     front += [f"library_name: {'peft' if save == 'adapter' else 'transformers'}", "tags:", "- tuneform", "---", ""]
     body = render_run_markdown(manifest).replace(RESULTS_MARKER, "").lstrip("\n")
     git = manifest.get("git") or {}
-    lineage = [f"Trained by tuneform from `{md_escape(str(manifest.get('path', '')))}`"]
+    lineage = [f"Trained by tuneform from {md_code(manifest.get('path', ''))}"]
     if isinstance(git.get("commit"), str):
-        lineage.append(f"at commit `{md_escape(git['commit'][:12])}`")
+        lineage.append(f"at commit {md_code(git['commit'][:12])}")
     if isinstance(git.get("pr"), int):
         lineage.append(f"(PR #{git['pr']})")
-    text = " ".join(lineage) + f"; run key `{md_escape(str(manifest.get('run_key', '')))}`."
+    text = " ".join(lineage) + f"; run key {md_code(manifest.get('run_key', ''))}."
     return "\n".join(front) + body + "\n#### Lineage\n\n" + text + "\n"
 
 
@@ -511,7 +477,7 @@ def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: 
         styles = {"better": "green", "worse": "red", "same": "dim"}
         for row in rows:
             better = str(row.get("better", "higher"))
-            cells: list[Text] = [Text(clean(row.get("metric", "?"))), Text(fmt_metric(row.get("base")))]
+            cells: list[Text] = [Text(one_line(row.get("metric", "?"))), Text(fmt_metric(row.get("base")))]
             if previous:
                 cells.append(Text(fmt_metric(row.get("previous"))))
             cells.append(Text(fmt_metric(row.get("new")), style="bold"))
@@ -529,7 +495,7 @@ def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: 
             ok = bool(gate.get("passed"))
             console.print(
                 Text(
-                    f"  {'✔ pass' if ok else '✘ fail'}  {clean(gate.get('metric', '?'))} {clean(gate.get('condition', '?'))}  (new: {fmt_metric(gate.get('value'))})",
+                    f"  {'✔ pass' if ok else '✘ fail'}  {one_line(gate.get('metric', '?'))} {one_line(gate.get('condition', '?'))}  (new: {fmt_metric(gate.get('value'))})",
                     style="green" if ok else "red",
                 )
             )

@@ -8,10 +8,10 @@ from __future__ import annotations
 import difflib
 import io
 import json
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from tuneform.core.markup import md_block, md_code, md_text, rich_text, workflow_command
 from tuneform.runfile.diagnostics import Problem
 
 if TYPE_CHECKING:  # validate's path must not import plan (and its data checks) at start-up
@@ -53,22 +53,7 @@ def problem_line(path: str, p: Problem) -> str:
 def github_command(path: str, p: Problem) -> str:
     """A workflow command GitHub turns into an annotation on the PR diff."""
     kind = "error" if p.severity == "error" else "warning"
-    props = [f"file={_escape_property(path)}"]
-    if p.line:
-        props.append(f"line={p.line}")
-    if p.column:
-        props.append(f"col={p.column}")
-    if p.field:
-        props.append(f"title={_escape_property(p.field)}")
-    return f"::{kind} {','.join(props)}::{_escape_data(p.message)}"
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+    return workflow_command(kind, p.message, {"file": path, "line": p.line, "col": p.column, "title": p.field})
 
 
 def render_validation(result: Validation, fmt: str) -> str:
@@ -190,7 +175,7 @@ def render_plan_text(plan: Plan) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=120, force_terminal=None, highlight=False)
     if not plan.runs:
-        console.print(f"No changes to runs since {plan.base_rev[:12]}.")
+        console.print(f"No changes to runs since {rich_text(plan.base_rev[:12])}.")
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("", "run", "key", "flavor", "est. time", "est. cost", "change", "VRAM", "note"):
@@ -200,14 +185,7 @@ def render_plan_text(plan: Plan) -> str:
             style = ACTION_STYLES.get(run.action, "")
             table.add_row(
                 f"[{style}]{ACTION_SYMBOLS[run.action]} {run.action}[/]" if style else f"{ACTION_SYMBOLS[run.action]} {run.action}",
-                r["path"],
-                r["key"],
-                r["flavor"],
-                r["time"],
-                r["cost"],
-                r["change"],
-                r["vram"],
-                r["note"],
+                *(rich_text(r[k]) for k in ("path", "key", "flavor", "time", "cost", "change", "vram", "note")),
             )
         console.print(table)
     for path, p in _problems(plan):
@@ -225,11 +203,6 @@ def render_plan_text(plan: Plan) -> str:
     if not plan.ok:
         console.print("Plan is not applicable: fix the errors above.", style="bold red")
     return buffer.getvalue()
-
-
-def _md_escape(text: str) -> str:
-    """Cell text from untrusted run files must not break the table or inject markup."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ").replace("`", "'")
 
 
 def _flatten(value: Any, prefix: str = "") -> list[str]:
@@ -254,10 +227,6 @@ def _resolved_diff(run: PlannedRun) -> str:
     return "\n".join(diff)
 
 
-def _longest_backtick_run(text: str) -> int:
-    return max((len(m) for m in re.findall(r"`+", text)), default=0)
-
-
 def render_plan_markdown(plan: Plan) -> str:
     out = [PLAN_MARKER, "### tuneform plan", ""]
     if not plan.runs:
@@ -268,8 +237,8 @@ def render_plan_markdown(plan: Plan) -> str:
         for run in plan.runs:
             r = _row(run)
             out.append(
-                "| {sym} | `{path}` | **{action}** | {flavor} | {time} | {cost} | {change} | {vram} | {note} |".format(
-                    sym=ACTION_SYMBOLS[run.action], **{k: _md_escape(v) for k, v in r.items()}
+                "| {sym} | {path} | **{action}** | {flavor} | {time} | {cost} | {change} | {vram} | {note} |".format(
+                    sym=ACTION_SYMBOLS[run.action], **({k: md_text(v) for k, v in r.items()} | {"path": md_code(r["path"], cell=True)})
                 )
             )
     out.append("")
@@ -285,21 +254,19 @@ def render_plan_markdown(plan: Plan) -> str:
     if diffs:
         out += ["", "<details><summary>Resolved changes (every setting, defaults filled in)</summary>", ""]
         for run, diff in diffs:
-            fence = "`" * max(3, _longest_backtick_run(diff) + 1)
-            out += [f"`{_md_escape(run.check.path)}`", "", f"{fence}diff", diff, fence, ""]
+            out += [md_code(run.check.path), "", md_block(diff, "diff"), ""]
         out += ["</details>"]
     problems = list(_problems(plan))
     errors = [(path, p) for path, p in problems if p.severity == "error"]
     warnings = [(path, p) for path, p in problems if p.severity == "warning"]
     if errors:
         out += ["", "**Errors**", ""] + [
-            f"- `{_md_escape(_where(path, p))}` {_md_escape((p.field + ': ') if p.field else '')}{_md_escape(p.message)}"
-            for path, p in errors
+            f"- {md_code(_where(path, p))} {md_text(p.field) + ': ' if p.field else ''}{md_text(p.message)}" for path, p in errors
         ]
     if warnings:
         out += (
             ["", "<details><summary>Warnings</summary>", ""]
-            + [f"- `{_md_escape(_where(path, p))}` {_md_escape(p.message)}" for path, p in warnings]
+            + [f"- {md_code(_where(path, p))} {md_text(p.message)}" for path, p in warnings]
             + ["", "</details>"]
         )
     if plan.data and plan.data.reports:
