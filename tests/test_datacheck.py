@@ -608,7 +608,7 @@ def test_public_hub_dataset_is_checked_with_hub_row_refs(repo: Repo, fake_hub: A
     assert [str(h.ref) for h in missing.hits] == [f"{b}:2"] and missing.count == 1
     assert only(report, "max_bad_rows").level == "fail"  # 1 of 5 dropped, over the default max_bad_rows
     markdown = render_data_markdown(report)
-    assert f"<code>{a}:3</code>" in markdown and "how do I pay my invoice" in markdown  # public: quoted
+    assert f"`{a}:3`" in markdown and "how do I pay my invoice" in markdown  # public: quoted
     assert not any("not checked" in note for note in report.notes)
     # the files came through the client's own download route, at the commit the revision names
     assert fake_hub.requests_to("GET", r"/datasets/acme/chats/resolve/[0-9a-f]{40}/data/train-0000[01]-of-00002\.jsonl")
@@ -645,8 +645,8 @@ def test_private_rows_stay_unquoted_next_to_quoted_local_rows(repo: Repo, fake_h
     markdown = render_data_markdown(check(repo))
     assert "public words" in markdown and "private words" not in markdown
     secret = "hub:acme/secret/data/train-00000-of-00001.jsonl"
-    assert f"- <code>{secret}:2</code> exact duplicate of {secret}:1\n" in markdown  # the row, without its text
-    assert f"- <code>{secret}:2</code> prompt of eval row {secret}:1 (exact)\n" in markdown  # the eval split draws Hub rows too
+    assert f"- `{secret}:2` exact duplicate of {secret}:1\n" in markdown  # the row, without its text
+    assert f"- `{secret}:2` prompt of eval row {secret}:1 (exact)\n" in markdown  # the eval split draws Hub rows too
 
 
 def test_hub_datasets_that_cannot_be_checked_say_why(repo: Repo, fake_hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:

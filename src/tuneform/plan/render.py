@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tuneform.core.markup import md_block, md_code, md_text, rich_text, workflow_command
@@ -111,17 +111,19 @@ def fmt_delta(run: PlannedRun) -> str:
     return f"{sign}{fmt_usd(abs(diff))}"
 
 
-def _row(run: PlannedRun) -> dict[str, str]:
+def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
+    """One plan table row's cells; `escape` (md_text, rich_text) writes every value a run file or
+    the registry controls, so the row's own words (a PR reference, "renamed from") stay live."""
     data = run.as_json()
     est = data["estimate"] or {}
     fits = data["fits"]
     vram = "-" if not est else f"{est.get('peak_vram_gb', 0):.1f} GB" + ("" if fits in (None, True) else " (does not fit)")
     notes = []
     if data["base_path"] and data["base_path"] != data["path"]:
-        notes.append(f"renamed from {data['base_path']}")
+        notes.append(f"renamed from {escape(data['base_path'])}")
     if run.action in ("restore", "noop") and run.reuse is not None:
         pr = f" from #{run.reuse.pr}" if run.reuse.pr else ""
-        notes.append(f"{'restores' if run.action == 'restore' else 'is'} run-{run.reuse.key[:12]}{pr}")
+        notes.append(f"{'restores' if run.action == 'restore' else 'is'} run-{escape(run.reuse.key[:12])}{pr}")
     notes.append(
         {
             "blocked": "this version failed its gates: change the run to retrain",
@@ -133,14 +135,14 @@ def _row(run: PlannedRun) -> dict[str, str]:
     applied = est.get("calibration") or {}
     factors = [f"{name} x{applied[name]:g}" for name in ("speed", "memory") if applied.get(name, 1.0) != 1.0]
     if factors and run.action in ("create", "update"):
-        notes.append(f"calibrated for {applied.get('gpu')} from this repo's runs: {', '.join(factors)}")
+        notes.append(f"calibrated for {escape(applied.get('gpu'))} from this repo's runs: {', '.join(factors)}")
     note = "; ".join(n for n in notes if n)
     return {
         "action": run.action,
-        "name": data["name"],
-        "path": data["path"],
-        "key": (data["run_key"] or "")[:12],
-        "flavor": data["flavor"] or "-",
+        "name": escape(data["name"]),
+        "path": escape(data["path"]),
+        "key": escape((data["run_key"] or "")[:12]),
+        "flavor": escape(data["flavor"] or "-"),
         "time": fmt_seconds(est.get("seconds")) if run.action in ("create", "update") else "-",
         "cost": fmt_usd(run.usd) if run.action in ("create", "update") else "$0",
         "change": fmt_delta(run),
@@ -181,11 +183,11 @@ def render_plan_text(plan: Plan) -> str:
         for column in ("", "run", "key", "flavor", "est. time", "est. cost", "change", "VRAM", "note"):
             table.add_column(column)
         for run in plan.runs:
-            r = _row(run)
+            r = _row(run, rich_text)
             style = ACTION_STYLES.get(run.action, "")
             table.add_row(
                 f"[{style}]{ACTION_SYMBOLS[run.action]} {run.action}[/]" if style else f"{ACTION_SYMBOLS[run.action]} {run.action}",
-                *(rich_text(r[k]) for k in ("path", "key", "flavor", "time", "cost", "change", "vram", "note")),
+                *(r[k] for k in ("path", "key", "flavor", "time", "cost", "change", "vram", "note")),
             )
         console.print(table)
     for path, p in _problems(plan):
@@ -235,10 +237,10 @@ def render_plan_markdown(plan: Plan) -> str:
         out.append("| | run | action | flavor | est. time | est. cost | change vs base | VRAM | note |")
         out.append("|---|---|---|---|---|---|---|---|---|")
         for run in plan.runs:
-            r = _row(run)
+            r = _row(run, md_text) | {"path": md_code(run.check.path, cell=True)}
             out.append(
                 "| {sym} | {path} | **{action}** | {flavor} | {time} | {cost} | {change} | {vram} | {note} |".format(
-                    sym=ACTION_SYMBOLS[run.action], **({k: md_text(v) for k, v in r.items()} | {"path": md_code(r["path"], cell=True)})
+                    sym=ACTION_SYMBOLS[run.action], **r
                 )
             )
     out.append("")
