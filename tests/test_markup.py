@@ -146,6 +146,18 @@ def test_rich_text_prints_literally(text: str) -> None:
     assert console.export_text().rstrip("\n").replace(WORD_JOINER, "") == f"{one_line(text)} {one_line(text)}"
 
 
+def test_preview_marks_trained_spans_around_text_that_is_rich_markup() -> None:
+    from rich.console import Console
+
+    from tuneform.train.format import PreviewSample
+
+    text = "user: [bold]a\\[1] [/x] c\\\\\nassistant: d\\\\"  # rich alone drops the backslash of a \\[1 and halves two before a tag
+    sample = PreviewSample("data/x.jsonl", 1, text, [(len(text) - 2, len(text))], 10, 2, False)
+    console = Console(width=500, record=True, color_system=None, highlight=False)
+    console.print(sample.marked("rich"), soft_wrap=True)
+    assert console.export_text().replace(WORD_JOINER, "") == text + "\n"
+
+
 def pr_with_run_at(repo: Repo, path: str) -> None:
     repo.git("checkout", "-q", "-b", "pr")
     repo.write(path, "name: ax\n" + RUN.replace("1.0e-4", "2.0e-4"))

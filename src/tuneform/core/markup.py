@@ -35,8 +35,8 @@ percent-encode what ends a command (`%`, CR, LF; and `:`, `,` in properties), as
 toolkit does, and replace other control characters (an ANSI escape would colour the log).
 
 Terminal: `rich_text` is text for rich markup: one line, control characters replaced, and `[`
-escaped with rich's own rule, so `runs/a[/x].yaml` prints literally instead of raising
-MarkupError or changing styles.
+escaped (`rich_escape`, which also keeps newlines, for multi-line text), so `runs/a[/x].yaml`
+prints literally instead of raising MarkupError or changing styles.
 """
 
 from __future__ import annotations
@@ -191,17 +191,26 @@ def workflow_command(command: str, message: Any, properties: Mapping[str, Any] |
     return f"::{command}{' ' + props if props else ''}::{command_data(message)}"
 
 
-def rich_text(text: Any, limit: int | None = None) -> str:
-    """Untrusted text for a string that rich parses as markup (console.print, table cells).
+def rich_escape(text: str) -> str:
+    """`text` (newlines kept) for a string that rich parses as markup, shown literally wherever
+    the result is put in that markup: no style tag, no closing tag that raises MarkupError
+    (`runs/a[/x].yaml`).
 
-    Guarantees: rich shows `one_line(text, limit)` literally, wherever the result is put in
-    markup: no style tag, no closing tag that raises MarkupError (`runs/a[/x].yaml`), no
-    control character reaching the terminal. Tag-like `[` are escaped by rich's own
-    `rich.markup.escape`; that is not enough alone, since rich also drops the backslash of any
-    `\\[` in plain text and halves backslashes before a tag (so an ending backslash would join
-    the next tag): a word joiner goes between a backslash and a `[`, and after an ending one.
+    Tag-like `[` are escaped by rich's own `rich.markup.escape`; that is not enough alone, since
+    rich also drops the backslash of any `\\[` in plain text and halves backslashes before a tag
+    (so an ending backslash would join the next tag): a word joiner goes between a backslash and
+    a `[`, and after an ending backslash.
     """
     from rich.markup import escape  # rich is imported only by commands that print with it
 
-    value = one_line(text, limit).replace("\\[", "\\" + WORD_JOINER + "[")
+    value = text.replace("\\[", "\\" + WORD_JOINER + "[")
     return escape(value + WORD_JOINER if value.endswith("\\") else value)
+
+
+def rich_text(text: Any, limit: int | None = None) -> str:
+    """Untrusted text for one line of rich markup (console.print, a table cell, a rule's title).
+
+    Guarantees: rich shows `one_line(text, limit)` literally (see `rich_escape`), and no control
+    character reaches the terminal.
+    """
+    return rich_escape(one_line(text, limit))

@@ -286,7 +286,7 @@ class PreviewSample:
 
     def marked(self, style: Literal["rich", "brackets"] = "rich") -> str:
         """The text with trained spans highlighted: rich markup for a terminal, ⟦ ⟧ for plain text."""
-        from rich.markup import escape
+        from tuneform.core.markup import rich_escape as escape
 
         parts: list[str] = []
         position = 0
