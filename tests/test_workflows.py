@@ -46,6 +46,7 @@ import yaml
 
 import tuneform
 from conftest import ROOT, RUN, Repo, demo_repo
+from markdown_check import render
 from tuneform.backends import local
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -982,7 +983,7 @@ def test_invalid_run_fails_the_check_after_the_plan_is_uploaded(actions: Actions
     comment = run_comment(actions, plan, pr, repo)
     assert comment.conclusion == "success", comment.job.log()
     [posted] = fake_github.comments(7)
-    assert "lerning_rate" in posted["body"]
+    assert "lerning_rate" in render(posted["body"]).text
 
 
 def test_a_shallow_checkout_is_caught(actions: Actions, repo: Repo, fake_github: Any) -> None:
@@ -1149,7 +1150,7 @@ def test_a_failed_apply_still_reports_then_fails(actions: Actions, repo: Repo, f
     assert run.conclusion == "failure" and [s.outcome for s in job.steps][-2:] == ["success", "failure"], job.log()
     assert submitted(run) == {}
     [posted] = fake_github.comments(7)
-    assert "tuneform apply: **failed** (exit 1)" in posted["body"] and "lerning_rate" in posted["body"]
+    assert "tuneform apply: **failed** (exit 1)" in posted["body"] and "lerning_rate" in render(posted["body"]).text
 
 
 # The demo (this repository's tiny model, data and suite), publishing to a private repo of org acme
