@@ -22,7 +22,7 @@ from tuneform.data.check import (
     DataReport,
     Finding,
     check_data,
-    data_check_command,
+    data_check_run,
     normalize_text,
     render_data_markdown,
     render_data_text,
@@ -492,15 +492,15 @@ def test_markdown_is_collapsed_and_escapes_row_text(repo: Repo) -> None:
     assert_inert(markdown, ["@octocat <img src=x> | `tick`"])
 
 
-def test_data_check_command_formats_and_exit_codes(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_check_command_formats_and_exit_codes(repo: Repo) -> None:
     setup(repo, [chat("same")] * 4, run_yaml(evals=False))
-    monkeypatch.chdir(repo.path)
-    text, code = data_check_command(repo.path, "runs/check.yaml", "text")
+    result = repo.cli("data", "check", "runs/check.yaml")
     assert (
-        code == 0 and "warn duplicates: 3 of 4 rows (75%)" in text and "data/train.jsonl:2: exact duplicate of data/train.jsonl:1" in text
+        result.exit_code == 0
+        and "warn duplicates: 3 of 4 rows (75%)" in result.output
+        and "data/train.jsonl:2: exact duplicate of data/train.jsonl:1" in result.output
     )
-    output, code = data_check_command(repo.path, str(repo.path / "runs/check.yaml"), "json")
-    report = json.loads(output)
+    code, report = repo.json("data", "check", str(repo.path / "runs/check.yaml"), "--format", "json")
     assert code == 0 and report["ok"] and report["run"] == "runs/check.yaml"
     duplicates = next(f for f in report["findings"] if f["rule"] == "duplicates")
     assert (duplicates["level"], [r["row"] for r in duplicates["rows"]], duplicates["sample"]) == (
@@ -511,25 +511,28 @@ def test_data_check_command_formats_and_exit_codes(repo: Repo, monkeypatch: pyte
     assert {f["rule"] for f in report["findings"]} == {"duplicates", "leakage"}  # copies of the held-out row are in train
 
     repo.write("pyproject.toml", '[tool.tuneform.data_policy]\nduplicates = {level = "fail"}\n')
-    text, code = data_check_command(repo.path, "runs/check.yaml", "text")
-    assert code == 1 and "FAIL duplicates" in text
-    markdown, code = data_check_command(repo.path, "runs/check.yaml", "markdown")
-    assert code == 1 and ":x: **fail** <code>duplicates</code>" in markdown
+    assert data_check_run(repo.path, str(repo.path / "runs/check.yaml")).exit_code == 1  # the report decides the exit code
+    result = repo.cli("data", "check", "runs/check.yaml")
+    assert result.exit_code == 1 and "FAIL duplicates" in result.output
+    result = repo.cli("data", "check", "runs/check.yaml", "--format", "markdown")
+    assert result.exit_code == 1 and ":x: **fail** <code>duplicates</code>" in result.output
 
-    assert data_check_command(repo.path, "runs/nope.yaml", "text") == ("error: 'runs/nope.yaml' does not exist\n", 1)
+    result = repo.cli("data", "check", "runs/nope.yaml")
+    assert (result.exit_code, result.output) == (1, "error: 'runs/nope.yaml' does not exist\n")
     repo.write("runs/bad.yaml", "model: {id: a/b}\ndata: {train: [{path: x.jsonl}], lerning: 1}\n")
-    message, code = data_check_command(repo.path, "runs/bad.yaml", "json")
-    assert code == 1 and "runs/bad.yaml:2:" in json.loads(message)["error"] and "unknown key 'lerning'" in message
-    assert data_check_command(repo.path, "runs/check.yaml", "yaml")[1] == 2
+    code, error = repo.json("data", "check", "runs/bad.yaml", "--format", "json")
+    assert code == 1 and error["ok"] is False and "runs/bad.yaml:2:" in error["error"] and "unknown key 'lerning'" in error["error"]
+    assert error["fix"] == "tuneform validate lists every problem"
+    assert repo.cli("data", "check", "runs/check.yaml", "--format", "yaml").exit_code == 2
 
 
 def test_check_stays_torch_free(repo: Repo) -> None:
     setup(repo, [chat(f"q {i}") for i in range(5)])
     script = (
         "import sys\nfrom pathlib import Path\n"
-        "from tuneform.data.check import data_check_command\n"
-        "out, code = data_check_command(Path('.'), 'runs/check.yaml', 'json')\n"
-        "assert code == 0, out\n"
+        "from tuneform.data.check import data_check_run\n"
+        "report = data_check_run(Path('.'), 'runs/check.yaml')\n"
+        "assert report.exit_code == 0, report.as_json()\n"
         "print(','.join(sorted(m for m in ('torch', 'transformers', 'datasets', 'trl', 'peft') if m in sys.modules)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=repo.path, capture_output=True, text=True)
@@ -696,10 +699,9 @@ def test_hub_check_stays_torch_and_datasets_free(repo: Repo, fake_hub: Any) -> N
     setup(repo, [], hub_run("acme/chats"))
     script = (
         "import sys, json\nfrom pathlib import Path\n"
-        "from tuneform.data.check import data_check_command\n"
-        "out, code = data_check_command(Path('.'), 'runs/check.yaml', 'json')\n"
-        "report = json.loads(out)\n"
-        "assert code == 0 and report['sources'][0]['checked'], out\n"
+        "from tuneform.data.check import data_check_run\n"
+        "report = data_check_run(Path('.'), 'runs/check.yaml').as_json()\n"
+        "assert report['ok'] and report['sources'][0]['checked'], report\n"
         "print(','.join(sorted(m for m in ('torch', 'transformers', 'datasets', 'trl', 'peft') if m in sys.modules)))\n"
     )
     import os

@@ -24,8 +24,8 @@ from tuneform.github.results import (
     EXIT_PENDING,
     all_done,
     collect_results,
+    commit_results,
     render_results,
-    results_command,
 )
 from tuneform.job.report import RESULTS_MARKER
 
@@ -91,17 +91,18 @@ def test_results_of_a_commit_then_a_failure_posted_as_one_comment(fake_hub: Fake
     fake_github.merge_pr(7, SHA)
     gh = GitHub(fake_github.url, fake_github.actions_token, fake_github.repository, sleep=lambda _: None)
     try:
-        body, code = results_command(SHA, post=True, namespace="acme", api=api, github=gh)
-        assert code == EXIT_PENDING == 75
+        report = commit_results(SHA, post=True, namespace="acme", api=api, github=gh)
+        assert report.exit_code == EXIT_PENDING == 75
         [comment] = fake_github.comments(7)
         assert comment["body"].count(RESULTS_MARKER) == 1 and "running, [job" in comment["body"]
 
         fake_hub.fail_job(running, "Job failed with exit code: 137 (out of memory)")
-        body, code = results_command(SHA, post=True, namespace="acme", api=api, github=gh)
-        assert code == EXIT_FAILED
+        report = commit_results(SHA, post=True, namespace="acme", api=api, github=gh)
+        body = report.body
+        assert report.exit_code == EXIT_FAILED
         assert "failed, [job" in body and "exit code: 137 (out of memory)" in body and "| intents | 0.91 |" in body
-        body_again, code = results_command(SHA, post=True, namespace="acme", api=api, github=gh)
-        assert body_again == body and code == EXIT_FAILED
+        again = commit_results(SHA, post=True, namespace="acme", api=api, github=gh)
+        assert again.body == body and again.exit_code == EXIT_FAILED
     finally:
         gh.close()
     [comment] = fake_github.comments(7)  # posted three times: still one comment, now the latest body
@@ -126,10 +127,10 @@ def test_a_resubmitted_run_and_a_commit_without_jobs(fake_hub: FakeHub, fake_git
     fake_github.merge_pr(8, "e" * 40)
     gh = GitHub(fake_github.url, fake_github.actions_token, fake_github.repository, sleep=lambda _: None)
     try:
-        body, code = results_command("e" * 40, post=True, namespace="acme", api=api, github=gh)
+        report = commit_results("e" * 40, post=True, namespace="acme", api=api, github=gh)
     finally:
         gh.close()
-    assert code == 0 and "no jobs" in body and fake_github.comments(8) == []  # nothing to say: apply's comment stays
+    assert report.exit_code == 0 and "no jobs" in report.body and fake_github.comments(8) == []  # nothing to say: apply's comment stays
 
 
 def test_report_workflow_is_read_only_and_never_waits_for_approval() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from markdown_check import assert_inert
-from tuneform.github.reuse import lookup_reuse, render_reuse_markdown, reuse_command
+from tuneform.github.reuse import PlanJsonError, lookup_reuse, render_reuse_markdown, reuse_for_plan
 from tuneform.registry.hub import HubRegistry
 
 KEY = "3f2a9c41d07e" + "a" * 52
@@ -157,15 +157,32 @@ def test_reuse_command_reads_the_token_from_the_environment(fake_hub: Any, tmp_p
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
     monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
     (tmp_path / "plan.json").write_text(json.dumps(plan(run())))
-    text, code = reuse_command(tmp_path / "plan.json")
-    assert code == 0 and "was trained in #12: apply will restore it" in text
+    found = reuse_for_plan(tmp_path / "plan.json")
+    assert "was trained in #12: apply will restore it" in render_reuse_markdown(found)
     (tmp_path / "empty.json").write_text(json.dumps(plan(run(key=UNKNOWN_KEY))))
-    assert reuse_command(tmp_path / "empty.json") == ("", 0)
+    assert reuse_for_plan(tmp_path / "empty.json") == [] and render_reuse_markdown([]) == ""
     for bad in ("{not json", "[1, 2]", '{"runs": 3}'):
         (tmp_path / "bad.json").write_text(bad)
-        text, code = reuse_command(tmp_path / "bad.json")
-        assert code == 1 and "bad.json" in text
-    assert reuse_command(tmp_path / "missing.json")[1] == 1
+        with pytest.raises(PlanJsonError, match="bad.json"):
+            reuse_for_plan(tmp_path / "bad.json")
+    with pytest.raises(PlanJsonError, match="missing.json"):
+        reuse_for_plan(tmp_path / "missing.json")
+
+
+def test_reuse_cli_prints_the_section_or_fails_with_exit_1(fake_hub: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fakehub import READ_TOKEN
+    from tuneform.cli.commands import main
+
+    version(fake_hub, "acme/faq", KEY, "passed", 12)
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
+    (tmp_path / "plan.json").write_text(json.dumps(plan(run())))
+    result = CliRunner().invoke(main, ["reuse", str(tmp_path / "plan.json")])
+    assert result.exit_code == 0 and "was trained in #12: apply will restore it" in result.output
+    result = CliRunner().invoke(main, ["reuse", str(tmp_path / "missing.json")])
+    assert result.exit_code == 1 and result.output == f"error: {tmp_path / 'missing.json'}: cannot read the plan (FileNotFoundError)\n"
 
 
 # --- comment.yml, executed by the harness of tests/test_workflows.py ------------------------------

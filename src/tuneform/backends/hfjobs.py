@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.errors import TuneformError
 from tuneform.core.hub import http_status, retry
 from tuneform.registry.hub import HubRegistry, tag_of
 
@@ -60,7 +61,7 @@ exec python -m tuneform.cli job "$dir/tuneform-job/bundle" --registry "hub:$TUNE
 """
 
 
-class HfJobsError(Exception):
+class HfJobsError(TuneformError):
     """Submitting or following a job failed; the message says what to do."""
 
 

@@ -1,7 +1,9 @@
 """The `tuneform` command: a thin click layer over the library.
 
 Every command speaks text for people and JSON for scripts and agents, and exits 0 on success,
-1 on failure (invalid, over budget, failed run or gate, not found), 2 on usage errors. Heavy
+1 on failure (invalid, over budget, failed run or gate, not found), 2 on usage errors. Commands
+call the library, render its report and exit with the report's code; a `TuneformError` raised on
+the way is printed and mapped to its exit code by cli/handler.py, once for all commands. Heavy
 imports (rich, huggingface_hub, torch) happen inside the commands that need them, so `--help`
 and `validate` stay fast.
 """
@@ -11,18 +13,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tuneform import __version__
+from tuneform.cli.handler import CommandError, TuneformGroup
+from tuneform.core.errors import EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
     from tuneform.estimate.catalog import FlavorTable
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-#: `tuneform comment --commit SHA` found no pull request for the commit (a direct push).
-EXIT_NO_PR = 3
 
 
 def _root() -> Path:
@@ -31,22 +31,11 @@ def _root() -> Path:
     return repo_root(Path.cwd())
 
 
-def _fail(message: str, fmt: str, code: int = EXIT_FAIL) -> NoReturn:
-    """Report an error that is not a traceback: JSON for machines, one line for people."""
-    if fmt == "json":
-        click.echo(json.dumps({"ok": False, "error": message}))
-    elif fmt == "github":
-        click.echo(f"::error::{message}")
-    else:
-        click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
 def _emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=TuneformGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tuneform")
 def main() -> None:
     """Training-as-code for LLM fine-tuning.
@@ -71,7 +60,7 @@ def validate(paths: tuple[str, ...], fmt: str, backend: str | None) -> None:
 
     result = run_validate(_root(), list(paths), backend=backend, hub=HubResolver(offline=True))
     click.echo(render_validation(result, fmt), nl=False)
-    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILURE)
 
 
 @main.command()
@@ -87,15 +76,10 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
     """
     from tuneform.plan.render import render_plan
     from tuneform.runfile.resolve import HubResolver
-    from tuneform.runfile.trees import TreeError
 
-    root = _root()
-    try:
-        result = _plan(root, list(paths), base, backend, HubResolver(offline=True) if offline else None)
-    except TreeError as exc:
-        _fail(str(exc), fmt)
+    result = _plan(_root(), list(paths), base, backend, HubResolver(offline=True) if offline else None)
     click.echo(render_plan(result, fmt), nl=False)
-    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILURE)
 
 
 @main.command()
@@ -140,7 +124,6 @@ def apply(
     """
     from tuneform.backends.apply import apply_plan
     from tuneform.plan.render import render_plan
-    from tuneform.runfile.trees import TreeError
 
     root = _root()
     approval = None
@@ -150,27 +133,20 @@ def apply(
 
         approval = approval_from_commit(approval_commit)
         labels = [*event_labels(), *approval.labels]
-    try:
-        result_plan = _plan(root, list(paths), base, backend, labels=labels)
-    except TreeError as exc:
-        _fail(str(exc), fmt)
+    result_plan = _plan(root, list(paths), base, backend, labels=labels)
     say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
     if plan_markdown is not None:
         Path(plan_markdown).write_text(render_plan(result_plan, "markdown"), encoding="utf-8")
     if fmt == "text":
         click.echo(render_plan(result_plan, "text"), nl=False)
     if not result_plan.ok:
-        message = "the plan is not applicable: fix the errors above (tuneform plan shows them)"
-        if _over_budget(result_plan):
-            label = result_plan.settings.budget_label
-            if approval is None:
-                why = "no --approval-from-commit was given and the event carries no such label"
-            elif approval.pr is not None:
-                why = f"{approval.source} does not carry it"
-            else:
-                why = approval.source
-            message += f"; over budget: it applies only when the PR carries the approval label '{label}' ({why})"
-        _fail(message, fmt)
+        if approval is None:
+            unapproved = "no --approval-from-commit was given and the event carries no such label"
+        elif approval.pr is not None:
+            unapproved = f"{approval.source} does not carry it"
+        else:
+            unapproved = approval.source
+        raise result_plan.refusal(unapproved)
     result = apply_plan(result_plan, root, _home(root), wait=wait, say=say)
     if fmt == "json":
         _emit_json(result.as_json())
@@ -180,14 +156,7 @@ def apply(
             click.echo(f"{mark:6} {outcome.action:8} {outcome.path}: {outcome.message}")
         if not result.outcomes:
             click.echo("Nothing to apply.")
-    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
-
-
-def _over_budget(plan: Any) -> bool:
-    """Whether the plan fails (also) because of a budget: a run's cap or the PR cap."""
-    return any(run.budget_problems for run in plan.runs) or any(
-        p.severity == "error" and "max_usd_per_pr" in p.message for p in plan.problems
-    )
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILURE)
 
 
 def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None, labels: list[str] | None = None) -> Any:
@@ -246,8 +215,6 @@ def job(bundle: Path, registry_home: str, processes: int | None) -> None:
     install_sigterm()
     try:
         code = run_job(bundle, registry_home, lambda line: click.echo(line), processes=processes)
-    except ValueError as exc:
-        _fail(str(exc), "text")
     except KeyboardInterrupt:
         click.echo("interrupted: nothing was published", err=True)
         sys.exit(130)
@@ -283,24 +250,14 @@ def _registry(root: Path) -> Any:
 def history(run: str, backend: str | None, fmt: str) -> None:
     """Versions of a run (a run file or name): key, git commit, PR, date, status, metrics."""
     from tuneform.plan.runcheck import RUNS_DIR
-    from tuneform.registry.local import RegistryError
-    from tuneform.runfile.spec import load_run_text
+    from tuneform.runfile.spec import load_valid_run
 
     root = _root()
     path = Path(run) if Path(run).suffix in (".yaml", ".yml") else root / RUNS_DIR / f"{run}.yaml"
-    if not path.is_file():
-        _fail(
-            f"no run file {path.relative_to(root) if path.is_relative_to(root) else path}: pass a run file or the name of one in runs/", fmt
-        )
-    loaded = load_run_text(path.read_bytes(), str(path))
-    if loaded.spec is None:
-        _fail(f"{path}: invalid run file; tuneform validate {path} says why", fmt)
-    repo, registry = _run_registry(root, loaded.spec, loaded.name, backend, fmt)
-    try:
-        main_key = registry.main(repo)
-        versions = registry.versions(repo)
-    except RegistryError as exc:
-        _fail(str(exc), fmt)
+    loaded = load_valid_run(path, str(path.relative_to(root) if path.is_relative_to(root) else path))
+    repo, registry = _run_registry(root, loaded.spec, loaded.name, backend)
+    main_key = registry.main(repo)
+    versions = registry.versions(repo)
     rows = [
         {
             "version": f"run-{v.key[:12]}",
@@ -330,7 +287,7 @@ def history(run: str, backend: str | None, fmt: str) -> None:
     click.echo("* = main")
 
 
-def _run_registry(root: Path, spec: Any, name: str, backend: str | None, fmt: str) -> tuple[str, Any]:
+def _run_registry(root: Path, spec: Any, name: str, backend: str | None) -> tuple[str, Any]:
     """A run's output repo and the registry that holds its versions (local folder or the Hub)."""
     from tuneform.plan.runcheck import output_repo_of
 
@@ -339,10 +296,11 @@ def _run_registry(root: Path, spec: Any, name: str, backend: str | None, fmt: st
     if (backend or spec.compute.backend or settings.default_backend) != "hf-jobs":
         return repo, _registry(root)
     from tuneform.backends import hub_registry
+    from tuneform.registry.local import RegistryError
 
     registry = hub_registry()
     if registry is None:
-        _fail(f"{repo} is on the Hub and the Hub client is offline (HF_HUB_OFFLINE): unset it to read the versions", fmt)
+        raise RegistryError(f"{repo} is on the Hub and the Hub client is offline (HF_HUB_OFFLINE)", fix="unset it to read the versions")
     return repo, registry
 
 
@@ -353,29 +311,17 @@ def _run_registry(root: Path, spec: Any, name: str, backend: str | None, fmt: st
 def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
     """Estimated against measured for every trained version of the runs (default: runs/), and the
     [tool.tuneform.calibration] table that corrects the estimator for this repository."""
-    from tuneform.estimate import calibrate as calibration
+    from tuneform.estimate.calibrate import calibrate_runs
     from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR
-    from tuneform.registry.local import RegistryError
-    from tuneform.runfile.spec import load_run_text
     from tuneform.runfile.trees import WorkTree
 
     root = _root()
-    manifests: list[tuple[str, dict[str, Any]]] = []
-    invalid: list[str] = []
-    for rel in list(paths) or WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES):
-        path = root / rel
-        if not path.is_file():
-            _fail(f"no run file {rel}", fmt)
-        loaded = load_run_text(path.read_bytes(), rel)
-        if loaded.spec is None:
-            invalid.append(loaded.path)
-            continue
-        repo, registry = _run_registry(root, loaded.spec, loaded.name, backend, fmt)
-        try:
-            manifests += [(loaded.name, v.manifest) for v in registry.versions(repo)]
-        except RegistryError as exc:
-            _fail(str(exc), fmt)
-    report = calibration.Calibration.of(manifests, invalid)
+
+    def manifests_of(loaded: Any) -> list[dict[str, Any]]:
+        repo, registry = _run_registry(root, loaded.spec, loaded.name, backend)
+        return [v.manifest for v in registry.versions(repo)]
+
+    report = calibrate_runs(root, list(paths) or WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES), manifests_of)
     if fmt == "json":
         _emit_json(report.as_json())
     else:
@@ -394,14 +340,10 @@ def _headline(manifest: dict[str, Any]) -> dict[str, float]:
 def score(suite: Path, predictions: Path, fmt: str) -> None:
     """Score predictions (any model's) against an eval suite. Exit 1 on missing rows or bad files."""
     from tuneform.evals.score import load_predictions, score_predictions
-    from tuneform.evals.suite import EvalFileError, load_suite
+    from tuneform.evals.suite import load_suite
 
-    root = _root()
-    try:
-        loaded = load_suite(suite.resolve(), root)
-        report = score_predictions(loaded, load_predictions(predictions))
-    except EvalFileError as exc:
-        _fail(str(exc), fmt)
+    loaded = load_suite(suite.resolve(), _root())
+    report = score_predictions(loaded, load_predictions(predictions))
     if fmt == "json":
         _emit_json(report.to_json())
     else:
@@ -409,7 +351,7 @@ def score(suite: Path, predictions: Path, fmt: str) -> None:
             click.echo(f"{metric:12} {value:.4f}")
         for message in [*report.errors, *report.warnings]:
             click.echo(message)
-    sys.exit(EXIT_OK if report.ok else EXIT_FAIL)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILURE)
 
 
 @main.command()
@@ -418,19 +360,11 @@ def score(suite: Path, predictions: Path, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def preview(run: Path, count: int, fmt: str) -> None:
     """Show rendered training samples with the trained (unmasked) spans marked."""
-    from tuneform.data.reader import DataError
-    from tuneform.runfile.spec import load_run_text
-    from tuneform.train.format import FormatError
+    from tuneform.runfile.spec import load_valid_run
     from tuneform.train.format import preview as make_preview
 
-    root = _root()
-    loaded = load_run_text(run.read_bytes(), str(run))
-    if loaded.spec is None:
-        _fail(f"{run}: invalid run file; tuneform validate {run} says why", fmt)
-    try:
-        samples = make_preview(loaded.spec, root, count)
-    except (DataError, FormatError) as exc:
-        _fail(str(exc), fmt)
+    loaded = load_valid_run(run, str(run))
+    samples = make_preview(loaded.spec, _root(), count)
     if fmt == "json":
         _emit_json([s.as_json() for s in samples])
         return
@@ -451,12 +385,12 @@ def preview(run: Path, count: int, fmt: str) -> None:
     )
 
 
-def _jobs(ref: str, fmt: str) -> Any:
+def _jobs(ref: str) -> Any:
     from tuneform.backends import local
 
     found = local.find_jobs(_home(_root()), ref)
     if not found:
-        _fail(f"no job matches '{ref}': pass a job id, a run name or a run key prefix (tuneform apply prints job ids)", fmt)
+        raise CommandError(f"no job matches '{ref}'", fix="pass a job id, a run name or a run key prefix (tuneform apply prints job ids)")
     return found[-1]
 
 
@@ -475,7 +409,7 @@ def _hf_job_ref(ref: str) -> tuple[str, str] | None:
     return default_namespace(_root()), ref
 
 
-def _hf(ref: str, fmt: str) -> tuple[Any, str, str] | None:
+def _hf(ref: str) -> tuple[Any, str, str] | None:
     """An HF Jobs job named by `ref`, when it names one and no local job matches."""
     from tuneform.backends import local
 
@@ -489,17 +423,18 @@ def _hf(ref: str, fmt: str) -> tuple[Any, str, str] | None:
     return hub_api(), found[0], found[1]
 
 
-def _hf_call(fmt: str, what: str, call: Any) -> Any:
+def _hf_call(what: str, call: Any) -> Any:
+    from huggingface_hub.errors import JobNotFoundError
+
     from tuneform.backends.hfjobs import explain
+    from tuneform.core.hub import hub_failures
 
     try:
         return call()
-    except Exception as exc:
-        from huggingface_hub.errors import JobNotFoundError
-
-        if isinstance(exc, JobNotFoundError):
-            _fail(f"{what}: no such job (check the id and namespace: NAMESPACE/JOB_ID)", fmt)
-        _fail(explain(exc, what), fmt)
+    except JobNotFoundError:
+        raise CommandError(f"{what}: no such job", fix="check the id and namespace: NAMESPACE/JOB_ID") from None
+    except hub_failures() as exc:
+        raise CommandError(explain(exc, what)) from None
 
 
 @main.command()
@@ -507,10 +442,10 @@ def _hf_call(fmt: str, what: str, call: Any) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(run_or_job: str, fmt: str) -> None:
     """Stage of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
-    remote = _hf(run_or_job, fmt)
+    remote = _hf(run_or_job)
     if remote is not None:
         api, namespace, job_id = remote
-        info = _hf_call(fmt, f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
+        info = _hf_call(f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
         state = {
             "id": info.id,
             "stage": info.status.stage,
@@ -525,7 +460,7 @@ def status(run_or_job: str, fmt: str) -> None:
         else:
             click.echo(f"{info.id}: {info.status.stage}" + (f" ({info.status.message})" if info.status.message else "") + f" {info.url}")
         return
-    found = _jobs(run_or_job, fmt)
+    found = _jobs(run_or_job)
     state = found.state | {"stage": found.stage}
     if fmt == "json":
         _emit_json(state)
@@ -541,11 +476,11 @@ def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
     """Print the log of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
     from tuneform.backends import local
 
-    remote = _hf(run_or_job, fmt)
+    remote = _hf(run_or_job)
     if remote is not None:
         api, namespace, job_id = remote
         lines_got = _hf_call(
-            fmt, f"fetching logs of job {job_id}", lambda: list(api.fetch_job_logs(job_id=job_id, namespace=namespace, tail=lines))
+            f"fetching logs of job {job_id}", lambda: list(api.fetch_job_logs(job_id=job_id, namespace=namespace, tail=lines))
         )
         if fmt == "json":
             _emit_json({"id": job_id, "lines": lines_got})
@@ -554,7 +489,7 @@ def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
                 click.echo(line)
         return
 
-    found = _jobs(run_or_job, fmt)
+    found = _jobs(run_or_job)
     if fmt == "json":
         _emit_json({"id": found.id, "lines": list(local.tail(found, lines))})
         return
@@ -569,13 +504,13 @@ def cancel(run_or_job: str, fmt: str) -> None:
     """Stop the latest job of a run (or a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID); nothing is published."""
     from tuneform.backends import local
 
-    remote = _hf(run_or_job, fmt)
+    remote = _hf(run_or_job)
     if remote is not None:
         api, namespace, job_id = remote
-        before = _hf_call(fmt, f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
+        before = _hf_call(f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
         running = before.status.stage not in ("COMPLETED", "CANCELED", "ERROR", "DELETED")
         if running:
-            _hf_call(fmt, f"canceling job {job_id}", lambda: api.cancel_job(job_id=job_id, namespace=namespace))
+            _hf_call(f"canceling job {job_id}", lambda: api.cancel_job(job_id=job_id, namespace=namespace))
         if fmt == "json":
             _emit_json({"id": job_id, "canceled": running, "stage": "CANCELED" if running else before.status.stage})
         elif running:
@@ -584,7 +519,7 @@ def cancel(run_or_job: str, fmt: str) -> None:
             click.echo(f"{job_id} had already ended ({before.status.stage})")
         return
 
-    found = _jobs(run_or_job, fmt)
+    found = _jobs(run_or_job)
     canceled = local.cancel(found)
     if fmt == "json":
         _emit_json({"id": found.id, "canceled": canceled, "stage": found.stage})
@@ -609,18 +544,11 @@ def comment(pr: int | None, commit: str | None, key: str, details_url: str | Non
     --expect-head; 2 on usage errors; 3 when --commit SHA belongs to no pull request (a direct
     push), after waiting up to 90 s for GitHub to link the commit to its PR.
     """
-    from tuneform.github.client import GitHubError, PullRequestNotFound, comment_command
+    from tuneform.github.client import comment_command
 
     if (pr is None) == (commit is None):
         raise click.UsageError("pass exactly one of --pr N or --commit SHA")
-    try:
-        result = comment_command(pr, commit, key, file.read(), details_url=details_url, expect_head=expect_head)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    except PullRequestNotFound as exc:
-        _fail(str(exc), fmt, EXIT_NO_PR)
-    except GitHubError as exc:
-        _fail(str(exc), fmt)
+    result = comment_command(pr, commit, key, file.read(), details_url=details_url, expect_head=expect_head)
     if fmt == "json":
         _emit_json({"ok": True, "id": result.id, "url": result.url, "created": result.created})
     else:
@@ -636,20 +564,11 @@ def results(commit: str, post: bool) -> None:
     Exit 0 when every run finished, 75 when some are still queued or running (ask again later),
     1 when some failed (the body says which) or on errors (no body), 2 on usage errors.
     """
-    from tuneform.github.client import GitHubError
-    from tuneform.github.results import results_command
-    from tuneform.registry.local import RegistryError
+    from tuneform.github.results import commit_results
 
-    try:
-        body, code = results_command(commit, post=post)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    except (GitHubError, RegistryError) as exc:
-        _fail(str(exc), "text")
-    except Exception as exc:  # the Hub: HTTP errors, network
-        _fail(f"reading the jobs of {commit[:12]} failed: {type(exc).__name__}: {exc}", "text")
-    click.echo(body, nl=False)
-    sys.exit(code)
+    report = commit_results(commit, post=post)
+    click.echo(report.body, nl=False)
+    sys.exit(report.exit_code)
 
 
 @main.command()
@@ -660,12 +579,9 @@ def reuse(plan_json: Path) -> None:
     Prints a markdown section for the plan comment (nothing when nothing was found); exit 1 when
     PLAN_JSON is unreadable.
     """
-    from tuneform.github.reuse import reuse_command
+    from tuneform.github.reuse import render_reuse_markdown, reuse_for_plan
 
-    text, code = reuse_command(plan_json)
-    if code:
-        _fail(text, "text", code)
-    click.echo(text, nl=False)
+    click.echo(render_reuse_markdown(reuse_for_plan(plan_json)), nl=False)
 
 
 @main.group()
@@ -678,11 +594,14 @@ def data() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 def data_check(run: str, fmt: str) -> None:
     """Rows, tokens, lengths, duplicates, broken rows, leakage into evals; exit 1 on a failing rule."""
-    from tuneform.data.check import data_check_command
+    from tuneform.data.check import data_check_run, render_data_markdown, render_data_text
 
-    out, code = data_check_command(_root(), run, fmt)
-    click.echo(out, nl=False)
-    sys.exit(code)
+    report = data_check_run(_root(), run)
+    if fmt == "json":
+        _emit_json(report.as_json())
+    else:
+        click.echo(render_data_markdown(report) if fmt == "markdown" else render_data_text(report), nl=False)
+    sys.exit(report.exit_code)
 
 
 @main.command()
@@ -706,12 +625,9 @@ def schema(write: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def init(directory: str, namespace: str | None, fmt: str) -> None:
     """Scaffold a training repository: runs/, evals/, data/ and [tool.tuneform] settings."""
-    from tuneform.runfile.scaffold import ScaffoldError, scaffold
+    from tuneform.runfile.scaffold import scaffold
 
-    try:
-        written = scaffold(Path(directory), namespace=namespace)
-    except ScaffoldError as exc:
-        _fail(str(exc), fmt)
+    written = scaffold(Path(directory), namespace=namespace)
     if fmt == "json":
         _emit_json({"ok": True, "created": written})
         return

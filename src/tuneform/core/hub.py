@@ -31,7 +31,20 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def hub_failures() -> tuple[type[Exception], ...]:
+    """What a Hub call raises when the Hub, not tuneform, failed: an HTTP error answer
+    (HfHubHTTPError and its typed subclasses: RepositoryNotFoundError, RevisionNotFoundError,
+    GatedRepoError, ...), a transport failure (httpx), or a connection, timeout or offline error
+    (OSError). Catch this tuple, not Exception, where a Hub failure is reported and not a bug."""
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (HfHubHTTPError, httpx.HTTPError, OSError)
+
+
 def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of an HfHubHTTPError; only for statuses without a typed error (409, 412,
+    429, 5xx): RepositoryNotFoundError and the other typed errors are caught by type."""
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
 

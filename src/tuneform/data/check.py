@@ -56,6 +56,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from tuneform.core.errors import EXIT_FAILURE, EXIT_OK, TuneformError
 from tuneform.core.markup import html_text, md_code, md_text
 from tuneform.data.reader import (
     CONVERTERS,
@@ -681,6 +682,11 @@ class DataReport:
         return any(f.level == "fail" for f in self.findings)
 
     @property
+    def exit_code(self) -> int:
+        """`tuneform data check`'s exit code: 1 when a finding fails, else 0."""
+        return EXIT_FAILURE if self.failed else EXIT_OK
+
+    @property
     def checked(self) -> bool:
         return any(s.checked for s in self.sources)
 
@@ -1144,42 +1150,31 @@ class DataSection:
         return "\n".join(render_data_text(r, quote) for r in self.reports.values())
 
 
-def data_check_command(root: Path, run_path: str, fmt: str) -> tuple[str, int]:
-    """`tuneform data check RUN --format text|json|markdown`: (output, exit code).
+class DataCheckError(TuneformError):
+    """`tuneform data check` cannot check a run: the run file or pyproject.toml is unreadable or invalid."""
 
-    Exit 0 when no finding fails, 1 when one does or the run cannot be read, 2 for a bad format.
-    Settings come from the working tree's pyproject.toml: this is the author's own check.
+
+def data_check_run(root: Path, run_path: str) -> DataReport:
+    """`tuneform data check RUN`: the data report of one run file (its `exit_code` is the command's).
+
+    `run_path` is relative to the working directory or absolute. Settings come from the working
+    tree's pyproject.toml: this is the author's own check. Raises TreeError when the run file
+    cannot be read and DataCheckError when it or the settings are invalid.
     """
-    if fmt not in ("text", "json", "markdown"):
-        return f"error: unknown format '{fmt}': use text, json or markdown\n", 2
     tree = WorkTree(root)
     absolute = Path(run_path) if Path(run_path).is_absolute() else Path.cwd() / run_path
     try:
         rel = absolute.resolve().relative_to(tree.root).as_posix()
     except ValueError:
         rel = run_path
+    loaded = load_run_text(tree.read(rel), rel)
     try:
-        loaded = load_run_text(tree.read(rel), rel)
         settings = parse_settings(tree.read(PYPROJECT) if tree.exists(PYPROJECT) else None)
-    except TreeError as exc:
-        return _error(str(exc), fmt), 1
     except SettingsError as exc:
-        return _error(f"{PYPROJECT}: {exc.problem.message}", fmt), 1
+        raise DataCheckError(f"{PYPROJECT}: {exc.problem.message}") from None
     if loaded.spec is None:
         first = loaded.problems[0]
         where = f"{rel}:{first.line}:{first.column}" if first.line else rel
         field_name = f"{first.field}: " if first.field else ""
-        return _error(f"{where}: {field_name}{first.message} (tuneform validate lists every problem)", fmt), 1
-    report = check_data(loaded.spec, tree, settings, run=rel)
-    code = 1 if report.failed else 0
-    if fmt == "json":
-        return json.dumps(report.as_json(), indent=2, ensure_ascii=False) + "\n", code
-    if fmt == "markdown":
-        return render_data_markdown(report), code
-    return render_data_text(report), code
-
-
-def _error(message: str, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({"ok": False, "error": message}) + "\n"
-    return f"error: {message}\n"
+        raise DataCheckError(f"{where}: {field_name}{first.message}", fix="tuneform validate lists every problem")
+    return check_data(loaded.spec, tree, settings, run=rel)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.errors import TuneformError
 from tuneform.runfile.spec import HubSource, LocalSource, RunSpec
 from tuneform.runfile.trees import is_lfs_pointer
 
@@ -49,7 +50,7 @@ SHOWN_BAD_ROWS = 5
 Source = LocalSource | HubSource
 
 
-class DataError(Exception):
+class DataError(TuneformError):
     """The data cannot be used as written; the message names the file, rows and the fix."""
 
 
@@ -96,12 +97,12 @@ class LoadedData:
     rows_read: int = 0
 
 
-class RowProblem(Exception):
+class RowProblem(TuneformError):
     """Raised while converting one row: the job turns it into a BadRow, the data check into a finding."""
 
     def __init__(self, field: str | None, problem: str, fix: str) -> None:
-        super().__init__(problem)
-        self.field, self.problem, self.fix = field, problem, fix
+        super().__init__(problem, fix=fix)
+        self.field, self.problem = field, problem
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Row:
     raw: str = ""  # the line as written, for JSONL (samples and duplicate hashing of bad rows)
 
 
-class UnreadableFile(Exception):
+class UnreadableFile(TuneformError):
     """A whole file cannot be read as rows; the message says why (without the file's name)."""
 
 

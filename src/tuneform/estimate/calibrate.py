@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from tuneform.estimate.catalog import FLAVORS
 from tuneform.runfile.settings import FACTOR_MAX, FACTOR_MIN
+from tuneform.runfile.spec import LoadedRun, RunFileError, load_run_text
 
 
 @dataclass(frozen=True)
@@ -211,3 +213,25 @@ class Calibration:
             lines.append("* the whole training loop's rate, warm-up included: the run was too short for a steady rate")
         lines += ["", "Add to pyproject.toml (it replaces any [tool.tuneform.calibration] there):", ""]
         return "\n".join(lines) + "\n" + (self.toml or "")
+
+
+def calibrate_runs(root: Path, paths: Sequence[str], manifests_of: Callable[[LoadedRun], Iterable[dict[str, Any]]]) -> Calibration:
+    """What `tuneform calibrate` reports for the run files at `paths` (relative to `root`).
+
+    `manifests_of` reads the manifests of a run's trained versions from its registry (registries
+    live above this package, so the caller passes the reader). A run file that does not load is
+    listed, not fatal: calibrating the others is still useful. A path that is no file raises
+    RunFileError.
+    """
+    versions: list[tuple[str, dict[str, Any]]] = []
+    invalid: list[str] = []
+    for rel in paths:
+        path = root / rel
+        if not path.is_file():
+            raise RunFileError(f"no run file {rel}", fix="pass a run file or the name of one in runs/")
+        loaded = load_run_text(path.read_bytes(), rel)
+        if loaded.spec is None:
+            invalid.append(loaded.path)
+            continue
+        versions += [(loaded.name, manifest) for manifest in manifests_of(loaded)]
+    return Calibration.of(versions, invalid)

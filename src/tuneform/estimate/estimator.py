@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tuneform.core.errors import TuneformError
 from tuneform.estimate.catalog import FLAVORS, Flavor, ModelShape
 
 __all__ = [
@@ -453,7 +454,7 @@ class Estimate:
         }
 
 
-class NoFlavorFits(ValueError):
+class NoFlavorFits(TuneformError, ValueError):
     """No allowed flavor can train the workload; the message says what it needs."""
 
 

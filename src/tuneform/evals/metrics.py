@@ -39,12 +39,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from tuneform.core.errors import TuneformError
+
 # What a row may expect: one answer, alternatives (the best one counts), or one of those per metric.
 Answer: TypeAlias = str | list[str]
 Expected: TypeAlias = str | list[str] | dict[str, str | list[str]]
 
 
-class MetricError(ValueError):
+class MetricError(TuneformError, ValueError):
     """An expectation a metric cannot use (bad regex, empty alternatives, missing per-metric key)."""
 
 

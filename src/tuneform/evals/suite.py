@@ -33,6 +33,7 @@ from pydantic import (
     field_validator,
 )
 
+from tuneform.core.errors import TuneformError
 from tuneform.evals.metrics import (
     METRICS,
     Expected,
@@ -54,7 +55,7 @@ MESSAGE_KEYS = ("role", "content")
 ROLES = ("system", "user", "assistant", "tool")
 
 
-class EvalFileError(Exception):
+class EvalFileError(TuneformError):
     """A suite, suite data or predictions file that cannot be used, with every problem found."""
 
     def __init__(self, path: Path, problems: Sequence[Problem]) -> None:
@@ -434,7 +435,7 @@ def load_suite(path: Path, repo_root: Path) -> Suite:
     return read_suite(WorkTree(repo_root), relative)
 
 
-class GateError(ValueError):
+class GateError(TuneformError, ValueError):
     """A gate that cannot be evaluated: malformed condition or a metric the eval does not produce."""
 
 

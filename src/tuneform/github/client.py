@@ -35,6 +35,7 @@ from typing import Any, Self
 import httpx
 
 from tuneform import __version__
+from tuneform.core.errors import TuneformError, UsageError
 
 log = logging.getLogger("tuneform.github")
 
@@ -57,7 +58,7 @@ _ANY_MARKER = re.compile(r"<!-- tuneform:[a-z0-9._-]{1,64} -->\n?")
 Sleep = Callable[[float], None]
 
 
-class GitHubError(Exception):
+class GitHubError(TuneformError):
     """A GitHub call failed; the message says what to do about it.
 
     `status` is the HTTP status when GitHub answered (None for network failures and for
@@ -75,6 +76,9 @@ class RateLimitError(GitHubError):
 
 class PullRequestNotFound(GitHubError):
     """No pull request is associated with a commit (a direct push, or a fork's commit)."""
+
+    #: `tuneform comment --commit SHA` exits 3 for it: a direct push, which workflows tell from a failure.
+    failure_code = 3
 
 
 class HeadMismatch(GitHubError):
@@ -97,7 +101,7 @@ class Comment:
 def marker(key: str) -> str:
     """The hidden HTML comment that identifies the sticky comment for `key` (invisible on GitHub)."""
     if not KEY_PATTERN.match(key):
-        raise ValueError(f"invalid comment key {key!r}: use 1-64 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit")
+        raise UsageError(f"invalid comment key {key!r}: use 1-64 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit")
     return f"<!-- tuneform:{key} -->"
 
 
@@ -308,7 +312,7 @@ class GitHub:
         """
         number = _number(pr)
         if details_url is not None and not re.match(r"^https?://\S+$", details_url):
-            raise ValueError(f"details_url must be an http(s) URL without spaces, got {details_url!r}")
+            raise UsageError(f"details_url must be an http(s) URL without spaces, got {details_url!r}")
         text = fit_body(body, key, details_url=details_url)
         tag = marker(key)
         me = self.bot_login().lower()
@@ -511,12 +515,12 @@ def comment_command(
     hold a client; otherwise one is built from the environment and closed after.
     """
     if (pr is None) == (commit is None):
-        raise ValueError("give exactly one of --pr N or --commit SHA")
+        raise UsageError("give exactly one of --pr N or --commit SHA")
     marker(key)  # a bad key is a usage error; say so before any network call
     if expect_head is not None:
         expect_head = expect_head.strip().lower()
         if not _SHA.match(expect_head):
-            raise ValueError(f"--expect-head must be a full 40-character commit SHA, got {expect_head!r}")
+            raise UsageError(f"--expect-head must be a full 40-character commit SHA, got {expect_head!r}")
     if details_url is None:
         details_url = _actions_run_url()
     gh = github if github is not None else GitHub()
@@ -590,7 +594,7 @@ def approval_from_commit(commit: str, *, github: GitHub | None = None) -> Approv
 
 def _number(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"a pull request number is a positive integer, got {value!r}")
+        raise UsageError(f"a pull request number is a positive integer, got {value!r}")
     return value
 
 

@@ -11,7 +11,7 @@ afterwards, from a scheduled workflow (`report.yml`) that holds only a read-only
   own environment (`TUNEFORM_REPO`, set at submission), else from the readable form of its
   `tuneform-repo` label.
 
-Exit codes of `results_command`: 0 every run finished (or was canceled, or the commit has no
+Exit codes of `tuneform results` (`CommitResults.exit_code`): 0 every run finished (or was canceled, or the commit has no
 jobs), 75 (EX_TEMPFAIL) some are still queued or running: ask again later, 1 some failed.
 """
 
@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.errors import TuneformError, UsageError
 from tuneform.core.markup import md_code, md_text
 from tuneform.job.report import RESULTS_MARKER
 
@@ -84,19 +85,14 @@ def output_repo(job: Any) -> str | None:
 
 def _download_report(api: Any, repo: str, key12: str) -> str | None:
     """tuneform/report.md at tag run-<key12>; None when the tag or the file is absent."""
-    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    from tuneform.core.hub import http_status
     from tuneform.registry.hub import TAG_PREFIX
 
     try:
         path = api.hf_hub_download(repo, REPORT, revision=f"{TAG_PREFIX}{key12}")
-    except (EntryNotFoundError, RevisionNotFoundError):
+    except (EntryNotFoundError, RevisionNotFoundError, RepositoryNotFoundError):
         return None
-    except Exception as exc:
-        if http_status(exc) == 404:
-            return None
-        raise
     return Path(path).read_text(encoding="utf-8")
 
 
@@ -108,7 +104,7 @@ def collect_results(commit_sha: str, *, api: Any, namespace: str) -> list[RunRes
 
     sha = commit_sha.strip().lower()
     if not _SHA.match(sha):
-        raise ValueError(f"commit {commit_sha!r} is not a git SHA")
+        raise UsageError(f"commit {commit_sha!r} is not a git SHA", fix="pass the full SHA of the merge commit")
     jobs = retry(lambda: list(api.list_jobs(labels={"tuneform-git": sha[:12]}, namespace=namespace)), what="list jobs")
     newest: dict[str, Any] = {}
     for job in sorted(jobs, key=lambda j: str(_created(j))):  # a later job of a run (a retry) wins
@@ -190,30 +186,53 @@ def render_results(results: list[RunResult], commit: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def results_command(commit: str, *, post: bool, namespace: str | None = None, api: Any = None, github: Any = None) -> tuple[str, int]:
-    """What `tuneform results --commit SHA [--post]` does: the markdown and the exit code
-    (0 all finished, 75 some still queued or running, 1 some failed).
+class ResultsError(TuneformError):
+    """The jobs of a commit could not be read from the Hub (after retries)."""
+
+
+@dataclass(frozen=True)
+class CommitResults:
+    """What `tuneform results --commit SHA` reports: the commit's runs; the CLI prints `body`
+    and exits with `exit_code` (0 all finished, 75 some still queued or running, 1 some failed)."""
+
+    commit: str
+    results: list[RunResult]
+
+    @property
+    def body(self) -> str:
+        return render_results(self.results, self.commit)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.results)
+
+
+def commit_results(commit: str, *, post: bool, namespace: str | None = None, api: Any = None, github: Any = None) -> CommitResults:
+    """What `tuneform results --commit SHA [--post]` does.
 
     With `post`, the body becomes the PR's sticky `results` comment (the one apply.yml started),
     found from the merge commit. A commit without jobs is never posted (that would replace what
     apply said, e.g. why it submitted nothing), nor is one without a PR (a notice is logged).
     `namespace` defaults to [tool.tuneform] namespace, else the token's user; `api` and
-    `github` are for tests.
+    `github` are for tests. Raises UsageError for a commit that is no SHA and ResultsError when
+    the Hub cannot be read.
     """
-    from tuneform.core.hub import hub_api
+    from tuneform.core.hub import hub_api, hub_failures
     from tuneform.github.client import PullRequestNotFound, comment_command
 
     api = api if api is not None else hub_api()
-    if not namespace:
-        from tuneform.registry.hub import default_namespace
-        from tuneform.runfile.trees import repo_root
+    try:
+        if not namespace:
+            from tuneform.registry.hub import default_namespace
+            from tuneform.runfile.trees import repo_root
 
-        namespace = default_namespace(repo_root(Path.cwd()))
-    results = collect_results(commit, api=api, namespace=namespace)
-    body = render_results(results, commit.strip())
-    if post and results:
+            namespace = default_namespace(repo_root(Path.cwd()))
+        found = CommitResults(commit.strip(), collect_results(commit, api=api, namespace=namespace))
+    except hub_failures() as exc:
+        raise ResultsError(f"reading the jobs of {commit[:12]} failed: {type(exc).__name__}: {exc}") from exc
+    if post and found.results:
         try:
-            comment_command(None, commit.strip(), COMMENT_KEY, body, github=github)
+            comment_command(None, found.commit, COMMENT_KEY, found.body, github=github)
         except PullRequestNotFound as exc:
             log.warning("%s", exc)
-    return body, exit_code(results)
+    return found

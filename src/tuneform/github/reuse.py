@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.errors import TuneformError
+from tuneform.core.hub import hub_failures
 from tuneform.core.markup import md_code, md_text
 from tuneform.estimate.sizing import usd_text
 from tuneform.registry.local import FAILED_GATES, PASSED, RegistryError
@@ -102,7 +104,7 @@ def lookup_reuse(plan_json: dict[str, Any], *, registry: Any) -> list[Reuse]:
             continue
         try:
             version = registry.get(repo, key)
-        except Exception as exc:  # RegistryError says what to do; anything else: its type only
+        except (RegistryError, *hub_failures()) as exc:  # RegistryError says what to do; a Hub failure: its type only
             note = str(exc) if isinstance(exc, RegistryError) else f"{type(exc).__name__} reading the Hub"
             unreadable[repo] = note
             found.append(Reuse("unreadable", run["path"], repo, key, run["usd"], note=note))
@@ -162,30 +164,29 @@ def render_reuse_markdown(found: list[Reuse]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class PlanJsonError(TuneformError, ValueError):
+    """A plan.json that cannot be read, or is not a tuneform plan."""
+
+
 def read_plan_json(path: Path) -> dict[str, Any]:
-    """plan.json as a dict; ValueError (with a message) when it is unreadable or not a plan."""
+    """plan.json as a dict; PlanJsonError (with a message) when it is unreadable or not a plan."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read the plan ({type(exc).__name__})") from None
+        raise PlanJsonError(f"{path}: cannot read the plan ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
-        raise ValueError(f"{path}: not a tuneform plan")
+        raise PlanJsonError(f"{path}: not a tuneform plan")
     return data
 
 
-def reuse_command(plan_json_path: Path, registry: Any = None) -> tuple[str, int]:
-    """`tuneform reuse PLAN_JSON`: (markdown section or error message, exit code).
-
-    Exit 0 with the section ("" when nothing was found); 1 only when plan.json is unreadable (the
-    text is then the error message, for stderr). The Hub token is HF_TOKEN from the environment
-    (in comment.yml: the read-only HF_READ_TOKEN)."""
-    try:
-        plan = read_plan_json(plan_json_path)
-    except ValueError as exc:
-        return str(exc), 1
+def reuse_for_plan(plan_json_path: Path, registry: Any = None) -> list[Reuse]:
+    """`tuneform reuse PLAN_JSON`: what the registries hold for the plan's run keys (the CLI renders
+    it with render_reuse_markdown). Raises PlanJsonError when plan.json is unreadable. The Hub
+    token is HF_TOKEN from the environment (in comment.yml: the read-only HF_READ_TOKEN)."""
+    plan = read_plan_json(plan_json_path)
     if registry is None:
         from tuneform.core.hub import hub_api
         from tuneform.registry.hub import HubRegistry
 
         registry = HubRegistry(hub_api())
-    return render_reuse_markdown(lookup_reuse(plan, registry=registry)), 0
+    return lookup_reuse(plan, registry=registry)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.errors import TuneformError
 from tuneform.evals.suite import read_suite_once
 from tuneform.plan.runcheck import RunCheck
 from tuneform.runfile.resolve import local_model_dir
@@ -94,16 +95,21 @@ def build_bundle(check: RunCheck, tree: WorkTree, dest: Path, extra: dict[str, A
     return Bundle(dest, run)
 
 
+class BundleError(TuneformError, ValueError):
+    """A job bundle that cannot be run here: missing, not JSON, from another tuneform, or paired
+    with a registry that is not its own."""
+
+
 def read_bundle(path: Path) -> Bundle:
-    """A bundle from disk; ValueError naming the problem when it is not one."""
+    """A bundle from disk; BundleError naming the problem when it is not one."""
     try:
         run = json.loads((path / RUN_JSON).read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path} is not a job bundle: it has no {RUN_JSON}") from None
+        raise BundleError(f"{path} is not a job bundle: it has no {RUN_JSON}") from None
     except ValueError as exc:
-        raise ValueError(f"{path / RUN_JSON} is not valid JSON: {exc}") from None
+        raise BundleError(f"{path / RUN_JSON} is not valid JSON: {exc}") from None
     if run.get("bundle_format") != BUNDLE_FORMAT:
-        raise ValueError(
+        raise BundleError(
             f"{path / RUN_JSON} has bundle_format {run.get('bundle_format')!r}; this tuneform reads {BUNDLE_FORMAT}: install the tuneform that built it"
         )
     return Bundle(path, run)

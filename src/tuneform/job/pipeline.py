@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneform import __version__
 from tuneform.evals.suite import Suite, read_suite
-from tuneform.job.bundle import Bundle, read_bundle
+from tuneform.job.bundle import Bundle, BundleError, read_bundle
 from tuneform.registry.local import FAILED_GATES, PASSED, LocalRegistry
 from tuneform.runfile.trees import WorkTree
 
@@ -117,7 +117,7 @@ def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> Any:
 
         named = text.partition(":")[2]
         if named and named != bundle.run["output_repo"]:
-            raise ValueError(f"--registry {text} does not match the bundle's output repo {bundle.run['output_repo']}")
+            raise BundleError(f"--registry {text} does not match the bundle's output repo {bundle.run['output_repo']}")
         return HubJobRegistry(HubRegistry(hub_api(), say=echo), private=bundle.spec.output.private)
     return LocalRegistry(Path(where))
 
@@ -240,17 +240,16 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
 
 def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[str, Any], echo: Echo) -> int:
     """Tag the version; move main only when gates passed and main is still the commit apply saw."""
+    from tuneform.core.hub import hub_failures
     from tuneform.registry.local import RegistryError
 
     key, repo = bundle.key, bundle.run["output_repo"]
     passed = manifest["status"] == PASSED
     try:
         published = registry.publish(repo, key, staging, manifest, parent_commit=bundle.run.get("expected_main_commit"), move_main=passed)
-    except (RegistryError, OSError) as exc:
-        echo(f"error: publishing run-{key[:12]} to {repo} failed: {exc}")
-        return 1
-    except Exception as exc:  # an HTTP error the retries could not cure
-        echo(f"error: publishing run-{key[:12]} to {repo} failed: {type(exc).__name__}: {exc}")
+    except (RegistryError, *hub_failures()) as exc:  # the Hub failed after retries: the job says so and fails
+        detail = str(exc) if isinstance(exc, (RegistryError, OSError)) else f"{type(exc).__name__}: {exc}"
+        echo(f"error: publishing run-{key[:12]} to {repo} failed: {detail}")
         return 1
     finally:
         shutil.rmtree(staging, ignore_errors=True)

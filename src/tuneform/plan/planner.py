@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.errors import TuneformError
 from tuneform.data.check import CHECKED_ACTIONS, DataSection, check_data
 from tuneform.estimate.catalog import FLAVORS, FlavorTable
 from tuneform.estimate.sizing import usd_text
@@ -103,6 +104,10 @@ def _reuse_json(version: Version | None) -> dict[str, Any] | None:
     return {"version": f"run-{version.key[:12]}", "trained_in": {"commit": version.commit, "pr": version.pr}}
 
 
+class PlanNotApplicable(TuneformError):
+    """`apply` refuses a plan with an invalid run or a budget that was not approved."""
+
+
 @dataclass
 class Plan:
     base_rev: str
@@ -110,6 +115,8 @@ class Plan:
     settings: Settings
     problems: list[Problem] = field(default_factory=list)
     data: DataSection | None = None  # data checks of the runs that train
+    #: The runs together cost more than [tool.tuneform] max_usd_per_pr and no approval label lifted it.
+    over_pr_cap: bool = False
 
     @property
     def total_usd(self) -> float:
@@ -118,6 +125,21 @@ class Plan:
     @property
     def base_total_usd(self) -> float:
         return sum(r.base_usd or 0.0 for r in self.runs if r.action in TRAINING_ACTIONS)
+
+    @property
+    def over_budget(self) -> bool:
+        """Whether the plan fails (also) because of a budget: a run's cap or the PR cap."""
+        return self.over_pr_cap or any(run.budget_problems for run in self.runs)
+
+    def refusal(self, unapproved: str) -> PlanNotApplicable:
+        """Why `apply` refuses this plan (it is not ok); `unapproved` says why no approval label
+        lifted a budget, shown when the plan is over one."""
+        message = "the plan is not applicable: fix the errors above (tuneform plan shows them)"
+        if self.over_budget:
+            message += (
+                f"; over budget: it applies only when the PR carries the approval label '{self.settings.budget_label}' ({unapproved})"
+            )
+        return PlanNotApplicable(message)
 
     @property
     def ok(self) -> bool:
@@ -315,6 +337,7 @@ def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
         )
     if not approved:
         plan.problems.extend(problems)
+        plan.over_pr_cap = bool(problems)
         return
     note = f" (approved by the '{settings.budget_label}' label)"
     for run in plan.runs:

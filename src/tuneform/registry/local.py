@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from tuneform.core.errors import TuneformError
+
 PASSED = "passed"
 FAILED_GATES = "failed_gates"
 
@@ -52,7 +54,7 @@ class Version:
         return self.manifest.get("metrics", {})
 
 
-class RegistryError(Exception):
+class RegistryError(TuneformError):
     """The registry cannot be read or written; the message says what to do."""
 
 

@@ -11,12 +11,13 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from tuneform.core.errors import TuneformError
 from tuneform.runfile.spec import SCHEMA_FILE, json_schema
 
 SETTINGS_TEMPLATE = "tuneform.toml"
 
 
-class ScaffoldError(Exception):
+class ScaffoldError(TuneformError):
     """The target cannot be scaffolded (e.g. it is a file)."""
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tuneform.core.errors import TuneformError
 from tuneform.runfile.diagnostics import Problem, did_you_mean
 from tuneform.runfile.spec import DataPolicy
 from tuneform.runfile.trees import Tree, TreeError
@@ -66,7 +67,9 @@ class Settings(BaseModel):
     )
 
 
-class SettingsError(Exception):
+class SettingsError(TuneformError):
+    """pyproject.toml's [tool.tuneform] table is broken; `problem` says where and what to change."""
+
     def __init__(self, problem: Problem):
         super().__init__(problem.message)
         self.problem = problem

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from tuneform.core.errors import TuneformError
 from tuneform.runfile import yamlsafe
 from tuneform.runfile.diagnostics import Problem, did_you_mean
 
@@ -54,7 +55,7 @@ CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class FieldError(ValueError):
+class FieldError(TuneformError, ValueError):
     """A validator's error about one key of the section that raised it (`where`, relative to it),
     so the problem points at what the user wrote rather than at the section or the file."""
 
@@ -644,6 +645,22 @@ def problems_from_validation(exc: ValidationError, data: Any, document: yamlsafe
         line, column = document.locate(path)
         problems.append(Problem(message, line, column, dotted(path)))
     return problems
+
+
+class RunFileError(TuneformError):
+    """A run file a command was pointed at is missing, or too broken to act on (validate lists
+    every problem of a broken one)."""
+
+
+def load_valid_run(path: Path, shown: str) -> LoadedRun:
+    """A run file that must exist and pass the schema for a command to act on it; RunFileError
+    otherwise. `shown` is how the path is named in the error."""
+    if not path.is_file():
+        raise RunFileError(f"no run file {shown}", fix="pass a run file or the name of one in runs/")
+    loaded = load_run_text(path.read_bytes(), shown)
+    if loaded.spec is None:
+        raise RunFileError(f"{shown}: invalid run file", fix=f"tuneform validate {shown} says why")
+    return loaded
 
 
 def load_run_text(text: str | bytes, path: str) -> LoadedRun:

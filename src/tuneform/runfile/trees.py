@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from tuneform.core.errors import TuneformError
+
 LFS_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 
 
-class TreeError(Exception):
+class TreeError(TuneformError):
     """A path that cannot be read: missing, a directory, outside the repository, or a git failure."""
 
 

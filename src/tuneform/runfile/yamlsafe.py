@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from tuneform.core.errors import TuneformError
+
 try:  # the C composer is several times faster; fall back to pure Python where libyaml is missing
     _Loader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
@@ -32,12 +34,11 @@ _EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 Path = tuple[str | int, ...]
 
 
-class YamlError(Exception):
+class YamlError(TuneformError):
     """Input that is not acceptable YAML; carries a 1-based position when one is known."""
 
     def __init__(self, message: str, line: int | None = None, column: int | None = None, path: Path = ()):
         super().__init__(message)
-        self.message = message
         self.line = line
         self.column = column
         self.path = path

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
 from tuneform.runfile.spec import RunSpec
 from tuneform.train import packed_attention, packing
@@ -50,7 +51,7 @@ DEFAULT_BATCH = {"cuda": 8, "cpu": 4}
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers")
 
 
-class TrainError(Exception):
+class TrainError(TuneformError):
     """The run cannot train as written here; the message says what to change."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example, load_data, source_label
 from tuneform.runfile.spec import ModelSpec, RunSpec
 
@@ -58,7 +59,7 @@ CHAT_TEMPLATES: dict[str, NamedTemplate] = {
 }
 
 
-class FormatError(Exception):
+class FormatError(TuneformError):
     """An example cannot be rendered or masked as asked; the message says what to change."""
 
 
