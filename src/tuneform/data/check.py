@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneform.core.errors import EXIT_FAILURE, EXIT_OK, TuneformError
+from tuneform.core.hub import hub_failures
 from tuneform.core.markup import html_text, md_code, md_text
 from tuneform.data.reader import (
     CONVERTERS,
@@ -560,7 +561,7 @@ def _scan_hub(src: HubSource, tokenizer_id: str, counter: Counter) -> _Scan | st
         return f"Hub dataset: not checked: revision {src.revision} not found"
     except RepositoryNotFoundError:
         return "Hub dataset: not checked: not found, or private and HF_TOKEN cannot read it"
-    except Exception as exc:  # unreachable, timed out, refused: plan goes on without it
+    except hub_failures() as exc:  # unreachable, timed out, refused: plan goes on without it
         return f"Hub dataset: not checked: the Hub did not answer ({type(exc).__name__}: {_first_line(exc)})"
     scan = _Scan(label, quote=quote, exact=split == src.split.strip())
     _SCANS[key] = _scan_rows(scan, parsed, src, counter)

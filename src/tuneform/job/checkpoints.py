@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneform.core.hub import http_status, retry
+from tuneform.core.hub import hub_failures, retry
 
 if TYPE_CHECKING:
     from tuneform.registry.hub import HubRegistry
@@ -137,7 +137,7 @@ class WorkBranch:
                 self._say(f"ignoring the checkpoint on branch {self.branch}: {why}; training from the start")
                 return None
             self.hub.api.snapshot_download(self.repo, revision=self.branch, allow_patterns=[f"{CHECKPOINT}/*"], local_dir=str(self.scratch))
-        except Exception as exc:
+        except Exception as exc:  # broad on purpose: any unreadable checkpoint means training from the start, never a failed job
             self._say(
                 f"ignoring the checkpoint on branch {self.branch}: reading it failed ({type(exc).__name__}: {exc}); training from the start"
             )
@@ -175,7 +175,7 @@ class WorkBranch:
                 landed=lambda: "landed" if (self.saved() or {}).get("step") == step else None,
                 say=self._say,
             )
-        except Exception as exc:
+        except Exception as exc:  # broad on purpose: a lost checkpoint must not stop a paid training
             self._say(f"  warning: the checkpoint at step {step} was not uploaded ({type(exc).__name__}: {exc}); training goes on")
             return
         self._say(f"  checkpoint at step {step} -> branch {self.branch}")
@@ -186,18 +186,18 @@ def delete_work_branch(hub: HubRegistry, repo: str, key: str) -> None:
     costs storage, not correctness: its checkpoint names a published key, which never trains again)."""
     branch = work_branch(key)
 
+    from huggingface_hub.errors import RevisionNotFoundError
+
     def call() -> bool:
         try:
             hub.api.delete_branch(repo, branch=branch)
-        except Exception as exc:
-            if http_status(exc) == 404:
-                return False
-            raise
+        except RevisionNotFoundError:  # no checkpoint was ever pushed
+            return False
         return True
 
     try:
         deleted = retry(call, what=f"delete branch {branch}", say=hub.say)
-    except Exception as exc:
+    except hub_failures() as exc:
         if hub.say:
             hub.say(f"  warning: could not delete the checkpoint branch {branch} ({type(exc).__name__}: {exc}); delete it by hand")
         return

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneform.core.hub import http_status, hub_api, retry
+from tuneform.core.hub import hub_api, hub_failures, retry
 from tuneform.registry.local import PASSED, RegistryError, Version
 
 MANIFEST = "tuneform/manifest.json"
@@ -59,9 +59,14 @@ class HubRegistry:
 
     # ------------------------------------------------------------------------------------------ reads
     def _errors(self, exc: Exception, repo: str) -> RegistryError:
-        from huggingface_hub.errors import RepositoryNotFoundError
+        """A Hub failure reading `repo` as a RegistryError that says what to do, chosen by the
+        client's typed error; the HTTP status only where the client has no type for it (401 of a
+        refused token, other statuses)."""
+        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-        status = http_status(exc)
+        status = exc.response.status_code if isinstance(exc, HfHubHTTPError) else None
+        if isinstance(exc, GatedRepoError):
+            return RegistryError(f"{repo} is gated", fix="accept its access conditions on the Hub with the account of HF_TOKEN")
         if isinstance(exc, RepositoryNotFoundError) and self.api.token is None:
             return RegistryError(f"{repo} is not readable without a token: set HF_TOKEN to a token that can read it")
         if status == 401:
@@ -73,10 +78,11 @@ class HubRegistry:
         return RegistryError(f"reading {repo} on the Hub failed (HTTP {status}): {exc}")
 
     def _missing_repo(self, exc: Exception) -> bool:
-        """A repo that does not exist: 404 with a token (without one, private and absent look alike)."""
-        from huggingface_hub.errors import RepositoryNotFoundError
+        """A repo that does not exist: RepositoryNotFoundError with a token (without one, private
+        and absent look alike; a refused token is a plain 401, a gated repo exists)."""
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-        return isinstance(exc, RepositoryNotFoundError) and self.api.token is not None and http_status(exc) == 404
+        return isinstance(exc, RepositoryNotFoundError) and not isinstance(exc, GatedRepoError) and self.api.token is not None
 
     def _resolve(self, repo: str, revision: str) -> str | None:
         """A branch or tag -> its commit (None: no such repo or ref). Asked every time: the download
@@ -86,7 +92,7 @@ class HubRegistry:
             return revision
         try:
             refs = self.api.list_repo_refs(repo)
-        except Exception as exc:
+        except hub_failures() as exc:
             if self._missing_repo(exc):
                 return None
             raise self._errors(exc, repo) from None
@@ -104,7 +110,7 @@ class HubRegistry:
             path = self.api.hf_hub_download(repo, MANIFEST, revision=commit)
         except (EntryNotFoundError, RevisionNotFoundError):
             return None
-        except Exception as exc:
+        except hub_failures() as exc:
             if self._missing_repo(exc):
                 return None
             raise self._errors(exc, repo) from None
@@ -127,7 +133,7 @@ class HubRegistry:
         """The commit main points at (None: no such repo)."""
         try:
             refs = self.api.list_repo_refs(repo)
-        except Exception as exc:
+        except hub_failures() as exc:
             if self._missing_repo(exc):
                 return None
             raise self._errors(exc, repo) from None
@@ -136,7 +142,7 @@ class HubRegistry:
     def tags(self, repo: str) -> dict[str, str]:
         try:
             refs = self.api.list_repo_refs(repo)
-        except Exception as exc:
+        except hub_failures() as exc:
             if self._missing_repo(exc):
                 return {}
             raise self._errors(exc, repo) from None
@@ -157,7 +163,7 @@ class HubRegistry:
             try:
                 if self.api.file_exists(repo, path, revision=revision):
                     return True
-            except Exception:
+            except hub_failures():  # no such repo or tag, or the Hub failed: not known to be scored
                 continue
         return False
 
@@ -200,11 +206,13 @@ class HubRegistry:
     def _tag(self, repo: str, key: str, commit: str, message: str) -> None:
         """Tag a version: 409 (it exists) is success when the tag holds this key."""
 
+        from huggingface_hub.errors import HfHubHTTPError
+
         def call() -> None:
             try:
                 self.api.create_tag(repo, tag=tag_of(key), revision=commit, tag_message=message)
-            except Exception as exc:
-                if http_status(exc) != 409:
+            except HfHubHTTPError as exc:
+                if exc.response.status_code != 409:  # the client has no type for a conflict
                     raise
                 if self.get(repo, key) is None:
                     raise RegistryError(f"{repo} has a tag {tag_of(key)} that is not run {key}: delete it or rename the run") from None
@@ -231,6 +239,7 @@ class HubRegistry:
         and main stays where it is.
         """
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+        from huggingface_hub.errors import HfHubHTTPError
 
         existing = self.get(repo, key)
         if existing is not None:
@@ -257,8 +266,8 @@ class HubRegistry:
                 version = self.get(repo, key)
                 assert version is not None
                 return Published(version, commit, True, f"main of {repo} -> {tag_of(key)}")
-            except Exception as exc:
-                if http_status(exc) != 412:
+            except HfHubHTTPError as exc:
+                if exc.response.status_code != 412:  # the client has no type for a failed precondition
                     raise
                 landed = self._head_with_key(repo, "main", key)
                 if landed:  # our own commit landed, its answer was lost: only the tag is missing
@@ -275,8 +284,8 @@ class HubRegistry:
         self._tag(repo, key, commit, message)
         try:
             self.api.delete_branch(repo, branch=branch)  # the tag keeps the commit
-        except Exception:
-            pass
+        except hub_failures():
+            pass  # a leftover branch is harmless: the version is tagged
         version = self.get(repo, key)
         assert version is not None
         return Published(version, commit, False, note or f"tagged {tag_of(key)} ({version.status}); main not moved")

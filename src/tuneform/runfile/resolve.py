@@ -52,8 +52,9 @@ class HubResolver:
     def _ask(self, repo_type: str, repo_id: str, revision: str) -> tuple[str | None, str | None]:
         if self.offline:
             return None, "offline (HF_HUB_OFFLINE)"
-        from tuneform.core.hub import (
-            hub_api,  # the client is imported only when the Hub is asked
+        from tuneform.core.hub import (  # the client is imported only when the Hub is asked
+            hub_api,
+            hub_failures,
         )
 
         api = hub_api()
@@ -63,7 +64,7 @@ class HubResolver:
                 info = api.dataset_info(repo_id, revision=revision, timeout=self.timeout)
             else:
                 info = api.model_info(repo_id, revision=revision, timeout=self.timeout)
-        except Exception as exc:  # network, auth, 404: all mean "not resolvable now"
+        except hub_failures() as exc:  # network, auth, 404: all mean "not resolvable now"
             reason = type(exc).__name__
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status:
