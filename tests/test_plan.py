@@ -193,6 +193,11 @@ def test_over_pr_budget_fails_and_base_settings_win(repo: Repo) -> None:
     assert code == 1 and plan["ok"] is False
     [error] = plan["errors"]
     assert "over [tool.tuneform] max_usd_per_pr ($0.05)" in error["message"] and "budget-approved" in error["message"]
+    # apply refuses it as over budget: the plan's typed over_pr_cap, not the message, says so
+    result = repo.cli("apply", "--backend", "hf-jobs", "--no-wait")
+    assert (
+        result.exit_code == 1 and "; over budget: it applies only when the PR carries the approval label 'budget-approved'" in result.output
+    )
 
 
 def test_explicit_path_is_planned_even_without_git_change(repo: Repo) -> None:
