@@ -191,3 +191,14 @@ def test_an_unreadable_report_is_none_by_type(fake_hub: Any) -> None:
     assert _download_report(api, "acme/absent", "0" * 12) is None  # RepositoryNotFoundError
     fake_hub.add_repo("acme/faq")
     assert _download_report(api, "acme/faq", "0" * 12) is None  # RevisionNotFoundError: no such tag
+
+
+def test_deleting_a_work_branch_that_was_never_pushed_is_quiet(fake_hub: Any) -> None:
+    from fakehub import USER_TOKEN
+    from tuneform.job.checkpoints import delete_work_branch
+    from tuneform.registry.hub import HubRegistry
+
+    said: list[str] = []
+    fake_hub.add_repo("acme/faq")
+    delete_work_branch(HubRegistry(fake_hub.api(USER_TOKEN), say=said.append), "acme/faq", "k" * 64)
+    assert said == []  # RevisionNotFoundError: nothing to delete, no warning

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tuneform.core.errors import TuneformError
+
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 T = TypeVar("T")
 
@@ -82,7 +84,7 @@ def retry(
     for attempt in range(1, attempts + 1):
         try:
             return call()
-        except Exception as exc:
+        except hub_failures() as exc:
             if not _transient(exc) or attempt == attempts:
                 raise
             wait = _retry_after(exc)
@@ -96,7 +98,7 @@ def retry(
             if landed is not None:
                 try:
                     done = landed()
-                except Exception:
+                except (TuneformError, *hub_failures()):  # unreadable now: write again, the next read decides
                     done = None
                 if done is not None:
                     return done
