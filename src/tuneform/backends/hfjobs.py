@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.core.errors import TuneformError
-from tuneform.core.hub import http_status, retry
+from tuneform.core.hub import http_status, hub_failures, retry
 from tuneform.registry.hub import HubRegistry, tag_of
 
 Say = Callable[[str], None]
@@ -228,7 +228,7 @@ class HfJobs:
                 raise HfJobsError(
                     f"{repo_type} {repo_id} does not exist or HF_TOKEN cannot read it: check the id, or use a token that can read it"
                 ) from None
-            except Exception as exc:
+            except hub_failures() as exc:
                 if http_status(exc) is None or http_status(exc) in (401, 402, 403, 429) or (http_status(exc) or 0) >= 500:
                     raise HfJobsError(explain(exc, f"checking access to {repo_id}")) from None
                 raise
@@ -236,11 +236,13 @@ class HfJobs:
     def claim(self, repo: str, key: str, label: str) -> bool:
         """Create the claim branch; False when another apply holds it (a claim left by a job that
         failed is taken over)."""
+        from huggingface_hub.errors import HfHubHTTPError
+
         try:
             retry(lambda: self.api.create_branch(repo, branch=claim_branch(key)), what="claim", say=self.say, landed=lambda: None)
             return True
-        except Exception as exc:
-            if http_status(exc) != 409:
+        except HfHubHTTPError as exc:
+            if exc.response.status_code != 409:  # the client has no type for a conflict
                 raise
         jobs = self.jobs_for(label)
         # the earlier attempt's job failed: retrying is what the user asked for
@@ -250,8 +252,8 @@ class HfJobs:
         for branch in (claim_branch(key), jobs_branch(key)):
             try:
                 self.api.delete_branch(repo, branch=branch)
-            except Exception:
-                pass
+            except hub_failures():
+                pass  # absent already, or left behind: a later claim or upload replaces it
 
     def upload(self, repo: str, key: str, bundle: Path, wheel: Path) -> str:
         """Bundle + wheel on a fresh branch tuneform/jobs/<key12> (one commit)."""
@@ -260,8 +262,8 @@ class HfJobs:
         branch = jobs_branch(key)
         try:
             self.api.delete_branch(repo, branch=branch)
-        except Exception:
-            pass
+        except hub_failures():
+            pass  # usually absent; create_branch below fails loudly if the Hub is really down
         retry(lambda: self.api.create_branch(repo, branch=branch, exist_ok=True), what=f"create branch {branch}", say=self.say)
         ops = [
             CommitOperationAdd(f"{JOB_FOLDER}/bundle/{p.relative_to(bundle).as_posix()}", str(p))
@@ -321,6 +323,8 @@ class HfJobs:
         submission), one that has ended, or one submitted after ours (a newer apply's). A cancel that
         fails (the job ended meanwhile, 404...) comes back with canceled=False and why; listing the
         jobs failing raises."""
+        from huggingface_hub.errors import JobNotFoundError
+
         found = retry(
             lambda: list(self.api.list_jobs(labels={"tuneform-repo": repo_label(repo)}, namespace=self.namespace)),
             what="list the run's jobs",
@@ -344,9 +348,10 @@ class HfJobs:
                 )
                 out.append(Superseded(job.id, run, stage, True))
                 self.release(repo, run)  # its claim and bundle branches: a later apply of that key submits again
-            except Exception as exc:
-                status = http_status(exc)
-                why = "it ended or was deleted meanwhile (404)" if status == 404 else explain(exc, "cancel")
+            except JobNotFoundError:
+                out.append(Superseded(job.id, run, stage, False, "it ended or was deleted meanwhile (404)"))
+            except hub_failures() as exc:
+                why = explain(exc, "cancel")
                 out.append(Superseded(job.id, run, stage, False, why))
         return out
 
@@ -372,7 +377,7 @@ class HfJobs:
                         seen = count
                         lines.append(line)
                         on_line(line)
-            except Exception as exc:  # a cut stream: reconnect, the server replays, we skip what we showed
+            except hub_failures() as exc:  # a cut stream: reconnect, the server replays, we skip what we showed
                 if http_status(exc) not in (None, 429, 500, 502, 503, 504):
                     raise
                 time.sleep(poll)

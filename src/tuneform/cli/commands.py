@@ -19,7 +19,7 @@ import click
 
 from tuneform import __version__
 from tuneform.cli.handler import CommandError, TuneformGroup
-from tuneform.core.errors import EXIT_FAILURE, EXIT_OK
+from tuneform.core.errors import EXIT_FAIL, EXIT_OK
 
 if TYPE_CHECKING:
     from tuneform.estimate.catalog import FlavorTable
@@ -60,7 +60,7 @@ def validate(paths: tuple[str, ...], fmt: str, backend: str | None) -> None:
 
     result = run_validate(_root(), list(paths), backend=backend, hub=HubResolver(offline=True))
     click.echo(render_validation(result, fmt), nl=False)
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILURE)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
 
 @main.command()
@@ -79,7 +79,7 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
 
     result = _plan(_root(), list(paths), base, backend, HubResolver(offline=True) if offline else None)
     click.echo(render_plan(result, fmt), nl=False)
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILURE)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
 
 @main.command()
@@ -156,7 +156,7 @@ def apply(
             click.echo(f"{mark:6} {outcome.action:8} {outcome.path}: {outcome.message}")
         if not result.outcomes:
             click.echo("Nothing to apply.")
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILURE)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
 
 def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None, labels: list[str] | None = None) -> Any:
@@ -351,7 +351,7 @@ def score(suite: Path, predictions: Path, fmt: str) -> None:
             click.echo(f"{metric:12} {value:.4f}")
         for message in [*report.errors, *report.warnings]:
             click.echo(message)
-    sys.exit(EXIT_OK if report.ok else EXIT_FAILURE)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAIL)
 
 
 @main.command()

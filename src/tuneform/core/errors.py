@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 class TuneformError(Exception):
@@ -30,7 +30,7 @@ class TuneformError(Exception):
     #: Whether every error of this class is a usage error; one instance may say otherwise.
     usage: ClassVar[bool] = False
     #: The exit code of a failure of this class; usage errors always exit 2.
-    failure_code: ClassVar[int] = EXIT_FAILURE
+    failure_code: ClassVar[int] = EXIT_FAIL
 
     def __init__(self, message: str = "", *, fix: str | None = None, usage: bool | None = None) -> None:
         super().__init__(message)

@@ -56,7 +56,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from tuneform.core.errors import EXIT_FAILURE, EXIT_OK, TuneformError
+from tuneform.core.errors import EXIT_FAIL, EXIT_OK, TuneformError
 from tuneform.core.hub import hub_failures
 from tuneform.core.markup import html_text, md_code, md_text
 from tuneform.data.reader import (
@@ -685,7 +685,7 @@ class DataReport:
     @property
     def exit_code(self) -> int:
         """`tuneform data check`'s exit code: 1 when a finding fails, else 0."""
-        return EXIT_FAILURE if self.failed else EXIT_OK
+        return EXIT_FAIL if self.failed else EXIT_OK
 
     @property
     def checked(self) -> bool:

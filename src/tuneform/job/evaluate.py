@@ -38,6 +38,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from tuneform.core.errors import TuneformError
 from tuneform.evals.metrics import perplexity_from_loss
 from tuneform.evals.score import ScoreReport, score_predictions
 from tuneform.evals.suite import GateError, GateResult, Suite, SuiteRow, check_gates
@@ -50,6 +51,12 @@ CausalLM: TypeAlias = "PreTrainedModel | PeftModel"
 
 # (input_ids, mask) of one tokenised held-out example; mask[i] == 1 when token i is trained.
 Example = tuple[Sequence[int], Sequence[int]]
+
+
+class EvalError(TuneformError, ValueError):
+    """The model cannot be scored as the run and suites are written (a chat row without a chat
+    template, held-out rows with nothing trained, two suites with one name, 4-bit without CUDA)."""
+
 
 LOSS_METRICS = ("eval_loss", "perplexity")
 
@@ -79,7 +86,7 @@ def _prompt_ids(row: SuiteRow, tokenizer: PreTrainedTokenizerBase, chat_template
     has_template = chat_template is not None or tokenizer.chat_template is not None
     if row.messages is not None:
         if not has_template:
-            raise ValueError(
+            raise EvalError(
                 f"suite row '{row.id}' (line {row.line}) is a chat (messages) but the tokenizer has no chat template: "
                 "give the run a chat template or write the row as a prompt"
             )
@@ -208,7 +215,7 @@ def heldout_loss(model: CausalLM, examples: Sequence[Example], *, batch_size: in
                 total += F.cross_entropy(logits[:, :-1][scored].float(), targets[scored], reduction="sum").item()
                 count += int(scored.sum().item())
     if count == 0:
-        raise ValueError("held-out examples have no trained tokens (every mask value is 0 or examples are empty)")
+        raise EvalError("held-out examples have no trained tokens (every mask value is 0 or examples are empty)")
     return total / count
 
 
@@ -290,7 +297,7 @@ def score_model(
     names = [suite.name for suite in suites]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"two eval suites are both named {', '.join(repeated)}: give each suite a unique name")
+        raise EvalError(f"two eval suites are both named {', '.join(repeated)}: give each suite a unique name")
     reports = {
         suite.name: SuiteScores(
             suite,
@@ -496,7 +503,7 @@ def load_for_eval(
     quantized: dict[str, Any] = {}
     if four_bit:
         if target.type != "cuda":
-            raise ValueError("four_bit scoring needs a CUDA GPU (bitsandbytes 4-bit kernels)")
+            raise EvalError("four_bit scoring needs a CUDA GPU (bitsandbytes 4-bit kernels)")
         from tuneform.train.engine import qlora_quantization
 
         quantized = {"quantization_config": qlora_quantization(dtype), "device_map": {"": target.index or 0}}
