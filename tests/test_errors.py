@@ -20,21 +20,26 @@ from tuneform.registry.local import RegistryError
 
 
 def _exception_classes() -> dict[str, list[str]]:
-    """Every class of src/tuneform that is an exception, by name -> its base names (read from the
-    source: importing every module would pull in torch)."""
+    """Every class of src/tuneform that is an exception other than a warning, by name -> its base
+    names (read from the source: importing every module would pull in torch)."""
     bases: dict[str, list[str]] = {}
     for path in (ROOT / "src/tuneform").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ClassDef):
                 bases[node.name] = [b.id if isinstance(b, ast.Name) else ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases]
 
-    def is_exception(name: str, seen: frozenset[str] = frozenset()) -> bool:
+    def reaches(name: str, kind: type[BaseException], seen: frozenset[str] = frozenset()) -> bool:
         builtin = getattr(builtins, name, None)
-        if isinstance(builtin, type) and issubclass(builtin, BaseException):
+        if isinstance(builtin, type) and issubclass(builtin, kind):
             return True
-        return name in bases and name not in seen and any(is_exception(b, seen | {name}) for b in bases[name])
+        return name in bases and name not in seen and any(reaches(b, kind, seen | {name}) for b in bases[name])
 
-    return {name: parents for name, parents in bases.items() if name != "TuneformError" and is_exception(name)}
+    # warnings are exceptions to Python but not errors: they are shown, never raised to the CLI
+    return {
+        name: parents
+        for name, parents in bases.items()
+        if name != "TuneformError" and reaches(name, BaseException) and not reaches(name, Warning)
+    }
 
 
 def test_every_tuneform_exception_derives_from_the_base() -> None:

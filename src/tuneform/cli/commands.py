@@ -254,8 +254,8 @@ def history(run: str, backend: str | None, fmt: str) -> None:
 
     root = _root()
     path = Path(run) if Path(run).suffix in (".yaml", ".yml") else root / RUNS_DIR / f"{run}.yaml"
-    loaded = load_valid_run(path, str(path.relative_to(root) if path.is_relative_to(root) else path))
-    repo, registry = _run_registry(root, loaded.spec, loaded.name, backend)
+    loaded, spec = load_valid_run(path, str(path.relative_to(root) if path.is_relative_to(root) else path))
+    repo, registry = _run_registry(root, spec, loaded.name, backend)
     main_key = registry.main(repo)
     versions = registry.versions(repo)
     rows = [
@@ -363,8 +363,8 @@ def preview(run: Path, count: int, fmt: str) -> None:
     from tuneform.runfile.spec import load_valid_run
     from tuneform.train.format import preview as make_preview
 
-    loaded = load_valid_run(run, str(run))
-    samples = make_preview(loaded.spec, _root(), count)
+    _, spec = load_valid_run(run, str(run))
+    samples = make_preview(spec, _root(), count)
     if fmt == "json":
         _emit_json([s.as_json() for s in samples])
         return

@@ -98,7 +98,7 @@ def retry(
             if landed is not None:
                 try:
                     done = landed()
-                except (TuneformError, *hub_failures()):  # unreadable now: write again, the next read decides
+                except hub_failures() + (TuneformError,):  # unreadable now: write again, the next read decides
                     done = None
                 if done is not None:
                     return done

@@ -100,6 +100,8 @@ class LoadedData:
 class RowProblem(TuneformError):
     """Raised while converting one row: the job turns it into a BadRow, the data check into a finding."""
 
+    fix: str  # a row problem always says what to change
+
     def __init__(self, field: str | None, problem: str, fix: str) -> None:
         super().__init__(problem, fix=fix)
         self.field, self.problem = field, problem

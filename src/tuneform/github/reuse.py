@@ -104,7 +104,7 @@ def lookup_reuse(plan_json: dict[str, Any], *, registry: Any) -> list[Reuse]:
             continue
         try:
             version = registry.get(repo, key)
-        except (RegistryError, *hub_failures()) as exc:  # RegistryError says what to do; a Hub failure: its type only
+        except hub_failures() + (RegistryError,) as exc:  # RegistryError says what to do; a Hub failure: its type only
             note = str(exc) if isinstance(exc, RegistryError) else f"{type(exc).__name__} reading the Hub"
             unreadable[repo] = note
             found.append(Reuse("unreadable", run["path"], repo, key, run["usd"], note=note))

@@ -247,7 +247,7 @@ def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[st
     passed = manifest["status"] == PASSED
     try:
         published = registry.publish(repo, key, staging, manifest, parent_commit=bundle.run.get("expected_main_commit"), move_main=passed)
-    except (RegistryError, *hub_failures()) as exc:  # the Hub failed after retries: the job says so and fails
+    except hub_failures() + (RegistryError,) as exc:  # the Hub failed after retries: the job says so and fails
         detail = str(exc) if isinstance(exc, (RegistryError, OSError)) else f"{type(exc).__name__}: {exc}"
         echo(f"error: publishing run-{key[:12]} to {repo} failed: {detail}")
         return 1

@@ -652,15 +652,15 @@ class RunFileError(TuneformError):
     every problem of a broken one)."""
 
 
-def load_valid_run(path: Path, shown: str) -> LoadedRun:
-    """A run file that must exist and pass the schema for a command to act on it; RunFileError
-    otherwise. `shown` is how the path is named in the error."""
+def load_valid_run(path: Path, shown: str) -> tuple[LoadedRun, RunSpec]:
+    """A run file that must exist and pass the schema for a command to act on it, and its spec;
+    RunFileError otherwise. `shown` is how the path is named in the error."""
     if not path.is_file():
         raise RunFileError(f"no run file {shown}", fix="pass a run file or the name of one in runs/")
     loaded = load_run_text(path.read_bytes(), shown)
     if loaded.spec is None:
         raise RunFileError(f"{shown}: invalid run file", fix=f"tuneform validate {shown} says why")
-    return loaded
+    return loaded, loaded.spec
 
 
 def load_run_text(text: str | bytes, path: str) -> LoadedRun:
