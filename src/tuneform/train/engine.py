@@ -269,6 +269,8 @@ def prepare(
         processing_class=tokenizer,
         callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
     )
+    ran = packing.as_run(decided, engine_packs=bool(getattr(trainer.args, "packing", False)))
+    settings = replace(settings, packing=ran.packing, packing_route=ran.route)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the job reports through on_log
     # Counting in the collator sees every batch the model gets. TRL builds its own collator (and
     # refuses a custom one with packing), so it is wrapped once built.

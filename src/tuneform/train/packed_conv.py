@@ -24,8 +24,13 @@ logits and gradients equal its own, which also catches a transformers release wh
 
 from __future__ import annotations
 
+import functools
+import inspect
+import sys
 import types
-from typing import Any
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -103,3 +108,144 @@ def enable(model: torch.nn.Module) -> int:
                 module.forward = types.MethodType(_packed_conv_forward, module)
             patched += 1
     return patched
+
+
+# ---------------------------------------------------------------------------------------------
+# The Unsloth engine: a `causal_conv1d_fn` that resets at `seq_idx`, where Unsloth looks for one.
+#
+# Unsloth packs a hybrid model only when every conv layer's kernel keeps documents apart
+# (unsloth/utils/packing.py, `patch_hybrid_linear_attention_varlen`). For LFM2 on transformers
+# >= 5.16 the layer calls its module's global `causal_conv1d_fn`, the wrapper transformers'
+# `use_kernel_func_from_hub_with_fallback` builds: it binds the `causal-conv1d` package's function
+# when installed, else transformers' PyTorch conv, which ignores `seq_idx`. Unsloth reads that
+# wrapper's closure (`implementation`, `torch_function`, `applicable_params`) and refuses to pack
+# unless an accelerated implementation taking `seq_idx` is bound ("causal_conv1d_fn has no
+# accelerated kernel"); on the first packed step it checks that every conv call got a `seq_idx`.
+# The package has no wheel for the GPU images tuneform runs on, so tuneform binds a wrapper of the
+# same shape over `causal_conv1d_fn` below (the package's signature, computed by the document
+# reset above), and lets Unsloth's own check decide whether it is acceptable.
+
+ConvRoute = Literal["seq-idx-torch", "seq-idx-kernel", "none"]
+"""How Unsloth's LFM2 conv layers keep packed documents apart:
+- seq-idx-torch: tuneform's stand-in below, bound here;
+- seq-idx-kernel: a `causal_conv1d_fn` taking `seq_idx` was bound already (the package);
+- none: no model conv layer, or a transformers / Unsloth layout this module does not recognise
+  (Unsloth then trains padded)."""
+
+_MARK = "_tuneform_causal_conv1d"
+
+
+def causal_conv1d_fn(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    seq_idx: torch.Tensor | None = None,
+    initial_states: torch.Tensor | None = None,
+    return_final_states: bool = False,
+    final_states_out: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """The `causal-conv1d` package's `causal_conv1d_fn`, in PyTorch: a causal depthwise convolution
+    of `x` (batch, channels, tokens) by `weight` (channels, taps), restarted wherever `seq_idx`
+    (batch, tokens) changes, then `activation` (None, "silu" or "swish"); returned in `x`'s dtype.
+
+    Conv states (`initial_states`, `return_final_states`) serve generation, which never reaches
+    this function (transformers uses its own update path with a cache), so they are refused.
+    """
+    if initial_states is not None or return_final_states or final_states_out is not None:
+        raise NotImplementedError("tuneform's causal_conv1d_fn keeps no conv state: it serves training rows only")
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"causal_conv1d_fn activation must be None, 'silu' or 'swish', not {activation!r}")
+    if seq_idx is None:
+        seq_idx = torch.zeros(x.shape[0], x.shape[-1], dtype=torch.int32, device=x.device)
+    elif tuple(seq_idx.shape) != (x.shape[0], x.shape[-1]):
+        raise ValueError(f"seq_idx must be (batch, tokens) = {(x.shape[0], x.shape[-1])}, not {tuple(seq_idx.shape)}")
+    out = causal_conv1d_by_document(x, weight, bias, seq_idx.to(x.device))
+    if activation is not None:
+        out = F.silu(out)
+    return out.to(x.dtype)
+
+
+def _hub_closure(fn: Any) -> dict[str, Any]:
+    """The variables transformers' hub wrapper closes over, or {} for anything else."""
+    try:
+        return dict(inspect.getclosurevars(fn).nonlocals) if callable(fn) else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _stand_in(torch_function: Callable[..., Any]) -> Callable[..., Any]:
+    """A wrapper shaped like transformers' hub wrapper with `causal_conv1d_fn` bound: the names
+    Unsloth reads from its closure are the ones below. Checked per call: a call with a `seq_idx`
+    (a packed row, which Unsloth passes) runs the document reset; any other call keeps
+    transformers' own PyTorch conv, as before."""
+    implementation = causal_conv1d_fn
+    applicable_params = tuple(inspect.signature(implementation).parameters)
+
+    @functools.wraps(torch_function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("seq_idx") is None:
+            return torch_function(*args, **kwargs)
+        return implementation(*args, **{k: v for k, v in kwargs.items() if k in applicable_params})
+
+    setattr(wrapper, _MARK, True)
+    return wrapper
+
+
+def _conv_namespaces(model: torch.nn.Module) -> tuple[list[torch.nn.Module], list[dict[str, Any]]]:
+    """LFM2's conv layers in `model`, and the module namespaces their forward reads
+    `causal_conv1d_fn` from: the class's module (transformers', or Unsloth's compiled copy) and
+    the module named by its `__name__` (which Dynamo reads a compiled copy's globals through)."""
+    layers = [m for m in model.modules() if type(m).__name__ == "Lfm2ShortConv"]
+    spaces: list[dict[str, Any]] = []
+    for layer in layers:
+        space = vars(sys.modules[type(layer).__module__])
+        alias = sys.modules.get(str(space.get("__name__")))
+        for candidate in (space, vars(alias) if alias is not None else None):
+            if candidate is not None and "causal_conv1d_fn" in candidate and all(candidate is not s for s in spaces):
+                spaces.append(candidate)
+    return layers, spaces
+
+
+def enable_for_unsloth(model: torch.nn.Module, unsloth_packing: ModuleType | None = None) -> ConvRoute:
+    """Give Unsloth's hybrid packing a `causal_conv1d_fn` that resets at `seq_idx` for `model`'s
+    LFM2 conv layers; returns the route (ConvRoute). Call after the model is loaded and before the
+    trainer is built (Unsloth decides in `SFTTrainer.__init__`).
+
+    Bound only where each namespace holds transformers' hub wrapper over its PyTorch conv, and
+    kept only if Unsloth's own kernel check (`unsloth_packing`, default `unsloth.utils.packing`)
+    then accepts every conv layer; otherwise every namespace is restored and the route is "none".
+    """
+    layers, spaces = _conv_namespaces(model)
+    if not layers or not spaces:
+        return "none"
+    if unsloth_packing is None:
+        from unsloth.utils import packing as unsloth_packing
+    check = getattr(unsloth_packing, "_kwargs_kernels_available", None)
+    if not callable(check) or getattr(unsloth_packing, "_KWARGS_KERNELS", {}).get("causal_conv1d_fn") != "seq_idx":
+        return "none"  # an Unsloth whose packing gate this module does not know
+    before = {id(space): (space, space["causal_conv1d_fn"]) for space in spaces}
+    bound = False
+    for space in spaces:
+        current = space["causal_conv1d_fn"]
+        if getattr(current, _MARK, False):
+            continue
+        closure = _hub_closure(current)
+        if not {"implementation", "torch_function", "applicable_params"} <= closure.keys():
+            return _restore(before)
+        if closure["implementation"] is not closure["torch_function"]:
+            if "seq_idx" in closure["applicable_params"]:
+                continue  # the causal-conv1d package is bound: Unsloth uses it as it is
+            return _restore(before)
+        space["causal_conv1d_fn"] = _stand_in(closure["torch_function"])
+        bound = True
+    if check(layers) is not None:
+        return _restore(before)
+    return "seq-idx-torch" if bound or all(getattr(s["causal_conv1d_fn"], _MARK, False) for s in spaces) else "seq-idx-kernel"
+
+
+def _restore(before: dict[int, tuple[dict[str, Any], Any]]) -> ConvRoute:
+    """Put back every namespace's `causal_conv1d_fn`: Unsloth then trains padded, as without tuneform."""
+    for space, original in before.values():
+        space["causal_conv1d_fn"] = original
+    return "none"
