@@ -18,6 +18,7 @@ import types
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -106,7 +107,20 @@ def unsloth_packing(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleTyp
     monkeypatch.setitem(sys.modules, module.__name__, module)
     exec(compile(source, f"{WHEELS[-1].name}/unsloth/utils/packing.py", "exec"), module.__dict__)
     monkeypatch.setattr(modeling_lfm2, "causal_conv1d_fn", modeling_lfm2.causal_conv1d_fn)  # restored after
+    hub, before = modeling_lfm2.causal_conv1d_fn, _bound()
     yield module
+    for name, cell in _cells(hub).items():
+        cell.cell_contents = before[name]
+
+
+def _cells(wrapper: Any = None) -> dict[str, types.CellType]:
+    """The closure of transformers' hub wrapper over LFM2's conv: what the installer rebinds."""
+    wrapper = wrapper or modeling_lfm2.causal_conv1d_fn
+    return dict(zip(wrapper.__code__.co_freevars, wrapper.__closure__, strict=True))
+
+
+def _bound() -> dict[str, object]:
+    return {name: cell.cell_contents for name, cell in _cells().items()}
 
 
 def _tiny_lfm2() -> Lfm2ForCausalLM:
@@ -135,9 +149,30 @@ def test_unsloth_refuses_transformers_conv_and_accepts_the_stand_in(unsloth_pack
     assert all(unsloth_packing._uses_hub_conv(m) for m in layers)
     assert unsloth_packing._kwargs_kernels_available(layers) == "causal_conv1d_fn has no accelerated kernel"
 
-    assert packed_conv.enable_for_unsloth(model, unsloth_packing) == "seq-idx-torch"
+    assert packed_conv.enable_for_unsloth(model, unsloth_packing) == ("seq-idx-torch", "")
     assert unsloth_packing._kwargs_kernels_available(layers) is None
-    assert packed_conv.enable_for_unsloth(model, unsloth_packing) == "seq-idx-torch"  # idempotent
+    assert packed_conv.enable_for_unsloth(model, unsloth_packing) == ("seq-idx-torch", "")  # idempotent
+
+
+def test_the_stand_in_goes_under_unsloths_compile_disable_shim(unsloth_packing: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the GPU, Unsloth wraps LFM2's conv in its compile-disable shim, which keeps the wrapped
+    function as `_unsloth_undisabled` (unsloth_zoo/temporary_patches/utils.py,
+    `torch_compiler_disable_unless_decode`, read from the wheel; it needs a GPU to import). The
+    stand-in goes under it: the shim stays the function the layer calls."""
+    hub = modeling_lfm2.causal_conv1d_fn
+    disabled = torch.compiler.disable(hub)
+
+    def shim(*args: object, **kwargs: object) -> object:
+        return disabled(*args, **kwargs)
+
+    shim._unsloth_undisabled = hub  # type: ignore[attr-defined]
+    monkeypatch.setattr(modeling_lfm2, "causal_conv1d_fn", shim)
+    model = _tiny_lfm2()
+    layers = [m for m in model.modules() if isinstance(m, modeling_lfm2.Lfm2ShortConv)]
+    assert unsloth_packing._kwargs_kernels_available(layers) == "causal_conv1d_fn has no accelerated kernel"
+    assert packed_conv.enable_for_unsloth(model, unsloth_packing) == ("seq-idx-torch", "")
+    assert modeling_lfm2.causal_conv1d_fn is shim
+    assert unsloth_packing._kwargs_kernels_available(layers) is None
 
 
 def test_unsloth_packs_lfm2_exactly_through_the_stand_in(unsloth_packing: types.ModuleType) -> None:
@@ -149,7 +184,7 @@ def test_unsloth_packs_lfm2_exactly_through_the_stand_in(unsloth_packing: types.
     bounds = [0, *itertools.accumulate(lengths)]
     with torch.no_grad():
         alone = [model(input_ids=ids[:, s:e], use_cache=False).logits for s, e in itertools.pairwise(bounds)]
-        assert packed_conv.enable_for_unsloth(model, unsloth_packing) == "seq-idx-torch"
+        assert packed_conv.enable_for_unsloth(model, unsloth_packing) == ("seq-idx-torch", "")
         assert unsloth_packing.patch_hybrid_linear_attention_varlen(model) is True
         positions = torch.cat([torch.arange(n) for n in lengths])[None]
         packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits
@@ -166,29 +201,44 @@ def test_an_unsloth_whose_gate_is_unknown_gets_nothing(unsloth_packing: types.Mo
     """Installed only where Unsloth's module looks as read: an Unsloth without the gate, or whose
     gate still refuses, leaves transformers' conv in place and trains padded."""
     model = _tiny_lfm2()
-    original = modeling_lfm2.causal_conv1d_fn
+    before = _bound()
     other = types.ModuleType("unsloth_other_release")
-    assert packed_conv.enable_for_unsloth(model, other) == "none"
+    assert packed_conv.enable_for_unsloth(model, other)[0] == "none"
     refusing = types.ModuleType("unsloth_refusing_release")
     refusing._KWARGS_KERNELS = unsloth_packing._KWARGS_KERNELS  # type: ignore[attr-defined]
     refusing._kwargs_kernels_available = lambda layers: "causal_conv1d_fn kernel does not accept seq_idx"  # type: ignore[attr-defined]
-    assert packed_conv.enable_for_unsloth(model, refusing) == "none"
-    assert modeling_lfm2.causal_conv1d_fn is original
+    assert packed_conv.enable_for_unsloth(model, refusing) == (
+        "none",
+        "Unsloth refused the stand-in: causal_conv1d_fn kernel does not accept seq_idx",
+    )
+    assert _bound() == before
 
 
 def test_a_model_without_conv_layers_gets_nothing(unsloth_packing: types.ModuleType) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2))
-    assert packed_conv.enable_for_unsloth(llama, unsloth_packing) == "none"
+    assert packed_conv.enable_for_unsloth(llama, unsloth_packing) == ("none", "no LFM2 conv layer found")
 
 
 def test_the_stand_in_keeps_transformers_conv_for_rows_without_seq_idx(unsloth_packing: types.ModuleType) -> None:
     """Per call: no `seq_idx` (an unpacked row, generation's prefill) runs transformers' own conv."""
-    original = modeling_lfm2.causal_conv1d_fn
-    packed_conv.enable_for_unsloth(_tiny_lfm2(), unsloth_packing)
     x, w = torch.randn(1, 4, 6), torch.randn(4, 3)
-    torch.testing.assert_close(modeling_lfm2.causal_conv1d_fn(x, w, None), original(x, w, None), rtol=0, atol=0)
+    want = modeling_lfm2.causal_conv1d_fn(x, w, None)
+    calls: list[torch.Size] = []
+    torch_function = _cells()["torch_function"].cell_contents
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0].shape)
+        return torch_function(*args, **kwargs)
+
+    # transformers' PyTorch conv, recorded; the fixture puts the original back.
+    _cells()["torch_function"].cell_contents = _cells()["implementation"].cell_contents = recorded
+    assert packed_conv.enable_for_unsloth(_tiny_lfm2(), unsloth_packing)[0] == "seq-idx-torch"
+    torch.testing.assert_close(modeling_lfm2.causal_conv1d_fn(x, w, None), want, rtol=0, atol=0)
+    assert calls == [x.shape]
+    modeling_lfm2.causal_conv1d_fn(x, w, None, seq_idx=torch.zeros(1, 6, dtype=torch.int32))
+    assert calls == [x.shape]  # a packed row does not reach it
 
 
 # ---------------------------------------------------------------------------------------------

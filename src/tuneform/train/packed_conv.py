@@ -24,7 +24,6 @@ logits and gradients equal its own, which also catches a transformers release wh
 
 from __future__ import annotations
 
-import functools
 import inspect
 import sys
 import types
@@ -121,9 +120,9 @@ def enable(model: torch.nn.Module) -> int:
 # wrapper's closure (`implementation`, `torch_function`, `applicable_params`) and refuses to pack
 # unless an accelerated implementation taking `seq_idx` is bound ("causal_conv1d_fn has no
 # accelerated kernel"); on the first packed step it checks that every conv call got a `seq_idx`.
-# The package has no wheel for the GPU images tuneform runs on, so tuneform binds a wrapper of the
-# same shape over `causal_conv1d_fn` below (the package's signature, computed by the document
-# reset above), and lets Unsloth's own check decide whether it is acceptable.
+# The package has no wheel for the GPU images tuneform runs on, so tuneform binds
+# `causal_conv1d_fn` below (the package's signature, computed by the document reset above) as that
+# wrapper's implementation, and lets Unsloth's own check decide whether it is acceptable.
 
 ConvRoute = Literal["seq-idx-torch", "seq-idx-kernel", "none"]
 """How Unsloth's LFM2 conv layers keep packed documents apart:
@@ -166,30 +165,44 @@ def causal_conv1d_fn(
     return out.to(x.dtype)
 
 
-def _hub_closure(fn: Any) -> dict[str, Any]:
-    """The variables transformers' hub wrapper closes over, or {} for anything else."""
-    try:
-        return dict(inspect.getclosurevars(fn).nonlocals) if callable(fn) else {}
-    except (TypeError, ValueError):
-        return {}
+def _closure_cells(fn: Any) -> dict[str, Any]:
+    """A function's closure cells by variable name ({} for anything else)."""
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None)
+    return dict(zip(code.co_freevars, cells, strict=True)) if code is not None and cells else {}
+
+
+def _hub_wrapper(fn: Any) -> Any:
+    """transformers' hub wrapper under `fn`, through the wrappers Unsloth puts around it (its
+    compile-disable shim keeps the original as `_unsloth_undisabled`, its packing probe as
+    `_unsloth_varlen_probe_of`), as Unsloth's own gate unwraps them; None if there is none."""
+    for _ in range(8):
+        if fn is None or {"implementation", "torch_function", "applicable_params"} <= _closure_cells(fn).keys():
+            return fn
+        fn = getattr(fn, "_unsloth_varlen_probe_of", None) or getattr(fn, "_unsloth_undisabled", None) or getattr(fn, "__wrapped__", None)
+    return None
 
 
 def _stand_in(torch_function: Callable[..., Any]) -> Callable[..., Any]:
-    """A wrapper shaped like transformers' hub wrapper with `causal_conv1d_fn` bound: the names
-    Unsloth reads from its closure are the ones below. Checked per call: a call with a `seq_idx`
-    (a packed row, which Unsloth passes) runs the document reset; any other call keeps
-    transformers' own PyTorch conv, as before."""
-    implementation = causal_conv1d_fn
-    applicable_params = tuple(inspect.signature(implementation).parameters)
+    """The implementation bound into transformers' hub wrapper: the package's signature, checked
+    per call. A call with a `seq_idx` (a packed row: Unsloth passes one) runs the document reset;
+    any other call keeps transformers' own PyTorch conv, as before."""
 
-    @functools.wraps(torch_function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("seq_idx") is None:
-            return torch_function(*args, **kwargs)
-        return implementation(*args, **{k: v for k, v in kwargs.items() if k in applicable_params})
+    def by_seq_idx(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        seq_idx: torch.Tensor | None = None,
+        initial_states: torch.Tensor | None = None,
+        return_final_states: bool = False,
+        final_states_out: torch.Tensor | None = None,
+        activation: str | None = None,
+    ) -> torch.Tensor:
+        if seq_idx is None and initial_states is None and not return_final_states and final_states_out is None:
+            return torch_function(x, weight, bias, activation=activation)
+        return causal_conv1d_fn(x, weight, bias, seq_idx, initial_states, return_final_states, final_states_out, activation)
 
-    setattr(wrapper, _MARK, True)
-    return wrapper
+    setattr(by_seq_idx, _MARK, True)
+    return by_seq_idx
 
 
 def _conv_namespaces(model: torch.nn.Module) -> tuple[list[torch.nn.Module], list[dict[str, Any]]]:
@@ -207,45 +220,58 @@ def _conv_namespaces(model: torch.nn.Module) -> tuple[list[torch.nn.Module], lis
     return layers, spaces
 
 
-def enable_for_unsloth(model: torch.nn.Module, unsloth_packing: ModuleType | None = None) -> ConvRoute:
+def enable_for_unsloth(model: torch.nn.Module, unsloth_packing: ModuleType | None = None) -> tuple[ConvRoute, str]:
     """Give Unsloth's hybrid packing a `causal_conv1d_fn` that resets at `seq_idx` for `model`'s
-    LFM2 conv layers; returns the route (ConvRoute). Call after the model is loaded and before the
-    trainer is built (Unsloth decides in `SFTTrainer.__init__`).
+    LFM2 conv layers; returns the route (ConvRoute) and, for "none", why. Call after the model is
+    loaded and before the trainer is built (Unsloth decides in `SFTTrainer.__init__`).
 
-    Bound only where each namespace holds transformers' hub wrapper over its PyTorch conv, and
-    kept only if Unsloth's own kernel check (`unsloth_packing`, default `unsloth.utils.packing`)
-    then accepts every conv layer; otherwise every namespace is restored and the route is "none".
+    The stand-in is bound as the implementation of transformers' hub wrapper (its closure), so the
+    wrappers Unsloth put around it stay as they are. Bound only where every conv namespace leads
+    to such a wrapper over transformers' PyTorch conv, and kept only if Unsloth's own kernel check
+    (`unsloth_packing`, default `unsloth.utils.packing`) then accepts every conv layer; otherwise
+    every wrapper is restored and Unsloth trains padded, as without tuneform.
     """
     layers, spaces = _conv_namespaces(model)
     if not layers or not spaces:
-        return "none"
+        return "none", "no LFM2 conv layer found"
     if unsloth_packing is None:
         from unsloth.utils import packing as unsloth_packing
     check = getattr(unsloth_packing, "_kwargs_kernels_available", None)
     if not callable(check) or getattr(unsloth_packing, "_KWARGS_KERNELS", {}).get("causal_conv1d_fn") != "seq_idx":
-        return "none"  # an Unsloth whose packing gate this module does not know
-    before = {id(space): (space, space["causal_conv1d_fn"]) for space in spaces}
-    bound = False
+        return "none", "this Unsloth has no hybrid-packing conv gate tuneform knows"
+    saved: dict[int, tuple[Any, dict[str, Any]]] = {}
+    route: ConvRoute = "seq-idx-kernel"
     for space in spaces:
-        current = space["causal_conv1d_fn"]
-        if getattr(current, _MARK, False):
+        wrapper = _hub_wrapper(space["causal_conv1d_fn"])
+        if wrapper is None:
+            _restore(saved)
+            return "none", f"{space.get('__name__')}.causal_conv1d_fn is not transformers' hub wrapper"
+        cells = _closure_cells(wrapper)
+        implementation = cells["implementation"].cell_contents
+        if getattr(implementation, _MARK, False):
+            route = "seq-idx-torch"
             continue
-        closure = _hub_closure(current)
-        if not {"implementation", "torch_function", "applicable_params"} <= closure.keys():
-            return _restore(before)
-        if closure["implementation"] is not closure["torch_function"]:
-            if "seq_idx" in closure["applicable_params"]:
+        if implementation is not cells["torch_function"].cell_contents:
+            if "seq_idx" in cells["applicable_params"].cell_contents:
                 continue  # the causal-conv1d package is bound: Unsloth uses it as it is
-            return _restore(before)
-        space["causal_conv1d_fn"] = _stand_in(closure["torch_function"])
-        bound = True
-    if check(layers) is not None:
-        return _restore(before)
-    return "seq-idx-torch" if bound or all(getattr(s["causal_conv1d_fn"], _MARK, False) for s in spaces) else "seq-idx-kernel"
+            _restore(saved)
+            return "none", "the bound causal_conv1d_fn takes no seq_idx"
+        saved[id(wrapper)] = (wrapper, {name: cell.cell_contents for name, cell in cells.items()})
+        stand_in = _stand_in(cells["torch_function"].cell_contents)
+        cells["implementation"].cell_contents = stand_in
+        cells["applicable_params"].cell_contents = tuple(inspect.signature(stand_in).parameters)
+        if "is_new_implementation" in cells:
+            cells["is_new_implementation"].cell_contents = True  # no "reference implementation" warning
+        route = "seq-idx-torch"
+    refused = check(layers)
+    if refused is not None:
+        _restore(saved)
+        return "none", f"Unsloth refused the stand-in: {refused}"
+    return route, ""
 
 
-def _restore(before: dict[int, tuple[dict[str, Any], Any]]) -> ConvRoute:
-    """Put back every namespace's `causal_conv1d_fn`: Unsloth then trains padded, as without tuneform."""
-    for space, original in before.values():
-        space["causal_conv1d_fn"] = original
-    return "none"
+def _restore(saved: dict[int, tuple[Any, dict[str, Any]]]) -> None:
+    """Put back what each hub wrapper closed over."""
+    for wrapper, contents in saved.values():
+        for name, cell in _closure_cells(wrapper).items():
+            cell.cell_contents = contents[name]

@@ -55,9 +55,10 @@ class Decision:
     note: str | None = None  # what the job prints when it refuses packing
 
 
-def decide(model_type: str, *, engine: str, requested: bool, unsloth_conv: str = "none") -> Decision:
+def decide(model_type: str, *, engine: str, requested: bool, unsloth_conv: str = "none", conv_why: str = "") -> Decision:
     """Pack only where the route for this model type and engine is known to be exact; pure.
-    `unsloth_conv`: the conv route Unsloth was given (train/packed_conv.py `ConvRoute`)."""
+    `unsloth_conv`: the conv route Unsloth was given (train/packed_conv.py `ConvRoute`), and
+    `conv_why` why there is none."""
     if not requested:
         return Decision(False, "n/a")
     route = EXACT.get(model_type)
@@ -67,6 +68,7 @@ def decide(model_type: str, *, engine: str, requested: bool, unsloth_conv: str =
         return Decision(True, f"document-mask+conv-{unsloth_conv}")
     elif route in NEEDS_TRL and engine != "trl":
         why = f"the {engine} engine does not keep {model_type}'s convolution layers within each document"
+        why += f" ({conv_why})" if conv_why else ""
     else:
         return Decision(True, route)
     return Decision(
@@ -80,10 +82,10 @@ def apply(model: object, *, engine: str, requested: bool) -> Decision:
     from tuneform.train import packed_conv
 
     model_type = str(getattr(getattr(model, "config", None), "model_type", ""))
-    unsloth_conv = "none"
+    unsloth_conv, why = "none", ""
     if requested and engine == "unsloth" and EXACT.get(model_type) in NEEDS_TRL:
-        unsloth_conv = packed_conv.enable_for_unsloth(model)  # type: ignore[arg-type]
-    decision = decide(model_type, engine=engine, requested=requested, unsloth_conv=unsloth_conv)
+        unsloth_conv, why = packed_conv.enable_for_unsloth(model)  # type: ignore[arg-type]
+    decision = decide(model_type, engine=engine, requested=requested, unsloth_conv=unsloth_conv, conv_why=why)
     if decision.note is not None:
         warnings.warn(decision.note, PackingWarning, stacklevel=2)
     if decision.route == "document-mask+conv-reset":
