@@ -235,7 +235,9 @@ def enable_for_unsloth(model: torch.nn.Module, unsloth_packing: ModuleType | Non
     if not layers or not spaces:
         return "none", "no LFM2 conv layer found"
     if unsloth_packing is None:
-        from unsloth.utils import packing as unsloth_packing
+        from unsloth.utils import packing as installed
+
+        unsloth_packing = installed
     check = getattr(unsloth_packing, "_kwargs_kernels_available", None)
     if not callable(check) or getattr(unsloth_packing, "_KWARGS_KERNELS", {}).get("causal_conv1d_fn") != "seq_idx":
         return "none", "this Unsloth has no hybrid-packing conv gate tuneform knows"
