@@ -284,7 +284,7 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
     """HubRegistry on its own: tag + main with parent_commit, 412 -> tag only, retried commits, restore, offline."""
     from huggingface_hub import constants
 
-    from tuneform.backends import hub_registry
+    from tuneform.backends import backend
     from tuneform.backends.hfjobs import timeout_seconds
     from tuneform.registry.hub import HubRegistry
 
@@ -321,7 +321,7 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
     assert registry.get(REPO, "c" * 12 + "d" * 52) is None  # same tag, another key
 
     batches = len(fake_hub.requests_to("POST", r"/info/lfs/objects/batch$"))
-    registry.restore(REPO, key_a, "revert")
+    registry.set_main(REPO, key_a, "revert", parent_commit=registry.main_commit(REPO))
     repo = fake_hub.repo(REPO)
     assert registry.main(REPO) == key_a and set(repo.files_at("main")) == set(repo.files_at("run-aaaaaaaaaaaa"))
     assert len(fake_hub.requests_to("POST", r"/info/lfs/objects/batch$")) == batches
@@ -341,7 +341,7 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
     with pytest.raises(Exception, match="HF_TOKEN"):
         anonymous.main(REPO)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert hub_registry() is None  # offline: plan falls back to git
+    assert backend("hf-jobs").registry(tmp_path) is None  # offline: plan falls back to git
 
     assert timeout_seconds(1000, 0.40, [None], "auto") == 2100  # estimate x 1.5 + 10 min
     assert timeout_seconds(1000, 0.40, [0.10, 5], "auto") == 900  # $0.10 buys 15 minutes at $0.40/h

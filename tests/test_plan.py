@@ -34,9 +34,7 @@ def publish(repo: Repo, key: str, *, status: str = PASSED, main: bool = True, pr
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git": {"commit": "c0ffee", "pr": pr},
     }
-    registry.publish("acme/support", key, staged, manifest)
-    if main:
-        registry.set_main("acme/support", key, "test")
+    registry.publish("acme/support", key, staged, manifest, parent_commit=registry.main_commit("acme/support"), move_main=main)
 
 
 def trained(repo: Repo) -> str:

@@ -13,7 +13,8 @@ Submitting one run:
    still SCHEDULING or RUNNING train a version this apply replaced; they are canceled.
 
 The client does not retry run_job; a 429/5xx is retried here after listing the jobs again, so a
-POST whose answer was lost is not made twice.
+POST whose answer was lost is not made twice. `HfJobsBackend` is this module's Backend
+(backends/protocol.py); its registry is the Hub's (registry/hub.py).
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneform.core.errors import TuneformError
+from tuneform.backends.protocol import ApplyContext, BackendError, Ended, JobRef, Submission
 from tuneform.core.hub import http_status, hub_failures, retry
+from tuneform.plan.planner import PlannedRun
 from tuneform.registry.hub import HubRegistry, tag_of
+from tuneform.registry.protocol import Registry, RegistryError, Version
 
 Say = Callable[[str], None]
 
@@ -61,7 +64,7 @@ exec python -m tuneform.cli job "$dir/tuneform-job/bundle" --registry "hub:$TUNE
 """
 
 
-class HfJobsError(TuneformError):
+class HfJobsError(BackendError):
     """Submitting or following a job failed; the message says what to do."""
 
 
@@ -390,3 +393,209 @@ class HfJobs:
 def namespace_of(repo: str) -> str:
     """Jobs run (and bill) in the output repo's namespace: the token writes there anyway."""
     return repo.split("/", 1)[0]
+
+
+def job_ref(root: Path, ref: str) -> tuple[str, str] | None:
+    """(namespace, job id) of an HF Jobs job: `NAMESPACE/ID`, or an ID (24 hex) in [tool.tuneform]
+    namespace (else the token's user); None when `ref` names no HF job."""
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[0-9a-f]{24}", ref):
+        namespace, job_id = ref.split("/", 1)
+        return namespace, job_id
+    if not re.fullmatch(r"[0-9a-f]{24}", ref):
+        return None
+    from tuneform.registry.hub import default_namespace
+
+    return default_namespace(root), ref
+
+
+def _asked(what: str, call: Callable[[], Any]) -> Any:
+    """A Jobs API call for status, logs or cancel; a Hub failure as a sentence that says what to do."""
+    from huggingface_hub.errors import JobNotFoundError
+
+    try:
+        return call()
+    except JobNotFoundError:
+        raise BackendError(f"{what}: no such job", fix="check the id and namespace: NAMESPACE/JOB_ID") from None
+    except hub_failures() as exc:
+        raise BackendError(explain(exc, what)) from None
+
+
+class HfJobsBackend:
+    """Backend `hf-jobs`: a container on Hugging Face Jobs, versions in the output repo on the Hub."""
+
+    name = "hf-jobs"
+
+    def registry(self, root: Path) -> Registry | None:
+        """The Hub registry (HF_TOKEN when set: public repos are readable without), or None offline
+        (the client's HF_HUB_OFFLINE): plan then decides from git alone."""
+        from tuneform.core.hub import hub_api, hub_offline
+
+        if hub_offline():
+            return None
+        return HubRegistry(hub_api())
+
+    def _connect(self, ctx: ApplyContext) -> tuple[Any, str, HubRegistry]:
+        """The API with HF_TOKEN (which apply needs: jobs bill the namespace), its token, the registry."""
+        token = os.environ.get("HF_TOKEN")
+        if not token:
+            raise BackendError("backend hf-jobs needs HF_TOKEN: a write token of the output repo's namespace (never put it in a run file)")
+        from huggingface_hub.utils import disable_progress_bars
+
+        from tuneform.core.hub import hub_api
+
+        disable_progress_bars()  # apply prints its own lines; upload bars would interleave with them
+        api = hub_api(token)
+        return api, token, HubRegistry(api, say=ctx.say)
+
+    def restore(self, run: PlannedRun, ctx: ApplyContext) -> Version | None:
+        """Main becomes the tagged version by server-side copy ($0, no job), from the main commit read here."""
+        repo, key = run.check.output_repo, run.check.key
+        assert repo and key
+        _, _, registry = self._connect(ctx)
+        try:
+            commit = registry.set_main(repo, key, run.check.path, parent_commit=registry.main_commit(repo))
+        except RegistryError:
+            raise
+        except Exception as exc:
+            raise BackendError(explain(exc, f"restoring {tag_of(key)}")) from None
+        ctx.say(f"restored {repo} main to {tag_of(key)} (commit {commit[:12]}; server-side copy, no job, $0)")
+        return registry.get(repo, key)
+
+    def submit(self, run: PlannedRun, ctx: ApplyContext) -> Submission:
+        """Submit the job once: not when a job for its label is in flight, its tag is published, or
+        another apply holds its claim."""
+        check = run.check
+        assert check.output_repo and check.key and check.spec is not None
+        repo, key, spec = check.output_repo, check.key, check.spec
+        estimate = check.sizing.estimate if check.sizing else None
+        if estimate is None:
+            raise BackendError("no estimate for this run, so no flavor or timeout: tuneform plan says why")
+        api, token, registry = self._connect(ctx)
+        jobs = HfJobs(api, namespace_of(repo), ctx.say)
+        label = job_key(key, run.action, check.eval_hash)
+        try:
+            active = jobs.active_job(label)
+            if active is not None:
+                return Submission(False, f"already submitted: job {active.id} ({active.status.stage}) {jobs.url(active.id)}", active.id)
+            if run.action != "evaluate" and registry.get(repo, key) is not None:
+                return Submission(False, f"already submitted: {tag_of(key)} is published in {repo}")
+            readable = [] if spec.model.is_local else [("model", spec.model.id)]
+            readable += [("dataset", src.dataset) for src in spec.data.train if getattr(src, "dataset", None)]
+            jobs.check_readable(readable)
+            registry.ensure_repo(repo, spec.output.private)
+            if not jobs.claim(repo, key, label):
+                return Submission(
+                    False,
+                    f"another apply is submitting {tag_of(key)} (branch {claim_branch(key)} in {repo}); if none is, delete that branch and apply again",
+                )
+        except (BackendError, RegistryError):
+            raise
+        except Exception as exc:
+            raise BackendError(explain(exc, "preparing the job")) from None
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="tuneform-submit-") as tmp:
+                bundle = ctx.bundle(run, registry, Path(tmp) / "bundle")
+                wheel = build_wheel(Path(tmp) / "wheel")
+                branch = jobs.upload(repo, key, bundle.path, wheel)
+            caps = [spec.budget.max_usd, ctx.plan.settings.max_usd_per_run]
+            timeout = timeout_seconds(estimate.seconds, estimate.flavor.usd_per_hour, caps, spec.compute.timeout)
+            image = spec.compute.image or os.environ.get("TUNEFORM_HF_IMAGE") or DEFAULT_IMAGE
+            submitted = jobs.submit(
+                repo=repo,
+                key=key,
+                label=label,
+                branch=branch,
+                image=image,
+                flavor=estimate.flavor.name,
+                timeout=timeout,
+                token=token,
+                git_sha=ctx.facts.get("commit"),
+                name=f"tuneform-{check.name}"[:100],
+            )
+        except (BackendError, RegistryError):
+            jobs.release(repo, key)
+            raise
+        except Exception as exc:
+            jobs.release(repo, key)
+            raise BackendError(explain(exc, "submitting the job")) from None
+        ctx.say(
+            f"submitted job {submitted.job_id} ({run.action} {check.path}) on {estimate.flavor.name}, timeout {timeout // 60} min: {submitted.url}"
+        )
+        superseded, note = _supersede(jobs, repo, key, submitted, ctx.say)
+        return Submission(True, f"submitted: {submitted.url}{note}", submitted.job_id, superseded, (jobs, registry, submitted), note)
+
+    def follow(self, run: PlannedRun, submission: Submission, ctx: ApplyContext) -> Ended:
+        """Follow the job to its end; its claim is released either way (a failed attempt holds none)."""
+        jobs, registry, submitted = submission.handle
+        repo, key = run.check.output_repo, run.check.key
+        try:
+            info = jobs.follow(submitted.job_id, ctx.say)
+        except Exception as exc:
+            raise BackendError(
+                explain(exc, f"following job {submitted.job_id} (it may still run: tuneform status {submitted.job_id})")
+            ) from None
+        jobs.release(repo, key)
+        stage = info.status.stage
+        version = registry.get(repo, key)
+        if stage == "COMPLETED":
+            return Ended(True, "", version)
+        tail = "\n".join(f"    {line}" for line in getattr(info, "log_tail", [])[-10:])
+        why = info.status.message or stage
+        hint = " (raise compute.timeout or shorten the run)" if "timeout" in why.lower() else ""
+        return Ended(False, f"job {submitted.job_id} ended {stage}: {why}{hint}; last log lines:\n{tail}", version)
+
+    def find_job(self, root: Path, ref: str) -> JobRef | None:
+        """`NAMESPACE/ID`, or an ID in the repository's namespace (else the token's user)."""
+        found = job_ref(root, ref)
+        return JobRef(found[1], found[0]) if found else None
+
+    def _api(self) -> Any:
+        from tuneform.core.hub import hub_api
+
+        return hub_api()
+
+    def status(self, root: Path, job: JobRef) -> dict[str, Any]:
+        info = _asked(f"inspecting job {job.id}", lambda: self._api().inspect_job(job_id=job.id, namespace=job.where))
+        return {
+            "id": info.id,
+            "stage": info.status.stage,
+            "message": info.status.message,
+            "flavor": info.flavor,
+            "labels": info.labels,
+            "url": info.url,
+            "backend": self.name,
+        }
+
+    def logs(self, root: Path, job: JobRef, lines: int | None) -> list[str]:
+        api = self._api()
+        return list(
+            _asked(f"fetching logs of job {job.id}", lambda: list(api.fetch_job_logs(job_id=job.id, namespace=job.where, tail=lines)))
+        )
+
+    def cancel(self, root: Path, job: JobRef) -> tuple[bool, str]:
+        api = self._api()
+        before = _asked(f"inspecting job {job.id}", lambda: api.inspect_job(job_id=job.id, namespace=job.where))
+        if before.status.stage in TERMINAL:
+            return False, before.status.stage
+        _asked(f"canceling job {job.id}", lambda: api.cancel_job(job_id=job.id, namespace=job.where))
+        return True, "CANCELED"
+
+
+def _supersede(jobs: HfJobs, repo: str, key: str, submitted: Submitted, say: Say) -> tuple[list[dict[str, Any]], str]:
+    """Cancel the run's older jobs still queued or running (another key: this apply replaced them).
+    Failing to cancel, or to list them, is a warning: the new job is submitted either way."""
+    try:
+        found = jobs.supersede(repo, key, submitted)
+    except Exception as exc:
+        say(f"warning: could not look for superseded jobs of {repo}: {explain(exc, 'listing jobs')}")
+        return [], ""
+    notes = []
+    for old in found:
+        if old.canceled:
+            say(f"canceled superseded job {old.job_id} (run-{old.run})")
+            notes.append(f"canceled superseded job {old.job_id} (run-{old.run})")
+        else:
+            say(f"warning: could not cancel superseded job {old.job_id} (run-{old.run}, {old.stage}): {old.message}")
+            notes.append(f"could not cancel superseded job {old.job_id} (run-{old.run})")
+    return [old.as_json() for old in found], "".join(f"; {n}" for n in notes)

@@ -2,7 +2,8 @@
 
 Each job gets a folder `<home>/jobs/<job id>/` with the bundle, `job.json` (state, pid, run key)
 and `log.txt` (everything the job printed). status, logs and cancel read those files, so they work
-from another terminal and after apply has exited.
+from another terminal and after apply has exited. Versions live in the local registry
+(registry/local.py). `LocalBackend` is this module's Backend (backends/protocol.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tuneform.backends.protocol import ApplyContext, BackendError, Ended, JobRef, Submission
+from tuneform.plan.planner import PlannedRun
+from tuneform.registry.local import LocalRegistry, default_home
+from tuneform.registry.protocol import Version
 
 RUNNING, COMPLETED, FAILED, CANCELED = "RUNNING", "COMPLETED", "ERROR", "CANCELED"
 TERMINAL = (COMPLETED, FAILED, CANCELED)
@@ -191,3 +197,74 @@ def cancel(job: LocalJob) -> bool:
             pass
     job.update(stage=CANCELED, message="canceled by the user", finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return True
+
+
+def home_of(root: Path) -> Path:
+    """The local registry folder of a repository: $TUNEFORM_HOME, [tool.tuneform] registry, or .tuneform."""
+    from tuneform.runfile.settings import settings_or_defaults
+    from tuneform.runfile.trees import WorkTree
+
+    return default_home(root, settings_or_defaults(WorkTree(root)).registry)
+
+
+class LocalBackend:
+    """Backend `local`: a subprocess of this machine, versions in a folder."""
+
+    name = "local"
+
+    def registry(self, root: Path) -> LocalRegistry:
+        return LocalRegistry(home_of(root))
+
+    def restore(self, run: PlannedRun, ctx: ApplyContext) -> Version | None:
+        repo, key = run.check.output_repo, run.check.key
+        assert repo and key
+        registry = LocalRegistry(ctx.home)
+        try:
+            registry.set_main(repo, key, f"restore ({run.check.path})", parent_commit=registry.main_commit(repo))
+        except OSError as exc:
+            raise BackendError(f"could not move main: {exc}") from None
+        ctx.say(f"restored {repo} main to run-{key[:12]} (no training, $0)")
+        return registry.get(repo, key)
+
+    def submit(self, run: PlannedRun, ctx: ApplyContext) -> Submission:
+        check = run.check
+        assert check.key
+        running = active_job(ctx.home, check.key)
+        if running is not None:
+            return Submission(False, f"job {running.id} is already training this run key", running.id)
+        job = new_job(ctx.home, check.key, check.name)
+        ctx.bundle(run, LocalRegistry(ctx.home), job.bundle, job_id=job.id)
+        process = start(job, ctx.home)
+        ctx.say(f"started job {job.id} ({run.action} {check.path}); log: {job.log}")
+        return Submission(True, "submitted", job.id, handle=(job, process))
+
+    def follow(self, run: PlannedRun, submission: Submission, ctx: ApplyContext) -> Ended:
+        job, process = submission.handle
+        stage = follow(job, process, ctx.say)
+        repo, key = run.check.output_repo, run.check.key
+        assert repo and key
+        message = "" if stage == COMPLETED else job.state.get("message") or f"job ended {stage}: see {job.log}"
+        return Ended(stage == COMPLETED, message, LocalRegistry(ctx.home).get(repo, key))
+
+    def find_job(self, root: Path, ref: str) -> JobRef | None:
+        """The newest job whose id, run name or run key prefix is `ref`."""
+        found = find_jobs(home_of(root), ref)
+        return JobRef(found[-1].id) if found else None
+
+    def _job(self, root: Path, job: JobRef) -> LocalJob:
+        found = LocalJob(jobs_dir(home_of(root)) / job.id)
+        if not (found.folder / "job.json").is_file():
+            raise BackendError(f"no local job {job.id}: tuneform apply prints job ids")
+        return found
+
+    def status(self, root: Path, job: JobRef) -> dict[str, Any]:
+        found = self._job(root, job)
+        return found.state | {"stage": found.stage}
+
+    def logs(self, root: Path, job: JobRef, lines: int | None) -> list[str]:
+        return list(tail(self._job(root, job), lines))
+
+    def cancel(self, root: Path, job: JobRef) -> tuple[bool, str]:
+        found = self._job(root, job)
+        canceled = cancel(found)
+        return canceled, found.stage

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tuneform import __version__
+from tuneform.backends import BACKENDS
 from tuneform.cli.handler import CommandError, TuneformGroup
 from tuneform.core.errors import EXIT_FAIL, EXIT_OK
 
@@ -48,7 +49,7 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True)
-@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Check as if running on this backend.")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None, help="Check as if running on this backend.")
 def validate(paths: tuple[str, ...], fmt: str, backend: str | None) -> None:
     """Check run files (default: runs/): schema, files, flavors, budgets, memory fit.
 
@@ -66,7 +67,7 @@ def validate(paths: tuple[str, ...], fmt: str, backend: str | None) -> None:
 @main.command()
 @click.argument("paths", nargs=-1)
 @click.option("--base", default=None, help="Git revision to compare with (default: merge base with main).")
-@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Override compute.backend.")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None, help="Override compute.backend.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--offline", is_flag=True, help="Do not ask the Hub to resolve revisions or read registries.")
 def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str, offline: bool) -> None:
@@ -85,7 +86,7 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
 @main.command()
 @click.argument("paths", nargs=-1)
 @click.option("--base", default=None, help="Git revision to compare with (default: merge base with main).")
-@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Override compute.backend.")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None, help="Override compute.backend.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow each job until it ends.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
@@ -237,15 +238,9 @@ def _home(root: Path) -> Path:
     return default_home(root, _settings(root).registry)
 
 
-def _registry(root: Path) -> Any:
-    from tuneform.registry.local import LocalRegistry
-
-    return LocalRegistry(_home(root))
-
-
 @main.command()
 @click.argument("run")
-@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Whose registry (default: the run's backend).")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None, help="Whose registry (default: the run's backend).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def history(run: str, backend: str | None, fmt: str) -> None:
     """Versions of a run (a run file or name): key, git commit, PR, date, status, metrics."""
@@ -288,17 +283,14 @@ def history(run: str, backend: str | None, fmt: str) -> None:
 
 
 def _run_registry(root: Path, spec: Any, name: str, backend: str | None) -> tuple[str, Any]:
-    """A run's output repo and the registry that holds its versions (local folder or the Hub)."""
+    """A run's output repo and the registry of its backend, which holds its versions."""
+    from tuneform.backends import backend as backend_named
     from tuneform.plan.runcheck import output_repo_of
+    from tuneform.registry.local import RegistryError
 
     settings = _settings(root)
     repo = output_repo_of(spec, name, settings)
-    if (backend or spec.compute.backend or settings.default_backend) != "hf-jobs":
-        return repo, _registry(root)
-    from tuneform.backends import hub_registry
-    from tuneform.registry.local import RegistryError
-
-    registry = hub_registry()
+    registry = backend_named(backend or spec.compute.backend or settings.default_backend).registry(root)
     if registry is None:
         raise RegistryError(f"{repo} is on the Hub and the Hub client is offline (HF_HUB_OFFLINE)", fix="unset it to read the versions")
     return repo, registry
@@ -306,7 +298,7 @@ def _run_registry(root: Path, spec: Any, name: str, backend: str | None) -> tupl
 
 @main.command()
 @click.argument("paths", nargs=-1)
-@click.option("--backend", type=click.Choice(["local", "hf-jobs"]), default=None, help="Whose registry (default: each run's backend).")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None, help="Whose registry (default: each run's backend).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
     """Estimated against measured for every trained version of the runs (default: runs/), and the
@@ -385,56 +377,17 @@ def preview(run: Path, count: int, fmt: str) -> None:
     )
 
 
-def _jobs(ref: str) -> Any:
-    from tuneform.backends import local
+def _job(ref: str) -> tuple[Any, Any]:
+    """The backend and job that `ref` names: the first backend of the table that knows it."""
+    from tuneform.backends import backend
 
-    found = local.find_jobs(_home(_root()), ref)
-    if not found:
-        raise CommandError(f"no job matches '{ref}'", fix="pass a job id, a run name or a run key prefix (tuneform apply prints job ids)")
-    return found[-1]
-
-
-def _hf_job_ref(ref: str) -> tuple[str, str] | None:
-    """(namespace, job id) of an HF Jobs job: `NAMESPACE/ID`, or an ID (24 hex) in [tool.tuneform] namespace
-    (else the token's user)."""
-    import re
-
-    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[0-9a-f]{24}", ref):
-        namespace, job_id = ref.split("/", 1)
-        return namespace, job_id
-    if not re.fullmatch(r"[0-9a-f]{24}", ref):
-        return None
-    from tuneform.registry.hub import default_namespace
-
-    return default_namespace(_root()), ref
-
-
-def _hf(ref: str) -> tuple[Any, str, str] | None:
-    """An HF Jobs job named by `ref`, when it names one and no local job matches."""
-    from tuneform.backends import local
-
-    if local.find_jobs(_home(_root()), ref):
-        return None
-    found = _hf_job_ref(ref)
-    if found is None:
-        return None
-    from tuneform.core.hub import hub_api
-
-    return hub_api(), found[0], found[1]
-
-
-def _hf_call(what: str, call: Any) -> Any:
-    from huggingface_hub.errors import JobNotFoundError
-
-    from tuneform.backends.hfjobs import explain
-    from tuneform.core.hub import hub_failures
-
-    try:
-        return call()
-    except JobNotFoundError:
-        raise CommandError(f"{what}: no such job", fix="check the id and namespace: NAMESPACE/JOB_ID") from None
-    except hub_failures() as exc:
-        raise CommandError(explain(exc, what)) from None
+    root = _root()
+    for name in BACKENDS:
+        chosen = backend(name)
+        found = chosen.find_job(root, ref)
+        if found is not None:
+            return chosen, found
+    raise CommandError(f"no job matches '{ref}'", fix="pass a job id, a run name or a run key prefix (tuneform apply prints job ids)")
 
 
 @main.command()
@@ -442,30 +395,16 @@ def _hf_call(what: str, call: Any) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(run_or_job: str, fmt: str) -> None:
     """Stage of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
-    remote = _hf(run_or_job)
-    if remote is not None:
-        api, namespace, job_id = remote
-        info = _hf_call(f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
-        state = {
-            "id": info.id,
-            "stage": info.status.stage,
-            "message": info.status.message,
-            "flavor": info.flavor,
-            "labels": info.labels,
-            "url": info.url,
-            "backend": "hf-jobs",
-        }
-        if fmt == "json":
-            _emit_json(state)
-        else:
-            click.echo(f"{info.id}: {info.status.stage}" + (f" ({info.status.message})" if info.status.message else "") + f" {info.url}")
-        return
-    found = _jobs(run_or_job)
-    state = found.state | {"stage": found.stage}
+    chosen, found = _job(run_or_job)
+    state = chosen.status(_root(), found)
     if fmt == "json":
         _emit_json(state)
     else:
-        click.echo(f"{state['id']}: {state['stage']}" + (f" ({state['message']})" if state.get("message") else ""))
+        click.echo(
+            f"{state['id']}: {state['stage']}"
+            + (f" ({state['message']})" if state.get("message") else "")
+            + (f" {state['url']}" if state.get("url") else "")
+        )
 
 
 @main.command()
@@ -474,26 +413,12 @@ def status(run_or_job: str, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
     """Print the log of the latest job of a run (or of a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID)."""
-    from tuneform.backends import local
-
-    remote = _hf(run_or_job)
-    if remote is not None:
-        api, namespace, job_id = remote
-        lines_got = _hf_call(
-            f"fetching logs of job {job_id}", lambda: list(api.fetch_job_logs(job_id=job_id, namespace=namespace, tail=lines))
-        )
-        if fmt == "json":
-            _emit_json({"id": job_id, "lines": lines_got})
-        else:
-            for line in lines_got:
-                click.echo(line)
-        return
-
-    found = _jobs(run_or_job)
+    chosen, found = _job(run_or_job)
+    got = chosen.logs(_root(), found, lines)
     if fmt == "json":
-        _emit_json({"id": found.id, "lines": list(local.tail(found, lines))})
+        _emit_json({"id": found.id, "lines": got})
         return
-    for line in local.tail(found, lines):
+    for line in got:
         click.echo(line)
 
 
@@ -502,31 +427,14 @@ def logs(run_or_job: str, lines: int | None, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def cancel(run_or_job: str, fmt: str) -> None:
     """Stop the latest job of a run (or a job id; HF Jobs: JOB_ID or NAMESPACE/JOB_ID); nothing is published."""
-    from tuneform.backends import local
-
-    remote = _hf(run_or_job)
-    if remote is not None:
-        api, namespace, job_id = remote
-        before = _hf_call(f"inspecting job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace))
-        running = before.status.stage not in ("COMPLETED", "CANCELED", "ERROR", "DELETED")
-        if running:
-            _hf_call(f"canceling job {job_id}", lambda: api.cancel_job(job_id=job_id, namespace=namespace))
-        if fmt == "json":
-            _emit_json({"id": job_id, "canceled": running, "stage": "CANCELED" if running else before.status.stage})
-        elif running:
-            click.echo(f"canceled {job_id}")
-        else:
-            click.echo(f"{job_id} had already ended ({before.status.stage})")
-        return
-
-    found = _jobs(run_or_job)
-    canceled = local.cancel(found)
+    chosen, found = _job(run_or_job)
+    canceled, stage = chosen.cancel(_root(), found)
     if fmt == "json":
-        _emit_json({"id": found.id, "canceled": canceled, "stage": found.stage})
+        _emit_json({"id": found.id, "canceled": canceled, "stage": stage})
     elif canceled:
         click.echo(f"canceled {found.id}")
     else:
-        click.echo(f"{found.id} had already ended ({found.stage})")
+        click.echo(f"{found.id} had already ended ({stage})")
 
 
 @main.command()

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.job.checkpoints import WorkBranch, delete_work_branch
-from tuneform.registry.hub import HubRegistry, Published
-from tuneform.registry.local import Version
+from tuneform.registry.hub import HubRegistry
+from tuneform.registry.protocol import Published, Version
 
 
 class HubJobRegistry:
-    """What `tuneform job` needs from a registry, over the Hub (the local one is a folder)."""
+    """The JobRegistry protocol (job/registries.py) over the Hub (the local one is a folder)."""
+
+    checkpoints = True
 
     def __init__(self, hub: HubRegistry, private: bool = True):
         self.hub = hub
@@ -42,7 +44,7 @@ class HubJobRegistry:
     def evals_dir(self, repo: str, key: str, eval_hash: str) -> Path:
         return self._tmp / "evals" / eval_hash
 
-    def upload_evals(self, repo: str, key: str, eval_hash: str) -> None:
+    def publish_evals(self, repo: str, key: str, eval_hash: str) -> None:
         self.hub.add_evals(repo, key, eval_hash, self.evals_dir(repo, key, eval_hash))
 
     def work_branch(self, repo: str, key: str, settings: dict[str, Any]) -> WorkBranch:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from tuneform import __version__
 from tuneform.evals.suite import Suite, read_suite
 from tuneform.job.bundle import Bundle, BundleError, read_bundle
-from tuneform.registry.local import FAILED_GATES, PASSED, LocalRegistry
+from tuneform.job.registries import JobRegistry, LocalJobRegistry
+from tuneform.registry.local import FAILED_GATES, PASSED
 from tuneform.runfile.trees import WorkTree
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def _score(
 HUB_REGISTRY = "hub"
 
 
-def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> Any:
+def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> JobRegistry:
     """`hub` or `hub:<repo>`: the Hub model repo of output.repo (HF_TOKEN, HF_ENDPOINT); else a local folder."""
     text = str(where)
     if text == HUB_REGISTRY or text.startswith(HUB_REGISTRY + ":"):
@@ -119,7 +120,7 @@ def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> Any:
         if named and named != bundle.run["output_repo"]:
             raise BundleError(f"--registry {text} does not match the bundle's output repo {bundle.run['output_repo']}")
         return HubJobRegistry(HubRegistry(hub_api(), say=echo), private=bundle.spec.output.private)
-    return LocalRegistry(Path(where))
+    return LocalJobRegistry(Path(where))
 
 
 def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes: int | None = None) -> int:
@@ -145,7 +146,6 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
     quiet_libraries()
     spec, key, repo = bundle.spec, bundle.key, bundle.run["output_repo"]
     registry = open_registry(registry_home, bundle, echo)
-    hub = not isinstance(registry, LocalRegistry)
     action = bundle.run.get("action", "create")
     model_path = bundle.model_path()
     echo(f"tuneform job: {action} {bundle.run['name']} run-{key[:12]} -> {repo}")
@@ -212,34 +212,18 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         shutil.rmtree(staging, ignore_errors=True)
         eval_hash = str(bundle.run.get("eval_hash"))
         _write_report(registry.evals_dir(repo, key, eval_hash), manifest, echo)
-        if hub:
-            registry.upload_evals(repo, key, eval_hash)
+        registry.publish_evals(repo, key, eval_hash)
         return 0 if table.passed else 1
     _write_report(staging, manifest, echo)
     from tuneform.job.report import model_card
 
     (staging / "model" / "README.md").write_text(model_card(manifest), encoding="utf-8")  # replaces PEFT's stub card
-    if hub:
-        return _publish_hub(registry, bundle, staging, manifest, echo)
-    version = registry.publish(repo, key, staging, manifest)
-    echo(f"published run-{key[:12]} to {repo} ({version.status})")
-    if version.status == PASSED:
-        expected = bundle.run.get("expected_main")
-        current = registry.main(repo)
-        if current != expected:
-            echo(
-                f"main of {repo} moved since apply planned this (now run-{(current or '')[:12]}): leaving it; restore this version by planning its run file"
-            )
-        else:
-            registry.set_main(repo, key, f"trained {bundle.run['path']}")
-            echo(f"main of {repo} -> run-{key[:12]}")
-        return 0
-    echo("gates failed: the version is kept and marked; main did not move")
-    return 1
+    return _publish(registry, bundle, staging, manifest, echo)
 
 
-def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[str, Any], echo: Echo) -> int:
-    """Tag the version; move main only when gates passed and main is still the commit apply saw."""
+def _publish(registry: JobRegistry, bundle: Bundle, staging: Path, manifest: dict[str, Any], echo: Echo) -> int:
+    """Publish the version; move main only when gates passed and main is still the commit apply
+    saw (the registry checks and moves in one step: registry/protocol.py)."""
     from tuneform.core.hub import hub_failures
     from tuneform.registry.local import RegistryError
 
@@ -261,7 +245,7 @@ def _publish_hub(registry: Any, bundle: Bundle, staging: Path, manifest: dict[st
     return 0
 
 
-def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, processes: int | None) -> tuple[Any, int | None]:
+def _train(bundle: Bundle, registry: JobRegistry, data: Any, staging: Path, echo: Echo, processes: int | None) -> tuple[Any, int | None]:
     """The training step: in this process, or on several (DDP, one per GPU) through train/launch.py.
     Returns the TrainResult and the step it resumed from (None: from the start)."""
     import gc
@@ -319,12 +303,12 @@ def _train(bundle: Bundle, registry: Any, data: Any, staging: Path, echo: Echo, 
 
 
 def _work_branch(
-    bundle: Bundle, registry: Any, processes: int, batch_size: int | None, checkpointing: bool | None
+    bundle: Bundle, registry: JobRegistry, processes: int, batch_size: int | None, checkpointing: bool | None
 ) -> tuple[WorkBranch | None, float]:
     """The run's work branch, where checkpoints go every `minutes` and where a retried job finds
-    one to resume from. Hub jobs only: a local job has nothing that retries it, so it neither
-    saves nor resumes (see job/checkpoints.py)."""
-    if isinstance(registry, LocalRegistry):
+    one to resume from; None where the registry keeps none (a local job has nothing that retries
+    it, so it neither saves nor resumes: see job/checkpoints.py)."""
+    if not registry.checkpoints:
         return None, 0.0
     from tuneform.job.checkpoints import resume_settings
     from tuneform.runfile.settings import DEFAULT_CHECKPOINT_MINUTES

@@ -19,7 +19,7 @@ from tuneform.data.check import CHECKED_ACTIONS, DataSection, check_data
 from tuneform.estimate.catalog import FLAVORS, FlavorTable
 from tuneform.estimate.sizing import usd_text
 from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
-from tuneform.registry.local import FAILED_GATES, Registry, RegistryError, Version
+from tuneform.registry.protocol import FAILED_GATES, Registry, RegistryError, Version
 from tuneform.runfile.diagnostics import Problem
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, load_settings

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneform.core.hub import hub_api, hub_failures, retry
-from tuneform.registry.local import PASSED, RegistryError, Version
+from tuneform.core.hub import http_status, hub_api, hub_failures, retry
+from tuneform.registry.protocol import PASSED, Published, RegistryError, Version, main_moved
 
 MANIFEST = "tuneform/manifest.json"
 TAG_PREFIX = "run-"
@@ -40,18 +39,9 @@ def default_namespace(root: Path) -> str:
     return str(namespace or hub_api().whoami()["name"])
 
 
-@dataclass
-class Published:
-    """What publish did: the version, whether main now holds it, and a sentence for the log."""
-
-    version: Version
-    commit: str
-    moved_main: bool
-    note: str
-
-
 class HubRegistry:
-    """Registry protocol (get, main, versions, has_evals) over Hub model repos, plus publish/restore."""
+    """The Registry protocol (registry/protocol.py) over Hub model repos: main moves by a commit whose
+    `parent_commit` is the main commit the caller read, so the Hub refuses it (412) when main moved."""
 
     def __init__(self, api: Any, say: Callable[[str], None] | None = None):
         self.api = api
@@ -236,7 +226,8 @@ class HubRegistry:
         With `move_main` (gates passed), one commit on main with `parent_commit` = the main commit
         apply saw: it holds exactly this version's files, and is tagged. When main moved since
         (412), or the gates failed, the commit goes on a work branch from main instead, is tagged,
-        and main stays where it is.
+        and main stays where it is. `parent_commit` None means the caller saw no repo: main then
+        must still hold no version.
         """
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
         from huggingface_hub.errors import HfHubHTTPError
@@ -256,6 +247,9 @@ class HubRegistry:
             return adds + [CommitOperationDelete(p) for p in sorted(stale)]
 
         note = ""
+        moved = f"main of {repo} moved since apply planned this: tagged {tag_of(key)} only, main left where it is (plan the run file to restore it)"
+        if move_main and parent_commit is None and self.main(repo) is not None:
+            move_main, note = False, moved  # the repo was created and given a version since the caller looked
         if move_main:
             base = parent_commit or self.main_commit(repo)
             try:
@@ -273,7 +267,7 @@ class HubRegistry:
                 if landed:  # our own commit landed, its answer was lost: only the tag is missing
                     self._tag(repo, key, landed, message)
                     return Published(self.get(repo, key), landed, True, f"main of {repo} -> {tag_of(key)}")  # type: ignore[arg-type]
-                note = f"main of {repo} moved since apply planned this: tagged {tag_of(key)} only, main left where it is (plan the run file to restore it)"
+                note = moved
         branch = f"tuneform/versions/{key[:12]}"
         retry(
             lambda: self.api.create_branch(repo, branch=branch, revision=parent_commit or "main", exist_ok=True),
@@ -290,9 +284,10 @@ class HubRegistry:
         assert version is not None
         return Published(version, commit, False, note or f"tagged {tag_of(key)} ({version.status}); main not moved")
 
-    def restore(self, repo: str, key: str, reason: str = "") -> str:
-        """One commit on main that makes it the tagged version: every file copied server side (LFS by
-        reference), files absent at the tag deleted. No job, no upload of weights, $0."""
+    def set_main(self, repo: str, key: str, reason: str, *, parent_commit: str | None) -> str:
+        """One commit on main, from `parent_commit` (the main commit the caller read), that makes it
+        the tagged version: every file copied server side (LFS by reference), files absent at the
+        tag deleted. No job, no upload of weights, $0. Main moved since: MainMoved, nothing changed."""
         from huggingface_hub import CommitOperationCopy, CommitOperationDelete
 
         tags = self.tags(repo)
@@ -302,12 +297,19 @@ class HubRegistry:
         if self.main(repo) == key:
             return source
         base = self.main_commit(repo)
+        if base != parent_commit:
+            raise main_moved(repo, key)
         tagged = self._files_at(repo, source) - {".gitattributes"}
         on_main = self._files_at(repo, base or "main") - {".gitattributes"}
         ops: list[Any] = [CommitOperationCopy(p, p, src_revision=source) for p in sorted(tagged)]
         ops += [CommitOperationDelete(p) for p in sorted(on_main - tagged)]
         message = f"restore {tag_of(key)}" + (f" ({reason})" if reason else "")
-        return self._commit(repo, ops, message, "main", base, lambda: self._head_with_key(repo, "main", key))
+        try:
+            return self._commit(repo, ops, message, "main", base, lambda: self._head_with_key(repo, "main", key))
+        except Exception as exc:
+            if http_status(exc) == 412:  # main moved between our read and the commit
+                raise main_moved(repo, key) from None
+            raise
 
     def add_evals(self, repo: str, key: str, eval_hash: str, folder: Path) -> str:
         """Scores of version `key` under changed evals: tuneform/evals/<hash>/ on main."""

@@ -7,67 +7,34 @@ Backend `local` keeps the Hub's layout in a folder (default `.tuneform/`, or $TU
     <home>/<namespace>/<name>/main                           the key git main asks for
     <home>/<namespace>/<name>/log.jsonl                      every move of main, appended
 
+    <home>/<namespace>/<name>/.lock                          held while publishing or moving main
+
 A version appears by renaming a finished temporary folder into place, so a crash never leaves a
-half-published version; `main` moves by atomic replace. The Hub registry (backend hf-jobs) offers
-the same reads over tags `run-<key12>` and branch `main`.
+half-published version; `main` moves by atomic replace, under the lock, and only when it is still
+where the caller read it (registry/protocol.py). The Hub registry (registry/hub.py) offers the
+same over tags `run-<key12>` and branch `main`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from tuneform.core.errors import TuneformError
-
-PASSED = "passed"
-FAILED_GATES = "failed_gates"
-
-
-@dataclass(frozen=True)
-class Version:
-    """One trained version of a run, as its manifest describes it."""
-
-    key: str
-    status: str  # PASSED or FAILED_GATES
-    manifest: dict[str, Any]
-
-    @property
-    def commit(self) -> str | None:
-        return self.manifest.get("git", {}).get("commit")
-
-    @property
-    def pr(self) -> int | None:
-        return self.manifest.get("git", {}).get("pr")
-
-    @property
-    def created(self) -> str | None:
-        return self.manifest.get("created")
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.manifest.get("metrics", {})
-
-
-class RegistryError(TuneformError):
-    """The registry cannot be read or written; the message says what to do."""
-
-
-class Registry(Protocol):
-    """What plan reads (get, main) and apply writes (publish, set_main)."""
-
-    def get(self, repo: str, key: str) -> Version | None: ...
-
-    def main(self, repo: str) -> str | None: ...
-
-    def versions(self, repo: str) -> list[Version]: ...
-
-    def has_evals(self, repo: str, key: str, eval_hash: str) -> bool: ...
+# The registry's vocabulary lives in protocol.py; re-exported here, where callers have long found it.
+from tuneform.registry.protocol import FAILED_GATES as FAILED_GATES
+from tuneform.registry.protocol import PASSED as PASSED
+from tuneform.registry.protocol import Published, main_moved
+from tuneform.registry.protocol import RegistryError as RegistryError
+from tuneform.registry.protocol import Version as Version
 
 
 def default_home(repo_root: Path, configured: str | None = None) -> Path:
@@ -127,29 +94,71 @@ class LocalRegistry:
     def has_evals(self, repo: str, key: str, eval_hash: str) -> bool:
         return (self.evals_dir(repo, key, eval_hash) / "report.json").is_file()
 
-    def publish(self, repo: str, key: str, staged: Path, manifest: dict[str, Any]) -> Version:
-        """Move a finished folder (holding model/) into place with its manifest, atomically.
+    def main_commit(self, repo: str) -> str | None:
+        """main's state as a token: how many times it moved (log.jsonl) and the key it holds, so
+        that main moved away and back again does not look unchanged. None: main never set."""
+        folder = self._repo(repo)
+        try:
+            with open(folder / "log.jsonl", "rb") as log:
+                moves = sum(1 for _ in log)
+        except FileNotFoundError:
+            moves = 0
+        key = self.main(repo)
+        return None if key is None and moves == 0 else f"{moves}:{key or ''}"
+
+    @contextmanager
+    def _locked(self, repo: str) -> Iterator[Path]:
+        """The repo's folder, held under its lock file: one publish or move of main at a time, so
+        the check that main is where the caller read it and the move are one step."""
+        folder = self._repo(repo)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield folder
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def publish(
+        self, repo: str, key: str, folder: Path, manifest: dict[str, Any], *, parent_commit: str | None, move_main: bool
+    ) -> Published:
+        """Move a finished folder (holding model/) into place with its manifest, atomically; with
+        `move_main`, point main at it when main is still at `parent_commit`.
 
         A version that already exists is kept as is: keys are immutable, like Hub tags.
         """
-        existing = self.get(repo, key)
-        if existing is not None:
-            return existing
+        with self._locked(repo):
+            existing = self.get(repo, key)
+            if existing is not None:
+                return Published(existing, "", self.main(repo) == key, f"run-{key[:12]} is already published")
+            self._place(repo, key, folder, manifest)
+            version = self.get(repo, key)
+            assert version is not None
+            if not move_main:
+                return Published(version, "", False, f"kept run-{key[:12]} ({version.status}); main not moved")
+            if self.main_commit(repo) != parent_commit:
+                now = self.main(repo)
+                return Published(
+                    version,
+                    "",
+                    False,
+                    f"main of {repo} moved since apply planned this (now run-{(now or '')[:12]}): leaving it; restore this version by planning its run file",
+                )
+            self._move_main(repo, key, f"trained {manifest.get('path', '')}".strip())
+            return Published(version, self.main_commit(repo) or "", True, f"main of {repo} -> run-{key[:12]}")
+
+    def _place(self, repo: str, key: str, staged: Path, manifest: dict[str, Any]) -> None:
         versions = self._repo(repo) / "versions"
         versions.mkdir(parents=True, exist_ok=True)
         (staged / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         target = versions / key
         try:
             os.rename(staged, target)
-        except OSError:  # another apply published the same key first, or staged is on another filesystem
-            if self.get(repo, key) is None:
-                tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=versions))
-                shutil.rmtree(tmp)
-                shutil.copytree(staged, tmp)
-                os.rename(tmp, target)
-        version = self.get(repo, key)
-        assert version is not None
-        return version
+        except OSError:  # staged is on another filesystem
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=versions))
+            shutil.rmtree(tmp)
+            shutil.copytree(staged, tmp)
+            os.rename(tmp, target)
 
     def staging(self, repo: str, key: str) -> Path:
         """A fresh temporary folder beside the versions, to build a version in before publishing."""
@@ -157,10 +166,21 @@ class LocalRegistry:
         versions.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=versions))
 
-    def set_main(self, repo: str, key: str, reason: str) -> None:
-        """Point main at `key` (atomic replace) and log the move."""
+    def set_main(self, repo: str, key: str, reason: str, *, parent_commit: str | None) -> str:
+        """Point main at the existing version `key` when main is still at `parent_commit` (what the
+        caller read with main_commit); else raise MainMoved and change nothing. Returns main's new token."""
+        with self._locked(repo):
+            if self.get(repo, key) is None:
+                raise RegistryError(f"{repo} has no version run-{key[:12]}: nothing to point main at")
+            if self.main(repo) != key:
+                if self.main_commit(repo) != parent_commit:
+                    raise main_moved(repo, key)
+                self._move_main(repo, key, reason)
+            return self.main_commit(repo) or ""
+
+    def _move_main(self, repo: str, key: str, reason: str) -> None:
+        """Replace main atomically and log the move (the caller holds the lock)."""
         folder = self._repo(repo)
-        folder.mkdir(parents=True, exist_ok=True)
         previous = self.main(repo)
         tmp = folder / f".main-{os.getpid()}"
         tmp.write_text(key + "\n")
