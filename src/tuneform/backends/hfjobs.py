@@ -34,6 +34,7 @@ from typing import Any
 
 from tuneform.backends.protocol import ApplyContext, BackendError, Ended, JobRef, Submission
 from tuneform.core.hub import http_status, hub_failures, retry
+from tuneform.estimate.catalog import FlavorTable
 from tuneform.plan.planner import PlannedRun
 from tuneform.registry.hub import HubRegistry, tag_of
 from tuneform.registry.protocol import Registry, RegistryError, Version
@@ -433,6 +434,14 @@ class HfJobsBackend:
         if hub_offline():
             return None
         return HubRegistry(hub_api())
+
+    def prices(self) -> tuple[FlavorTable, str | None]:
+        """Current HF Jobs prices when the Hub is reachable (the offline table otherwise); a
+        message when the Hub could not be asked."""
+        from tuneform.core.hub import hub_api, hub_offline
+        from tuneform.estimate.catalog import FLAVORS, hub_flavor_table
+
+        return (FLAVORS, None) if hub_offline() else hub_flavor_table(hub_api())
 
     def _connect(self, ctx: ApplyContext) -> tuple[Any, str, HubRegistry]:
         """The API with HF_TOKEN (which apply needs: jobs bill the namespace), its token, the registry."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.backends.protocol import ApplyContext, BackendError, Ended, JobRef, Submission
+from tuneform.estimate.catalog import FLAVORS, FlavorTable
 from tuneform.plan.planner import PlannedRun
 from tuneform.registry.local import LocalRegistry, default_home
 from tuneform.registry.protocol import Version
@@ -214,6 +215,10 @@ class LocalBackend:
 
     def registry(self, root: Path) -> LocalRegistry:
         return LocalRegistry(home_of(root))
+
+    def prices(self) -> tuple[FlavorTable, str | None]:
+        """The offline table: this machine's flavor costs nothing, and there is nothing to ask."""
+        return FLAVORS, None
 
     def restore(self, run: PlannedRun, ctx: ApplyContext) -> Version | None:
         repo, key = run.check.output_repo, run.check.key

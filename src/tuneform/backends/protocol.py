@@ -3,6 +3,8 @@
 A backend runs `tuneform job` somewhere and keeps versions in a registry (registry/protocol.py):
 
 - `registry(root)`: the registry plan reads (None: not readable from here, e.g. offline).
+- `prices()`: the flavor table to plan with (the backend's current prices where it has them);
+  a warning when it could not ask (the offline table is used then).
 - `restore(run, ctx)`: move main to the version already trained for the run ($0, no job), only
   from the main commit it read (the registry's compare-and-swap).
 - `submit(run, ctx)`: build the bundle and start the job, once: a key already trained or in
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tuneform.core.errors import TuneformError
+from tuneform.estimate.catalog import FlavorTable
 from tuneform.job.bundle import Bundle, build_bundle
 from tuneform.plan.planner import Plan, PlannedRun
 from tuneform.registry.protocol import Registry, Version
@@ -98,6 +101,8 @@ class Backend(Protocol):
     name: str
 
     def registry(self, root: Path) -> Registry | None: ...
+
+    def prices(self) -> tuple[FlavorTable, str | None]: ...
 
     def restore(self, run: PlannedRun, ctx: ApplyContext) -> Version | None: ...
 

@@ -183,16 +183,11 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
 
 
 def _prices(root: Path, backend: str | None) -> tuple[FlavorTable, str | None]:
-    """The flavor table to plan with: the Hub's current HF Jobs prices when the plan is for
-    hf-jobs and the Hub is reachable, else the offline table; and a message when the Hub could
-    not be asked."""
-    from tuneform.estimate.catalog import FLAVORS, hub_flavor_table
+    """The flavor table to plan with, as the plan's backend prices it (HF Jobs: the Hub's current
+    prices when reachable, else the offline table); and a message when it could not ask."""
+    from tuneform.backends import backend as backend_named
 
-    if (backend or _settings(root).default_backend) != "hf-jobs":
-        return FLAVORS, None
-    from tuneform.core.hub import hub_api, hub_offline
-
-    return (FLAVORS, None) if hub_offline() else hub_flavor_table(hub_api())
+    return backend_named(backend or _settings(root).default_backend).prices()
 
 
 @main.command()

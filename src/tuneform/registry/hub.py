@@ -296,18 +296,17 @@ class HubRegistry:
         source = tags[tag_of(key)]
         if self.main(repo) == key:
             return source
-        base = self.main_commit(repo)
-        if base != parent_commit:
+        if parent_commit is None:  # a repo that holds the tag has a main: the caller read none
             raise main_moved(repo, key)
         tagged = self._files_at(repo, source) - {".gitattributes"}
-        on_main = self._files_at(repo, base or "main") - {".gitattributes"}
+        on_main = self._files_at(repo, parent_commit) - {".gitattributes"}
         ops: list[Any] = [CommitOperationCopy(p, p, src_revision=source) for p in sorted(tagged)]
         ops += [CommitOperationDelete(p) for p in sorted(on_main - tagged)]
         message = f"restore {tag_of(key)}" + (f" ({reason})" if reason else "")
         try:
-            return self._commit(repo, ops, message, "main", base, lambda: self._head_with_key(repo, "main", key))
+            return self._commit(repo, ops, message, "main", parent_commit, lambda: self._head_with_key(repo, "main", key))
         except Exception as exc:
-            if http_status(exc) == 412:  # main moved between our read and the commit
+            if http_status(exc) == 412:  # the Hub refused: main is no longer at parent_commit
                 raise main_moved(repo, key) from None
             raise
 
