@@ -8,18 +8,15 @@ key that is already trained is a noop, and a key with a job still running is not
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuneform.backends import backend
-from tuneform.backends.protocol import ApplyContext, BackendError, Ended
+from tuneform.backends.protocol import ApplyContext, BackendError, Ended, Say
 from tuneform.plan.planner import Plan, PlannedRun
 from tuneform.registry.protocol import PASSED, RegistryError
 from tuneform.runfile.trees import git
-
-Say = Callable[[str], None]
 
 
 @dataclass
