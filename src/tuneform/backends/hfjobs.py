@@ -38,6 +38,7 @@ from tuneform.estimate.catalog import FlavorTable
 from tuneform.plan.planner import PlannedRun
 from tuneform.registry.hub import HubRegistry, tag_of
 from tuneform.registry.protocol import Registry, RegistryError, Version
+from tuneform.runfile.spec import HubSource
 
 Say = Callable[[str], None]
 
@@ -489,7 +490,7 @@ class HfJobsBackend:
             if run.action != "evaluate" and registry.get(repo, key) is not None:
                 return Submission(False, f"already submitted: {tag_of(key)} is published in {repo}")
             readable = [] if spec.model.is_local else [("model", spec.model.id)]
-            readable += [("dataset", src.dataset) for src in spec.data.train if getattr(src, "dataset", None)]
+            readable += [("dataset", src.dataset) for src in spec.data.train if isinstance(src, HubSource)]
             jobs.check_readable(readable)
             registry.ensure_repo(repo, spec.output.private)
             if not jobs.claim(repo, key, label):
