@@ -107,6 +107,14 @@ def test_backend_names_come_from_the_table() -> None:
     assert not re.search(r"backend\s*[!=]=\s*[\"']", (backends_dir / "apply.py").read_text()), "apply branches on a backend name"
 
 
+def test_the_job_asks_no_registry_what_it_is() -> None:
+    """The job publishes, checkpoints and stores evals through the JobRegistry protocol
+    (job/registries.py): no isinstance on a registry to choose a path."""
+    for path in (SRC / "job").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"isinstance\([^)]*registry", text, re.IGNORECASE), path.name
+
+
 def test_every_backend_in_the_table_implements_the_protocol() -> None:
     from tuneform.backends.protocol import Backend
 
