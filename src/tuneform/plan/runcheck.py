@@ -76,7 +76,7 @@ def backend_of(spec: RunSpec, settings: Settings, override: str | None = None) -
     return override or spec.compute.backend or settings.default_backend
 
 
-def output_repo_of(spec: RunSpec, name: str, settings: Settings) -> str | None:
+def output_repo_of(spec: RunSpec, name: str, settings: Settings) -> str:
     if spec.output.repo:
         return spec.output.repo
     return f"{settings.namespace or 'local'}/{name}"
