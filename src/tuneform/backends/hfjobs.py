@@ -19,6 +19,7 @@ POST whose answer was lost is not made twice. `HfJobsBackend` is this module's B
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -347,7 +348,7 @@ class HfJobs:
                 continue  # a newer apply submitted it: it supersedes ours, not the other way round
             try:
                 retry(
-                    lambda job_id=job.id: self.api.cancel_job(job_id=job_id, namespace=self.namespace),
+                    functools.partial(self.api.cancel_job, job_id=job.id, namespace=self.namespace),
                     what=f"cancel job {job.id}",
                     say=self.say,
                 )
@@ -387,7 +388,7 @@ class HfJobs:
                     raise
                 time.sleep(poll)
             if stage in TERMINAL:
-                info.log_tail = lines[-15:]  # type: ignore[attr-defined]
+                info.log_tail = lines[-15:]
                 return info
             time.sleep(min(poll, 0.2))
 

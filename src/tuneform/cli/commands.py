@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -360,7 +360,7 @@ def preview(run: Path, count: int, fmt: str) -> None:
     from tuneform.core.markup import rich_text
 
     console = Console(highlight=False)
-    style = "rich" if console.is_terminal else "brackets"  # ⟦ ⟧ survive pipes and logs
+    style: Literal["rich", "brackets"] = "rich" if console.is_terminal else "brackets"  # ⟦ ⟧ survive pipes and logs
     for sample in samples:
         console.rule(f"{rich_text(sample.source)} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
         console.print(sample.marked(style), markup=style == "rich")

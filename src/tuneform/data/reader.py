@@ -27,7 +27,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tuneform.core.errors import TuneformError
 from tuneform.runfile.spec import HubSource, LocalSource, RunSpec
@@ -249,7 +249,11 @@ def parse_source(data: bytes, rel: str) -> tuple[str, list[Row]]:
         raise DataError(f"{rel}: {exc}") from None
 
 
-def parse_rows(data: bytes, rel: str) -> tuple[str, list[Row]]:
+RowUnit = Literal["line", "row"]
+"""How a file's rows are numbered in messages: JSON Lines by line, the other formats by row."""
+
+
+def parse_rows(data: bytes, rel: str) -> tuple[RowUnit, list[Row]]:
     """Rows of a data file's bytes and how they are numbered ("line" or "row").
 
     The one reader of training files: the job and the plan's data check both use it, so a row
@@ -492,6 +496,7 @@ def _conversation(value: Any, column: str, *, need_assistant: bool) -> list[dict
 def _message(item: Any, where: str) -> dict[str, str]:
     if not isinstance(item, dict):
         raise RowProblem(where, f"must be an object with role and content, not {_kind(item)}", 'write {"role": "...", "content": "..."}')
+    role: Any
     if "from" in item and "role" not in item:  # ShareGPT
         role, content_key = _sharegpt_role(item.get("from"), where), "value"
     else:

@@ -17,6 +17,7 @@ jobs), 75 (EX_TEMPFAIL) some are still queued or running: ask again later, 1 som
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ def collect_results(commit_sha: str, *, api: Any, namespace: str) -> list[RunRes
             if result.repo is None or not key12:
                 result.stage, result.message = FAILED, "the job completed, but its output repo is unknown, so its report cannot be read"
             else:
-                report = retry(lambda repo=result.repo, key12=key12: _download_report(api, repo, key12), what=f"download run-{key12}")  # type: ignore[arg-type]
+                report = retry(functools.partial(_download_report, api, result.repo, key12), what=f"download run-{key12}")
                 if report is None:
                     result.stage = FAILED
                     result.message = f"the job completed, but {result.repo} has no {REPORT} at tag run-{key12}"

@@ -223,7 +223,7 @@ def checkpoint_callback(work: WorkBranch | None, interval_seconds: float) -> Any
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    class _Checkpoints(TrainerCallback):  # type: ignore[misc]
+    class _Checkpoints(TrainerCallback):
         last = time.monotonic()
         group: Any = None  # the gloo group of a DDP run; None in one process
 
