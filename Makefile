@@ -32,6 +32,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -q check-jsonschema
 	$(BIN)/python bench/plan_speed.py
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) .tuneform

@@ -106,6 +106,27 @@ def test_validate_and_plan_never_import_training_libraries(repo: Repo) -> None:
     assert proc.stdout.strip() == ""
 
 
+def test_validate_of_one_file_imports_only_what_it_needs() -> None:
+    """`tuneform validate FILE` starts in at most 0.3 s (bench/startup.py measures it); what keeps it
+    there, and can be tested on a busy machine, is that it imports no network, terminal-rendering
+    or numeric library: each costs tens of milliseconds before any checking starts."""
+    script = (
+        "import sys\n"
+        "from tuneform.cli import main\n"
+        "sys.argv = ['tuneform', 'validate', 'runs/demo.yaml']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = ('torch', 'numpy', 'huggingface_hub', 'httpx', 'rich', 'jinja2', 'pyarrow', 'requests')\n"
+        "print('heavy:', ','.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    # The demo: a local model, so resolving it needs no Hub client (a Hub model id would).
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "heavy: "
+
+
 def test_preview_marks_exactly_the_trained_span() -> None:
     """The demo trains only the assistant label and its end-of-turn token."""
     import os
