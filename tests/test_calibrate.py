@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, Repo, demo_repo
+from tuneform.core.manifest import Manifest
 from tuneform.estimate import calibrate
 
 # 20 steps (2 s on 2 cores) learn too little to pass the demo's gate, which is not under test here.
@@ -95,7 +96,8 @@ def test_versions_that_cannot_calibrate_are_named_with_why(demo: Repo) -> None:
     other_batch = edited(lambda m: m["training"]["settings"].update(batch_size=4))
     old = edited(lambda m: m.pop("estimate"))
     nothing_trained = edited(lambda m: m.update(training=None))
-    records, skipped = calibrate.collect([("a", on_gpu), ("b", other_batch), ("c", old), ("d", nothing_trained)])
+    versions = [("a", on_gpu), ("b", other_batch), ("c", old), ("d", nothing_trained)]
+    records, skipped = calibrate.collect([(run, Manifest.read(m)) for run, m in versions])
     assert records == []
     reasons = {s.run: s.reason for s in skipped}
     assert reasons["a"] == "planned for L4 (l4x1) but trained on NVIDIA L40S"  # L4 is not L40S
@@ -114,7 +116,7 @@ def test_versions_that_cannot_calibrate_are_named_with_why(demo: Repo) -> None:
         )
     )
     l4["training"].update(device="NVIDIA L4", peak_memory_kind="cuda_max_allocated", peak_memory_gb=9.0, steady_tokens_per_second=None)
-    [record], _ = calibrate.collect([("e", l4)])
+    [record], _ = calibrate.collect([("e", Manifest.read(l4))])
     assert record.estimated_tokens_per_second == pytest.approx(real["estimate"]["tokens_per_second"] / 2.0)
     assert record.measured_tokens_per_second == real["training"]["tokens_per_second"] and not record.steady
     assert record.estimated_peak_gb == pytest.approx(8.0) and record.memory == pytest.approx(9.0 / 8.0)

@@ -24,6 +24,7 @@ import pytest
 
 from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
+from tuneform.core.manifest import Manifest
 from tuneform.estimate.catalog import FLAVORS
 
 REPO = "acme/demo"
@@ -299,8 +300,8 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
         (out / f"only-{name}.txt").write_text(name)
         return out
 
-    def manifest(key: str) -> dict[str, Any]:
-        return {"run_key": key, "status": "passed", "created": time.strftime("%Y-%m-%dT%H:%M:%S") + key[0], "name": "x"}
+    def manifest(key: str) -> Manifest:
+        return Manifest(run_key=key, status="passed", created=time.strftime("%Y-%m-%dT%H:%M:%S") + key[0], name="x")
 
     assert registry.main(REPO) is None and registry.get(REPO, key_a) is None and registry.versions(REPO) == []
     fake_hub.faults.fail("POST", r"/commit/main$", 500)  # the client does not retry commits: we do

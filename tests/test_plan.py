@@ -6,6 +6,7 @@ import json
 import time
 
 from conftest import RUN, Repo, jsonl
+from tuneform.core.manifest import GitFacts, Manifest
 from tuneform.registry.local import FAILED_GATES, PASSED, LocalRegistry
 
 
@@ -26,14 +27,15 @@ def publish(repo: Repo, key: str, *, status: str = PASSED, main: bool = True, pr
     registry = LocalRegistry(repo.path.parent / "registry")
     staged = registry.staging("acme/support", key)
     (staged / "model").mkdir()
-    manifest = {
-        "run_key": key,
-        "output_repo": "acme/support",
-        "eval_hash": eval_hash,
-        "status": status,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git": {"commit": "c0ffee", "pr": pr},
-    }
+    manifest = Manifest(
+        run_key=key,
+        name="support",
+        output_repo="acme/support",
+        eval_hash=eval_hash,
+        status=status,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        git=GitFacts(commit="c0ffee", pr=pr),
+    )
     registry.publish("acme/support", key, staged, manifest, parent_commit=registry.main_commit("acme/support"), move_main=main)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tuneform.core.manifest import Manifest
 from tuneform.job.report import (
     RESULTS_MARKER,
     loss_chart,
@@ -112,7 +113,7 @@ CHART = [
 
 
 def test_markdown_report_of_a_run_that_failed_a_gate() -> None:
-    text = render_run(manifest(), "markdown")
+    text = render_run(Manifest.read(manifest()), "markdown")
     lines = text.splitlines()
     assert lines[0] == RESULTS_MARKER
     assert lines[1] == "### ❌ support-bot \\|&lt;script&gt;alert(1)&lt;/script&gt; failed its gates (version kept, marked blocked)"
@@ -157,7 +158,7 @@ def test_markdown_without_previous_version_or_gates_drops_those_parts() -> None:
     data["cost"]["actual_usd"] = None  # not known yet on hf-jobs
     for row in data["evals"]["table"]["rows"]:
         row["previous"] = row["delta_previous"] = None
-    lines = render_run(data, "markdown").splitlines()
+    lines = render_run(Manifest.read(data), "markdown").splitlines()
     assert lines[1] == "### ✅ support-bot \\|&lt;script&gt;alert(1)&lt;/script&gt; trained and evaluated"
     assert "| metric | base | new | Δ vs base |" in lines
     assert "| exact\\_match | 0.120 | **0.910** | ↑ +0.790 |" in lines
@@ -167,8 +168,8 @@ def test_markdown_without_previous_version_or_gates_drops_those_parts() -> None:
 
 
 def test_a_manifest_with_only_a_name_still_renders() -> None:
-    assert render_run({"name": "bare"}, "markdown") == f"{RESULTS_MARKER}\n### ℹ️ bare finished\n"
-    assert render_run({"name": "bare"}, "text") == "• bare finished\n"
+    assert render_run(Manifest.read({"name": "bare"}), "markdown") == f"{RESULTS_MARKER}\n### ℹ️ bare finished\n"
+    assert render_run(Manifest.read({"name": "bare"}), "text") == "• bare finished\n"
 
 
 def test_loss_chart_shape_for_a_known_series() -> None:
@@ -199,12 +200,12 @@ def test_default_chart_is_sixty_columns_of_six_rows() -> None:
 def test_terminal_view_colors_deltas_by_direction() -> None:
     data = manifest()
     data["name"] = "evil\x1b[2J[red]name[/red]"
-    plain = render_run(data, "text")
+    plain = render_run(Manifest.read(data), "text")
     assert "\x1b" not in plain and "evil\ufffd[2J[red]name[/red] failed its gates" in plain
     assert "exact_match   0.120     0.800  0.910   +0.790      +0.110" in plain
     assert "  ✘ fail  eval_loss <= 1.0  (new: 1.200)" in plain
     assert "\n".join(CHART) in plain
-    colored = render_run(data, "text", color=True)
+    colored = render_run(Manifest.read(data), "text", color=True)
     assert "\x1b[32m +0.790\x1b[0m" in colored  # higher exact_match: green
     assert "\x1b[32m -2.010\x1b[0m" in colored  # lower loss: green
     assert "\x1b[31m    +0.180\x1b[0m" in colored  # loss up vs previous: red
@@ -212,28 +213,29 @@ def test_terminal_view_colors_deltas_by_direction() -> None:
 
 def test_json_round_trip() -> None:
     data = manifest()
-    assert json.loads(render_run(data, "json")) == data
+    # the JSON view is the manifest: read back, it is the same manifest
+    assert Manifest.read(json.loads(render_run(Manifest.read(data), "json"))) == Manifest.read(data)
     diverged = copy.deepcopy(data)
     diverged["training"]["loss_history"].append([7, math.inf])
     diverged["evals"]["table"]["rows"][1]["new"] = math.nan
-    text = render_run(diverged, "json")
+    text = render_run(Manifest.read(diverged), "json")
     assert json.loads(text)["training"]["loss_history"][-1] == [7, "inf"]
     assert json.loads(text)["evals"]["table"]["rows"][1]["new"] == "nan"
-    assert "eval\\_loss | 3.210 | 1.020 | **nan** |" in render_run(json.loads(text), "markdown")
+    assert "eval\\_loss | 3.210 | 1.020 | **nan** |" in render_run(Manifest.read(json.loads(text)), "markdown")
     with pytest.raises(ValueError, match="unknown format 'html'"):
-        render_run(data, "html")  # type: ignore[arg-type]
+        render_run(Manifest.read(data), "html")  # type: ignore[arg-type]
 
 
 def test_png_and_report_files(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     data = manifest()
     data["name"] = "a $\\broken{ math$ name"  # must not reach matplotlib's mathtext parser
-    files = write_run_report(data, tmp_path / "report")
+    files = write_run_report(Manifest.read(data), tmp_path / "report")
     assert files.chart == tmp_path / "report" / "loss.png"
     assert files.chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    assert files.markdown.read_text(encoding="utf-8") == render_run(data, "markdown")
-    assert json.loads(files.json.read_text(encoding="utf-8")) == data
-    assert write_loss_png({"name": "x", "training": {"loss_history": []}}, tmp_path / "none.png") is None
+    assert files.markdown.read_text(encoding="utf-8") == render_run(Manifest.read(data), "markdown")
+    assert json.loads(files.json.read_text(encoding="utf-8")) == json.loads(json.dumps(Manifest.read(data).to_json()))
+    assert write_loss_png(Manifest.read({"name": "x"}), tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
 
 
@@ -247,12 +249,12 @@ def test_markdown_links_the_exact_version_and_says_how_to_roll_back(monkeypatch)
         "name": "demo",
         "evals": {"previous": "b" * 64},
     }
-    text = render_run_markdown(manifest)
+    text = render_run_markdown(Manifest.read(manifest))
     assert "[`acme/demo` at `run-aaaaaaaaaaaa`](https://huggingface.co/acme/demo/tree/run-aaaaaaaaaaaa)" in text
     assert "revert this PR" in text and "`run-bbbbbbbbbbbb`" in text
-    failed = render_run_markdown(manifest | {"status": "failed_gates"})
+    failed = render_run_markdown(Manifest.read(manifest | {"status": "failed_gates"}))
     assert "revert this PR" not in failed  # main did not move: nothing to roll back
-    hostile = render_run_markdown(manifest | {"output_repo": "acme/demo)](https://evil.example"})
+    hostile = render_run_markdown(Manifest.read(manifest | {"output_repo": "acme/demo)](https://evil.example"}))
     assert "#### Model" not in hostile and "](https://evil.example" not in hostile.replace("\\]", "")
 
 
@@ -269,7 +271,7 @@ def test_model_card_has_hub_metadata_and_lineage() -> None:
         "git": {"commit": "d" * 40, "pr": 12},
         "spec": {"model": {"id": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "output": {"save": "adapter"}},
     }
-    card = model_card(manifest)
+    card = model_card(Manifest.read(manifest))
     assert card.startswith('---\nbase_model: "HuggingFaceTB/SmolLM2-135M-Instruct"\nlibrary_name: peft\ntags:\n- tuneform\n---\n')
     assert RESULTS_MARKER not in card
     assert "at commit `dddddddddddd` (PR #12); run key `" + "c" * 64 + "`." in card

@@ -14,9 +14,9 @@ from typing import Any
 
 from tuneform.backends import backend
 from tuneform.backends.protocol import ApplyContext, BackendError, Ended, Say
+from tuneform.core.manifest import Manifest
 from tuneform.plan.planner import Plan, PlannedRun
 from tuneform.registry.protocol import PASSED, RegistryError
-from tuneform.runfile.trees import git
 
 
 @dataclass
@@ -28,7 +28,7 @@ class RunOutcome:
     status: str  # done | skipped | failed
     message: str = ""
     job_id: str | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     superseded: list[dict[str, Any]] = field(default_factory=list)  # older jobs of the run this apply canceled (or tried to)
 
     def as_json(self) -> dict[str, Any]:
@@ -38,7 +38,7 @@ class RunOutcome:
             "status": self.status,
             "message": self.message,
             "job_id": self.job_id,
-            "manifest": self.manifest,
+            "manifest": self.manifest.to_json() if self.manifest else None,
             "superseded": self.superseded,
         }
 
@@ -56,22 +56,12 @@ class ApplyResult:
         return {"ok": self.ok, "plan": self.plan.as_json(), "runs": [o.as_json() for o in self.outcomes]}
 
 
-def git_facts(root: Path) -> dict[str, Any]:
-    """The commit a version is trained from (HEAD, marked dirty when the tree has changes)."""
-    try:
-        commit = git(root, "rev-parse", "HEAD").strip()
-        dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no").strip())
-    except Exception:  # not a git repository, or no commit yet
-        return {"commit": None, "dirty": None, "pr": None}
-    return {"commit": commit, "dirty": dirty, "pr": None}
-
-
 def apply_plan(plan: Plan, root: Path, home: Path, *, wait: bool, say: Say, pr: int | None = None) -> ApplyResult:
     """Carry out a plan, each run on its backend. Refuses a plan that is not applicable."""
     result = ApplyResult(plan)
     if not plan.ok:
         return result
-    ctx = ApplyContext(plan, root, home, git_facts(root) | {"pr": pr}, say)
+    ctx = ApplyContext(plan, root, home, pr, say)
     for run in plan.runs:
         result.outcomes.append(_apply_one(run, ctx, wait=wait))
     return result

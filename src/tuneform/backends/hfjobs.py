@@ -521,7 +521,7 @@ class HfJobsBackend:
                 flavor=estimate.flavor.name,
                 timeout=timeout,
                 token=token,
-                git_sha=ctx.facts.get("commit"),
+                git_sha=bundle.run.git.commit,
                 name=f"tuneform-{check.name}"[:100],
             )
         except (BackendError, RegistryError):

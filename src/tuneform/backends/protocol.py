@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from tuneform.core.errors import TuneformError
 from tuneform.estimate.catalog import FlavorTable
-from tuneform.job.bundle import Bundle, build_bundle
+from tuneform.job.bundle import Bundle, build_bundle, git_facts
 from tuneform.plan.planner import Plan, PlannedRun
 from tuneform.registry.protocol import Registry, Version
 from tuneform.runfile.trees import WorkTree
@@ -46,22 +46,26 @@ class ApplyContext:
     plan: Plan
     root: Path
     home: Path  # the local registry folder (jobs of backend local live under it)
-    facts: dict[str, Any]  # git commit, dirty, PR: recorded in the manifest
+    pr: int | None  # the pull request the plan came from (recorded in the manifest)
     say: Say
 
-    def bundle(self, run: PlannedRun, registry: Registry, dest: Path, **extra: Any) -> Bundle:
+    def bundle(self, run: PlannedRun, registry: Registry, dest: Path, *, job_id: str | None = None) -> Bundle:
         """The run's bundle in `dest`, with what the job needs to publish safely: the main it
-        replaces and main's commit as apply read it (the job moves main only from there)."""
+        replaces and main's commit as apply read it (the job moves main only from there), and
+        the git facts of the run file (commit, committed unchanged or not, PR) for its lineage."""
         repo = run.check.output_repo
         assert repo is not None
-        facts = {
-            "git": self.facts,
-            "action": run.action,
-            "expected_main": registry.main(repo),
-            "expected_main_commit": registry.main_commit(repo),
-            "checkpoint_minutes": self.plan.settings.checkpoint_minutes,
-        }
-        return build_bundle(run.check, WorkTree(self.root), dest, facts | extra)
+        return build_bundle(
+            run.check,
+            WorkTree(self.root),
+            dest,
+            git=git_facts(self.root, run.check.path, self.pr),
+            action=run.action,
+            expected_main=registry.main(repo),
+            expected_main_commit=registry.main_commit(repo),
+            job_id=job_id,
+            checkpoint_minutes=self.plan.settings.checkpoint_minutes,
+        )
 
 
 @dataclass

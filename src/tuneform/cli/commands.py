@@ -23,6 +23,7 @@ from tuneform.cli.handler import CommandError, TuneformGroup
 from tuneform.core.errors import EXIT_FAIL, EXIT_OK
 
 if TYPE_CHECKING:
+    from tuneform.core.manifest import Manifest
     from tuneform.estimate.catalog import FlavorTable
 
 
@@ -248,21 +249,9 @@ def history(run: str, backend: str | None, fmt: str) -> None:
     repo, registry = _run_registry(root, spec, loaded.name, backend)
     main_key = registry.main(repo)
     versions = registry.versions(repo)
-    rows = [
-        {
-            "version": f"run-{v.key[:12]}",
-            "run_key": v.key,
-            "main": v.key == main_key,
-            "status": v.status,
-            "created": v.created,
-            "commit": v.commit,
-            "pr": v.pr,
-            "metrics": _headline(v.manifest),
-        }
-        for v in versions
-    ]
+    rows = [_history_row(v, main_key) for v in versions]
     if fmt == "json":
-        _emit_json({"repo": repo, "main": main_key, "versions": rows})
+        _emit_json({"schema_version": HISTORY_SCHEMA_VERSION, "repo": repo, "main": main_key, "versions": rows})
         return
     if not rows:
         click.echo(f"{repo}: no versions yet (tuneform apply {run} trains one)")
@@ -274,7 +263,41 @@ def history(run: str, backend: str | None, fmt: str) -> None:
             f"{'*' if r['main'] else ' '} {r['version']}  {r['created'] or '-':20}  {(r['commit'] or '-')[:12]:12}  "
             f"{'#' + str(r['pr']) if r['pr'] else '-':6} {r['status']:12} {metrics}"
         )
+        click.echo(f"    {_lineage_text(r)}")
     click.echo("* = main")
+
+
+# 2: rows gain `clean`, `model_revision`, `model_sha256` and `data` (lineage; README "history").
+HISTORY_SCHEMA_VERSION = 2
+
+
+def _history_row(version: Any, main_key: str | None) -> dict[str, Any]:
+    """One version in `history --format json`: what it is, where it came from, how it scored."""
+    manifest = version.manifest
+    lineage = manifest.lineage
+    return {
+        "version": f"run-{version.key[:12]}",
+        "run_key": version.key,
+        "main": version.key == main_key,
+        "status": version.status,
+        "created": version.created,
+        "commit": version.commit,
+        "clean": manifest.git.clean,
+        "run_file": manifest.git.run_file,
+        "pr": version.pr,
+        "model_revision": None if lineage and lineage.model_sha256 else manifest.model_revision,
+        "model_sha256": lineage.model_sha256 if lineage else None,
+        "data": [f.model_dump() for f in lineage.data] if lineage else None,
+        "metrics": version.metrics,
+    }
+
+
+def _lineage_text(row: dict[str, Any]) -> str:
+    """history's second line per version: clean or not, base model, data hashes (12 hex)."""
+    clean = {True: "clean", False: f"dirty ({row['run_file'] or 'tracked files changed'})", None: "clean: unknown"}[row["clean"]]
+    model = f"model sha256 {row['model_sha256'][:12]}" if row["model_sha256"] else f"model {str(row['model_revision'] or '-')[:12]}"
+    data = " ".join(f"{d['path']} {d['sha256'][:12]}" for d in row["data"] or []) or "-"
+    return f"{clean} · {model} · data {data}"
 
 
 def _run_registry(root: Path, spec: Any, name: str, backend: str | None) -> tuple[str, Any]:
@@ -304,7 +327,7 @@ def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
 
     root = _root()
 
-    def manifests_of(loaded: Any) -> list[dict[str, Any]]:
+    def manifests_of(loaded: Any) -> list[Manifest]:
         repo, registry = _run_registry(root, loaded.spec, loaded.name, backend)
         return [v.manifest for v in registry.versions(repo)]
 
@@ -313,11 +336,6 @@ def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
         _emit_json(report.as_json())
     else:
         click.echo(report.text(), nl=False)
-
-
-def _headline(manifest: dict[str, Any]) -> dict[str, float]:
-    rows = manifest.get("evals", {}).get("table", {}).get("rows", [])
-    return {r["metric"]: r["new"] for r in rows if isinstance(r.get("new"), (int, float))}
 
 
 @main.command()

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.manifest import Manifest
 from tuneform.estimate.catalog import FLAVORS
 from tuneform.runfile.settings import FACTOR_MAX, FACTOR_MIN
 from tuneform.runfile.spec import LoadedRun, RunFileError, load_run_text
@@ -82,43 +83,42 @@ def _ran_on(gpu: str, device: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(gpu)}(?![A-Za-z0-9])", device, re.IGNORECASE) is not None
 
 
-def record_of(run: str, manifest: dict[str, Any]) -> Record | Skipped | None:
+def record_of(run: str, manifest: Manifest) -> Record | Skipped | None:
     """The calibration record of one version's manifest; None for a version that trained nothing."""
-    version = f"run-{str(manifest.get('run_key', ''))[:12]}"
-    training = manifest.get("training")
-    if not isinstance(training, dict):
+    version = f"run-{manifest.run_key[:12]}"
+    training, estimate = manifest.training, manifest.estimate
+    if training is None:
         return None
-    estimate = manifest.get("estimate")
-    device = training.get("device")
-    if not isinstance(estimate, dict) or not isinstance(device, str):
+    device = training.device
+    if estimate is None or device is None:
         return Skipped(run, version, "no estimate or device in its manifest (trained before tuneform recorded them)")
-    flavor = FLAVORS.get(str(estimate.get("flavor")))
-    gpu = (estimate.get("calibration") or {}).get("gpu") or (flavor.gpu_model or "cpu" if flavor else None)
+    applied = estimate.calibration
+    flavor = FLAVORS.get(str(estimate.flavor))
+    gpu = applied.get("gpu") or (flavor.gpu_model or "cpu" if flavor else None)
     if not gpu:
-        return Skipped(run, version, f"flavor {estimate.get('flavor')!r} is not in the catalog")
+        return Skipped(run, version, f"flavor {estimate.flavor!r} is not in the catalog")
     if not _ran_on(gpu, device):
-        return Skipped(run, version, f"planned for {gpu} ({estimate.get('flavor')}) but trained on {device}")
-    settings = training.get("settings") or {}
-    if estimate.get("batch_size") is not None and settings.get("batch_size") not in (None, estimate.get("batch_size")):
-        return Skipped(run, version, f"trained with batch {settings.get('batch_size')}, estimated for batch {estimate.get('batch_size')}")
-    applied = estimate.get("calibration") or {}
-    estimated = _number(estimate.get("tokens_per_second"))
-    steady = _number(training.get("steady_tokens_per_second"))
-    measured = steady if steady is not None else _number(training.get("tokens_per_second"))
+        return Skipped(run, version, f"planned for {gpu} ({estimate.flavor}) but trained on {device}")
+    trained_batch = training.settings.get("batch_size")
+    if estimate.batch_size is not None and trained_batch not in (None, estimate.batch_size):
+        return Skipped(run, version, f"trained with batch {trained_batch}, estimated for batch {estimate.batch_size}")
+    estimated = estimate.tokens_per_second
+    steady = training.steady_tokens_per_second
+    measured = steady if steady is not None else training.tokens_per_second
     if not estimated or not measured:
         return Skipped(run, version, "no training rate recorded")
     estimated /= _number(applied.get("speed")) or 1.0
 
     estimated_peak = measured_peak = None
-    peak = _number(estimate.get("peak_vram_gb"))
-    context = _number(((estimate.get("breakdown") or {}).get("memory_gb") or {}).get("cuda_context"))
-    if gpu != "cpu" and training.get("peak_memory_kind") == "cuda_max_allocated" and peak is not None and context is not None:
+    peak = estimate.peak_vram_gb
+    context = estimate.breakdown.get("memory_gb", {}).get("cuda_context")
+    if gpu != "cpu" and training.peak_memory_kind == "cuda_max_allocated" and peak is not None and context is not None:
         estimated_peak = (peak - context) / (_number(applied.get("memory")) or 1.0)
-        measured_peak = _number(training.get("peak_memory_gb"))
+        measured_peak = training.peak_memory_gb
     return Record(run, version, gpu, device, estimated, measured, steady is not None, estimated_peak, measured_peak)
 
 
-def collect(versions: Iterable[tuple[str, dict[str, Any]]]) -> tuple[list[Record], list[Skipped]]:
+def collect(versions: Iterable[tuple[str, Manifest]]) -> tuple[list[Record], list[Skipped]]:
     """Records from (run name, manifest) pairs, and the versions left out with why."""
     records: list[Record] = []
     skipped: list[Skipped] = []
@@ -173,7 +173,7 @@ class Calibration:
     factors: list[GpuFactors]
 
     @classmethod
-    def of(cls, versions: Iterable[tuple[str, dict[str, Any]]], invalid: list[str]) -> Calibration:
+    def of(cls, versions: Iterable[tuple[str, Manifest]], invalid: list[str]) -> Calibration:
         records, skipped = collect(versions)
         return cls(records, skipped, invalid, factors(records))
 
@@ -215,7 +215,7 @@ class Calibration:
         return "\n".join(lines) + "\n" + (self.toml or "")
 
 
-def calibrate_runs(root: Path, paths: Sequence[str], manifests_of: Callable[[LoadedRun], Iterable[dict[str, Any]]]) -> Calibration:
+def calibrate_runs(root: Path, paths: Sequence[str], manifests_of: Callable[[LoadedRun], Iterable[Manifest]]) -> Calibration:
     """What `tuneform calibrate` reports for the run files at `paths` (relative to `root`).
 
     `manifests_of` reads the manifests of a run's trained versions from its registry (registries
@@ -223,7 +223,7 @@ def calibrate_runs(root: Path, paths: Sequence[str], manifests_of: Callable[[Loa
     listed, not fatal: calibrating the others is still useful. A path that is no file raises
     RunFileError.
     """
-    versions: list[tuple[str, dict[str, Any]]] = []
+    versions: list[tuple[str, Manifest]] = []
     invalid: list[str] = []
     for rel in paths:
         path = root / rel

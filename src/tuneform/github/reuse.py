@@ -114,11 +114,9 @@ def lookup_reuse(plan_json: dict[str, Any], *, registry: Any) -> list[Reuse]:
         status = getattr(version, "status", None)
         if status not in (PASSED, FAILED_GATES):
             continue
-        manifest = getattr(version, "manifest", {}) or {}
-        git = manifest.get("git") if isinstance(manifest, dict) else None
-        git = git if isinstance(git, dict) else {}
-        commit = git.get("commit") if isinstance(git.get("commit"), str) and COMMIT.match(git["commit"]) else None
-        pr = git.get("pr") if isinstance(git.get("pr"), int) and not isinstance(git.get("pr"), bool) and git["pr"] > 0 else None
+        git = version.manifest.git
+        commit = git.commit if git.commit and COMMIT.match(git.commit) else None
+        pr = git.pr if git.pr is not None and git.pr > 0 else None
         kind = "restore" if status == PASSED else "blocked"
         found.append(Reuse(kind, run["path"], repo, key, run["usd"], commit, pr))
     return found

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tuneform.core.manifest import Manifest
 from tuneform.job.checkpoints import WorkBranch, delete_work_branch
 from tuneform.registry.hub import HubRegistry
 from tuneform.registry.protocol import Published, Version
@@ -51,9 +52,7 @@ class HubJobRegistry:
         """Where this job uploads its training checkpoints and finds one to resume from (job/checkpoints.py)."""
         return WorkBranch(self.hub, repo, key, settings, self._tmp / f"checkpoint-{key[:12]}", private=self.private)
 
-    def publish(
-        self, repo: str, key: str, staged: Path, manifest: dict[str, Any], *, parent_commit: str | None, move_main: bool
-    ) -> Published:
+    def publish(self, repo: str, key: str, staged: Path, manifest: Manifest, *, parent_commit: str | None, move_main: bool) -> Published:
         """Lay the staged folder out as the Hub version (model files at the root, reports under tuneform/),
         publish it, and drop the run's checkpoint branch: a published key never trains again."""
         folder = self._tmp / f"publish-{key[:12]}"

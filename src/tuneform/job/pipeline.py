@@ -20,17 +20,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneform import __version__
+from tuneform.core.manifest import (
+    FAILED_GATES,
+    PASSED,
+    Cost,
+    DataCounts,
+    Evals,
+    EvalTable,
+    FileHash,
+    Gate,
+    Lineage,
+    Manifest,
+    PlannedEstimate,
+    Training,
+)
 from tuneform.evals.suite import Suite, read_suite
 from tuneform.job.bundle import Bundle, BundleError, read_bundle
 from tuneform.job.registries import JobRegistry, LocalJobRegistry
-from tuneform.registry.local import FAILED_GATES, PASSED
+from tuneform.runfile.resolve import hash_folder, hash_local_dir, local_model_dir
+from tuneform.runfile.spec import LocalSource
 from tuneform.runfile.trees import WorkTree
 
 if TYPE_CHECKING:
     from tuneform.job.checkpoints import WorkBranch
 
 Echo = Callable[[str], None]
-MANIFEST_FORMAT = 1
 
 
 def _stamp() -> str:
@@ -117,8 +131,8 @@ def open_registry(where: Path | str, bundle: Bundle, echo: Echo) -> JobRegistry:
         from tuneform.registry.hub import HubRegistry
 
         named = text.partition(":")[2]
-        if named and named != bundle.run["output_repo"]:
-            raise BundleError(f"--registry {text} does not match the bundle's output repo {bundle.run['output_repo']}")
+        if named and named != bundle.run.output_repo:
+            raise BundleError(f"--registry {text} does not match the bundle's output repo {bundle.run.output_repo}")
         return HubJobRegistry(HubRegistry(hub_api(), say=echo), private=bundle.spec.output.private)
     return LocalJobRegistry(Path(where))
 
@@ -144,11 +158,11 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
     from tuneform.train.format import FormatError, load_tokenizer, tokenize_all
 
     quiet_libraries()
-    spec, key, repo = bundle.spec, bundle.key, bundle.run["output_repo"]
+    spec, key, repo = bundle.spec, bundle.key, bundle.run.output_repo
     registry = open_registry(registry_home, bundle, echo)
-    action = bundle.run.get("action", "create")
+    action = bundle.run.action
     model_path = bundle.model_path()
-    echo(f"tuneform job: {action} {bundle.run['name']} run-{key[:12]} -> {repo}")
+    echo(f"tuneform job: {action} {bundle.run.name} run-{key[:12]} -> {repo}")
     echo(f"  tuneform {__version__} from {Path(__file__).resolve().parent}")
 
     if action != "evaluate" and registry.get(repo, key) is not None:
@@ -210,7 +224,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
     _record_cost(manifest, time.time() - job_started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)
-        eval_hash = str(bundle.run.get("eval_hash"))
+        eval_hash = str(bundle.run.eval_hash)
         _write_report(registry.evals_dir(repo, key, eval_hash), manifest, echo)
         registry.publish_evals(repo, key, eval_hash)
         return 0 if table.passed else 1
@@ -221,16 +235,16 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
     return _publish(registry, bundle, staging, manifest, echo)
 
 
-def _publish(registry: JobRegistry, bundle: Bundle, staging: Path, manifest: dict[str, Any], echo: Echo) -> int:
+def _publish(registry: JobRegistry, bundle: Bundle, staging: Path, manifest: Manifest, echo: Echo) -> int:
     """Publish the version; move main only when gates passed and main is still the commit apply
     saw (the registry checks and moves in one step: registry/protocol.py)."""
     from tuneform.core.hub import hub_failures
     from tuneform.registry.local import RegistryError
 
-    key, repo = bundle.key, bundle.run["output_repo"]
-    passed = manifest["status"] == PASSED
+    key, repo = bundle.key, bundle.run.output_repo
+    passed = manifest.passed
     try:
-        published = registry.publish(repo, key, staging, manifest, parent_commit=bundle.run.get("expected_main_commit"), move_main=passed)
+        published = registry.publish(repo, key, staging, manifest, parent_commit=bundle.run.expected_main_commit, move_main=passed)
     except hub_failures() + (RegistryError,) as exc:  # the Hub failed after retries: the job says so and fails
         detail = str(exc) if isinstance(exc, (RegistryError, OSError)) else f"{type(exc).__name__}: {exc}"
         echo(f"error: publishing run-{key[:12]} to {repo} failed: {detail}")
@@ -260,7 +274,7 @@ def _train(bundle: Bundle, registry: JobRegistry, data: Any, staging: Path, echo
     )
 
     spec = bundle.spec
-    batch_size, checkpointing = sized_auto_settings(bundle.run.get("estimate") or {})
+    batch_size, checkpointing = sized_auto_settings(bundle.run.estimate)
     count = training_processes(processes)
     work, minutes = _work_branch(bundle, registry, count, batch_size, checkpointing)
     resume = work.resume() if work else None
@@ -311,112 +325,130 @@ def _work_branch(
     if not registry.checkpoints:
         return None, 0.0
     from tuneform.job.checkpoints import resume_settings
-    from tuneform.runfile.settings import DEFAULT_CHECKPOINT_MINUTES
 
-    work = registry.work_branch(bundle.run["output_repo"], bundle.key, resume_settings(bundle.spec, processes, batch_size, checkpointing))
-    return work, float(bundle.run.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES))
+    work = registry.work_branch(bundle.run.output_repo, bundle.key, resume_settings(bundle.spec, processes, batch_size, checkpointing))
+    return work, bundle.run.checkpoint_minutes
 
 
-def sized_auto_settings(estimate: dict[str, Any]) -> tuple[int | None, bool | None]:
+def sized_auto_settings(estimate: PlannedEstimate | None) -> tuple[int | None, bool | None]:
     """The estimate's batch size and checkpointing for the `auto` settings, when it sized the
     device the job runs on. The local backend estimates this machine's CPU (dtype fp32); on a
     machine with a GPU those numbers do not apply, so the engine's GPU defaults decide."""
     import torch
 
-    if estimate.get("dtype") == "fp32" and torch.cuda.is_available():
+    if estimate is None or (estimate.dtype == "fp32" and torch.cuda.is_available()):
         return None, None
-    return estimate.get("batch_size"), estimate.get("gradient_checkpointing")
+    return estimate.batch_size, estimate.gradient_checkpointing
 
 
-def _record_cost(manifest: dict[str, Any], seconds: float) -> None:
+def _record_cost(manifest: Manifest, seconds: float) -> None:
     """Job seconds and cost (flavor price x billed minutes) next to the estimate. Measured inside the
     job, so it leaves out the container's start (image pull, install), which HF also bills."""
     import math
     import os
 
-    cost = manifest["cost"]
-    cost["job_seconds"] = round(seconds, 1)
-    cost["job_id"] = os.environ.get("JOB_ID")
-    if manifest.get("backend") != "hf-jobs":
+    cost = manifest.cost
+    assert cost is not None, "the job's manifest always has a cost"
+    cost.job_seconds = round(seconds, 1)
+    cost.job_id = os.environ.get("JOB_ID")
+    if manifest.backend != "hf-jobs":
         return
     from tuneform.estimate.catalog import FLAVORS
 
-    flavor = FLAVORS.get(str(manifest.get("flavor")))
+    flavor = FLAVORS.get(str(manifest.flavor))
     minutes = max(1, math.ceil(seconds / 60))
-    cost["billed_minutes"] = minutes
-    cost["usd_per_hour"] = flavor.usd_per_hour if flavor else None
-    cost["actual_usd"] = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
-
-
-ESTIMATE_RECORDED = (
-    "flavor",
-    "engine",
-    "batch_size",
-    "gradient_checkpointing",
-    "tokens_per_second",
-    "peak_vram_gb",
-    "breakdown",
-    "calibration",
-)
+    cost.billed_minutes = minutes
+    cost.usd_per_hour = flavor.usd_per_hour if flavor else None
+    cost.actual_usd = round(flavor.usd_per_hour / 60 * minutes, 4) if flavor else None
 
 
 def _manifest(
     bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None
-) -> dict[str, Any]:
+) -> Manifest:
     """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
     run = bundle.run
-    estimate = run.get("estimate") or {}
+    estimate = run.estimate
     training = None
     if result is not None:
-        training = {
-            "seconds": result.seconds,
-            "tokens_per_second": result.tokens_per_second,
-            "steady_tokens_per_second": result.steady_tokens_per_second,
-            "device": result.device_name,
-            "steps": result.steps,
-            "train_loss": result.train_loss,
-            "loss_history": [list(p) for p in result.loss_history],
-            "peak_memory_gb": result.peak_memory_bytes / 2**30,
-            "peak_memory_kind": result.peak_memory_kind,
-            "tokens": result.tokens,
-            "trained_tokens": result.trained_tokens,
-            "settings": result.as_json()["settings"],
-            "resumed_from_step": resumed_from_step,
-        }
-    return {
-        "manifest_format": MANIFEST_FORMAT,
-        "run_key": bundle.key,
-        "name": run["name"],
-        "path": run["path"],
-        "output_repo": run["output_repo"],
-        "status": PASSED if table.passed else FAILED_GATES,
-        "created": _stamp(),
-        "backend": run.get("backend", "local"),
-        "flavor": estimate.get("flavor", "local"),
-        "git": run.get("git", {}),
-        "spec": run["spec"],
-        "eval_hash": run.get("eval_hash"),
-        "data": {
-            "train_rows": len(data.train),
-            "eval_rows": len(data.eval),
-            "bad_rows": len(data.bad_rows),
-            "train_tokens": result.tokens if result else None,
-        },
-        "training": training,
-        "cost": {
-            "estimated_usd": estimate.get("usd", 0.0),
-            "actual_usd": 0.0 if run.get("backend", "local") == "local" else None,
-            "estimated_seconds": estimate.get("seconds"),
-        },
+        training = Training(
+            seconds=result.seconds,
+            tokens_per_second=result.tokens_per_second,
+            steady_tokens_per_second=result.steady_tokens_per_second,
+            device=result.device_name,
+            steps=result.steps,
+            train_loss=result.train_loss,
+            loss_history=list(result.loss_history),
+            peak_memory_gb=result.peak_memory_bytes / 2**30,
+            peak_memory_kind=result.peak_memory_kind,
+            tokens=result.tokens,
+            trained_tokens=result.trained_tokens,
+            settings=result.as_json()["settings"],
+            resumed_from_step=resumed_from_step,
+        )
+    return Manifest(
+        run_key=bundle.key,
+        name=run.name,
+        path=run.path,
+        output_repo=run.output_repo,
+        status=PASSED if table.passed else FAILED_GATES,
+        created=_stamp(),
+        backend=run.backend,
+        flavor=estimate.flavor if estimate else "local",
+        git=run.git,
+        lineage=_lineage(bundle),
+        spec=run.spec.model_dump(mode="json"),
+        eval_hash=run.eval_hash,
+        data=DataCounts(
+            train_rows=len(data.train),
+            eval_rows=len(data.eval),
+            bad_rows=len(data.bad_rows),
+            train_tokens=result.tokens if result else None,
+        ),
+        training=training,
+        cost=Cost(
+            estimated_usd=estimate.usd if estimate else 0.0,
+            actual_usd=0.0 if run.backend == "local" else None,
+            estimated_seconds=estimate.seconds if estimate else None,
+        ),
         # What the plan predicted, beside `training`'s measurements: `tuneform calibrate` reads both.
-        "estimate": {key: estimate.get(key) for key in ESTIMATE_RECORDED} if estimate else None,
-        "evals": {"table": table.as_json(), "gates": table.gates_json(), "previous": previous_key, "scores": {"base": base.as_json()}},
-        "versions": result.versions if result else {},
-        "python": sys.version.split()[0],
-    }
+        estimate=estimate.recorded() if estimate else None,
+        evals=Evals(
+            table=EvalTable.model_validate(table.as_json()),
+            gates=[Gate.model_validate(g) for g in table.gates_json()],
+            previous=previous_key,
+            scores={"base": base.as_json()},
+        ),
+        versions=result.versions if result else {},
+        python=sys.version.split()[0],
+    )
 
 
-def _write_report(folder: Path, manifest: dict[str, Any], echo: Echo) -> None:
+def _lineage(bundle: Bundle) -> Lineage:
+    """What trained the version beyond its run file: the bytes of every local data file and of a
+    local model folder as the job read them (the same hashes the run key was made of), the
+    revisions the plan resolved, and the GPU."""
+    import torch
+
+    spec = bundle.spec
+    tree = WorkTree(bundle.files)
+    paths = dict.fromkeys(src.path for src in [*spec.data.train, *spec.data.eval] if isinstance(src, LocalSource))
+    model_sha256 = None
+    if spec.model.is_local:
+        local = spec.model.id.startswith("/")
+        model_sha256 = hash_local_dir(Path(spec.model.id)) if local else hash_folder(tree, local_model_dir(spec.model.id) + "/")
+    cuda = torch.cuda.is_available()
+    return Lineage(
+        model_id=spec.model.id,
+        model_revision=None if spec.model.is_local else bundle.run.model_revision or spec.model.revision,
+        model_sha256=model_sha256,
+        data=[FileHash(path=path, sha256=tree.sha256(path)) for path in paths],
+        datasets=bundle.run.dataset_revisions,
+        gpu=torch.cuda.get_device_name(0) if cuda else None,
+        gpu_count=torch.cuda.device_count() if cuda else 0,
+    )
+
+
+def _write_report(folder: Path, manifest: Manifest, echo: Echo) -> None:
     """report.md (the PR comment), report.json, loss.png; and the terminal report on stdout."""
     from tuneform.job.report import render_run, write_run_report
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tuneform.core.manifest import Manifest
 from tuneform.registry.local import LocalRegistry
 from tuneform.registry.protocol import Published, Version
 
@@ -40,7 +41,7 @@ class JobRegistry(Protocol):
     def work_branch(self, repo: str, key: str, settings: dict[str, Any]) -> WorkBranch | None: ...
 
     def publish(
-        self, repo: str, key: str, folder: Path, manifest: dict[str, Any], *, parent_commit: str | None, move_main: bool
+        self, repo: str, key: str, folder: Path, manifest: Manifest, *, parent_commit: str | None, move_main: bool
     ) -> Published: ...
 
 

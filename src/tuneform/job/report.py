@@ -1,32 +1,10 @@
 """The report of a finished run: terminal (rich), markdown for the PR comment, JSON, and a loss PNG.
 
 `tuneform apply` prints it, the comment workflow posts it, `tuneform status` can show it again
-later: every view is rendered from one plain dict, the job's manifest, so a manifest read back
-from any registry (a Hub tag's `tuneform/manifest.json`, a local folder) renders the same way
-with no model, torch or matplotlib import (only the PNG needs matplotlib).
-
-Manifest fields read here (all optional except `name`; a missing one shows as "-" or is left
-out, so manifests written by older versions still render):
-
-    run_key            64-hex run key; the version is shown as run-<key12>
-    name, path         run name and run file path (untrusted: they come from a PR)
-    status             "passed" | "failed_gates"
-    backend, flavor    e.g. "hf-jobs", "a10g-small"; "local", "local"
-    output_repo        where the version is published, e.g. "acme/support-bot"
-    git                {commit, pr}
-    spec               the resolved run; only spec.model.id and spec.model.revision are read
-    data               {train_rows, eval_rows, bad_rows, train_tokens}
-    training           {seconds, tokens_per_second, steps, train_loss, peak_memory_gb,
-                        loss_history: [[step, loss], ...], settings: {name: value}}
-                       (None when the job only re-evaluated a version)
-    cost               {estimated_usd, actual_usd}   (actual: 0 on the local backend, None unknown)
-    evals              {table: tuneform.evals.runner.EvalTable.as_json(),
-                        gates: EvalTable.gates_json(), previous: run key of the version replaced}
-                       table.rows[]: {metric, better: "higher"|"lower", base, previous, new,
-                                      delta_base, delta_previous}   (numbers, None, or "nan"/"inf")
-                       table.misses[]: {suite, id, expected, prediction, base_prediction, scores}
-                       gates[]: {metric, condition, value, passed}
-    versions           {library: version} of the libraries that trained
+later: every view is rendered from the job's manifest (tuneform.core.manifest.Manifest), so a
+manifest read back from any registry (a Hub tag's `tuneform/manifest.json`, a local folder)
+renders the same way with no model, torch or matplotlib import (only the PNG needs matplotlib).
+A section an older manifest lacks (lineage, a field of git) is left out, so they still render.
 
 Markdown puts untrusted text (names, paths, predictions, settings) through tuneform.core.markup
 (`md_text`, `md_code`), so it can neither break a table nor inject HTML, links, images,
@@ -47,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tuneform.core.manifest import EvalRow, Manifest
 from tuneform.core.markup import md_code, md_text, one_line
 from tuneform.plan.render import fmt_seconds, fmt_usd
 
@@ -60,15 +39,6 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 
 Format = Literal["text", "markdown", "json"]
-
-
-def _dig(data: Any, *keys: str) -> Any:
-    """data[k1][k2]... or None where a level is missing (manifests from older versions)."""
-    for key in keys:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(key)
-    return data
 
 
 def _number(value: Any) -> float | None:
@@ -165,13 +135,13 @@ def loss_chart(history: Sequence[Sequence[float]], *, width: int = CHART_WIDTH, 
     return "\n".join(lines)
 
 
-def write_loss_png(manifest: Mapping[str, Any], path: Path) -> Path | None:
+def write_loss_png(manifest: Manifest, path: Path) -> Path | None:
     """Plot the training loss (and the new version's held-out loss, dashed) to a PNG at `path`.
 
     Uses matplotlib's object API on the Agg canvas, never pyplot, so nothing global (backend,
     current figure) changes in the calling process. Returns None when there is no loss history.
     """
-    points = _finite_history(_dig(manifest, "training", "loss_history"))
+    points = _finite_history(_loss_history(manifest))
     if not points:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -189,14 +159,14 @@ def write_loss_png(manifest: Mapping[str, Any], path: Path) -> Path | None:
         marker="o" if len(points) <= 30 else None,
         markersize=3,
     )
-    eval_loss = next((_number(row.get("new")) for row in _table_rows(manifest) if row.get("metric") == "eval_loss"), None)
+    eval_loss = next((_number(row.new) for row in manifest.evals.table.rows if row.metric == "eval_loss"), None)
     if eval_loss is not None and math.isfinite(eval_loss):
         axes.axhline(eval_loss, color="#d62728", linestyle="--", linewidth=1, label=f"held-out loss {eval_loss:.3f}")
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
-    key12 = str(manifest.get("run_key") or "")[:12]
+    key12 = manifest.run_key[:12]
     # parse_math off: a '$' in an untrusted run name must not reach the mathtext parser.
-    axes.set_title(one_line(manifest.get("name", "run")) + (f"  run-{key12}" if key12 else ""), fontsize=10, parse_math=False)
+    axes.set_title(one_line(manifest.name) + (f"  run-{key12}" if key12 else ""), fontsize=10, parse_math=False)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,23 +178,12 @@ def write_loss_png(manifest: Mapping[str, Any], path: Path) -> Path | None:
 # Shared facts
 
 
-def _table_rows(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    rows = _dig(manifest, "evals", "table", "rows")
-    return [row for row in rows if isinstance(row, Mapping)] if isinstance(rows, list) else []
+def _loss_history(manifest: Manifest) -> list[tuple[int, float]]:
+    return manifest.training.loss_history if manifest.training else []
 
 
-def _gates(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    gates = _dig(manifest, "evals", "gates")
-    return [gate for gate in gates if isinstance(gate, Mapping)] if isinstance(gates, list) else []
-
-
-def _misses(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    misses = _dig(manifest, "evals", "table", "misses")
-    return [miss for miss in misses if isinstance(miss, Mapping)][:MISSES_SHOWN] if isinstance(misses, list) else []
-
-
-def _has_previous(rows: list[Mapping[str, Any]]) -> bool:
-    return any(row.get("previous") is not None for row in rows)
+def _has_previous(rows: list[EvalRow]) -> bool:
+    return any(row.previous is not None for row in rows)
 
 
 @dataclass(frozen=True)
@@ -237,10 +196,10 @@ class _Facts:
     lines: list[tuple[str, str]]
 
 
-def _status(manifest: Mapping[str, Any]) -> tuple[str, bool | None]:
-    status = manifest.get("status")
+def _status(manifest: Manifest) -> tuple[str, bool | None]:
+    status = manifest.status
     if status == "passed":
-        return "passed its gates" if _gates(manifest) else "trained and evaluated", True
+        return "passed its gates" if manifest.evals.gates else "trained and evaluated", True
     if status == "failed_gates":
         return "failed its gates (version kept, marked blocked)", False
     return f"status {one_line(status)}" if status else "finished", None
@@ -251,56 +210,74 @@ def _commit(value: Any) -> str:
     return text[:12] if _SHA.fullmatch(text) else one_line(text)
 
 
-def _facts(manifest: Mapping[str, Any]) -> _Facts:
+def _facts(manifest: Manifest) -> _Facts:
     status, passed = _status(manifest)
-    name = one_line(manifest.get("name") or "run")
-    where = [one_line(manifest["path"])] if manifest.get("path") else []
-    if manifest.get("run_key"):
-        where.append(f"key {one_line(manifest['run_key'])[:12]}")
-    compute = "/".join(one_line(manifest[k]) for k in ("backend", "flavor") if manifest.get(k))
+    name = one_line(manifest.name or "run")
+    where = [one_line(manifest.path)] if manifest.path else []
+    if manifest.run_key:
+        where.append(f"key {one_line(manifest.run_key)[:12]}")
+    compute = "/".join(one_line(value) for value in (manifest.backend, manifest.flavor) if value)
     if compute:
         where.append(compute)
-    if _dig(manifest, "git", "commit"):
-        where.append(f"commit {_commit(_dig(manifest, 'git', 'commit'))}")
-    pr = _number(_dig(manifest, "git", "pr"))
-    if pr is not None and math.isfinite(pr):
-        where.append(f"PR #{round(pr)}")
+    git = manifest.git
+    if git.commit:
+        where.append(
+            f"commit {_commit(git.commit)}" + ("" if git.clean is None else " (clean)" if git.clean else f" ({_dirty(git.run_file)})")
+        )
+    if git.pr is not None:
+        where.append(f"PR #{git.pr}")
 
     lines = []
-    data = manifest.get("data")
-    if isinstance(data, Mapping):
-        rows = f"{_int(data.get('train_rows'))} train rows · {_int(data.get('eval_rows'))} eval rows · {_int(data.get('train_tokens'))} train tokens"
-        bad = _number(data.get("bad_rows"))
-        lines.append(("data", rows + (f" · {_int(bad)} bad rows dropped" if bad else "")))
-    training = manifest.get("training")
-    if isinstance(training, Mapping):
-        parts = [f"{_int(training.get('steps'))} steps in {fmt_seconds(_number(training.get('seconds')))}"]
-        if training.get("tokens_per_second") is not None:
-            parts.append(f"{_int(training.get('tokens_per_second'))} tokens/s")
-        if training.get("train_loss") is not None:
-            parts.append(f"final train loss {fmt_metric(training.get('train_loss'))}")
-        peak = _number(training.get("peak_memory_gb"))
-        if peak is not None:
-            parts.append(f"peak memory {peak:.1f} GB")
+    data = manifest.data
+    if data is not None:
+        rows = f"{_int(data.train_rows)} train rows · {_int(data.eval_rows)} eval rows · {_int(data.train_tokens)} train tokens"
+        lines.append(("data", rows + (f" · {_int(data.bad_rows)} bad rows dropped" if data.bad_rows else "")))
+    training = manifest.training
+    if training is not None:
+        parts = [f"{_int(training.steps)} steps in {fmt_seconds(training.seconds)}", f"{_int(training.tokens_per_second)} tokens/s"]
+        if training.train_loss is not None:
+            parts.append(f"final train loss {fmt_metric(training.train_loss)}")
+        if training.peak_memory_gb is not None:
+            parts.append(f"peak memory {training.peak_memory_gb:.1f} GB")
         lines.append(("training", " · ".join(parts)))
-    cost = manifest.get("cost")
-    if isinstance(cost, Mapping):
-        actual, estimated = _number(cost.get("actual_usd")), _number(cost.get("estimated_usd"))
-        lines.append(("cost", (f"{fmt_usd(actual)} actual · " if actual is not None else "") + f"{fmt_usd(estimated)} estimated"))
-    models = []
-    if manifest.get("run_key"):
-        models.append(
-            f"new run-{one_line(manifest['run_key'])[:12]}"
-            + (f" in {one_line(manifest['output_repo'])}" if manifest.get("output_repo") else "")
+    cost = manifest.cost
+    if cost is not None:
+        lines.append(
+            (
+                "cost",
+                (f"{fmt_usd(cost.actual_usd)} actual · " if cost.actual_usd is not None else "")
+                + f"{fmt_usd(cost.estimated_usd)} estimated",
+            )
         )
-    if _dig(manifest, "evals", "previous"):
-        models.append(f"previous run-{one_line(_dig(manifest, 'evals', 'previous'))[:12]}")
-    if _dig(manifest, "spec", "model", "id"):
-        revision = _dig(manifest, "spec", "model", "revision")
-        models.append(f"base {one_line(_dig(manifest, 'spec', 'model', 'id'))}" + (f" at {_commit(revision)}" if revision else ""))
+    models = []
+    if manifest.run_key:
+        models.append(
+            f"new run-{one_line(manifest.run_key)[:12]}" + (f" in {one_line(manifest.output_repo)}" if manifest.output_repo else "")
+        )
+    if manifest.evals.previous:
+        models.append(f"previous run-{one_line(manifest.evals.previous)[:12]}")
+    if manifest.model_id:
+        revision = manifest.model_revision
+        sha = manifest.lineage.model_sha256 if manifest.lineage else None
+        models.append(
+            f"base {one_line(manifest.model_id)}"
+            + (f" at {_commit(revision)}" if revision and not sha else "")
+            + (f" sha256 {sha[:12]}" if sha else "")
+        )
     if models:
         lines.append(("models", " · ".join(models)))
+    if manifest.lineage and manifest.lineage.data:
+        lines.append(("data sha256", " · ".join(f"{one_line(f.path)} {f.sha256[:12]}" for f in manifest.lineage.data)))
     return _Facts(f"{name} {status}", passed, " · ".join(where), lines)
+
+
+def _dirty(run_file: str | None) -> str:
+    """Why a version is not exactly its commit's run file."""
+    if run_file == "untracked":
+        return "run file not committed"
+    if run_file == "modified":
+        return "run file changed since the commit"
+    return "uncommitted changes"
 
 
 def _pairs(value: Any) -> list[tuple[str, str]]:
@@ -329,7 +306,7 @@ def _md_delta(value: Any) -> str:
     return f"{'↑' if number > 0 else '↓'} {shown}"
 
 
-def render_run_markdown(manifest: Mapping[str, Any]) -> str:
+def render_run_markdown(manifest: Manifest) -> str:
     """The PR comment: hidden marker, verdict, run facts, eval table, gates, loss chart, details."""
     facts = _facts(manifest)
     icon = {True: "✅", False: "❌", None: "ℹ️"}[facts.passed]
@@ -339,7 +316,7 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
     if facts.lines:
         out += ["| | |", "|---|---|"] + [f"| {label} | {md_text(text)} |" for label, text in facts.lines] + [""]
 
-    rows = _table_rows(manifest)
+    rows = manifest.evals.table.rows
     if rows:
         previous = _has_previous(rows)
         out += ["#### Evals", ""]
@@ -348,30 +325,28 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
         else:
             out += ["| metric | base | new | Δ vs base |", "|---|---:|---:|---:|"]
         for row in rows:
-            cells = [md_text(row.get("metric", "?")), fmt_metric(row.get("base"))]
+            cells = [md_text(row.metric), fmt_metric(row.base)]
             if previous:
-                cells.append(fmt_metric(row.get("previous")))
-            cells += [f"**{fmt_metric(row.get('new'))}**", _md_delta(row.get("delta_base"))]
+                cells.append(fmt_metric(row.previous))
+            cells += [f"**{fmt_metric(row.new)}**", _md_delta(row.delta_base)]
             if previous:
-                cells.append(_md_delta(row.get("delta_previous")))
+                cells.append(_md_delta(row.delta_previous))
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
 
-    gates = _gates(manifest)
+    gates = manifest.evals.gates
     if gates:
         out += ["#### Gates", "", "| | metric | condition | new |", "|---|---|---|---:|"]
         for gate in gates:
-            verdict = "✅ pass" if gate.get("passed") else "❌ fail"
-            out.append(
-                f"| {verdict} | {md_text(gate.get('metric', '?'))} | {md_text(gate.get('condition', '?'))} | {fmt_metric(gate.get('value'))} |"
-            )
+            verdict = "✅ pass" if gate.passed else "❌ fail"
+            out.append(f"| {verdict} | {md_text(gate.metric)} | {md_text(gate.condition)} | {fmt_metric(gate.value)} |")
         out.append("")
 
-    chart = loss_chart(_dig(manifest, "training", "loss_history") or [])
+    chart = loss_chart(_loss_history(manifest))
     if chart:
         out += ["#### Training loss", "", "```text", chart, "```", ""]
 
-    misses = _misses(manifest)
+    misses = manifest.evals.table.misses[:MISSES_SHOWN]
     if misses:
         out += [
             f"<details><summary>Eval rows the new version missed (first {len(misses)})</summary>",
@@ -380,21 +355,15 @@ def render_run_markdown(manifest: Mapping[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         for miss in misses:
-            cells = [
-                miss.get("suite", ""),
-                miss.get("id", ""),
-                _expected_text(miss.get("expected")),
-                miss.get("prediction") or "",
-                miss.get("base_prediction") or "",
-            ]
+            cells = [miss.suite, miss.id, _expected_text(miss.expected), miss.prediction or "", miss.base_prediction or ""]
             out.append("| " + " | ".join(md_text(cell, CELL_CHARS) for cell in cells) + " |")
         out += ["", "</details>", ""]
 
     out += _model_and_rollback(manifest)
 
     for title, header, pairs in (
-        ("Training settings", "| setting | value |", _pairs(_dig(manifest, "training", "settings"))),
-        ("Library versions", "| library | version |", _pairs(manifest.get("versions"))),
+        ("Training settings", "| setting | value |", _pairs(manifest.training.settings if manifest.training else {})),
+        ("Library versions", "| library | version |", _pairs(manifest.versions)),
     ):
         if pairs:
             out += [f"<details><summary>{title}</summary>", "", header, "|---|---|"]
@@ -408,48 +377,66 @@ _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _model_and_rollback(manifest: Mapping[str, Any]) -> list[str]:
+def _model_and_rollback(manifest: Manifest) -> list[str]:
     """Where the version lives, at its exact revision, and how to undo the change."""
-    key, repo = manifest.get("run_key"), manifest.get("output_repo")
-    if not (isinstance(key, str) and _KEY.match(key) and isinstance(repo, str) and _REPO_ID.match(repo)):
+    key, repo = manifest.run_key, manifest.output_repo
+    if not (_KEY.match(key) and _REPO_ID.match(repo)):
         return []
     tag = f"run-{key[:12]}"
-    if manifest.get("backend") == "hf-jobs":
+    if manifest.backend == "hf-jobs":
         base = (os.environ.get("HF_ENDPOINT") or HUB_URL).rstrip("/")
         where = f"[`{repo}` at `{tag}`]({base}/{repo}/tree/{tag})"
     else:
-        history = md_code(f"tuneform history {manifest.get('name', '')}")
-        where = f"`{repo}` version `{tag}` in the local registry ({history})"
+        where = f"`{repo}` version `{tag}` in the local registry ({md_code(f'tuneform history {manifest.name}')})"
     out = ["#### Model", "", f"{where}."]
-    previous = _dig(manifest, "evals", "previous")
-    if manifest.get("status") == "passed":
+    previous = manifest.evals.previous
+    if manifest.passed:
         back = f"`run-{previous[:12]}`" if isinstance(previous, str) and _KEY.match(previous) else "the version before it"
         out.append(f"To roll back, revert this PR: the plan will say `restore` and point `main` back at {back}, with no training and $0.")
     return out + [""]
 
 
-def model_card(manifest: Mapping[str, Any]) -> str:
+def model_card(manifest: Manifest) -> str:
     """README.md of a published version: Hub metadata, then the same report a PR gets, then its
-    lineage (what trained it, from which commit, what it replaced)."""
-    model = _dig(manifest, "spec", "model") or {}
-    save = _dig(manifest, "spec", "output", "save")
+    lineage (what trained it, from which commit, on which bytes, what it replaced)."""
     front = ["---"]
-    base = model.get("id")
-    if isinstance(base, str) and not base.startswith((".", "/")):
+    base = manifest.model_id
+    if base and not base.startswith((".", "/")):
         front.append(f"base_model: {json.dumps(base)}")
-    front += [f"library_name: {'peft' if save == 'adapter' else 'transformers'}", "tags:", "- tuneform", "---", ""]
+    front += [f"library_name: {'peft' if manifest.saves == 'adapter' else 'transformers'}", "tags:", "- tuneform", "---", ""]
     body = render_run_markdown(manifest).replace(RESULTS_MARKER, "").lstrip("\n")
-    git = manifest.get("git") or {}
-    lineage = [f"Trained by tuneform from {md_code(manifest.get('path', ''))}"]
-    if isinstance(git.get("commit"), str):
-        lineage.append(f"at commit {md_code(git['commit'][:12])}")
-    if isinstance(git.get("pr"), int):
-        lineage.append(f"(PR #{git['pr']})")
-    text = " ".join(lineage) + f"; run key {md_code(manifest.get('run_key', ''))}."
-    return "\n".join(front) + body + "\n#### Lineage\n\n" + text + "\n"
+    return "\n".join(front) + body + "\n#### Lineage\n\n" + "\n".join(_lineage_lines(manifest)) + "\n"
 
 
-def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: int = 100) -> str:
+def _lineage_lines(manifest: Manifest) -> list[str]:
+    """The model card's lineage: run file and commit (clean or not), PR, base model at its
+    revision or content hash, the data files' hashes, the GPU. Untrusted text is escaped."""
+    git = manifest.git
+    source = f"Trained by tuneform from {md_code(manifest.path)}"
+    if git.commit:
+        source += f" at commit {md_code(git.commit[:12])}"
+        if git.clean is not None:
+            source += " (clean)" if git.clean else f" ({_dirty(git.run_file)}: the commit alone does not reproduce it)"
+    if git.pr is not None:
+        source += f" (PR #{git.pr})"
+    bullets = []
+    lineage = manifest.lineage
+    if manifest.model_id:
+        model = f"- base model {md_code(manifest.model_id)}"
+        if lineage and lineage.model_sha256:
+            model += f", content sha256 `{lineage.model_sha256[:12]}`"
+        elif manifest.model_revision:
+            model += f" at revision {md_code(manifest.model_revision[:40])}"
+        bullets.append(model)
+    if lineage:
+        bullets += [f"- data {md_code(f.path)} sha256 `{f.sha256[:12]}`" for f in lineage.data]
+        bullets += [f"- dataset {md_code(name)} at revision {md_code(rev[:40])}" for name, rev in lineage.datasets.items()]
+        gpus = f" x{lineage.gpu_count}" if lineage.gpu_count > 1 else ""
+        bullets.append(f"- trained on {md_text(lineage.gpu)}{gpus}" if lineage.gpu else "- trained on CPU")
+    return [source + f"; run key {md_code(manifest.run_key)}."] + ([""] + bullets if bullets else [])
+
+
+def render_run_text(manifest: Manifest, *, color: bool = False, width: int = 100) -> str:
     """The terminal view (rich); with `color`, deltas are green when better and red when worse."""
     from rich.console import Console
     from rich.table import Table
@@ -467,7 +454,7 @@ def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: 
     for label, text in facts.lines:
         console.print(Text.assemble("  ", (f"{label:<9}", "bold"), " ", text))
 
-    rows = _table_rows(manifest)
+    rows = manifest.evals.table.rows
     if rows:
         previous = _has_previous(rows)
         table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0))
@@ -476,31 +463,29 @@ def render_run_text(manifest: Mapping[str, Any], *, color: bool = False, width: 
             table.add_column(column, justify="right")
         styles = {"better": "green", "worse": "red", "same": "dim"}
         for row in rows:
-            better = str(row.get("better", "higher"))
-            cells: list[Text] = [Text(one_line(row.get("metric", "?"))), Text(fmt_metric(row.get("base")))]
+            cells: list[Text] = [Text(one_line(row.metric)), Text(fmt_metric(row.base))]
             if previous:
-                cells.append(Text(fmt_metric(row.get("previous"))))
-            cells.append(Text(fmt_metric(row.get("new")), style="bold"))
-            deltas = ["delta_base"] + (["delta_previous"] if previous else [])
-            cells += [Text(fmt_delta(row.get(key)), style=styles[delta_direction(row.get(key), better)]) for key in deltas]
+                cells.append(Text(fmt_metric(row.previous)))
+            cells.append(Text(fmt_metric(row.new), style="bold"))
+            deltas = [row.delta_base] + ([row.delta_previous] if previous else [])
+            cells += [Text(fmt_delta(delta), style=styles[delta_direction(delta, row.better)]) for delta in deltas]
             table.add_row(*cells)
         console.print()
         console.print(table)
 
-    gates = _gates(manifest)
+    gates = manifest.evals.gates
     if gates:
         console.print()
         console.print(Text("gates", style="bold"))
         for gate in gates:
-            ok = bool(gate.get("passed"))
             console.print(
                 Text(
-                    f"  {'✔ pass' if ok else '✘ fail'}  {one_line(gate.get('metric', '?'))} {one_line(gate.get('condition', '?'))}  (new: {fmt_metric(gate.get('value'))})",
-                    style="green" if ok else "red",
+                    f"  {'✔ pass' if gate.passed else '✘ fail'}  {one_line(gate.metric)} {one_line(gate.condition)}  (new: {fmt_metric(gate.value)})",
+                    style="green" if gate.passed else "red",
                 )
             )
 
-    chart = loss_chart(_dig(manifest, "training", "loss_history") or [])
+    chart = loss_chart(_loss_history(manifest))
     if chart:
         console.print()
         console.print(Text("training loss", style="bold"))
@@ -519,12 +504,12 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def render_run_json(manifest: Mapping[str, Any]) -> str:
+def render_run_json(manifest: Manifest) -> str:
     """The manifest itself as strict JSON, for agents and scripts (the same facts, no layout)."""
-    return json.dumps(_json_safe(manifest), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(_json_safe(manifest.to_json()), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def render_run(manifest: Mapping[str, Any], fmt: Format, *, color: bool = False) -> str:
+def render_run(manifest: Manifest, fmt: Format, *, color: bool = False) -> str:
     """Render a finished run as `text` (terminal), `markdown` (PR comment) or `json`."""
     if fmt == "json":
         return render_run_json(manifest)
@@ -544,7 +529,7 @@ class ReportFiles:
     chart: Path | None
 
 
-def write_run_report(manifest: Mapping[str, Any], folder: Path) -> ReportFiles:
+def write_run_report(manifest: Manifest, folder: Path) -> ReportFiles:
     """Write report.md, report.json and loss.png into `folder` (next to the version's files)."""
     folder.mkdir(parents=True, exist_ok=True)
     markdown = folder / "report.md"

@@ -81,7 +81,7 @@ def _checkpoint_callbacks(request: TrainRequest, bundle: Any, rank: int) -> list
         from tuneform.job.pipeline import open_registry
 
         registry = open_registry("hub", bundle, lambda line: print(line, flush=True))
-        work = registry.work_branch(bundle.run["output_repo"], bundle.key, request.checkpoint_settings)
+        work = registry.work_branch(bundle.run.output_repo, bundle.key, request.checkpoint_settings)
     return [checkpoint_callback(work, request.checkpoint_minutes * 60)]
 
 

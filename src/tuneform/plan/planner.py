@@ -292,9 +292,9 @@ def _decide(head: RunCheck | None, base: RunCheck | None, registry_for: Registry
 
 def _scored_with(registry: Registry | None, version: Version, eval_hash: str | None) -> bool:
     """Whether this version has scores under these evals: at training time or by an evaluate."""
-    if version.manifest.get("eval_hash") == eval_hash:
+    if version.manifest.eval_hash == eval_hash:
         return True
-    repo = version.manifest.get("output_repo")
+    repo = version.manifest.output_repo
     return bool(registry is not None and repo and eval_hash and registry.has_evals(repo, version.key, eval_hash))
 
 

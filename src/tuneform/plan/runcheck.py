@@ -20,6 +20,7 @@ from tuneform.runfile.resolve import HubResolver, resolve_run, with_fix
 from tuneform.runfile.settings import Settings
 from tuneform.runfile.spec import (
     LoadedRun,
+    Resolved,
     RunSpec,
     canonical_json,
     dotted,
@@ -48,6 +49,7 @@ class RunCheck:
     problems: list[Problem] = field(default_factory=list)
     budget_problems: list[Problem] = field(default_factory=list)  # kept apart: a PR label may approve them
     loaded: LoadedRun | None = None
+    resolved: Resolved | None = None  # the revisions and hashes the key was made of (lineage)
 
     @property
     def ok(self) -> bool:
@@ -131,6 +133,7 @@ def check_run(
         at(where, message, "warning")
     result.eval_hash = _check_evals(spec, tree, at)
     if resolution.resolved is not None:
+        result.resolved = resolution.resolved
         result.key = run_key(spec, resolution.resolved)
     if not result.errors:
         result.sizing = size_run(spec, tree, settings, result.backend, flavors)

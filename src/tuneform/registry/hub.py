@@ -14,13 +14,13 @@ the state is read again (a commit that landed although its answer was lost is no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tuneform.core.hub import http_status, hub_api, hub_failures, retry
-from tuneform.registry.protocol import PASSED, Published, RegistryError, Version, main_moved
+from tuneform.core.manifest import PASSED, Manifest
+from tuneform.registry.protocol import Published, RegistryError, Version, main_moved
 
 MANIFEST = "tuneform/manifest.json"
 TAG_PREFIX = "run-"
@@ -89,7 +89,7 @@ class HubRegistry:
         found = {b.name: b.target_commit for b in refs.branches} | {t.name: t.target_commit for t in refs.tags}
         return found.get(revision)
 
-    def _manifest(self, repo: str, revision: str) -> dict[str, Any] | None:
+    def _manifest(self, repo: str, revision: str) -> Manifest | None:
         """tuneform/manifest.json at a revision; None when the repo, revision or file is absent."""
         from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
@@ -105,19 +105,19 @@ class HubRegistry:
                 return None
             raise self._errors(exc, repo) from None
         try:
-            return json.loads(Path(path).read_text())
+            return Manifest.read_text(Path(path).read_text())
         except ValueError as exc:
-            raise RegistryError(f"{repo}@{revision}: {MANIFEST} is not valid JSON ({exc})") from None
+            raise RegistryError(f"{repo}@{revision}: {MANIFEST} is not a tuneform manifest ({exc})") from None
 
     def get(self, repo: str, key: str) -> Version | None:
         manifest = self._manifest(repo, tag_of(key))
-        if manifest is None or manifest.get("run_key") != key:
+        if manifest is None or manifest.run_key != key:
             return None  # absent, or another key sharing the 12-hex prefix
-        return Version(key, manifest.get("status", PASSED), manifest)
+        return Version(key, manifest.status or PASSED, manifest)
 
     def main(self, repo: str) -> str | None:
         manifest = self._manifest(repo, "main")
-        return manifest.get("run_key") if manifest else None
+        return manifest.run_key if manifest else None
 
     def main_commit(self, repo: str) -> str | None:
         """The commit main points at (None: no such repo)."""
@@ -143,8 +143,8 @@ class HubRegistry:
         for name, commit in self.tags(repo).items():
             if name.startswith(TAG_PREFIX):
                 manifest = self._manifest(repo, commit)
-                if manifest and manifest.get("run_key"):
-                    found.append(Version(manifest["run_key"], manifest.get("status", PASSED), manifest))
+                if manifest and manifest.run_key:
+                    found.append(Version(manifest.run_key, manifest.status or PASSED, manifest))
         return sorted(found, key=lambda v: v.created or "")
 
     def has_evals(self, repo: str, key: str, eval_hash: str) -> bool:
@@ -189,7 +189,7 @@ class HubRegistry:
         """The commit `revision` points at when its manifest names `key` (a commit that landed)."""
         commit = self._resolve(repo, revision)
         manifest = self._manifest(repo, commit) if commit else None
-        if manifest is None or manifest.get("run_key") != key:
+        if manifest is None or manifest.run_key != key:
             return None
         return commit
 
@@ -214,7 +214,7 @@ class HubRegistry:
         repo: str,
         key: str,
         folder: Path,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         *,
         parent_commit: str | None,
         move_main: bool,
@@ -237,10 +237,10 @@ class HubRegistry:
             return Published(existing, "", self.main(repo) == key, f"{tag_of(key)} is already published")
         self.ensure_repo(repo, private)
         (folder / "tuneform").mkdir(parents=True, exist_ok=True)
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (folder / MANIFEST).write_text(manifest.text())
         ours = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         adds = [CommitOperationAdd(rel, str(folder / rel)) for rel in ours]
-        message = message or f"{tag_of(key)}: {manifest.get('name', '')} ({manifest.get('status', PASSED)})"
+        message = message or f"{tag_of(key)}: {manifest.name} ({manifest.status})"
 
         def operations(revision: str) -> list[Any]:
             stale = self._files_at(repo, revision) - set(ours) - {".gitattributes"}

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from tuneform.core.manifest import Manifest
 
 # The registry's vocabulary lives in protocol.py; re-exported here, where callers have long found it.
 from tuneform.registry.protocol import FAILED_GATES as FAILED_GATES
@@ -60,12 +61,12 @@ class LocalRegistry:
     def get(self, repo: str, key: str) -> Version | None:
         manifest_path = self._repo(repo) / "versions" / key / "manifest.json"
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = Manifest.read_text(manifest_path.read_text())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise RegistryError(f"{manifest_path} is unreadable ({exc}): delete that version folder to retrain it") from None
-        return Version(key, manifest.get("status", PASSED), manifest)
+        return Version(key, manifest.status or PASSED, manifest)
 
     def main(self, repo: str) -> str | None:
         try:
@@ -119,9 +120,7 @@ class LocalRegistry:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def publish(
-        self, repo: str, key: str, folder: Path, manifest: dict[str, Any], *, parent_commit: str | None, move_main: bool
-    ) -> Published:
+    def publish(self, repo: str, key: str, folder: Path, manifest: Manifest, *, parent_commit: str | None, move_main: bool) -> Published:
         """Move a finished folder (holding model/) into place with its manifest, atomically; with
         `move_main`, point main at it when main is still at `parent_commit`.
 
@@ -144,13 +143,13 @@ class LocalRegistry:
                     False,
                     f"main of {repo} moved since apply planned this (now run-{(now or '')[:12]}): leaving it; restore this version by planning its run file",
                 )
-            self._move_main(repo, key, f"trained {manifest.get('path', '')}".strip())
+            self._move_main(repo, key, f"trained {manifest.path}".strip())
             return Published(version, self.main_commit(repo) or "", True, f"main of {repo} -> run-{key[:12]}")
 
-    def _place(self, repo: str, key: str, staged: Path, manifest: dict[str, Any]) -> None:
+    def _place(self, repo: str, key: str, staged: Path, manifest: Manifest) -> None:
         versions = self._repo(repo) / "versions"
         versions.mkdir(parents=True, exist_ok=True)
-        (staged / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (staged / "manifest.json").write_text(manifest.text())
         target = versions / key
         try:
             os.rename(staged, target)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from tuneform.core.errors import TuneformError
+from tuneform.core.manifest import FAILED_GATES, PASSED, Manifest
 
-PASSED = "passed"
-FAILED_GATES = "failed_gates"
+__all__ = ["FAILED_GATES", "PASSED", "MainMoved", "Published", "Registry", "RegistryError", "Version", "main_moved"]
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,24 @@ class Version:
 
     key: str
     status: str  # PASSED or FAILED_GATES
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def commit(self) -> str | None:
-        return self.manifest.get("git", {}).get("commit")
+        return self.manifest.git.commit
 
     @property
     def pr(self) -> int | None:
-        return self.manifest.get("git", {}).get("pr")
+        return self.manifest.git.pr
 
     @property
     def created(self) -> str | None:
-        return self.manifest.get("created")
+        return self.manifest.created
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        return self.manifest.get("metrics", {})
+    def metrics(self) -> dict[str, float]:
+        """The new version's score per metric, from the eval table the job wrote."""
+        return self.manifest.evals.headline()
 
 
 class RegistryError(TuneformError):
@@ -92,7 +93,7 @@ class Registry(Protocol):
     def has_evals(self, repo: str, key: str, eval_hash: str) -> bool: ...
 
     def publish(
-        self, repo: str, key: str, folder: Path, manifest: dict[str, Any], *, parent_commit: str | None, move_main: bool
+        self, repo: str, key: str, folder: Path, manifest: Manifest, *, parent_commit: str | None, move_main: bool
     ) -> Published: ...
 
     def set_main(self, repo: str, key: str, reason: str, *, parent_commit: str | None) -> str: ...
