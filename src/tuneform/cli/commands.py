@@ -149,7 +149,8 @@ def apply(
         else:
             unapproved = approval.source
         raise result_plan.refusal(unapproved)
-    result = apply_plan(result_plan, root, _home(root), wait=wait, say=say)
+    # The merged PR found for the approval is the one the versions record (lineage).
+    result = apply_plan(result_plan, root, _home(root), wait=wait, say=say, pr=approval.pr if approval else None)
     if fmt == "json":
         _emit_json(result.as_json())
     else:

@@ -17,7 +17,7 @@ error, not a silently missing fact. `manifest_format` says which shape wrote it:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
@@ -30,8 +30,9 @@ Score = float | str | None
 
 
 class Record(BaseModel):
-    """Base of every manifest section: strict when built, lenient when read with `lenient=True`
-    in the validation context (keys a later or earlier tuneform wrote are dropped)."""
+    """Base of a published contract (the manifest and its sections, a plan entry): strict when
+    built, lenient when read with `read` (keys a later or earlier tuneform wrote are dropped, at
+    every level)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +42,11 @@ class Record(BaseModel):
         if isinstance(data, dict) and info.context and info.context.get("lenient"):
             return {key: value for key, value in data.items() if key in cls.model_fields}
         return data
+
+    @classmethod
+    def read(cls, data: Any) -> Self:
+        """From parsed JSON written by any tuneform; ValueError (pydantic's) when it is not one."""
+        return cls.model_validate(data, context={"lenient": True})
 
 
 class GitFacts(Record):
@@ -125,19 +131,28 @@ class EstimateRecord(Record):
     calibration: dict[str, Any] = Field(default_factory=dict)
 
 
-class PlannedEstimate(EstimateRecord):
-    """The plan's whole estimate, as the bundle carries it to the job (see estimate/estimator.py)."""
+class PlannedEstimate(Record):
+    """The plan's whole estimate (estimate/estimator.py `Estimate.as_json`, the fields in its
+    order: the plan prints them so), as a plan entry shows it and the bundle carries it to the job."""
 
-    tokens: int | None = None
-    seconds: float | None = None
-    usd: float = 0.0
-    memory_gb: float | None = None
-    fits: bool | None = None
-    dtype: str | None = None
-    flops: float | None = None
-    mfu: float | None = None
-    billed_minutes: int | None = None
-    problems: list[str] = Field(default_factory=list)
+    tokens: int
+    seconds: int | float
+    usd: float
+    peak_vram_gb: float
+    flavor: str
+    memory_gb: float
+    fits: bool
+    engine: str
+    dtype: str
+    batch_size: int | None
+    gradient_checkpointing: bool | None
+    flops: int | float
+    tokens_per_second: float
+    mfu: float | None
+    billed_minutes: int
+    breakdown: dict[str, dict[str, float]]
+    problems: list[str]
+    calibration: dict[str, Any]
 
     def recorded(self) -> EstimateRecord:
         """The part a manifest keeps."""
@@ -214,11 +229,6 @@ class Manifest(Record):
     evals: Evals = Field(default_factory=Evals)
     versions: dict[str, str] = Field(default_factory=dict)
     python: str | None = None
-
-    @classmethod
-    def read(cls, data: Any) -> Manifest:
-        """A manifest from parsed JSON written by any tuneform; ValueError when it is not one."""
-        return cls.model_validate(data, context={"lenient": True})
 
     @classmethod
     def read_text(cls, text: str) -> Manifest:

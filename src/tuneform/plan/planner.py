@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.core.errors import TuneformError
-from tuneform.data.check import CHECKED_ACTIONS, DataSection, check_data
+from tuneform.core.manifest import PlannedEstimate
+from tuneform.data.check import CHECKED_ACTIONS, DataReport, DataSection, check_data
 from tuneform.estimate.catalog import FLAVORS, FlavorTable
 from tuneform.estimate.sizing import usd_text
+from tuneform.plan.entry import PlanEntry
 from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
 from tuneform.registry.protocol import FAILED_GATES, Registry, RegistryError, Version
 from tuneform.runfile.diagnostics import Problem
@@ -69,33 +71,35 @@ class PlannedRun:
     def budget_ok(self) -> bool:
         return not self.budget_problems
 
-    def as_json(self) -> dict[str, Any]:
+    def entry(self, data: DataReport | None = None) -> PlanEntry:
+        """This run's entry in the plan's JSON, with its data check when it has one."""
         run = self.check
         sizing = self.head.sizing if self.head else None
         estimate = sizing.estimate if sizing else None
         problems = (self.head.problems if self.head else []) + self.budget_problems + self.approved
-        return {
-            "path": run.path,
-            "name": run.name,
-            "action": self.action,
-            "run_key": run.key,
-            "base_run_key": self.base.key if self.base else None,
-            "eval_hash": run.eval_hash,
-            "base_path": self.base.path if self.base else None,
-            "backend": run.backend,
-            "output_repo": run.output_repo,
-            "flavor": estimate.flavor.name if estimate else None,
-            "estimate": estimate.as_json() if estimate else None,
-            "fits": sizing.fits if sizing else None,
-            "budget_ok": self.budget_ok,
-            "usd": round(self.usd, 4),
-            "base_usd": None if self.base_usd is None else round(self.base_usd, 4),
-            "errors": [p.as_json() for p in problems if p.severity == "error"],
-            "warnings": [p.as_json() for p in problems if p.severity == "warning"],
-            "reuse": _reuse_json(self.reuse) if self.action in ("restore", "noop") else None,
-            "registry": self.registry_state,
-            "tokens_counted_by": sizing.token_method if sizing else None,
-        }
+        return PlanEntry(
+            path=run.path,
+            name=run.name,
+            action=self.action,
+            run_key=run.key,
+            base_run_key=self.base.key if self.base else None,
+            eval_hash=run.eval_hash,
+            base_path=self.base.path if self.base else None,
+            backend=run.backend,
+            output_repo=run.output_repo,
+            flavor=estimate.flavor.name if estimate else None,
+            estimate=PlannedEstimate.model_validate(estimate.as_json()) if estimate else None,
+            fits=sizing.fits if sizing else None,
+            budget_ok=self.budget_ok,
+            usd=round(self.usd, 4),
+            base_usd=None if self.base_usd is None else round(self.base_usd, 4),
+            errors=[p.as_json() for p in problems if p.severity == "error"],
+            warnings=[p.as_json() for p in problems if p.severity == "warning"],
+            reuse=_reuse_json(self.reuse) if self.action in ("restore", "noop") else None,
+            registry=self.registry_state,
+            tokens_counted_by=sizing.token_method if sizing else None,
+            data=data.as_json() if data else None,
+        )
 
 
 def _reuse_json(version: Version | None) -> dict[str, Any] | None:
@@ -155,7 +159,7 @@ class Plan:
         return {
             "schema_version": PLAN_SCHEMA_VERSION,
             "base": self.base_rev,
-            "runs": [r.as_json() | {"data": reports[r.check.path].as_json() if r.check.path in reports else None} for r in self.runs],
+            "runs": [r.entry(reports.get(r.check.path)).to_json() for r in self.runs],
             "total_usd": round(self.total_usd, 4),
             "base_total_usd": round(self.base_total_usd, 4),
             "max_usd_per_pr": self.settings.max_usd_per_pr,

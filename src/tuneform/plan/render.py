@@ -114,13 +114,12 @@ def fmt_delta(run: PlannedRun) -> str:
 def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
     """One plan table row's cells; `escape` (md_text, rich_text) writes every value a run file or
     the registry controls, so the row's own words (a PR reference, "renamed from") stay live."""
-    data = run.as_json()
-    est = data["estimate"] or {}
-    fits = data["fits"]
-    vram = "-" if not est else f"{est.get('peak_vram_gb', 0):.1f} GB" + ("" if fits in (None, True) else " (does not fit)")
+    entry = run.entry()
+    est = entry.estimate
+    vram = "-" if not est else f"{est.peak_vram_gb:.1f} GB" + ("" if entry.fits in (None, True) else " (does not fit)")
     notes = []
-    if data["base_path"] and data["base_path"] != data["path"]:
-        notes.append(f"renamed from {escape(data['base_path'])}")
+    if entry.base_path and entry.base_path != entry.path:
+        notes.append(f"renamed from {escape(entry.base_path)}")
     if run.action in ("restore", "noop") and run.reuse is not None:
         pr = f" from #{run.reuse.pr}" if run.reuse.pr else ""
         notes.append(f"{'restores' if run.action == 'restore' else 'is'} run-{escape(run.reuse.key[:12])}{pr}")
@@ -129,21 +128,21 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
             "blocked": "this version failed its gates: change the run to retrain",
             "delete": "removes nothing from the registry",
             "evaluate": "evals changed: score again, no training",
-            "invalid": f"{len(data['errors'])} error(s)",
+            "invalid": f"{len(entry.errors)} error(s)",
         }.get(run.action, "")
     )
-    applied = est.get("calibration") or {}
+    applied = est.calibration if est else {}
     factors = [f"{name} x{applied[name]:g}" for name in ("speed", "memory") if applied.get(name, 1.0) != 1.0]
     if factors and run.action in ("create", "update"):
         notes.append(f"calibrated for {escape(applied.get('gpu'))} from this repo's runs: {', '.join(factors)}")
     note = "; ".join(n for n in notes if n)
     return {
         "action": run.action,
-        "name": escape(data["name"]),
-        "path": escape(data["path"]),
-        "key": escape((data["run_key"] or "")[:12]),
-        "flavor": escape(data["flavor"] or "-"),
-        "time": fmt_seconds(est.get("seconds")) if run.action in ("create", "update") else "-",
+        "name": escape(entry.name),
+        "path": escape(entry.path),
+        "key": escape((entry.run_key or "")[:12]),
+        "flavor": escape(entry.flavor or "-"),
+        "time": fmt_seconds(est.seconds if est else None) if run.action in ("create", "update") else "-",
         "cost": fmt_usd(run.usd) if run.action in ("create", "update") else "$0",
         "change": fmt_delta(run),
         "vram": vram if run.action in ("create", "update") else "-",
