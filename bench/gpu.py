@@ -430,8 +430,10 @@ def make_bundle(repo: Path, name: str, dest: Path, backend: str) -> dict[str, An
     check = check_run(tree, f"runs/{name}.yaml", settings, HubResolver(offline=True), backend=backend)
     if not check.ok:
         raise SystemExit(f"bench run {name} is invalid: " + "; ".join(f"{p.field}: {p.message}" for p in check.errors))
-    extra = {"git": {"commit": None, "dirty": None, "pr": None}, "action": "create", "expected_main": None, "job_id": f"bench-{name}"}
-    return build_bundle(check, tree, dest, extra).run
+    from tuneform.core.manifest import GitFacts
+
+    bundle = build_bundle(check, tree, dest, git=GitFacts(), action="create", expected_main=None, job_id=f"bench-{name}")
+    return bundle.run.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1036,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
 
         version = LocalRegistry(registry).get(run["output_repo"], run["run_key"])
         if version is not None:
-            manifest = version.manifest
+            manifest = version.manifest.to_json()
         result = analyse(
             name,
             run,

@@ -60,8 +60,10 @@ class GitFacts(Record):
 
     @property
     def clean(self) -> bool | None:
-        """True when the version is exactly `commit`'s run file (None: unknown)."""
-        return None if self.dirty is None else not self.dirty
+        """True when the version is exactly `commit`'s run file. None when unknown: outside git,
+        or in a format-1 manifest, whose `dirty` looked at tracked files only (a run file git did
+        not track was recorded as `dirty: false`)."""
+        return None if self.dirty is None or self.run_file is None else not self.dirty
 
 
 class FileHash(Record):
