@@ -122,6 +122,17 @@ def test_git_facts_say_whether_the_run_file_was_committed_unchanged(repo: Repo) 
     assert git_facts(repo.path.parent, "runs/support.yaml", None).commit is None  # not a git repository
 
 
+def test_a_model_folder_linking_outside_the_repository_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    demo = demo_repo(tmp_path / "demo", (ROOT / "runs/demo.yaml").read_text())
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not the repository's")
+    (demo.path / "models/demo-tiny/extra.txt").symlink_to(outside)
+    code, out = demo.json("validate", "runs/demo.yaml", "--format", "json")
+    [error] = out["files"][0]["errors"]
+    assert code == 1 and error["field"] == "model.id"
+    assert error["message"] == "'models/demo-tiny/extra.txt' leads outside the repository (through a symlink): use a file inside it"
+
+
 def test_a_hub_model_run_carries_its_resolved_revision_to_the_job(repo: Repo, tmp_path: Path) -> None:
     tree = WorkTree(repo.path)
     check = check_run(tree, "runs/support.yaml", load_settings(tree), HubResolver(offline=True))

@@ -167,7 +167,11 @@ def _local_model_hash(model_id: str, tree: Tree, errors: list) -> str | None:
             (where, f"'{model_id}' has no config.json: point model.id at a saved model folder (save_pretrained) in the repository")
         )
         return None
-    return hash_folder(tree, folder + "/")
+    try:
+        return hash_folder(tree, folder + "/")
+    except TreeError as exc:  # a symlink in the folder that leads outside the repository
+        errors.append((where, str(exc)))  # it names the file and says to use one inside the repository
+        return None
 
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
