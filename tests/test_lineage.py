@@ -1,6 +1,7 @@
-"""The manifest contract: versions already published stay readable, and a new version records
-its complete lineage (data and model content, revisions, commit and whether the run file was
-committed unchanged, PR, libraries, GPU), shown by `tuneform history` and the model card."""
+"""The typed contracts at the seams: the manifest (versions already published stay readable; a
+new version records its complete lineage: data and model content, revisions, commit and whether
+the run file was committed unchanged, PR, libraries, GPU, shown by `tuneform history` and the
+model card), the bundle's run facts, and the plan entry."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tuneform.core.manifest import Manifest
 from tuneform.github.results import FINISHED, RunResult, render_results
 from tuneform.job.bundle import build_bundle, read_bundle
 from tuneform.job.report import model_card, render_run
+from tuneform.plan.entry import PlanEntry
 from tuneform.plan.runcheck import check_run
 from tuneform.registry.local import LocalRegistry
 from tuneform.runfile.resolve import HubResolver
@@ -186,3 +188,38 @@ def test_a_trained_version_records_its_lineage(tmp_path: Path, monkeypatch: pyte
         f"content sha256 `{lineage.model_sha256[:12]}`" in card and f"`data/support.jsonl` sha256 `{lineage.data[0].sha256[:12]}`" in card
     )
     assert "- trained on CPU" in card
+
+
+def test_plan_json_entries_keep_their_documented_shape(repo: Repo) -> None:
+    """`plan --format json` prints each run through PlanEntry: the keys, and their order, of
+    schema_version 1 (an agent may read them positionally from a pretty-printed file)."""
+    code, plan = repo.json("plan", "runs/support.yaml", "--format", "json")
+    [entry] = plan["runs"]
+    assert plan["schema_version"] == 1 and list(entry) == [
+        "path",
+        "name",
+        "action",
+        "run_key",
+        "base_run_key",
+        "eval_hash",
+        "base_path",
+        "backend",
+        "output_repo",
+        "flavor",
+        "estimate",
+        "fits",
+        "budget_ok",
+        "usd",
+        "base_usd",
+        "errors",
+        "warnings",
+        "reuse",
+        "registry",
+        "tokens_counted_by",
+        "data",
+    ]
+    tree = WorkTree(repo.path)
+    check = check_run(tree, "runs/support.yaml", load_settings(tree), HubResolver(offline=True))
+    assert check.sizing is not None and check.sizing.estimate is not None
+    assert entry["estimate"] == check.sizing.estimate.as_json() and list(entry["estimate"]) == list(check.sizing.estimate.as_json())
+    assert PlanEntry.read(entry | {"added_later": 1}).to_json() == entry  # a later tuneform's plan.json reads
