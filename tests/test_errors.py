@@ -185,7 +185,7 @@ def test_a_missing_output_repo_has_no_versions(repo: Repo, fake_hub: Any, monkey
 
     _hub_repo(repo, fake_hub, monkeypatch, USER_TOKEN)
     code, history = repo.json("history", "faq", "--format", "json")  # RepositoryNotFoundError with a token: nothing yet
-    assert (code, history) == (0, {"repo": "bob/faq", "main": None, "versions": []})
+    assert (code, history) == (0, {"schema_version": 2, "repo": "bob/faq", "main": None, "versions": []})
 
 
 def test_an_unreadable_report_is_none_by_type(fake_hub: Any) -> None:
