@@ -15,10 +15,9 @@ from pydantic import ValidationError
 
 from conftest import ROOT, Repo, demo_repo, sub
 from fakegithub import FakeGitHub
-from tuneform.backends.apply import git_facts
 from tuneform.core.manifest import Manifest
 from tuneform.github.results import FINISHED, RunResult, render_results
-from tuneform.job.bundle import build_bundle, read_bundle
+from tuneform.job.bundle import build_bundle, git_facts, read_bundle
 from tuneform.job.report import model_card, render_run
 from tuneform.plan.entry import PlanEntry
 from tuneform.plan.runcheck import check_run
