@@ -37,7 +37,7 @@ def old_registry(tmp_path: Path) -> LocalRegistry:
     folder = registry.version_dir("tuneform-demo/demo", OLD_KEY)
     folder.mkdir(parents=True)
     shutil.copy(PUBLISHED, folder / "manifest.json")
-    registry.set_main("tuneform-demo/demo", OLD_KEY, "test")
+    registry.set_main("tuneform-demo/demo", OLD_KEY, "test", parent_commit=registry.main_commit("tuneform-demo/demo"))
     return registry
 
 
