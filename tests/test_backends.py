@@ -16,6 +16,7 @@ import pytest
 
 from fakehub import FakeHub
 from tuneform.backends import BACKENDS, backend
+from tuneform.core.manifest import Manifest
 from tuneform.registry.hub import HubRegistry
 from tuneform.registry.local import LocalRegistry
 from tuneform.registry.protocol import MainMoved
@@ -25,8 +26,8 @@ SRC = ROOT / "src" / "tuneform"
 REPO = "acme/demo"
 
 
-def manifest(key: str) -> dict[str, Any]:
-    return {"run_key": key, "status": "passed", "created": f"2026-12-06T00:00:0{key[0]}Z", "name": "demo", "path": "runs/demo.yaml"}
+def manifest(key: str) -> Manifest:
+    return Manifest(run_key=key, status="passed", created=f"2026-12-06T00:00:0{key[0]}Z", name="demo", path="runs/demo.yaml")
 
 
 # ------------------------------------------------------------------------------- the table of backends
