@@ -28,6 +28,7 @@ test: lint
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -q check-jsonschema

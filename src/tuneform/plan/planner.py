@@ -213,8 +213,8 @@ def make_plan(
     heads = {p: check_run(head_tree, p, settings, hub, backend=backend, flavors=flavors) for p in head_paths if head_tree.exists(p)}
     bases = {p: check_run(base_tree, p, settings, hub, backend=backend, flavors=flavors) for p in base_paths}
     pairs = _match(heads, bases, explicit)
-    runs = [_decide(head, base_run, registry_for, explicit is not None) for head, base_run in pairs]
-    runs = [r for r in runs if r is not None]
+    decided = (_decide(head, base_run, registry_for, explicit is not None) for head, base_run in pairs)
+    runs = [r for r in decided if r is not None]
     for missing in explicit or []:
         if missing not in heads and missing not in bases:
             problems.append(Problem(f"{missing}: no such run file"))
