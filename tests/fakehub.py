@@ -2,7 +2,7 @@
 
 Stdlib only (`http.server.ThreadingHTTPServer` in a background thread). It follows the contract read from
 huggingface_hub 1.33's source (hf_api.py, _jobs_api.py, _commit_api.py, lfs.py, file_download.py,
-utils/_http.py) and /work/shared/reference/hf-jobs.md:
+utils/_http.py) and shared/reference/hf-jobs.md (beside the repository):
 
 * auth: `Authorization: Bearer <token>`; tokens map to user names; read-only tokens get 403 on writes; an
   unknown token gets 401 "Invalid credentials in Authorization header" on every authenticated route.

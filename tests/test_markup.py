@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from conftest import RUN, Repo, jsonl
 from markdown_check import HOSTILE, assert_inert, render
 from test_runreport import manifest as report_manifest
+from tuneform.core.manifest import Manifest
 from tuneform.core.markup import (
     WORD_JOINER,
     command_data,
@@ -241,9 +242,12 @@ def hostile_manifest() -> dict[str, Any]:
 
 def test_run_report_markdown_with_hostile_manifest() -> None:
     data = hostile_manifest()
-    rows = [len(table) for table in render(render_run_markdown(report_manifest())).tables]
+    rows = [len(table) for table in render(render_run_markdown(Manifest.read(report_manifest()))).tables]
     out = assert_inert(
-        render_run_markdown(data), rows=rows, shown=["``tick`` `", "{{ x | y }}", "a | b @octocat", "<img src=x onerror=alert(1)>"], links=1
+        render_run_markdown(Manifest.read(data)),
+        rows=rows,
+        shown=["``tick`` `", "{{ x | y }}", "a | b @octocat", "<img src=x onerror=alert(1)>"],
+        links=1,
     )
     assert visible(out.headings[0]) == f"❌ {visible(one_line(ALL))} failed its gates (version kept, marked blocked)"
     assert {"a | b @octocat", "| x |", "``tick`` `", "{{ x | y }}", "# HEADMARK"} <= set(out.cells)
@@ -251,9 +255,9 @@ def test_run_report_markdown_with_hostile_manifest() -> None:
 
 def test_model_card_with_hostile_manifest() -> None:
     data = hostile_manifest()
-    card = model_card(data)
+    card = model_card(Manifest.read(data))
     body = card.split("---\n", 2)[2]
-    rows = [len(table) for table in render(model_card(report_manifest())).tables]
+    rows = [len(table) for table in render(model_card(Manifest.read(report_manifest()))).tables]
     out = assert_inert(body, rows=rows, shown=[f"runs/{one_line(ALL)}.yaml", "[x](https://evil) # HEADMARK"], links=1, trusted=("#12",))
     assert "Lineage" in out.headings
 
@@ -268,7 +272,7 @@ def test_results_comment_with_hostile_run_and_error() -> None:
             "https://huggingface.co/jobs/acme/job2",
             FINISHED,
             "COMPLETED",
-            report=render_run_markdown(hostile_manifest()),
+            report=render_run_markdown(Manifest.read(hostile_manifest())),
         ),
     ]
     out = assert_inert(render_results(results, commit="a1b2c3d4e5f6" * 3), [ALL, "@octocat"], links=3)  # 2 jobs, 1 model

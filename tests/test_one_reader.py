@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, Repo, demo_repo, jsonl
-from tuneform.job.bundle import build_bundle
+from tuneform.job.bundle import build_bundle, git_facts
 from tuneform.plan.runcheck import check_run
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import load_settings
@@ -58,7 +58,7 @@ def run_job(repo: Repo, tmp_path: Path) -> tuple[int, str]:
     """Bundle runs/demo.yaml as apply would (even though validate rejects it) and run the real job."""
     tree = WorkTree(repo.path)
     check = check_run(tree, "runs/demo.yaml", load_settings(tree), HubResolver(offline=True))
-    bundle = build_bundle(check, tree, tmp_path / "bundle", {})
+    bundle = build_bundle(check, tree, tmp_path / "bundle", git=git_facts(repo.path, check.path, None), action="create", expected_main=None)
     result = repo.cli("job", str(bundle.path), "--registry", str(tmp_path / "registry"))
     return result.exit_code, result.output
 
