@@ -14,6 +14,9 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) torch
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[train,test]'
+	# Unsloth is not installed (it needs a GPU), but tests/test_packed_conv_unsloth.py reads its
+	# hybrid-packing module from the wheel, the same pin scripts/fetch_gpu_wheels.sh carries.
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d .whl unsloth==2026.10.9
 	touch $@
 
 # Plans, trains, evaluates and publishes the demo run on this machine; a second run is a no-op.
