@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, jsonl
+from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, Repo, jsonl, sub
 from tuneform.plan.runcheck import check_run
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import parse_settings
@@ -358,3 +359,68 @@ def test_plausible_variations_never_raise(tree: WorkTree, choices: dict[tuple[st
         options = PLAUSIBLE[path]
         section[path[-1]] = options[pick % len(options)]
     _check(tree, yaml.safe_dump(value))
+
+
+# --------------------------------------------------------------------------------------------
+# (c) hostile inputs found by fuzzing, through the real commands
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # far past Python's recursion limit
+HUGE = "9" * 5_000  # past Python's int-string conversion limit (4,300 digits)
+LONG = "a" * 900_000  # far past any file name the OS accepts
+CSV_RUN = sub("- path: data/chat.jsonl", "- path: data/chat.csv\n      format: prompt_completion")
+
+
+def _csv_field(r: Repo) -> None:
+    r.write("data/chat.csv", "prompt,completion\n" + "x" * 200_000 + ",billing\n" + "".join(f"q{i},billing\n" for i in range(40)))
+    r.write("runs/support.yaml", CSV_RUN)
+
+
+def _symlink_loop(r: Repo) -> None:
+    (r.path / "runs/support.yaml").unlink()
+    (r.path / "runs/support.yaml").symlink_to("support.yaml")
+
+
+def _model_symlink(r: Repo, outside: str) -> None:
+    r.write("models/tiny/config.json", "{}")
+    (r.path / "models/tiny/weights.bin").symlink_to(outside)
+    r.write("runs/support.yaml", sub("id: HuggingFaceTB/SmolLM2-135M-Instruct", "id: ./models/tiny"))
+
+
+# case -> (how to break the fixture repo, the run argument, the file each message names, the fix it gives)
+HOSTILE: dict[str, tuple[Any, str, str, str]] = {
+    "deep JSON data": (lambda r, o: r.write("data/chat.jsonl", '{"messages": ' + DEEP + "}\n"), "runs/support.yaml", "data/chat.jsonl", "flatten"),
+    "deep JSON suite": (lambda r, o: r.write("evals/intents.jsonl", '{"id": ' + DEEP + "}\n"), "runs/support.yaml", "evals/intents.jsonl", "flatten"),
+    "huge int data": (lambda r, o: r.write("data/chat.jsonl", '{"messages": ' + HUGE + "}\n"), "runs/support.yaml", "data/chat.jsonl", "in quotes"),
+    "huge int suite": (lambda r, o: r.write("evals/intents.jsonl", '{"id": ' + HUGE + "}\n"), "runs/support.yaml", "evals/intents.jsonl", "in quotes"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_inputs_give_located_errors(repo: Repo, tmp_path: Path, case: str) -> None:
+    """validate, plan and data check on each class of hostile input: exit 1 or 2 with an error that
+    names the file and says the fix, never a traceback (repo.cli lets exceptions through)."""
+    breaks, run, names, fix = HOSTILE[case]
+    breaks(repo, str(tmp_path / "outside.bin"))
+    repo.commit("hostile input")  # on main: plan reads settings from the base branch
+    for args in (["validate", run], ["plan", "--offline", "--base", "HEAD", run], ["data", "check", run]):
+        result = repo.cli(*args)
+        if args[0] == "data" and case.endswith("suite"):  # data check leaves suites to validate
+            assert result.exit_code == 0 and "does not load (validate says why)" in result.output, result.output
+            continue
+        assert result.exit_code in (1, 2), (args[0], result.output)
+        assert names in result.output and fix in result.output, (args[0], result.output[:2000])
+        assert "Traceback" not in result.output and len(result.output) < 20_000
+
+
+def test_a_bom_does_not_drop_the_first_row(repo: Repo) -> None:
+    """Editors on Windows start files with a byte order mark; run files ignore it, and so do data
+    files: every row is read and none is reported broken."""
+    repo.write("data/chat.jsonl", "\ufeff" + jsonl(CHAT_ROWS))
+    repo.write("data/chat.csv", "\ufeffprompt,completion\n" + "".join(f"q{i},billing\n" for i in range(40)))
+    for run in (RUN, CSV_RUN):
+        repo.write("runs/support.yaml", run)
+        assert repo.cli("validate").exit_code == 0
+        code, report = repo.json("data", "check", "runs/support.yaml", "--format", "json")
+        assert code == 0, report
+        assert [(s["rows"], s["kept"]) for s in report["sources"]] == [(len(CHAT_ROWS), len(CHAT_ROWS))], report

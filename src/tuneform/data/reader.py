@@ -23,13 +23,13 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from tuneform.core.errors import TuneformError
+from tuneform.runfile import jsonsafe
 from tuneform.runfile.spec import HubSource, LocalSource, RunSpec
 from tuneform.runfile.trees import is_lfs_pointer
 
@@ -262,18 +262,17 @@ def parse_rows(data: bytes, rel: str) -> tuple[RowUnit, list[Row]]:
     if is_lfs_pointer(data[:100]):
         raise UnreadableFile("the file is a Git LFS pointer, not the data: check out with LFS (actions/checkout with lfs: true)")
     suffix = Path(rel).suffix.lower()
-    text = data.decode("utf-8", errors="replace") if suffix in (".jsonl", ".json", ".csv") else ""
+    text = jsonsafe.decode_text(data) if suffix in (".jsonl", ".json", ".csv") else ""
     if suffix == ".jsonl":
         return "line", _jsonl_rows(text)
     if suffix == ".json":
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
+            value = jsonsafe.loads(text)
+        except jsonsafe.JsonError as exc:
             first = next((line for line in text.splitlines() if line.strip()), "")
-            try:
-                json.loads(first)
-            except json.JSONDecodeError:
-                raise UnreadableFile(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+            if exc.column is None or not _is_json(first):  # too deep or a huge number: no row can be read
+                where = f" at line {exc.line}, column {exc.column}" if exc.column else ""
+                raise UnreadableFile(f"not valid JSON ({exc.message}{where})" if where else f"not valid JSON: {exc}") from None
             return "line", _jsonl_rows(text)  # JSON Lines named .json (common on the Hub)
         if not isinstance(value, list):
             raise UnreadableFile(f"the JSON file holds {_kind(value)}: it must hold a list of row objects (or use JSON Lines, .jsonl)")
@@ -295,13 +294,26 @@ def _jsonl_rows(text: str) -> list[Row]:
         if not line or line.isspace():
             continue  # blank lines (a trailing newline, spacing) are not rows, but count for numbering
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            rows.append(Row(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})", line))
+            value = jsonsafe.loads(line)
+        except jsonsafe.JsonError as exc:
+            rows.append(Row(number, None, _json_problem(exc), line))
             continue
         row = _as_row(number, value)
         rows.append(Row(row.number, row.record, row.error, line))
     return rows
+
+
+def _is_json(text: str) -> bool:
+    try:
+        jsonsafe.loads(text)
+    except jsonsafe.JsonError:
+        return False
+    return True
+
+
+def _json_problem(exc: jsonsafe.JsonError) -> str:
+    """A JSON failure as a row's problem: the parser's position, or what to change."""
+    return f"not valid JSON ({exc.message} at column {exc.column})" if exc.column else f"not valid JSON: {exc}"
 
 
 def _parquet_rows(data: bytes) -> list[Row]:
@@ -465,8 +477,8 @@ def _parsed_list(value: str) -> list[Any] | None:
     if not stripped.startswith("["):
         return None
     try:
-        parsed = json.loads(stripped)
-    except json.JSONDecodeError:
+        parsed = jsonsafe.loads(stripped)
+    except jsonsafe.JsonError:
         return None
     return parsed if isinstance(parsed, list) else None
 

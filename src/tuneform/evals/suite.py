@@ -41,7 +41,7 @@ from tuneform.evals.metrics import (
     compile_pattern,
     normalize,
 )
-from tuneform.runfile import yamlsafe
+from tuneform.runfile import jsonsafe, yamlsafe
 from tuneform.runfile.diagnostics import Problem, did_you_mean
 from tuneform.runfile.spec import check_relative_path
 from tuneform.runfile.trees import Tree, TreeError, WorkTree
@@ -234,9 +234,10 @@ def parse_jsonl(raw: bytes) -> tuple[list[tuple[int, Any]], list[Problem]]:
         if not line.strip():
             continue
         try:
-            records.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(f"invalid JSON: {exc.msg} (one JSON object per line)", line=number, column=exc.colno))
+            records.append((number, jsonsafe.loads(line)))
+        except jsonsafe.JsonError as exc:
+            fix = exc.fix or "one JSON object per line"
+            problems.append(Problem(f"invalid JSON: {exc.message} ({fix})", line=number, column=exc.column))
     return records, problems
 
 
