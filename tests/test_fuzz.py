@@ -389,10 +389,31 @@ def _model_symlink(r: Repo, outside: str) -> None:
 
 # case -> (how to break the fixture repo, the run argument, the file each message names, the fix it gives)
 HOSTILE: dict[str, tuple[Any, str, str, str]] = {
-    "deep JSON data": (lambda r, o: r.write("data/chat.jsonl", '{"messages": ' + DEEP + "}\n"), "runs/support.yaml", "data/chat.jsonl", "flatten"),
-    "deep JSON suite": (lambda r, o: r.write("evals/intents.jsonl", '{"id": ' + DEEP + "}\n"), "runs/support.yaml", "evals/intents.jsonl", "flatten"),
-    "huge int data": (lambda r, o: r.write("data/chat.jsonl", '{"messages": ' + HUGE + "}\n"), "runs/support.yaml", "data/chat.jsonl", "in quotes"),
-    "huge int suite": (lambda r, o: r.write("evals/intents.jsonl", '{"id": ' + HUGE + "}\n"), "runs/support.yaml", "evals/intents.jsonl", "in quotes"),
+    "deep JSON data": (
+        lambda r, o: r.write("data/chat.jsonl", '{"messages": ' + DEEP + "}\n"),
+        "runs/support.yaml",
+        "data/chat.jsonl",
+        "flatten",
+    ),
+    "deep JSON suite": (
+        lambda r, o: r.write("evals/intents.jsonl", '{"id": ' + DEEP + "}\n"),
+        "runs/support.yaml",
+        "evals/intents.jsonl",
+        "flatten",
+    ),
+    "huge int data": (
+        lambda r, o: r.write("data/chat.jsonl", '{"messages": ' + HUGE + "}\n"),
+        "runs/support.yaml",
+        "data/chat.jsonl",
+        "in quotes",
+    ),
+    "huge int suite": (
+        lambda r, o: r.write("evals/intents.jsonl", '{"id": ' + HUGE + "}\n"),
+        "runs/support.yaml",
+        "evals/intents.jsonl",
+        "in quotes",
+    ),
+    "CSV field over 128 KB": (lambda r, o: _csv_field(r), "runs/support.yaml", "data/chat.csv: CSV line 2", "use JSON Lines"),
 }
 
 

@@ -278,14 +278,29 @@ def parse_rows(data: bytes, rel: str) -> tuple[RowUnit, list[Row]]:
             raise UnreadableFile(f"the JSON file holds {_kind(value)}: it must hold a list of row objects (or use JSON Lines, .jsonl)")
         return "row", [_as_row(number, item) for number, item in enumerate(value, start=1)]
     if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not reader.fieldnames:
-            raise UnreadableFile("the CSV file has no header row: its first line must name the columns")
-        # Cells past the header's width land under the key None; they are not a column anyone named.
-        return "row", [Row(number, {k: v for k, v in record.items() if k is not None}) for number, record in enumerate(reader, start=1)]
+        return "row", _csv_rows(text)
     if suffix == ".parquet":
         return "row", _parquet_rows(data)
     raise UnreadableFile(f"unknown file type '{suffix}': use one of {', '.join(SUFFIXES)}")
+
+
+def _csv_rows(text: str) -> list[Row]:
+    """Rows of a CSV file under its header; a file the csv module gives up on is unreadable,
+    with the line where it stopped (a field over its size limit, a NUL byte, broken quoting)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        if not reader.fieldnames:
+            raise UnreadableFile("the CSV file has no header row: its first line must name the columns")
+        # Cells past the header's width land under the key None; they are not a column anyone named.
+        return [Row(number, {k: v for k, v in record.items() if k is not None}) for number, record in enumerate(reader, start=1)]
+    except csv.Error as exc:
+        where = f"CSV line {reader.line_num + 1}"  # line_num counts the lines read before the failing one
+        if "field limit" in str(exc):
+            limit = csv.field_size_limit()
+            raise UnreadableFile(
+                f"{where}: a field is longer than {limit:,} characters, csv's limit: use JSON Lines (.jsonl) for long texts"
+            ) from None
+        raise UnreadableFile(f"{where}: {exc}: quote fields that hold commas, quotes or line breaks") from None
 
 
 def _jsonl_rows(text: str) -> list[Row]:
