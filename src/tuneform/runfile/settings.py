@@ -82,11 +82,12 @@ def parse_settings(text: str | bytes | None) -> Settings:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     try:
-        table = tomllib.loads(text).get("tool", {}).get("tuneform", {})
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(
             Problem(f"{PYPROJECT} is not valid TOML: {exc}", getattr(exc, "lineno", None), getattr(exc, "colno", None))
         ) from None
+    table = _table(_table(document, "tool", "tool"), "tuneform", "tool.tuneform")
     try:
         return Settings.model_validate(table)
     except ValidationError as exc:
@@ -98,6 +99,23 @@ def parse_settings(text: str | bytes | None) -> Settings:
         else:
             message = f"[tool.tuneform] {key}: {first['msg'].removeprefix('Value error, ')}"
         raise SettingsError(Problem(message, field=f"tool.tuneform.{key}")) from None
+
+
+_TOML_KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+
+
+def _table(parent: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    """`parent[key]`, named `name` in messages: a table, or an empty one when missing. Anything
+    else (`tool = 1`) is a SettingsError, since the settings cannot be looked up in it."""
+    value = parent.get(key, {})
+    if not isinstance(value, dict):
+        raise SettingsError(
+            Problem(
+                f"{name} in {PYPROJECT} is {_TOML_KINDS.get(type(value), 'a value')}, not a table: write it as a [{name}] section",
+                field=name,
+            )
+        )
+    return value
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
