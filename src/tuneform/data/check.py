@@ -85,7 +85,7 @@ from tuneform.runfile.spec import (
     RunSpec,
     load_run_text,
 )
-from tuneform.runfile.trees import Tree, TreeError, WorkTree
+from tuneform.runfile.trees import Tree, TreeError, WorkTree, argument_path
 
 Level = Literal["fail", "warn", "info"]
 PolicyLevel = Literal["off", "warn", "fail"]
@@ -1163,11 +1163,7 @@ def data_check_run(root: Path, run_path: str) -> DataReport:
     cannot be read and DataCheckError when it or the settings are invalid.
     """
     tree = WorkTree(root)
-    absolute = Path(run_path) if Path(run_path).is_absolute() else Path.cwd() / run_path
-    try:
-        rel = absolute.resolve().relative_to(tree.root).as_posix()
-    except ValueError:
-        rel = run_path
+    rel = argument_path(tree.root, run_path) or run_path
     loaded = load_run_text(tree.read(rel), rel)
     try:
         settings = parse_settings(tree.read(PYPROJECT) if tree.exists(PYPROJECT) else None)

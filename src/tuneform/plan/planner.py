@@ -25,7 +25,7 @@ from tuneform.registry.protocol import FAILED_GATES, Registry, RegistryError, Ve
 from tuneform.runfile.diagnostics import Problem
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, load_settings
-from tuneform.runfile.trees import GitTree, WorkTree, default_base, resolve_rev
+from tuneform.runfile.trees import GitTree, TreeError, WorkTree, argument_path, default_base, resolve_rev, shown
 
 PLAN_SCHEMA_VERSION = 1
 # `--base 0000...0` (GitHub's `before` of a first push) compares with git's empty tree.
@@ -205,7 +205,7 @@ def make_plan(
         problems.append(exc.problem)
         settings = Settings()
 
-    explicit = [_relative(root, p) for p in paths] if paths else None
+    explicit = _explicit_paths(root, paths, problems) if paths else None
     head_paths = explicit if explicit is not None else head_tree.list(RUNS_DIR, RUN_SUFFIXES)
     base_paths = base_tree.list(RUNS_DIR, RUN_SUFFIXES)
     base_tree.prefetch(base_paths)
@@ -217,19 +217,23 @@ def make_plan(
     runs = [r for r in decided if r is not None]
     for missing in explicit or []:
         if missing not in heads and missing not in bases:
-            problems.append(Problem(f"{missing}: no such run file"))
+            problems.append(Problem(f"{shown(missing)}: no such run file: pass a run file in the repository (default: runs/)"))
     plan = Plan(base_rev, runs, settings, problems)
     _apply_budgets(plan, settings, approved=settings.budget_label in labels)
     plan.data = plan_data_section(plan.runs, root, base_rev, settings)
     return plan
 
 
-def _relative(root: Path, path: str) -> str:
-    absolute = Path(path).resolve() if Path(path).is_absolute() else (Path.cwd() / path).resolve()
-    try:
-        return absolute.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path
+def _explicit_paths(root: Path, paths: list[str], problems: list[Problem]) -> list[str]:
+    """Run files named on the command line, repository-relative (a path outside the repository
+    as typed, so it is reported missing); one that cannot be resolved is a problem, not a run."""
+    found: list[str] = []
+    for path in paths:
+        try:
+            found.append(argument_path(root, path) or path)
+        except TreeError as exc:  # a symlink loop, a name too long
+            problems.append(Problem(str(exc)))
+    return found
 
 
 def _match(

@@ -10,7 +10,7 @@ from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
 from tuneform.runfile.diagnostics import Problem
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, load_settings
-from tuneform.runfile.trees import WorkTree
+from tuneform.runfile.trees import TreeError, WorkTree, argument_path, shown
 
 
 @dataclass
@@ -37,15 +37,18 @@ def expand_paths(root: Path, paths: list[str]) -> tuple[list[str], list[tuple[st
     found: list[str] = []
     problems: list[tuple[str, Problem]] = []
     for raw in paths or [RUNS_DIR]:
-        absolute = (Path.cwd() / raw).resolve()
         try:
-            rel = absolute.relative_to(tree.root).as_posix()
-        except ValueError:
+            rel = argument_path(tree.root, raw)
+        except TreeError as exc:  # a symlink loop, a name too long
+            problems.append((shown(raw), Problem(str(exc))))
+            continue
+        if rel is None:
             problems.append((raw, Problem(f"outside the repository at {tree.root.name}/: run tuneform from the training repository")))
             continue
+        absolute = tree.root / rel
         if absolute.is_dir():
             found.extend(tree.list("" if rel == "." else rel, RUN_SUFFIXES) if rel != "." else tree.list(RUNS_DIR, RUN_SUFFIXES))
-        elif absolute.exists():
+        elif tree.exists(rel):
             found.append(rel)
         else:
             problems.append((raw, Problem("no such file or folder: pass run files or folders in the repository (default runs/)")))

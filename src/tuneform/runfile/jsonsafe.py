@@ -44,4 +44,3 @@ def loads(text: str) -> Any:
     except ValueError:  # the int-string conversion limit: the only other ValueError json raises
         limit = sys.get_int_max_str_digits()
         raise JsonError(f"a number longer than {limit:,} digits", fix="write it in quotes, as a string") from None
-

@@ -32,6 +32,7 @@ from pydantic import (
 from tuneform.core.errors import TuneformError
 from tuneform.runfile import yamlsafe
 from tuneform.runfile.diagnostics import Problem, did_you_mean
+from tuneform.runfile.trees import shown
 
 SCHEMA_VERSION = 1
 # Bump by hand when a code change alters what a run trains (formatting, masking, defaults
@@ -483,8 +484,14 @@ class RunSpec(_Section):
         return self
 
 
+MAX_PATH = 4096  # Linux's PATH_MAX, the most generous of the systems a repository is checked out on
+
+
 def check_relative_path(value: str) -> str:
-    """Reject paths that could leave the repository; run files come from untrusted PRs."""
+    """Reject paths that could leave the repository; run files come from untrusted PRs. One longer
+    than any system accepts is refused here too, before it reaches the OS (and every message)."""
+    if len(value) > MAX_PATH:
+        raise ValueError(f"{shown(value)} is longer than a path may be (at most {MAX_PATH:,} characters): use a shorter path")
     if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
         raise ValueError(f"'{value}' is absolute: use a path relative to the repository root")
     parts = re.split(r"[\\/]+", value)

@@ -7,6 +7,7 @@ a path that escapes the repository, directly or through a symlink, is refused he
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from tuneform.core.errors import TuneformError
 
 LFS_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+SHOWN_PATH = 200  # characters of a path quoted in a message before it is shortened
 
 
 class TreeError(TuneformError):
@@ -67,29 +69,26 @@ class WorkTree:
     def resolve(self, path: str) -> Path:
         """Absolute path of `path`, refusing anything that leads outside the repository."""
         candidate = self.root / PurePosixPath(path)
-        try:
-            real = candidate.resolve()
-        except (OSError, RuntimeError) as exc:  # symlink loops
-            raise TreeError(f"'{path}' cannot be resolved: {exc}") from None
+        real = resolve_path(candidate, path)
         if real != self.root and self.root not in real.parents:
-            raise TreeError(f"'{path}' leads outside the repository (through a symlink): use a file inside it")
+            raise TreeError(f"{shown(path)} leads outside the repository (through a symlink): use a file inside it")
         return real
 
     def read(self, path: str) -> bytes:
         real = self.resolve(path)
-        if real.is_dir():
-            raise TreeError(f"'{path}' is a directory, not a file")
         try:
             return real.read_bytes()
+        except IsADirectoryError:
+            raise TreeError(f"{shown(path)} is a directory, not a file") from None
         except FileNotFoundError:
-            raise TreeError(f"'{path}' does not exist") from None
+            raise TreeError(f"{shown(path)} does not exist") from None
         except OSError as exc:
-            raise TreeError(f"'{path}' cannot be read: {exc.strerror}") from None
+            raise os_problem(path, exc) from None
 
     def exists(self, path: str) -> bool:
         try:
             return self.resolve(path).exists()
-        except TreeError:
+        except (TreeError, OSError):  # OSError: a name too long to look up exists nowhere
             return False
 
     def list(self, folder: str, suffixes: tuple[str, ...]) -> list[str]:
@@ -117,7 +116,54 @@ class WorkTree:
         try:
             return self.resolve(path).stat().st_size
         except FileNotFoundError:
-            raise TreeError(f"'{path}' does not exist") from None
+            raise TreeError(f"{shown(path)} does not exist") from None
+        except OSError as exc:
+            raise os_problem(path, exc) from None
+
+
+def shown(path: str) -> str:
+    """A path as messages quote it: in full, unless it is so long (a fuzzed 900 KB argument) that
+    it would bury the message; then its start and end, and its length."""
+    if len(path) <= SHOWN_PATH:
+        return f"'{path}'"
+    return f"'{path[: SHOWN_PATH // 2]}...{path[-SHOWN_PATH // 4 :]}' ({len(path):,} characters)"
+
+
+def resolve_path(path: Path, typed: str) -> Path:
+    """`path.resolve()`, with the ways that fails on a user's path (a symlink loop, a name longer
+    than the OS allows) raised as TreeError naming the path as typed."""
+    try:
+        return path.resolve()
+    except RuntimeError:  # Python 3.11 raises it for a symlink loop
+        raise os_problem(typed, OSError(errno.ELOOP, "symlink loop")) from None
+    except OSError as exc:
+        raise os_problem(typed, exc) from None
+
+
+def os_problem(path: str, exc: OSError) -> TreeError:
+    """The OS's refusal to read a path (a name too long, a permission, a symlink loop) with its fix."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return TreeError(f"{shown(path)} is longer than a path may be", fix="use a shorter path")
+    if exc.errno == errno.ELOOP:
+        return TreeError(f"{shown(path)} is a symlink loop", fix="point the link at a file")
+    return TreeError(f"{shown(path)} cannot be read: {exc.strerror}", fix="check the path and its permissions")
+
+
+def argument_path(root: Path, typed: str) -> str | None:
+    """The repository-relative POSIX path of a path typed on the command line (absolute, or
+    relative to the working directory), or None when it is outside the repository at `root`.
+    Raises TreeError when it cannot be resolved."""
+    absolute = resolve_path(Path.cwd() / typed, typed)  # an absolute `typed` replaces the cwd
+    try:
+        absolute.stat()  # a name too long resolves, and fails only when looked up
+    except FileNotFoundError:
+        pass  # the caller says what a missing path means to it
+    except OSError as exc:
+        raise os_problem(typed, exc) from None
+    try:
+        return absolute.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def git(root: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
@@ -153,16 +199,16 @@ class GitTree:
     def _target(self, path: str, depth: int = 0) -> tuple[str, str]:
         norm = os.path.normpath(path).replace(os.sep, "/")
         if norm.startswith("../") or norm == "..":
-            raise TreeError(f"'{path}' leads outside the repository (through a symlink): use a file inside it")
+            raise TreeError(f"{shown(path)} leads outside the repository (through a symlink): use a file inside it")
         if norm not in self._entries:
-            raise TreeError(f"'{path}' does not exist at {self.label}")
+            raise TreeError(f"{shown(path)} does not exist at {self.label}")
         mode, blob = self._entries[norm]
         if mode == "120000":  # a symlink: follow it inside the tree, never outside
             if depth > 8:
-                raise TreeError(f"'{path}': too many levels of symlinks")
+                raise TreeError(f"{shown(path)}: too many levels of symlinks")
             target = self._blob(blob).decode("utf-8", errors="replace")
             if target.startswith("/"):
-                raise TreeError(f"'{path}' leads outside the repository (through a symlink): use a file inside it")
+                raise TreeError(f"{shown(path)} leads outside the repository (through a symlink): use a file inside it")
             return self._target(str(PurePosixPath(norm).parent / target), depth + 1)
         return norm, blob
 
