@@ -480,3 +480,12 @@ def test_a_bom_does_not_drop_the_first_row(repo: Repo) -> None:
         code, report = repo.json("data", "check", "runs/support.yaml", "--format", "json")
         assert code == 0, report
         assert [(s["rows"], s["kept"]) for s in report["sources"]] == [(len(CHAT_ROWS), len(CHAT_ROWS))], report
+
+
+def test_plan_reports_a_run_file_it_cannot_read(repo: Repo) -> None:
+    """A run file under runs/ that is a symlink loop is an invalid run in the plan, not skipped as
+    if it were not there (plan would otherwise say "no changes")."""
+    (repo.path / "runs/loop.yaml").symlink_to("loop.yaml")
+    result = repo.cli("plan", "--offline")
+    assert result.exit_code == 1, result.output
+    assert "runs/loop.yaml" in result.output and "point the link at a file" in " ".join(result.output.split())

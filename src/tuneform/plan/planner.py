@@ -210,7 +210,13 @@ def make_plan(
     base_paths = base_tree.list(RUNS_DIR, RUN_SUFFIXES)
     base_tree.prefetch(base_paths)
 
-    heads = {p: check_run(head_tree, p, settings, hub, backend=backend, flavors=flavors) for p in head_paths if head_tree.exists(p)}
+    # Every file listed under runs/ is checked, even one that cannot be read (a symlink loop is an
+    # invalid run, not no run); a path named on the command line must exist to be one.
+    heads = {
+        p: check_run(head_tree, p, settings, hub, backend=backend, flavors=flavors)
+        for p in head_paths
+        if explicit is None or head_tree.exists(p)
+    }
     bases = {p: check_run(base_tree, p, settings, hub, backend=backend, flavors=flavors) for p in base_paths}
     pairs = _match(heads, bases, explicit)
     decided = (_decide(head, base_run, registry_for, explicit is not None) for head, base_run in pairs)
