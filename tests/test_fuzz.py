@@ -489,3 +489,13 @@ def test_plan_reports_a_run_file_it_cannot_read(repo: Repo) -> None:
     result = repo.cli("plan", "--offline")
     assert result.exit_code == 1, result.output
     assert "runs/loop.yaml" in result.output and "point the link at a file" in " ".join(result.output.split())
+
+
+def test_an_unparseable_model_config_is_a_warning_not_a_traceback(repo: Repo) -> None:
+    """A local model's config.json nested too deep to parse: no memory estimate, said as a warning
+    that names the file and the fix; the run is otherwise valid."""
+    repo.write("models/tiny/config.json", '{"hidden_size": ' + DEEP + "}")
+    repo.write("runs/support.yaml", sub("id: HuggingFaceTB/SmolLM2-135M-Instruct", "id: ./models/tiny"))
+    result = repo.cli("validate")
+    assert result.exit_code == 0, result.output
+    assert "config.json" in result.output and "flatten the value" in result.output

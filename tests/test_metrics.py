@@ -183,6 +183,7 @@ def test_invalid_regex_raises_metric_error_not_re_error() -> None:
         ('{"a": 1} {"b": 2}', 0.0),  # two values
         ("", 0.0),
         ("```json\n```", 0.0),
+        ("[" * 100_000 + "]" * 100_000, 0.0),  # a model's runaway output: too deep to parse, not a crash
     ],
 )
 def test_json_valid(prediction: str, score: float) -> None:

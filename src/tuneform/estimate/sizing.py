@@ -7,7 +7,6 @@ said in a finding rather than guessed silently.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from tuneform.estimate.estimator import (
     estimate,
     forced_flavor_error,
 )
+from tuneform.runfile import jsonsafe
+from tuneform.runfile.jsonsafe import JsonError
 from tuneform.runfile.resolve import local_model_dir
 from tuneform.runfile.settings import Settings
 from tuneform.runfile.spec import HubSource, LocalSource, RunSpec
@@ -82,9 +83,9 @@ def default_flavors(settings: Settings, flavors: FlavorTable = FLAVORS) -> list[
 def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
     if spec.model.is_local and not spec.model.id.startswith("/"):
         try:
-            config = json.loads(tree.read(f"{local_model_dir(spec.model.id)}/config.json"))
+            config = jsonsafe.loads(jsonsafe.decode_text(tree.read(f"{local_model_dir(spec.model.id)}/config.json")))
             return catalog.shape_from_config(config)
-        except (TreeError, ValueError, KeyError, TypeError) as exc:
+        except (TreeError, JsonError, ValueError, KeyError, TypeError) as exc:
             sizing.findings.append((("model", "id"), f"cannot read the model's shape from its config.json ({exc}): no estimate", "warning"))
             return None
     if spec.model.is_local:

@@ -173,7 +173,7 @@ def json_valid(prediction: str, expected: str) -> float:
         text = fenced.group(1).strip()
     try:
         json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than a Python caller can parse either
         return 0.0
     return 1.0
 
