@@ -426,6 +426,18 @@ HOSTILE: dict[str, tuple[Any, str, str, str]] = {
         "pyproject.toml",
         "[tool.tuneform] section",
     ),
+    "huge int in pyproject.toml": (
+        lambda r, o: r.write("pyproject.toml", SETTINGS + f"x = {HUGE}\n"),
+        "runs/support.yaml",
+        "pyproject.toml",
+        "in quotes",
+    ),
+    "deep array in pyproject.toml": (
+        lambda r, o: r.write("pyproject.toml", SETTINGS + f"x = {DEEP}\n"),
+        "runs/support.yaml",
+        "pyproject.toml",
+        "flatten",
+    ),
     "900 KB path in a run file": (
         lambda r, o: r.write("runs/support.yaml", sub("data/chat.jsonl", f"data/{LONG}.jsonl")),
         "runs/support.yaml",

@@ -7,6 +7,7 @@ PR cannot raise its own budget.
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from typing import Annotated, Any, Literal
 
@@ -87,6 +88,11 @@ def parse_settings(text: str | bytes | None) -> Settings:
         raise SettingsError(
             Problem(f"{PYPROJECT} is not valid TOML: {exc}", getattr(exc, "lineno", None), getattr(exc, "colno", None))
         ) from None
+    except RecursionError:
+        raise SettingsError(Problem(f"{PYPROJECT} nests arrays or tables deeper than Python can read: flatten them")) from None
+    except ValueError:  # the int-string conversion limit: tomllib's only other ValueError
+        limit = sys.get_int_max_str_digits()
+        raise SettingsError(Problem(f"{PYPROJECT} holds a number longer than {limit:,} digits: write it in quotes, as a string")) from None
     table = _table(_table(document, "tool", "tool"), "tuneform", "tool.tuneform")
     try:
         return Settings.model_validate(table)
