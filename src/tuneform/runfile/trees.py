@@ -156,8 +156,8 @@ def argument_path(root: Path, typed: str) -> str | None:
     absolute = resolve_path(Path.cwd() / typed, typed)  # an absolute `typed` replaces the cwd
     try:
         absolute.stat()  # a name too long resolves, and fails only when looked up
-    except FileNotFoundError:
-        pass  # the caller says what a missing path means to it
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # missing: the caller says what that means to it
     except OSError as exc:
         raise os_problem(typed, exc) from None
     try:
