@@ -381,10 +381,17 @@ def _symlink_loop(r: Repo) -> None:
     (r.path / "runs/support.yaml").symlink_to("support.yaml")
 
 
-def _model_symlink(r: Repo, outside: str) -> None:
+def _model_symlink(r: Repo, name: str, outside: str) -> None:
+    """A local model folder holding a symlink `name` to `outside`, a file or folder beside the repository."""
     r.write("models/tiny/config.json", "{}")
-    (r.path / "models/tiny/weights.bin").symlink_to(outside)
+    (r.path / "models/tiny" / name).symlink_to(outside)
     r.write("runs/support.yaml", sub("id: HuggingFaceTB/SmolLM2-135M-Instruct", "id: ./models/tiny"))
+
+
+def _outside_folder(r: Repo, outside: str) -> None:
+    Path(outside).mkdir()
+    (Path(outside) / "secret.txt").write_text("not for the bundle")
+    _model_symlink(r, "extra", outside)
 
 
 # case -> (how to break the fixture repo, the run argument, the file each message names, the fix it gives)
@@ -453,14 +460,15 @@ HOSTILE: dict[str, tuple[Any, str, str, str]] = {
     "900 KB path on the command line": (lambda r, o: None, LONG, "(900,000 characters)", "use a shorter path"),
     "symlink loop as the run file": (lambda r, o: _symlink_loop(r), "runs/support.yaml", "runs/support.yaml", "point the link at a file"),
     "symlink out of a model folder": (
-        lambda r, o: _model_symlink(r, o),
+        lambda r, o: _model_symlink(r, "weights.bin", o),
         "runs/support.yaml",
         "models/tiny/weights.bin",
         "use a file inside it",
     ),
+    "symlinked folder out of a model folder": (_outside_folder, "runs/support.yaml", "models/tiny/extra", "use a file inside it"),
 }
 # Data check reads neither eval suites (validate reports them) nor models: there it must only not fail.
-NOT_DATA = {"deep JSON suite", "huge int suite", "symlink out of a model folder"}
+NOT_DATA = {"deep JSON suite", "huge int suite", "symlink out of a model folder", "symlinked folder out of a model folder"}
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))

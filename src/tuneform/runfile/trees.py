@@ -98,6 +98,9 @@ class WorkTree:
         found = []
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in dirnames:
+                if os.path.islink(os.path.join(dirpath, name)):  # os.walk does not enter it, but a copy would
+                    self.resolve(Path(dirpath, name).relative_to(self.root).as_posix())  # TreeError if it leads out
             for name in filenames:
                 if name.endswith(suffixes):
                     found.append(Path(dirpath, name).relative_to(self.root).as_posix())
