@@ -88,6 +88,31 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
     assert (tmp_path / "pyproject.toml").read_text() == text and "created" not in again.output
 
 
+def test_init_writes_a_gitignore_that_keeps_weights_and_venvs_out_of_git(tmp_path: Path) -> None:
+    repo = Repo.init(tmp_path / "fresh")
+    result = CliRunner().invoke(main, ["init", str(repo.path)])
+    assert result.exit_code == 0 and "created .gitignore\n" in result.output
+    repo.write(".tuneform/versions/acme/x/model.safetensors", "weights")
+    repo.write(".venv/bin/python", "")
+    repo.write("venv/pyvenv.cfg", "")
+    repo.write(".env", "HF_TOKEN=hf_x\n")
+    status = repo.git("status", "--porcelain", "--untracked-files=all")
+    assert "runs/example.yaml" in status  # git status sees the new files, just not these
+    assert [line for line in status.splitlines() if any(p in line for p in (".tuneform", "venv", ".env"))] == []
+
+
+def test_init_appends_only_the_missing_ignore_patterns(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("node_modules/\n/.venv/")  # no final newline
+    code_json = CliRunner().invoke(main, ["init", str(tmp_path), "--format", "json"])
+    [entry] = [e for e in json.loads(code_json.output)["created"] if e.startswith(".gitignore")]
+    assert ".tuneform/" in entry and ".venv/" not in entry  # says what it appended
+    lines = (tmp_path / ".gitignore").read_text().splitlines()
+    assert lines[:2] == ["node_modules/", "/.venv/"] and ".tuneform/" in lines and ".venv/" not in lines
+    text = (tmp_path / ".gitignore").read_text()
+    again = CliRunner().invoke(main, ["init", str(tmp_path)])
+    assert (tmp_path / ".gitignore").read_text() == text and ".gitignore" not in again.output
+
+
 def test_validate_and_plan_never_import_training_libraries(repo: Repo) -> None:
     """plan runs in tokenless PR jobs installed without the train extra: it must stay light."""
     script = (

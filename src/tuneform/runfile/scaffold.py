@@ -1,7 +1,8 @@
 """`tuneform init`: lay out a new training repository from the templates shipped in the package.
 
 Existing files are never overwritten: init into a repository that already has some of them
-adds only what is missing, and appends the settings table to an existing pyproject.toml.
+adds only what is missing, appends the settings table to an existing pyproject.toml and the
+missing ignore patterns to an existing .gitignore.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from tuneform.core.errors import TuneformError
 from tuneform.runfile.spec import SCHEMA_FILE, json_schema
 
 SETTINGS_TEMPLATE = "tuneform.toml"
+# Shipped without its dot: a live .gitignore inside the package would ignore files of tuneform's
+# own source tree, and package-data globs skip dot-files.
+GITIGNORE_TEMPLATE = "gitignore"
 
 
 class ScaffoldError(TuneformError):
@@ -44,6 +48,9 @@ def scaffold(directory: Path, *, namespace: str | None = None) -> list[str]:
         if rel == SETTINGS_TEMPLATE:
             settings_text = entry.read_text(encoding="utf-8")
             continue
+        if rel == GITIGNORE_TEMPLATE:
+            written.extend(_merge_gitignore(directory / ".gitignore", entry.read_text(encoding="utf-8")))
+            continue
         target = directory / rel
         if target.exists():
             continue
@@ -66,3 +73,26 @@ def scaffold(directory: Path, *, namespace: str | None = None) -> list[str]:
             handle.write("\n" + settings_text)
         written.append("pyproject.toml ([tool.tuneform] appended)")
     return written
+
+
+def _merge_gitignore(target: Path, template: str) -> list[str]:
+    """Write .gitignore from `template`, or append the patterns an existing one lacks, so that
+    `.tuneform/` (model weights) and virtualenvs never show up in `git status`. Returns what was
+    written, as scaffold reports it: nothing when every pattern is already there."""
+    if not target.exists():
+        target.write_text(template, encoding="utf-8")
+        return [".gitignore"]
+    existing = target.read_text(encoding="utf-8", errors="replace")
+    have = {_pattern(line) for line in existing.splitlines()}
+    missing = [line for line in template.splitlines() if line.strip() and not line.startswith("#") and _pattern(line) not in have]
+    if not missing:
+        return []
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write(("" if not existing or existing.endswith("\n") else "\n") + "# added by tuneform init\n" + "\n".join(missing) + "\n")
+    return [f".gitignore ({', '.join(missing)} appended)"]
+
+
+def _pattern(line: str) -> str:
+    """A .gitignore line as compared for "already there": `.tuneform`, `/.tuneform/` and
+    `.tuneform/` all ignore the folder init means."""
+    return line.strip().strip("/")
