@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from conftest import ROOT, Repo
+from conftest import ROOT, Repo, demo_repo
 from tuneform.cli.commands import main
 from tuneform.runfile.reference import END, START, reference
 from tuneform.runfile.spec import json_schema
@@ -170,3 +170,21 @@ def test_preview_marks_exactly_the_trained_span() -> None:
     first = samples[0]
     [(start, end)] = first["trained_spans"]
     assert first["text"][start:end] == "billing<|im_end|>" and first["trained_tokens"] == 2
+
+
+def test_every_command_that_takes_a_run_takes_its_name(tmp_path: Path) -> None:
+    repo = demo_repo(tmp_path / "repo", (ROOT / "runs/demo.yaml").read_text())
+    commands = (["history"], ["preview", "-n", "1"], ["data", "check"])
+    for command in commands:
+        by_path = repo.json(*command, "runs/demo.yaml", "--format", "json")
+        assert by_path[0] == 0, by_path
+        assert repo.json(*command, "demo", "--format", "json") == by_path, command
+    for command in commands:
+        code, error = repo.json(*command, "dmeo", "--format", "json")
+        assert (code, error["error"], error["fix"]) == (
+            1,
+            "no run named 'dmeo' in runs/: did you mean 'demo'?",
+            "pass a run file or the name of one in runs/",
+        ), command
+    code, error = repo.json("preview", "runs/demo.yml", "--format", "json")  # a path is a path: never read as a name
+    assert (code, error["error"]) == (1, "no run file runs/demo.yml: did you mean 'runs/demo.yaml'?")

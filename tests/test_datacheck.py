@@ -518,7 +518,10 @@ def test_data_check_command_formats_and_exit_codes(repo: Repo) -> None:
     assert result.exit_code == 1 and ":x: **fail** <code>duplicates</code>" in result.output
 
     result = repo.cli("data", "check", "runs/nope.yaml")
-    assert (result.exit_code, result.output) == (1, "error: 'runs/nope.yaml' does not exist\n")
+    assert (result.exit_code, result.output) == (
+        1,
+        "error: no run file runs/nope.yaml: did you mean 'runs/check.yaml'?: pass a run file or the name of one in runs/\n",
+    )
     repo.write("runs/bad.yaml", "model: {id: a/b}\ndata: {train: [{path: x.jsonl}], lerning: 1}\n")
     code, error = repo.json("data", "check", "runs/bad.yaml", "--format", "json")
     assert code == 1 and error["ok"] is False and "runs/bad.yaml:2:" in error["error"] and "unknown key 'lerning'" in error["error"]

@@ -139,9 +139,10 @@ def test_a_bug_keeps_its_traceback() -> None:
 
 def test_commands_map_errors_to_exit_codes(repo: Repo, tmp_path: Path) -> None:
     result = repo.cli("history", "nope")
-    assert (result.exit_code, result.output) == (1, "error: no run file runs/nope.yaml: pass a run file or the name of one in runs/\n")
+    message = "no run named 'nope' in runs/ (expected one of: support)"
+    assert (result.exit_code, result.output) == (1, f"error: {message}: pass a run file or the name of one in runs/\n")
     code, error = repo.json("history", "nope", "--format", "json")
-    assert (code, error) == (1, {"ok": False, "error": "no run file runs/nope.yaml", "fix": "pass a run file or the name of one in runs/"})
+    assert (code, error) == (1, {"ok": False, "error": message, "fix": "pass a run file or the name of one in runs/"})
     repo.write("runs/broken.yaml", "model: {id: a/b}\nlerning_rate: 1\n")
     code, error = repo.json("preview", "runs/broken.yaml", "--format", "json")
     assert (code, error["error"], error["fix"]) == (1, "runs/broken.yaml: invalid run file", "tuneform validate runs/broken.yaml says why")

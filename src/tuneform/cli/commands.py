@@ -11,6 +11,7 @@ and `validate` stay fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -241,12 +242,10 @@ def _home(root: Path) -> Path:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def history(run: str, backend: str | None, fmt: str) -> None:
     """Versions of a run (a run file or name): key, git commit, PR, date, status, metrics."""
-    from tuneform.plan.runcheck import RUNS_DIR
     from tuneform.runfile.spec import load_valid_run
 
     root = _root()
-    path = Path(run) if Path(run).suffix in (".yaml", ".yml") else root / RUNS_DIR / f"{run}.yaml"
-    loaded, spec = load_valid_run(path, str(path.relative_to(root) if path.is_relative_to(root) else path))
+    loaded, spec = load_valid_run(*_run_file(root, run))
     repo, registry = _run_registry(root, spec, loaded.name, backend)
     main_key = registry.main(repo)
     versions = registry.versions(repo)
@@ -299,6 +298,42 @@ def _lineage_text(row: dict[str, Any]) -> str:
     model = f"model sha256 {row['model_sha256'][:12]}" if row["model_sha256"] else f"model {str(row['model_revision'] or '-')[:12]}"
     data = " ".join(f"{d['path']} {d['sha256'][:12]}" for d in row["data"] or []) or "-"
     return f"{clean} · {model} · data {data}"
+
+
+def _run_file(root: Path, run: str) -> tuple[Path, str]:
+    """The run file that a command's RUN argument names, and how messages show it (relative to
+    the repository when inside it): a path to a file (`runs/demo.yaml`, relative to the working
+    directory), else a run's name, the file runs/<name>.yaml or .yml. Every command that takes one
+    run resolves it here, so `history demo`, `preview demo` and `data check demo` agree. A name or
+    path that no run file has is a RunFileError with the closest run file, or those there are."""
+    from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR
+    from tuneform.runfile.diagnostics import did_you_mean
+    from tuneform.runfile.spec import RunFileError
+    from tuneform.runfile.trees import WorkTree, os_problem
+
+    def shown(path: Path) -> str:
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+    run_files = WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES)
+    given = Path(os.path.normpath(Path.cwd() / run))
+    try:
+        by_name = Path(run).suffix not in RUN_SUFFIXES and not given.is_file()
+        named = [root / RUNS_DIR / f"{run}{suffix}" for suffix in RUN_SUFFIXES]
+        path = next((p for p in named if p.is_file()), named[0]) if by_name else given
+        # something there that is no file (a symlink loop): the command's reader says what is wrong
+        found = path.is_file() or os.path.lexists(path)
+    except OSError as exc:  # a name too long for the file system
+        raise os_problem(run, exc) from None
+    if found:
+        return path, shown(path)
+    if by_name:
+        wanted, known = run, [Path(p).relative_to(RUNS_DIR).with_suffix("").as_posix() for p in run_files]
+    else:
+        wanted, known = shown(given), run_files
+    what = f"no run named '{run}' in {RUNS_DIR}/" if by_name else f"no run file {wanted}"
+    if not known:
+        raise RunFileError(what, fix=f"{RUNS_DIR}/ holds no run files yet: tuneform init writes an example")
+    raise RunFileError(what + did_you_mean(wanted, known), fix=f"pass a run file or the name of one in {RUNS_DIR}/")
 
 
 def _run_registry(root: Path, spec: Any, name: str, backend: str | None) -> tuple[str, Any]:
@@ -361,16 +396,17 @@ def score(suite: Path, predictions: Path, fmt: str) -> None:
 
 
 @main.command()
-@click.argument("run", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("run")
 @click.option("-n", "count", default=3, show_default=True, help="How many samples.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def preview(run: Path, count: int, fmt: str) -> None:
-    """Show rendered training samples with the trained (unmasked) spans marked."""
+def preview(run: str, count: int, fmt: str) -> None:
+    """Show rendered training samples of a run (a run file or name) with the trained (unmasked) spans marked."""
     from tuneform.runfile.spec import load_valid_run
     from tuneform.train.format import preview as make_preview
 
-    _, spec = load_valid_run(run, str(run))
-    samples = make_preview(spec, _root(), count)
+    root = _root()
+    _, spec = load_valid_run(*_run_file(root, run))
+    samples = make_preview(spec, root, count)
     if fmt == "json":
         _emit_json([s.as_json() for s in samples])
         return
@@ -515,10 +551,12 @@ def data() -> None:
 @click.argument("run")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 def data_check(run: str, fmt: str) -> None:
-    """Rows, tokens, lengths, duplicates, broken rows, leakage into evals; exit 1 on a failing rule."""
+    """Rows, tokens, lengths, duplicates, broken rows, leakage into evals of a run (a run file or
+    name); exit 1 on a failing rule."""
     from tuneform.data.check import data_check_run, render_data_markdown, render_data_text
 
-    report = data_check_run(_root(), run)
+    root = _root()
+    report = data_check_run(root, str(_run_file(root, run)[0]))
     if fmt == "json":
         _emit_json(report.as_json())
     else:
