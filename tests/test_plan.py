@@ -70,6 +70,19 @@ def test_new_run_is_create_with_an_estimate(repo: Repo) -> None:
     assert run["flavor"] == "local" and run["usd"] == 0
 
 
+def test_a_run_without_evals_is_warned_that_it_publishes_ungated(repo: Repo) -> None:
+    branch(repo)
+    repo.write("runs/ungated.yaml", RUN.split("evals:")[0])
+    code, plan = plan_json(repo)
+    by_path = {run["path"]: run for run in plan["runs"]}
+    [warning] = by_path["runs/ungated.yaml"]["warnings"]
+    assert code == 0 and warning["field"] == "evals"  # a warning, not an error: the plan still applies
+    assert "publish as passed with no gate" in warning["message"] and "evals: [{suite: evals/example.yaml" in warning["message"]
+    assert plan_json(repo, "runs/support.yaml")[1]["runs"][0]["warnings"] == []  # a run with a suite is not warned
+    for fmt in ("text", "markdown"):
+        assert "publish as passed with no gate" in repo.cli("plan", "--format", fmt).output, fmt
+
+
 def test_reformatted_file_is_noop(repo: Repo) -> None:
     trained(repo)
     branch(repo)

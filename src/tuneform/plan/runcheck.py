@@ -31,6 +31,12 @@ from tuneform.runfile.trees import Tree, TreeError
 
 RUNS_DIR = "runs"
 RUN_SUFFIXES = (".yaml", ".yml")
+# A run with no suite has no gate to miss, so its job publishes every version as passed: the plan
+# says so before anyone merges it.
+NO_EVALS_WARNING = (
+    "no evals: this run will publish as passed with no gate checking the model; add a suite, e.g. "
+    'evals: [{suite: evals/example.yaml, gate: {exact_match: ">= 0.5"}}] (tuneform init writes an example suite)'
+)
 
 
 @dataclass
@@ -181,5 +187,6 @@ def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
                 )
         parts.append({"suite": suite.hash, "gate": ref.gate})
     if not spec.evals:
+        at(("evals",), NO_EVALS_WARNING, "warning")
         return None
     return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
