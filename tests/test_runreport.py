@@ -119,7 +119,7 @@ def test_markdown_report_of_a_run_that_failed_a_gate() -> None:
     assert lines[1] == "### ❌ support-bot \\|&lt;script&gt;alert(1)&lt;/script&gt; failed its gates (version kept, marked blocked)"
     assert "runs/support.yaml · key 0123456789ab · hf-jobs/a10g-small · commit a1b2c3d4e5f6 · PR #\u206012" in lines
     assert "| data | 1,200 train rows · 64 eval rows · 345,678 train tokens · 2 bad rows dropped |" in lines
-    assert "| training | 6 steps in 3m · 1,920 tokens/s · final train loss 2.200 · peak memory 3.2 GB |" in lines
+    assert "| training | 6 steps in 3m · 1,920 tokens/s · final train loss 2.200 · mean train loss 2.200 · peak memory 3.2 GB |" in lines
     assert "| cost | \\$0.42 actual · \\$0.50 estimated |" in lines
     assert "| models | new run-0123456789ab in acme/support-bot · previous run-fedcba987654 · base acme/base at 93efa2f097d5 |" in lines
     table = lines.index("| metric | base | previous | new | Δ vs base | Δ vs previous |")
@@ -165,6 +165,16 @@ def test_markdown_without_previous_version_or_gates_drops_those_parts() -> None:
     assert "#### Gates" not in lines and "#### Training loss" not in lines
     assert "| cost | \\$0.50 estimated |" in lines
     assert not any(line.startswith("| training") for line in lines)
+
+
+def test_final_train_loss_is_the_last_logged_loss_and_the_mean_is_named_as_such() -> None:
+    data = manifest()
+    data["training"]["loss_history"] = [[1, 4.0], [2, 3.0], [3, 0.5]]  # the recorded train_loss stays the mean, 2.2
+    text = render_run(Manifest.read(data), "markdown")
+    assert "final train loss 0.500 · mean train loss 2.200 ·" in text
+    data["training"]["loss_history"] = []  # nothing logged: only the mean, under its own name
+    text = render_run(Manifest.read(data), "markdown")
+    assert "mean train loss 2.200" in text and "final train loss" not in text
 
 
 def test_a_manifest_with_only_a_name_still_renders() -> None:

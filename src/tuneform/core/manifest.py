@@ -100,7 +100,7 @@ class Training(Record):
     steady_tokens_per_second: float | None = None
     device: str | None = None
     steps: int
-    train_loss: float | None = None
+    train_loss: float | None = None  # the mean over the run, as the trainer reports it; the final loss is loss_history's last
     loss_history: list[tuple[int, float]] = Field(default_factory=list)
     peak_memory_gb: float | None = None
     peak_memory_kind: str | None = None

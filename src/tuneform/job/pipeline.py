@@ -205,9 +205,8 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
             new_scores = score(str(version_dir), model_path)
         else:
             result, resumed = _train(bundle, registry, data, staging, echo, processes)
-            echo(
-                f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, final loss {result.loss_history[-1][1] if result.loss_history else result.train_loss:.4f}"
-            )
+            loss = f"final loss {result.loss_history[-1][1]:.4f}" if result.loss_history else f"mean loss {result.train_loss:.4f}"
+            echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, {loss}")
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
             new_scores = score(str(staging / "model"), model_path if adapter else None)

@@ -235,8 +235,12 @@ def _facts(manifest: Manifest) -> _Facts:
     training = manifest.training
     if training is not None:
         parts = [f"{_int(training.steps)} steps in {fmt_seconds(training.seconds)}", f"{_int(training.tokens_per_second)} tokens/s"]
+        # The last logged loss is where training ended; the trainer's train_loss is the mean over
+        # the whole run (dominated by the early, high losses), so it is named as the mean.
+        if training.loss_history:
+            parts.append(f"final train loss {fmt_metric(training.loss_history[-1][1])}")
         if training.train_loss is not None:
-            parts.append(f"final train loss {fmt_metric(training.train_loss)}")
+            parts.append(f"mean train loss {fmt_metric(training.train_loss)}")
         if training.peak_memory_gb is not None:
             parts.append(f"peak memory {training.peak_memory_gb:.1f} GB")
         lines.append(("training", " · ".join(parts)))
