@@ -174,12 +174,12 @@ def test_preview_marks_exactly_the_trained_span() -> None:
 
 def test_every_command_that_takes_a_run_takes_its_name(tmp_path: Path) -> None:
     repo = demo_repo(tmp_path / "repo", (ROOT / "runs/demo.yaml").read_text())
-    commands = (["history"], ["preview", "-n", "1"], ["data", "check"])
+    commands = (["history"], ["preview", "-n", "1"], ["data", "check"], ["validate"], ["plan", "--offline"], ["calibrate"])
     for command in commands:
         by_path = repo.json(*command, "runs/demo.yaml", "--format", "json")
         assert by_path[0] == 0, by_path
         assert repo.json(*command, "demo", "--format", "json") == by_path, command
-    for command in commands:
+    for command in commands[:3]:  # one run each: an unknown name is an error; validate & co. list it among their files
         code, error = repo.json(*command, "dmeo", "--format", "json")
         assert (code, error["error"], error["fix"]) == (
             1,

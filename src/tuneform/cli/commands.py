@@ -61,7 +61,8 @@ def validate(paths: tuple[str, ...], fmt: str, backend: str | None) -> None:
     from tuneform.plan.validate import validate as run_validate
     from tuneform.runfile.resolve import HubResolver
 
-    result = run_validate(_root(), list(paths), backend=backend, hub=HubResolver(offline=True))
+    root = _root()
+    result = run_validate(root, _run_paths(root, paths), backend=backend, hub=HubResolver(offline=True))
     click.echo(render_validation(result, fmt), nl=False)
     sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
@@ -80,7 +81,8 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
     from tuneform.plan.render import render_plan
     from tuneform.runfile.resolve import HubResolver
 
-    result = _plan(_root(), list(paths), base, backend, HubResolver(offline=True) if offline else None)
+    root = _root()
+    result = _plan(root, _run_paths(root, paths), base, backend, HubResolver(offline=True) if offline else None)
     click.echo(render_plan(result, fmt), nl=False)
     sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
@@ -136,7 +138,7 @@ def apply(
 
         approval = approval_from_commit(approval_commit)
         labels = [*event_labels(), *approval.labels]
-    result_plan = _plan(root, list(paths), base, backend, labels=labels)
+    result_plan = _plan(root, _run_paths(root, paths), base, backend, labels=labels)
     say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
     if plan_markdown is not None:
         Path(plan_markdown).write_text(render_plan(result_plan, "markdown"), encoding="utf-8")
@@ -300,12 +302,29 @@ def _lineage_text(row: dict[str, Any]) -> str:
     return f"{clean} · {model} · data {data}"
 
 
+def _is_run_name(run: str) -> bool:
+    """Whether a RUN argument is a run's name rather than a path: it has no run file's suffix and
+    no file or folder by that name exists (relative to the working directory). OSError when the
+    file system refuses the name (too long)."""
+    from tuneform.plan.runcheck import RUN_SUFFIXES
+
+    return Path(run).suffix not in RUN_SUFFIXES and not (Path.cwd() / run).exists()
+
+
+def _named_run_file(root: Path, name: str) -> Path:
+    """The run file of a run's name: runs/<name>.yaml, else runs/<name>.yml when only that exists."""
+    from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR
+
+    named = [root / RUNS_DIR / f"{name}{suffix}" for suffix in RUN_SUFFIXES]
+    return next((p for p in named if p.is_file()), named[0])
+
+
 def _run_file(root: Path, run: str) -> tuple[Path, str]:
     """The run file that a command's RUN argument names, and how messages show it (relative to
-    the repository when inside it): a path to a file (`runs/demo.yaml`, relative to the working
-    directory), else a run's name, the file runs/<name>.yaml or .yml. Every command that takes one
-    run resolves it here, so `history demo`, `preview demo` and `data check demo` agree. A name or
-    path that no run file has is a RunFileError with the closest run file, or those there are."""
+    the repository when inside it): a path (`runs/demo.yaml`, relative to the working directory),
+    or a run's name (`demo`, the file runs/demo.yaml). `history`, `preview` and `data check` resolve
+    their RUN here, so they agree. A name or path that no run file has is a RunFileError with the
+    closest run file (did-you-mean), or the run files there are."""
     from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR
     from tuneform.runfile.diagnostics import did_you_mean
     from tuneform.runfile.spec import RunFileError
@@ -314,18 +333,17 @@ def _run_file(root: Path, run: str) -> tuple[Path, str]:
     def shown(path: Path) -> str:
         return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
-    run_files = WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES)
     given = Path(os.path.normpath(Path.cwd() / run))
     try:
-        by_name = Path(run).suffix not in RUN_SUFFIXES and not given.is_file()
-        named = [root / RUNS_DIR / f"{run}{suffix}" for suffix in RUN_SUFFIXES]
-        path = next((p for p in named if p.is_file()), named[0]) if by_name else given
+        by_name = _is_run_name(run)
+        path = _named_run_file(root, run) if by_name else given
         # something there that is no file (a symlink loop): the command's reader says what is wrong
         found = path.is_file() or os.path.lexists(path)
     except OSError as exc:  # a name too long for the file system
         raise os_problem(run, exc) from None
     if found:
         return path, shown(path)
+    run_files = WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES)
     if by_name:
         wanted, known = run, [Path(p).relative_to(RUNS_DIR).with_suffix("").as_posix() for p in run_files]
     else:
@@ -334,6 +352,23 @@ def _run_file(root: Path, run: str) -> tuple[Path, str]:
     if not known:
         raise RunFileError(what, fix=f"{RUNS_DIR}/ holds no run files yet: tuneform init writes an example")
     raise RunFileError(what + did_you_mean(wanted, known), fix=f"pass a run file or the name of one in {RUNS_DIR}/")
+
+
+def _run_paths(root: Path, paths: tuple[str, ...]) -> list[str]:
+    """validate, plan, apply and calibrate's PATHS, with each run's name replaced by its run file
+    (`tuneform apply demo`, as history suggests). Anything else stays as typed, for those commands
+    to report in their own output (a missing file is a problem in validate's JSON, not an error)."""
+
+    def one(raw: str) -> str:
+        try:
+            named = _named_run_file(root, raw) if _is_run_name(raw) else None
+            return (
+                os.path.relpath(named) if named is not None and named.is_file() else raw
+            )  # relative to the working directory, as typed paths are
+        except OSError:
+            return raw
+
+    return [one(raw) for raw in paths]
 
 
 def _run_registry(root: Path, spec: Any, name: str, backend: str | None) -> tuple[str, Any]:
@@ -367,7 +402,7 @@ def calibrate(paths: tuple[str, ...], backend: str | None, fmt: str) -> None:
         repo, registry = _run_registry(root, loaded.spec, loaded.name, backend)
         return [v.manifest for v in registry.versions(repo)]
 
-    report = calibrate_runs(root, list(paths) or WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES), manifests_of)
+    report = calibrate_runs(root, _run_paths(root, paths) or WorkTree(root).list(RUNS_DIR, RUN_SUFFIXES), manifests_of)
     if fmt == "json":
         _emit_json(report.as_json())
     else:
