@@ -80,14 +80,20 @@ class HubRegistry:
         a stale main."""
         if len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
             return revision
+        refs = self._refs(repo)
+        if refs is None:
+            return None
+        found = {b.name: b.target_commit for b in refs.branches} | {t.name: t.target_commit for t in refs.tags}
+        return found.get(revision)
+
+    def _refs(self, repo: str) -> Any:
+        """The repo's branches and tags, read now (None: no such repo)."""
         try:
-            refs = self.api.list_repo_refs(repo)
+            return self.api.list_repo_refs(repo)
         except hub_failures() as exc:
             if self._missing_repo(exc):
                 return None
             raise self._errors(exc, repo) from None
-        found = {b.name: b.target_commit for b in refs.branches} | {t.name: t.target_commit for t in refs.tags}
-        return found.get(revision)
 
     def _manifest(self, repo: str, revision: str) -> Manifest | None:
         """tuneform/manifest.json at a revision; None when the repo, revision or file is absent."""
@@ -121,22 +127,12 @@ class HubRegistry:
 
     def main_commit(self, repo: str) -> str | None:
         """The commit main points at (None: no such repo)."""
-        try:
-            refs = self.api.list_repo_refs(repo)
-        except hub_failures() as exc:
-            if self._missing_repo(exc):
-                return None
-            raise self._errors(exc, repo) from None
-        return next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        refs = self._refs(repo)
+        return None if refs is None else next((b.target_commit for b in refs.branches if b.name == "main"), None)
 
     def tags(self, repo: str) -> dict[str, str]:
-        try:
-            refs = self.api.list_repo_refs(repo)
-        except hub_failures() as exc:
-            if self._missing_repo(exc):
-                return {}
-            raise self._errors(exc, repo) from None
-        return {t.name: t.target_commit for t in refs.tags}
+        refs = self._refs(repo)
+        return {} if refs is None else {t.name: t.target_commit for t in refs.tags}
 
     def versions(self, repo: str) -> list[Version]:
         found = []
