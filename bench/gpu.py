@@ -2,7 +2,8 @@
 """Benchmark: tuneform's training job on a GPU, against plain TRL and Unsloth's notebook recipe.
 
 Everything is built here, offline, deterministically: a random-initialised model of a real
-shape (Llama-3.2-1B by default; `--shape llama-8b` for the 8B QLoRA case), a BPE tokenizer with
+shape (Llama-3.2-1B by default; `--shape llama-8b` for the 8B QLoRA case; `--shape MODEL_ID` for any
+model of tuneform's catalog, built from its published config keys), a BPE tokenizer with
 a chat template, and a synthetic chat dataset whose conversations run 70 to 800 words
 (log-uniform, so short ones dominate as in real chat data). Each configuration is a run file in
 a scratch training repository, checked and bundled by tuneform's own code, and trained by
@@ -36,6 +37,7 @@ lent H200).
     python bench/gpu.py                         # the 1B comparison on a GPU
     python bench/gpu.py --tiny --cpu            # a tiny shape on the CPU: a smoke test (seconds)
     python bench/gpu.py --configs tuneform-default --examples 2000
+    python bench/gpu.py --shape Qwen/Qwen3-0.6B --configs tuneform-default,trl-defaults
 
 Writes bench/results/gpu-<date>.json and .md (or --out DIR); docs/calibration.md reads them.
 On a machine without internet, carry the wheels of scripts/fetch_gpu_wheels.sh.
@@ -116,10 +118,51 @@ class Shape:
     tied: bool
     tokenizer_vocab: int
     attention_layers: tuple[int, ...] | None = None  # LFM2: which layers attend; the rest are short convolutions
+    # A catalog model's published config keys (estimate/models.json): the model is built from them
+    # through transformers' AutoConfig, so any architecture tuneform sizes can be benchmarked.
+    config: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def family(self) -> str:
+        if self.config is not None:
+            return str(self.config["model_type"])
         return "lfm2" if self.attention_layers is not None else "llama"
+
+
+def catalog_shape(model_id: str, tokenizer_vocab: int = 16000) -> Shape | None:
+    """The shape of a model in tuneform's catalog (an id or an alias, any case), None when the
+    catalog lacks it. Gemma 3 4B is its text decoder, as the catalog prices it."""
+    from importlib import resources
+
+    table = json.loads(resources.files("tuneform.estimate").joinpath("models.json").read_text())
+    ids = {k.lower(): k for k in table["models"]}
+    ids.update({alias.lower(): target for alias, target in table["aliases"].items()})
+    target = ids.get(model_id.lower())
+    if target is None:
+        return None
+    config = table["models"][target]
+    config = dict(config.get("text_config", config))
+    g = config.get  # the Shape's own fields are informational here: `config` builds the model
+    return Shape(
+        name=target.split("/")[-1].lower(),
+        hidden=g("hidden_size", 0),
+        layers=g("num_hidden_layers", 0),
+        heads=g("num_attention_heads", 0),
+        kv_heads=g("num_key_value_heads", 0),
+        intermediate=g("intermediate_size", g("block_ff_dim", 0)),
+        vocab=g("vocab_size"),
+        tied=bool(g("tie_word_embeddings", g("tie_embedding", False))),
+        tokenizer_vocab=tokenizer_vocab,
+        config=config,
+    )
+
+
+def shape_named(name: str) -> Shape:
+    """A bench shape (SHAPES) or any catalog model id (`Qwen/Qwen3-0.6B`); ValueError otherwise."""
+    shape = SHAPES.get(name) or catalog_shape(name)
+    if shape is None:
+        raise ValueError(f"unknown shape {name!r}: use one of {', '.join(sorted(SHAPES))} or a model id of estimate/models.json")
+    return shape
 
 
 SHAPES = {
@@ -321,7 +364,7 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
 def build_model_folder(folder: Path, shape: Shape, train_rows: list[dict[str, Any]], cuda: bool, weights: bool = True) -> dict[str, Any]:
     """Tokenizer trained on the data, config, and (unless `weights` is False) random weights."""
     import torch
-    from transformers import AutoModelForCausalLM, Lfm2Config, LlamaConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, Lfm2Config, LlamaConfig
 
     texts = [m["content"] for row in train_rows for m in row["messages"]]
     tokenizer = build_tokenizer(texts, shape.tokenizer_vocab)
@@ -338,7 +381,13 @@ def build_model_folder(folder: Path, shape: Shape, train_rows: list[dict[str, An
         "pad_token_id": tokenizer.pad_token_id,
         "dtype": "bfloat16" if cuda else "float32",
     }
-    if shape.family == "lfm2":
+    if shape.config is not None:
+        keys = {k: v for k, v in shape.config.items() if k != "model_type"}
+        tokens = {k: common[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id", "dtype")}
+        if "vocab_size" in keys and keys["vocab_size"] < len(tokenizer):
+            keys["vocab_size"] = len(tokenizer)  # the model must embed every id the bench's tokenizer makes
+        config = AutoConfig.for_model(shape.config["model_type"], **keys, **tokens)
+    elif shape.family == "lfm2":
         config = Lfm2Config(
             **common,
             max_position_embeddings=128000,
@@ -873,7 +922,11 @@ def write_reports(report: dict[str, Any], out: Path, stem: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-1b")
+    parser.add_argument(
+        "--shape",
+        default="llama-1b",
+        help=f"one of {', '.join(sorted(SHAPES))}, or any model id of tuneform's catalog (estimate/models.json), e.g. Qwen/Qwen3-0.6B",
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny shape, few short examples (a smoke test)")
     parser.add_argument(
         "--cpu", action="store_true", help="train on the CPU even when a GPU is visible (configs that need CUDA are skipped)"
@@ -918,7 +971,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    shape = SHAPES[args.shape if args.tiny and args.shape.startswith("tiny") else "tiny" if args.tiny else args.shape]
+    try:
+        shape = shape_named(args.shape if args.tiny and args.shape.startswith("tiny") else "tiny" if args.tiny else args.shape)
+    except ValueError as exc:
+        parser.error(str(exc))
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:

@@ -86,3 +86,23 @@ def test_steady_rate_skips_warm_up_and_the_partial_last_step() -> None:
     assert (first, last) == (2, 9)
     assert rate == 500.0  # 1,000 tokens / 2 s
     assert bench.steady_rate(steps[:2], 10_000) == (None, None, None)
+
+
+def test_any_catalog_model_is_a_bench_shape_of_the_size_the_catalog_prices(tmp_path: Path) -> None:
+    """`--shape MODEL_ID` builds each catalog architecture from its published config keys: the
+    built model's parameter count is the one the estimator prices (no weights: config only)."""
+    import dataclasses
+
+    from tuneform.estimate import catalog
+
+    bench = _bench()
+    rows = bench.conversations(20, seed=1)
+    table = json.loads((ROOT / "src" / "tuneform" / "estimate" / "models.json").read_text())
+    for model_id in table["models"]:
+        shape = dataclasses.replace(bench.shape_named(model_id), tokenizer_vocab=300)
+        built = bench.build_model_folder(tmp_path / shape.name, shape, rows, cuda=False, weights=False)
+        assert built["params"] == catalog.known_model(model_id).params, model_id
+        assert built["config"]["model_type"] == shape.family
+    assert bench.shape_named("liquidai/lfm2.5-1.2b-instruct").name == "lfm2-1.2b"  # aliases, any case
+    with pytest.raises(ValueError, match="unknown shape 'nope/nope'"):
+        bench.shape_named("nope/nope")
