@@ -896,6 +896,45 @@ def test_no_expressions_in_scripts_and_actions_pinned() -> None:
                 assert step["with"]["lfs"] is True, f"{name}: data and models may be LFS files: check them out"
 
 
+# pypa/gh-action-pypi-publish v1.14.1, as pinned by the public repositories that pin it (its own
+# snapshot here predates that release); the other actions are the verified PINNED ones.
+PYPI_PUBLISH = "pypa/gh-action-pypi-publish@ba38be9e461d3875417946c167d0b5f3d385a247"
+
+
+def test_tuneform_ci_and_release_workflows() -> None:
+    """ci.yml: lint and tests (.ci/run) on every push and pull request, read-only. release.yml: a
+    `v*` tag builds, checks the tag against the built version, and publishes through trusted
+    publishing: only the publish job may mint an OIDC token, inside the `pypi` environment."""
+    ci, release = load("ci.yml"), load("release.yml")
+    assert set(triggers(ci)) == {"push", "pull_request"} and ci["permissions"] == {}
+    [test] = ci["jobs"].values()
+    assert test["permissions"] == {"contents": "read"} and any(s.get("run") == ".ci/run" for s in test["steps"])
+    assert triggers(release) == {"push": {"tags": ["v*"]}} and release["permissions"] == {}
+    build, publish = release["jobs"]["build"], release["jobs"]["publish"]
+    assert build["permissions"] == {"contents": "read"} and publish["permissions"] == {"id-token": "write"}
+    assert publish["needs"] == "build" and publish["environment"]["name"] == "pypi"
+    assert publish["steps"][-1]["uses"] == PYPI_PUBLISH and "with" not in publish["steps"][-1], "trusted publishing: no token"
+    assert "tuneform-$version-py3-none-any.whl" in (WORKFLOWS / "release.yml").read_text()
+    for name in OWN:
+        for step in all_steps(load(name)):
+            if "run" in step:
+                assert "${{" not in step["run"] and "python -m" not in step["run"], f"{name}: {step.get('name')}"
+            elif step["uses"] != PYPI_PUBLISH:
+                action, _, sha = step["uses"].partition("@")
+                assert PINNED.get(action) == sha, f"{name}: {step['uses']} is not a pinned, verified commit"
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"] == {"persist-credentials": False, "lfs": True}
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml reads the version from tuneform/__init__.py; no template spells it out."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tuneform.__version__"}
+    for name in NAMES:
+        assert tuneform.__version__ not in (TEMPLATES / name).read_text(), name
+
+
 def test_least_privilege() -> None:
     expected = {
         "plan.yml": {"contents": "read"},
