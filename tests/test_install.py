@@ -326,13 +326,23 @@ def test_a_source_checkout_is_installed_from_its_remote_at_head_only_when_clean_
     repo, _ = _checkout(tmp_path / "src")
     head = repo.git("rev-parse", "HEAD").strip()
     checkout = Origin("directory", "1.2.3", url=repo.path.as_uri(), editable=True)
-    assert install_spec(checkout) == InstallSpec(f"tuneform @ git+ssh://git@github.com/acme/tuneform.git@{head}", "", "checkout")
+    assert install_spec(checkout) == InstallSpec(f"tuneform @ git+https://github.com/acme/tuneform.git@{head}", "", "checkout")
 
     repo.write("README.md", "changed\n")
     dirty = install_spec(checkout)
     assert dirty.requirement == "tuneform==1.2.3" and "uncommitted changes" in (dirty.warning or "")
     assert 'TUNEFORM_REQUIREMENT: "tuneform==1.2.3"' in (dirty.warning or ""), "the warning names the line to edit"
 
+    for remote in ("ssh://git@github.com/acme/tuneform.git", "https://github.com/acme/tuneform.git"):
+        repo.git("checkout", "-q", "README.md")
+        repo.git("remote", "set-url", "origin", remote)
+        assert install_spec(checkout).requirement == f"tuneform @ git+https://github.com/acme/tuneform.git@{head}"
+    repo.git("remote", "set-url", "origin", str(tmp_path / "remote.git"))  # a local path: no runner can reach it
+    local = install_spec(checkout)
+    assert local.requirement == "tuneform==1.2.3" and "on no remote branch with an http(s) or ssh URL" in (local.warning or "")
+
+    repo.git("remote", "set-url", "origin", "https://github.com/acme/tuneform.git")
+    repo.write("README.md", "changed\n")
     repo.commit("not pushed")
     unpushed = install_spec(checkout)
     assert unpushed.requirement == "tuneform==1.2.3" and "on no remote branch" in (unpushed.warning or "")

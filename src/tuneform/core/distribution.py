@@ -11,8 +11,8 @@ Which requirement each kind of install gets (README "Install", docs/github.md):
 - a VCS URL: `tuneform @ git+URL@COMMIT`, the commit pip resolved (never a branch that moves);
 - an archive or wheel file: `tuneform==VERSION` plus the file's sha256 (the same file, once it is
   published), or `tuneform @ URL` plus the sha256 for a file on an http(s) server;
-- an editable or source-folder install: the checkout's git remote at its HEAD commit, when the
-  checkout is clean and that commit is on a remote;
+- an editable or source-folder install: the checkout's git remote (as https, which a runner can
+  clone without a key) at its HEAD commit, when the checkout is clean and that commit is on a remote;
 - anything else: `tuneform==VERSION` with a warning that names the line to edit.
 """
 
@@ -184,11 +184,15 @@ def _published_checkout(folder: Path) -> tuple[str, str] | str:
 
 
 def _as_url(remote: str) -> str | None:
-    """A git remote as a URL pip can clone: http(s)/ssh URLs as they are, scp-like `git@host:path`
-    as ssh://; local paths and anything with unsafe characters: None."""
-    scp = re.fullmatch(r"([A-Za-z0-9._-]+)@([A-Za-z0-9.-]+):(?!/)(.+)", remote)
+    """A git remote as a URL a CI runner can clone without a key: https as it is; ssh (scp-like
+    `git@host:path` or `ssh://git@host/path`) as https://host/path, which works for a public
+    repository; local paths and anything with unsafe characters: None."""
+    scp = re.fullmatch(r"[A-Za-z0-9._-]+@([A-Za-z0-9.-]+):(?!/)(.+)", remote)
     if scp:
-        remote = f"ssh://{scp.group(1)}@{scp.group(2)}/{scp.group(3)}"
-    if urlparse(remote).scheme not in ("https", "http", "ssh") or not _safe_url(remote):
+        remote = f"https://{scp.group(1)}/{scp.group(2)}"
+    parsed = urlparse(remote)
+    if parsed.scheme == "ssh" and parsed.hostname:
+        remote = f"https://{parsed.hostname}{parsed.path}"
+    if urlparse(remote).scheme not in ("https", "http") or not _safe_url(remote):
         return None
     return remote
