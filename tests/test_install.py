@@ -145,6 +145,14 @@ def test_init_from_an_installed_wheel_pins_that_wheel_and_its_install_step_insta
         "source": "archive",
         "warning": None,
     }
+    text = subprocess.run(
+        [installed.bin / "tuneform", "init", "repo2"], cwd=tmp_path, env=installed.env(tmp_path), capture_output=True, text=True
+    )
+    assert (
+        f"the workflows install tuneform=={VERSION} (sha256 {digest}), the tuneform running now (installed from a distribution file)"
+        in text.stdout
+    )
+    assert text.returncode == 0 and "warning" not in text.stdout + text.stderr
     repo = tmp_path / "repo"
     workflows = {name: yaml.safe_load((repo / ".github/workflows" / name).read_text()) for name in NAMES}
     assert {(w["env"]["TUNEFORM_REQUIREMENT"], w["env"]["TUNEFORM_SHA256"]) for w in workflows.values()} == {

@@ -621,7 +621,7 @@ def schema(write: bool) -> None:
 def init(directory: str, namespace: str | None, fmt: str) -> None:
     """Scaffold a training repository: runs/, evals/, data/, [tool.tuneform] settings and the
     GitHub workflows, which install this same tuneform (the install spec it prints)."""
-    from tuneform.core.distribution import install_spec
+    from tuneform.core.distribution import SOURCES, install_spec
     from tuneform.runfile.scaffold import scaffold
 
     spec = install_spec()
@@ -636,7 +636,7 @@ def init(directory: str, namespace: str | None, fmt: str) -> None:
     if spec.warning:
         click.echo(f"warning: {spec.warning}", err=True)
     else:
-        click.echo(f"the workflows install {spec.requirement}{hashed}: the tuneform running now (a {spec.source} install)")
+        click.echo(f"the workflows install {spec.requirement}{hashed}, the tuneform running now ({SOURCES[spec.source]})")
     click.echo("next: tuneform validate && tuneform plan")
 
 

@@ -68,6 +68,16 @@ class InstallSpec:
     warning: str | None = None
 
 
+# How init names each `InstallSpec.source` to the user.
+SOURCES = {
+    "index": "a release from the package index",
+    "vcs": "installed from git",
+    "archive": "installed from a distribution file",
+    "checkout": "a source checkout, at its pushed HEAD",
+    "unknown": "no install record found",
+}
+
+
 def origin() -> Origin:
     """The running tuneform's installed distribution, as pip recorded it."""
     try:
