@@ -926,6 +926,24 @@ def test_tuneform_ci_and_release_workflows() -> None:
                 assert step["with"] == {"persist-credentials": False, "lfs": True}
 
 
+@pytest.mark.parametrize(("tag", "ok"), [(f"v{tuneform.__version__}", True), ("v99.0.0", False), ("v1.0; id", False), ("latest", False)])
+def test_release_refuses_a_tag_that_is_not_the_built_version(tmp_path: Path, tag: str, ok: bool) -> None:
+    """The release workflow's check step, run with bash over a dist/ holding what `build` writes."""
+    [step] = [s for s in load("release.yml")["jobs"]["build"]["steps"] if s.get("name") == "Check that the tag is the package version"]
+    (tmp_path / "dist").mkdir()
+    for name in (f"tuneform-{tuneform.__version__}-py3-none-any.whl", f"tuneform-{tuneform.__version__}.tar.gz"):
+        (tmp_path / "dist" / name).write_bytes(b"")
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "TAG": tag},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode == 0) is ok, done.stdout + done.stderr
+    assert ok or "::error::tag" in done.stdout
+
+
 def test_the_version_is_written_once() -> None:
     """pyproject.toml reads the version from tuneform/__init__.py; no template spells it out."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
