@@ -306,6 +306,12 @@ def test_each_kind_of_install_gets_its_own_requirement() -> None:
     assert install_spec(Origin("vcs", "1.2.3", url="https://github.com/o/tuneform", commit=COMMIT)).requirement == (
         f"tuneform @ git+https://github.com/o/tuneform@{COMMIT}"
     )
+    assert install_spec(Origin("vcs", "1.2.3", url="ssh://git@github.com/o/tuneform.git", commit=COMMIT)).requirement == (
+        f"tuneform @ git+https://github.com/o/tuneform.git@{COMMIT}"
+    )
+    for unreachable in (Origin("vcs", "1.2.3", url="file:///home/me/tuneform", commit=COMMIT), Origin("vcs", "1.2.3", url="https://h/t")):
+        spec = install_spec(unreachable)
+        assert spec.requirement == "tuneform==1.2.3" and "not an http(s) or ssh git URL with a commit" in (spec.warning or "")
     assert install_spec(Origin("archive", "1.2.3", url="file:///tmp/tuneform-1.2.3-py3-none-any.whl", sha256=digest)) == (
         InstallSpec("tuneform==1.2.3", digest, "archive")
     )

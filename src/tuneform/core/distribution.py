@@ -8,7 +8,8 @@ where it came from (PEP 610's `direct_url.json`, absent for a release from a pac
 Which requirement each kind of install gets (README "Install", docs/github.md):
 
 - a release from a package index (no direct_url.json): `tuneform==VERSION`;
-- a VCS URL: `tuneform @ git+URL@COMMIT`, the commit pip resolved (never a branch that moves);
+- a git URL: `tuneform @ git+URL@COMMIT`, the commit pip resolved (never a branch that moves),
+  an ssh URL written as https (a runner has no key);
 - an archive or wheel file: `tuneform==VERSION` plus the file's sha256 (the same file, once it is
   published), or `tuneform @ URL` plus the sha256 for a file on an http(s) server;
 - an editable or source-folder install: the checkout's git remote (as https, which a runner can
@@ -121,13 +122,14 @@ def install_spec(found: Origin | None = None) -> InstallSpec:
     if found.kind == "index":
         return InstallSpec(pinned, "", "index")
     if found.kind == "vcs":
-        if found.url and found.commit and _COMMIT.fullmatch(found.commit) and _safe_url(found.url):
-            return InstallSpec(f"{NAME} @ git+{found.url}@{found.commit}", "", "vcs")
+        remote = _as_url(found.url) if found.url else None
+        if remote and found.commit and _COMMIT.fullmatch(found.commit):
+            return InstallSpec(f"{NAME} @ git+{remote}@{found.commit}", "", "vcs")
         return InstallSpec(
             pinned,
             "",
             "vcs",
-            f"tuneform was installed from {found.url!r}, which is not a git URL with a commit that can be written safely: the workflows install {pinned} from the package index instead; {edit}",
+            f"tuneform was installed from {found.url!r}, which is not an http(s) or ssh git URL with a commit that can be written safely: the workflows install {pinned} from the package index instead; {edit}",
         )
     if found.kind == "archive":
         sha = found.sha256 if found.sha256 and _SHA256.fullmatch(found.sha256) else ""
