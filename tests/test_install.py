@@ -67,9 +67,10 @@ def _dependencies(tmp: Path) -> Path:
     if folder.is_dir():
         return folder
     folder.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not entry.name.lower().startswith(("tuneform", "__editable__")):
-            (folder / entry.name).symlink_to(entry)
+    for site in sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}):
+        for entry in Path(site).iterdir():
+            if not entry.name.lower().startswith(("tuneform", "__editable__")) and not (folder / entry.name).exists():
+                (folder / entry.name).symlink_to(entry)
     return folder
 
 
