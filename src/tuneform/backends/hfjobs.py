@@ -35,7 +35,7 @@ from tuneform.backends.wheel import build_wheel
 from tuneform.core.hub import http_status, hub_failures, retry
 from tuneform.estimate.catalog import FlavorTable
 from tuneform.plan.planner import PlannedRun
-from tuneform.registry.hub import HubRegistry, tag_of
+from tuneform.registry.hub import JOB_FOLDER, HubRegistry, jobs_branch, tag_of
 from tuneform.registry.protocol import Registry, RegistryError, Version
 from tuneform.runfile.spec import HubSource
 
@@ -48,7 +48,6 @@ DEFAULT_IMAGE = "unsloth/unsloth:2026.10"
 ACTIVE = ("SCHEDULING", "RUNNING", "UPDATING", "COMPLETED")
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 CANCELABLE = ("SCHEDULING", "RUNNING", "UPDATING")  # a superseded job in one of these is canceled
-JOB_FOLDER = "tuneform-job"
 
 # What the container runs (bash). Parameters come from the environment, the token from secrets.
 # pip reads PIP_* from the environment too, so the same script installs offline in tests.
@@ -67,10 +66,6 @@ exec python -m tuneform.cli job "$dir/tuneform-job/bundle" --registry "hub:$TUNE
 
 class HfJobsError(BackendError):
     """Submitting or following a job failed; the message says what to do."""
-
-
-def jobs_branch(key: str) -> str:
-    return f"tuneform/jobs/{key[:12]}"
 
 
 def claim_branch(key: str) -> str:

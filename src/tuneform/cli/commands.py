@@ -138,7 +138,7 @@ def apply(
 
         approval = approval_from_commit(approval_commit)
         labels = [*event_labels(), *approval.labels]
-    result_plan = _plan(root, _run_paths(root, paths), base, backend, labels=labels)
+    result_plan = _plan(root, _run_paths(root, paths), base, backend, labels=labels, applying=True)
     say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
     if plan_markdown is not None:
         Path(plan_markdown).write_text(render_plan(result_plan, "markdown"), encoding="utf-8")
@@ -165,7 +165,15 @@ def apply(
     sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
 
-def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, hub: Any = None, labels: list[str] | None = None) -> Any:
+def _plan(
+    root: Path,
+    paths: list[str],
+    base: str | None,
+    backend: str | None,
+    hub: Any = None,
+    labels: list[str] | None = None,
+    applying: bool = False,
+) -> Any:
     from tuneform.backends import registry_for
     from tuneform.github.client import event_labels
     from tuneform.plan.planner import make_plan
@@ -181,6 +189,7 @@ def _plan(root: Path, paths: list[str], base: str | None, backend: str | None, h
         hub=hub,
         labels=event_labels() if labels is None else labels,
         flavors=flavors,
+        applying=applying,
     )
     if note:
         plan.problems.append(Problem(note, severity="warning"))

@@ -20,6 +20,7 @@ from tuneform.data.check import CHECKED_ACTIONS, DataReport, DataSection, check_
 from tuneform.estimate.catalog import FLAVORS, FlavorTable
 from tuneform.estimate.sizing import usd_text
 from tuneform.plan.entry import PlanEntry
+from tuneform.plan.month import MonthToDate, month_problems, month_to_date, month_warning
 from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
 from tuneform.registry.protocol import FAILED_GATES, Registry, RegistryError, Version
 from tuneform.runfile.diagnostics import Problem
@@ -121,6 +122,10 @@ class Plan:
     data: DataSection | None = None  # data checks of the runs that train
     #: The runs together cost more than [tool.tuneform] max_usd_per_pr and no approval label lifted it.
     over_pr_cap: bool = False
+    #: This month's spending (None: no max_usd_per_month, so it is not counted).
+    month: MonthToDate | None = None
+    #: Month to date plus this plan crosses max_usd_per_month (or apply cannot count it), unapproved.
+    over_month_cap: bool = False
 
     @property
     def total_usd(self) -> float:
@@ -133,7 +138,7 @@ class Plan:
     @property
     def over_budget(self) -> bool:
         """Whether the plan fails (also) because of a budget: a run's cap or the PR cap."""
-        return self.over_pr_cap or any(run.budget_problems for run in self.runs)
+        return self.over_pr_cap or self.over_month_cap or any(run.budget_problems for run in self.runs)
 
     def refusal(self, unapproved: str) -> PlanNotApplicable:
         """Why `apply` refuses this plan (it is not ok); `unapproved` says why no approval label
@@ -163,9 +168,21 @@ class Plan:
             "total_usd": round(self.total_usd, 4),
             "base_total_usd": round(self.base_total_usd, 4),
             "max_usd_per_pr": self.settings.max_usd_per_pr,
+            **self._month_json(),
             "ok": self.ok,
             "errors": [p.as_json() for p in self.problems if p.severity == "error"],
             "warnings": [p.as_json() for p in self.problems if p.severity == "warning"],
+        }
+
+    def _month_json(self) -> dict[str, Any]:
+        """The monthly cap's fields: month to date (null when not counted or unknown) and what is
+        left of the cap after this plan (negative: over it)."""
+        cap, spent = self.settings.max_usd_per_month, self.month.usd if self.month else None
+        return {
+            "max_usd_per_month": cap,
+            "month_to_date_usd": None if spent is None else round(spent, 4),
+            "month_left_usd": None if spent is None or cap is None else round(cap - spent - self.total_usd, 4),
+            "month_to_date": self.month.as_json() if self.month else None,
         }
 
 
@@ -182,6 +199,7 @@ def make_plan(
     hub: HubResolver | None = None,
     labels: tuple[str, ...] | list[str] = (),
     flavors: FlavorTable = FLAVORS,
+    applying: bool = False,
 ) -> Plan:
     """Compare runs at `base` (default: merge base with main) with the working tree.
 
@@ -189,7 +207,8 @@ def make_plan(
     no change, so `tuneform plan runs/x.yaml` always answers "what would apply do to x".
     Settings (budgets, allowed flavors) come from the base's pyproject.toml when it has one, so a
     pull request cannot raise its own limits. `flavors` prices the runs: the offline table, or
-    the Hub's current prices (catalog.hub_flavor_table), passed in by the caller.
+    the Hub's current prices (catalog.hub_flavor_table), passed in by the caller. `applying`: the
+    plan is apply's, so a month to date it cannot count refuses (plan/month.py).
     """
     hub = hub or HubResolver()
     if base is not None and NO_BASE.match(base):
@@ -225,6 +244,11 @@ def make_plan(
         if missing not in heads and missing not in bases:
             problems.append(Problem(f"{shown(missing)}: no such run file: pass a run file in the repository (default: runs/)"))
     plan = Plan(base_rev, runs, settings, problems)
+    if settings.max_usd_per_month is not None:
+        submits = {r.check.key for r in runs if r.action in (*TRAINING_ACTIONS, "evaluate") and r.check.key}
+        checks = [*heads.values(), *bases.values()]
+        plan.month = month_to_date(checks, registry_for, planned_keys=submits, required=applying)
+        plan.problems += [w for w in [month_warning(plan.month)] if w]
     _apply_budgets(plan, settings, approved=settings.budget_label in labels)
     plan.data = plan_data_section(plan.runs, root, base_rev, settings)
     return plan
@@ -333,7 +357,8 @@ def _lookup(head: RunCheck, base: RunCheck | None, registry_for: RegistryFor) ->
 
 
 def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
-    """Per-run caps only bind actions that train; the PR cap binds the plan's total.
+    """Per-run caps only bind actions that train; the PR cap binds the plan's total; the monthly cap
+    binds month to date plus the plan's total (plan/month.py).
 
     A PR carrying the repository's approval label (read from the event, never from files the PR
     controls) turns the over-budget errors into warnings that say who approved them.
@@ -349,15 +374,16 @@ def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
                 f"this plan's runs total {usd_text(plan.total_usd)}, over [tool.tuneform] max_usd_per_pr ({usd_text(cap)}): split the change or get it approved (label '{settings.budget_label}')"
             )
         )
+    month = month_problems(plan.month, plan.total_usd, settings)
     if not approved:
-        plan.problems.extend(problems)
-        plan.over_pr_cap = bool(problems)
+        plan.problems.extend(problems + month)
+        plan.over_pr_cap, plan.over_month_cap = bool(problems), bool(month)
         return
     note = f" (approved by the '{settings.budget_label}' label)"
     for run in plan.runs:
         run.approved = [replace(p, message=p.message + note, severity="warning") for p in run.budget_problems]
         run.budget_problems = []
-    plan.problems.extend(replace(p, message=p.message + note, severity="warning") for p in problems)
+    plan.problems.extend(replace(p, message=p.message + note, severity="warning") for p in problems + month)
 
 
 def plan_data_section(planned_runs: Sequence[PlannedRun], root: Path, base_rev: str, settings: Settings) -> DataSection:

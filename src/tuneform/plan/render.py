@@ -150,6 +150,24 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
     }
 
 
+def month_line(plan: Plan, escape: Callable[[Any], str]) -> str | None:
+    """Month to date, this plan and what is left of [tool.tuneform] max_usd_per_month; None
+    when no monthly cap is set. `escape` writes the reason a registry could not be read (it names
+    repositories a run file chose)."""
+    month, cap = plan.month, plan.settings.max_usd_per_month
+    if month is None or cap is None:
+        return None
+    head = f"Month to date (since {month.since:%Y-%m-%d} UTC)"
+    if month.usd is None:
+        return f"{head}: unknown ({escape(month.unknown)}); this plan {fmt_usd(plan.total_usd)} of {fmt_usd(cap)} allowed per month"
+    left = cap - month.usd - plan.total_usd
+    return (
+        f"{head}: {fmt_usd(month.usd)} ({fmt_usd(month.finished_usd)} finished, {fmt_usd(month.running_usd)} running)"
+        f" + this plan {fmt_usd(plan.total_usd)} of {fmt_usd(cap)} allowed per month: "
+        + (f"{fmt_usd(left)} left" if left >= 0 else f"{fmt_usd(-left)} over")
+    )
+
+
 def _problems(plan: Plan) -> Iterable[tuple[str, Problem]]:
     for run in plan.runs:
         if run.head:
@@ -199,6 +217,9 @@ def render_plan_text(plan: Plan) -> str:
         if any(r.action == a for r in plan.runs)
     )
     console.print(total + (f" ({counts})" if counts else ""))
+    month = month_line(plan, rich_text)
+    if month:
+        console.print(month)
     if plan.data and plan.data.reports:
         console.print(plan.data.render("text"), markup=False, highlight=False)
     if not plan.ok:
@@ -250,6 +271,9 @@ def render_plan_markdown(plan: Plan) -> str:
         + (f" of {fmt_usd(cap)} allowed per PR" if cap else "")
         + (f" ({'+' if delta >= 0 else '-'}{fmt_usd(abs(delta))} vs base)" if plan.base_total_usd else "")
     )
+    month = month_line(plan, md_text)
+    if month:
+        out += ["", month]
     diffs = [(run, _resolved_diff(run)) for run in plan.runs if run.action in ("create", "update", "restore", "evaluate", "blocked")]
     diffs = [(run, diff) for run, diff in diffs if diff]
     if diffs:

@@ -6,6 +6,12 @@
     tuneform/evals/<hash>/report.json  scores of a version under changed evals (on main)
     branch tuneform/work-<key12>       the newest training checkpoint of a job (job/checkpoints.py);
                                        deleted once the version is published
+    branch tuneform/jobs/<key12>       the bundle and wheel of a submitted job (backends/hfjobs.py);
+                                       its tuneform-job/bundle/run.json carries the plan's estimate
+
+`spent` (the monthly cap) counts each tag's recorded cost, and each jobs branch whose work is not
+published yet (no tag; for an evaluate job, no scores under its evals) at its estimate, dated by
+the branch's commit: the Hub keeps no other record of a job in flight that a plan may read.
 
 Writes go through `core.hub.retry`: the client does not retry create_commit, create_repo, create_tag or
 run_job, so every write here is retried on 429 / 5xx / connection errors, and before each retry
@@ -14,20 +20,30 @@ the state is read again (a commit that landed although its answer was lost is no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tuneform.core.hub import http_status, hub_api, hub_failures, retry
 from tuneform.core.manifest import PASSED, Manifest
-from tuneform.registry.protocol import Published, RegistryError, Version, main_moved
+from tuneform.registry.protocol import Published, RegistryError, Spend, Version, billed_usd, main_moved, since_then
 
 MANIFEST = "tuneform/manifest.json"
 TAG_PREFIX = "run-"
+JOBS_PREFIX = "tuneform/jobs/"
+JOB_FOLDER = "tuneform-job"
+JOB_RUN_JSON = f"{JOB_FOLDER}/bundle/run.json"
 
 
 def tag_of(key: str) -> str:
     return f"{TAG_PREFIX}{key[:12]}"
+
+
+def jobs_branch(key: str) -> str:
+    """The branch a submitted job's bundle and wheel live on (backends/hfjobs.py uploads it)."""
+    return f"{JOBS_PREFIX}{key[:12]}"
 
 
 def default_namespace(root: Path) -> str:
@@ -152,6 +168,51 @@ class HubRegistry:
             except hub_failures():  # no such repo or tag, or the Hub failed: not known to be scored
                 continue
         return False
+
+    def spent(self, repos: Sequence[str], since: datetime) -> list[Spend]:
+        """What the jobs of `repos` cost since `since` (the monthly cap): every version tagged since
+        then at its recorded cost, and every job in flight submitted since then at its estimate."""
+        out: list[Spend] = []
+        for repo in dict.fromkeys(repos):
+            out += [
+                Spend(repo, v.key, billed_usd(v.manifest), False, v.created) for v in self.versions(repo) if since_then(v.created, since)
+            ]
+            refs = self._refs(repo)
+            tags = {t.name for t in refs.tags} if refs is not None else set()
+            for branch in refs.branches if refs is not None else []:
+                if branch.name.startswith(JOBS_PREFIX):
+                    running = self._in_flight(repo, branch.name, branch.target_commit, tags)
+                    if running is not None and since_then(running.when, since):
+                        out.append(running)
+        return out
+
+    def _in_flight(self, repo: str, branch: str, commit: str, tags: set[str]) -> Spend | None:
+        """The job whose bundle is on jobs branch `branch` at `commit`, at its estimate, while its
+        work is unpublished (None once it is, or when the branch holds no bundle). run.json is
+        job/bundle.py's RunFacts, read loosely: the registry sits below the job and needs four keys."""
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            path = self.api.hf_hub_download(repo, JOB_RUN_JSON, revision=commit)
+            info = self.api.get_paths_info(repo, [JOB_RUN_JSON], revision=commit, expand=True)
+        except EntryNotFoundError:
+            return None  # an upload cut short: no job was submitted from it
+        except hub_failures() as exc:
+            raise self._errors(exc, repo) from None
+        try:
+            facts = json.loads(Path(path).read_text())
+            key, action, eval_hash = str(facts["run_key"]), facts.get("action"), facts.get("eval_hash")
+            usd = float((facts.get("estimate") or {}).get("usd") or 0.0)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RegistryError(
+                f"{repo}@{branch}: {JOB_RUN_JSON} is not a job bundle's run.json ({type(exc).__name__}: {exc})",
+                fix=f"delete branch {branch} if no job of it is running",
+            ) from None
+        done = self.has_evals(repo, key, eval_hash) if action == "evaluate" and eval_hash else tag_of(key) in tags
+        if done:
+            return None
+        last = getattr(info[0], "last_commit", None) if info else None
+        return Spend(repo, key, usd, True, last.date.isoformat() if last is not None and last.date else None)
 
     def download(self, repo: str, key: str, dest: Path) -> Path:
         """The model files of a version (tuneform/ left out) into `dest`."""

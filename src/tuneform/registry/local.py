@@ -9,6 +9,9 @@ Backend `local` keeps the Hub's layout in a folder (default `.tuneform/`, or $TU
 
     <home>/<namespace>/<name>/.lock                          held while publishing or moving main
 
+A local job runs on this machine, which the estimator prices at $0 (flavor `local`), so `spent`
+counts the costs the versions recorded and no job in flight: one adds nothing.
+
 A version appears by renaming a finished temporary folder into place, so a crash never leaves a
 half-published version; `main` moves by atomic replace, under the lock, and only when it is still
 where the caller read it (registry/protocol.py). The Hub registry (registry/hub.py) offers the
@@ -23,9 +26,10 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from tuneform.core.manifest import Manifest
@@ -33,7 +37,7 @@ from tuneform.core.manifest import Manifest
 # The registry's vocabulary lives in protocol.py; re-exported here, where callers have long found it.
 from tuneform.registry.protocol import FAILED_GATES as FAILED_GATES
 from tuneform.registry.protocol import PASSED as PASSED
-from tuneform.registry.protocol import Published, main_moved
+from tuneform.registry.protocol import Published, Spend, billed_usd, main_moved, since_then
 from tuneform.registry.protocol import RegistryError as RegistryError
 from tuneform.registry.protocol import Version as Version
 
@@ -80,6 +84,16 @@ class LocalRegistry:
             return []
         found = [self.get(repo, p.name) for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
         return sorted((v for v in found if v), key=lambda v: v.created or "")
+
+    def spent(self, repos: Sequence[str], since: datetime) -> list[Spend]:
+        """The versions of `repos` published since `since`, at their recorded cost (the monthly cap).
+        Local jobs in flight are left out: the local flavor costs $0."""
+        return [
+            Spend(repo, v.key, billed_usd(v.manifest), False, v.created)
+            for repo in dict.fromkeys(repos)
+            for v in self.versions(repo)
+            if since_then(v.created, since)
+        ]
 
     def version_dir(self, repo: str, key: str) -> Path:
         return self._repo(repo) / "versions" / key

@@ -12,20 +12,38 @@ Reads: `get` (a version by run key), `versions`, `main` (the key main holds) and
 - `set_main` moves main to an existing version (restore), again only from `parent_commit`;
   when main moved since it raises `MainMoved` and changes nothing.
 
+And `spent(repos, since)`: what the jobs of those output repos cost since a moment (the monthly
+cap, `[tool.tuneform] max_usd_per_month`): each version published since then at its recorded
+cost (`billed_usd`), and each job still in flight that was submitted since then at its estimate.
+
 `local` (registry/local.py) and `hf-jobs` (registry/hub.py) implement it; backends/ maps each
 backend name to its registry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from tuneform.core.errors import TuneformError
 from tuneform.core.manifest import FAILED_GATES, PASSED, Manifest
 
-__all__ = ["FAILED_GATES", "PASSED", "MainMoved", "Published", "Registry", "RegistryError", "Version", "main_moved"]
+__all__ = [
+    "FAILED_GATES",
+    "PASSED",
+    "MainMoved",
+    "Published",
+    "Registry",
+    "RegistryError",
+    "Spend",
+    "Version",
+    "billed_usd",
+    "main_moved",
+    "since_then",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,45 @@ class Published:
     note: str
 
 
+@dataclass(frozen=True)
+class Spend:
+    """One job's share of what a repository spent: a published version at its recorded cost, or a
+    job still in flight (`running`) at its plan's estimate, since it bills while it runs."""
+
+    repo: str
+    key: str
+    usd: float
+    running: bool
+    when: str | None  # when it was published or submitted (ISO 8601, UTC); None: not recorded
+
+
+def billed_usd(manifest: Manifest) -> float:
+    """What a published version cost: the billed cost the job recorded (flavor price x billed
+    minutes), else that product from its parts, else the plan's estimate. A manifest without any
+    (written before costs were recorded) counts $0: there is nothing to count it by."""
+    cost = manifest.cost
+    if cost is None:
+        return 0.0
+    if cost.actual_usd is not None:
+        return cost.actual_usd
+    if cost.billed_minutes is not None and cost.usd_per_hour is not None:
+        return cost.usd_per_hour / 60 * cost.billed_minutes
+    return cost.estimated_usd or 0.0
+
+
+def since_then(when: str | datetime | None, since: datetime) -> bool:
+    """Whether `when` (ISO 8601, or a datetime; naive means UTC) is at or after `since`. A time
+    that is missing or unreadable counts as recent: a spending cap errs towards counting."""
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+    if when is None:
+        return True
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)) >= since
+
+
 class Registry(Protocol):
     """Versions of runs by run key, and a `main` that moves only from the state its caller saw."""
 
@@ -97,3 +154,5 @@ class Registry(Protocol):
     ) -> Published: ...
 
     def set_main(self, repo: str, key: str, reason: str, *, parent_commit: str | None) -> str: ...
+
+    def spent(self, repos: Sequence[str], since: datetime) -> list[Spend]: ...

@@ -50,6 +50,11 @@ class Settings(BaseModel):
     allowed_flavors: list[str] | None = Field(None, description="Flavors runs may use (default: every GPU flavor).")
     max_usd_per_run: float | None = Field(None, gt=0, description="Cap on one run's estimated cost.")
     max_usd_per_pr: float | None = Field(None, gt=0, description="Cap on the estimated cost of all runs in one plan.")
+    max_usd_per_month: float | None = Field(
+        None,
+        gt=0,
+        description="Cap on a calendar month's (UTC) spending of the repository's runs: billed cost of finished jobs, estimate of running ones, plus the plan.",
+    )
     trust_remote_code: list[str] = Field(default_factory=list, description="Model ids allowed to set trust_remote_code.")
     budget_label: str = Field("budget-approved", description="PR label that approves a plan over budget.")
     registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
