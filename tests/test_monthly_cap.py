@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Repo, demo_repo
+from conftest import SETTINGS, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 from test_hfjobs import DEMO, REPO, job_posts
 from tuneform.core.manifest import Cost, Manifest
@@ -208,6 +208,26 @@ def test_a_month_that_cannot_be_read_is_unknown_and_apply_refuses(demo: Repo, fa
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "cannot be counted" in text and "approval label" in text, text
     assert job_posts(fake_hub) == []
+
+
+def test_a_run_the_pr_deletes_still_counts(demo: Repo, fake_hub: FakeHub, tmp_path: Path) -> None:
+    """The month reads the output repos of the base's runs too: deleting a run file does not hide
+    what it spent."""
+    spent_earlier(fake_hub, tmp_path, 2.0)
+    before = set_cap(demo, 100.0)
+    demo.git("rm", "-q", "runs/demo.yaml")
+    demo.commit("retire the demo")
+    code, plan = demo.json("plan", "--base", before, "--backend", "hf-jobs", "--format", "json")
+    assert code == 0 and [r["action"] for r in plan["runs"]] == ["delete"] and plan["month_to_date_usd"] == 2.0
+
+
+def test_offline_the_month_is_unknown_not_zero(repo: Repo) -> None:
+    """HF_HUB_OFFLINE (this suite's default): the hf-jobs registry cannot be read at all."""
+    repo.write("pyproject.toml", SETTINGS + "max_usd_per_month = 50\n")
+    repo.commit("monthly cap")
+    code, plan = repo.json("plan", "runs/support.yaml", "--backend", "hf-jobs", "--format", "json")
+    assert code == 0 and plan["month_to_date_usd"] is None
+    assert plan["month_to_date"]["status"] == "unknown" and "offline" in plan["month_to_date"]["reason"]
 
 
 def merge(demo: Repo, github: Any, *, labels: tuple[str, ...]) -> tuple[str, str]:
