@@ -137,7 +137,7 @@ class Plan:
 
     @property
     def over_budget(self) -> bool:
-        """Whether the plan fails (also) because of a budget: a run's cap or the PR cap."""
+        """Whether the plan fails (also) because of a budget: a run's cap, the PR cap or the monthly cap."""
         return self.over_pr_cap or self.over_month_cap or any(run.budget_problems for run in self.runs)
 
     def refusal(self, unapproved: str) -> PlanNotApplicable:
