@@ -42,6 +42,8 @@ def test_calibration_round_trip_through_pyproject(demo: Repo) -> None:
     assert training["device"] == "cpu" and estimate["calibration"] == {"gpu": "cpu", "speed": 1.0, "memory": 1.0}
     # 20 steps: the steady rate starts after step 4, so warm-up is left out of it
     assert training["steady_tokens_per_second"] > 0
+    # what the loop spent beyond its tokens at that rate, recorded apart; no compilation on trl
+    assert 0 <= training["warmup_seconds"] < training["seconds"] and training["settings"]["compile"] == "n/a"
 
     code, first = demo.json("calibrate", "--format", "json")
     assert code == 0 and first["skipped"] == [] and first["invalid"] == []

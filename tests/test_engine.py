@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from tuneform.runfile.spec import RunSpec
 from tuneform.train.engine import (
     Settings,
     TrainError,
+    compile_blocks,
+    planned_tokens,
     prepare,
     resolve_settings,
     sft_config,
@@ -271,3 +274,18 @@ def test_auto_settings_resolve_per_machine() -> None:
     )
     with pytest.raises(TrainError, match="this GPU has no bf16"):
         resolve_settings(make_spec({"type": "full"}, {"max_steps": 1, "precision": "bf16"}), engine="trl", cuda=True, bf16_supported=False)
+
+
+def test_unsloth_compiles_only_jobs_long_enough_to_repay_it() -> None:
+    """compute.compile auto compiles from 12M training tokens (the warm-up measured on an H100
+    pays back there); on and off are obeyed whatever the size."""
+    epochs = make_spec({"type": "lora"}, {"num_train_epochs": 3})
+    settings = resolve_settings(epochs, engine="unsloth", cuda=True, bf16_supported=True, batch_size=16)
+    assert planned_tokens(epochs, settings, [1000] * 4000) == 12_000_000  # 4M tokens, 3 epochs
+    assert compile_blocks(epochs, 12_000_000) and not compile_blocks(epochs, 11_999_999)
+    steps = make_spec({"type": "lora"}, {"max_steps": 100, "gradient_accumulation_steps": 2})
+    # 100 steps x batch 16 x 2 accumulated x the mean row of 500 tokens
+    assert planned_tokens(steps, replace(settings, processes=2), [400, 600]) == 100 * 16 * 2 * 2 * 500
+    for written, expected in (("on", True), ("off", False)):
+        spec = epochs.model_copy(update={"compute": epochs.compute.model_copy(update={"compile": written})})
+        assert compile_blocks(spec, 10**9 if not expected else 1) is expected

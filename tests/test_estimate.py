@@ -582,3 +582,13 @@ def test_auto_batch_stops_at_32k_tokens_per_micro_batch() -> None:
     assert chosen.batch_size == 16
     short = estimate(replace(workload, seq_len=512), FLAVORS["h200"])
     assert short.batch_size == 64  # 64 x 512 = 32k tokens: the ladder's top
+
+
+def test_warm_up_is_priced_by_whether_the_job_compiles() -> None:
+    """Unsloth compiles its decoder blocks only for long jobs (compute.compile auto), so a short
+    job's warm-up is the eager one; compile on forces the compiled warm-up."""
+    h200 = FLAVORS["h200"]
+    short = estimate(Workload(shape=LLAMA_1B, train_tokens=1_000_000), h200).seconds_breakdown["warmup"]
+    long = estimate(Workload(shape=LLAMA_1B, train_tokens=20_000_000), h200).seconds_breakdown["warmup"]
+    forced = estimate(Workload(shape=LLAMA_1B, train_tokens=1_000_000, compile="on"), h200).seconds_breakdown["warmup"]
+    assert short < long == forced

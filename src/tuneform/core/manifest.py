@@ -98,6 +98,7 @@ class Training(Record):
     seconds: float
     tokens_per_second: float
     steady_tokens_per_second: float | None = None
+    warmup_seconds: float | None = None  # the loop's seconds beyond its tokens at the steady rate
     device: str | None = None
     steps: int
     train_loss: float | None = None  # the mean over the run, as the trainer reports it; the final loss is loss_history's last

@@ -237,9 +237,15 @@ class Calibration:
     download_mb_per_s: float = 100.0
     # Assumption: reading weights into GPU memory (and quantising them for QLoRA).
     load_mb_per_s: float = 500.0
-    # Unsloth patches and compiles kernels at start: 36-56 s measured on the H200 through
-    # tuneform job (bench/results/gpu-2026-11-28.md); 60 s keeps a margin.
+    # Unsloth patches and compiles each decoder block at start: 36-56 s measured on the H200
+    # through tuneform job (bench/results/gpu-2026-11-28.md), about 45 s for LFM2 on an H100
+    # (docs/calibration.md run 19); 60 s keeps a margin. The job compiles only from
+    # compile_min_tokens (compute.compile auto): below it, warm-up measured about 9 s (run 21).
     unsloth_warmup_s: float = 60.0
+    unsloth_eager_warmup_s: float = 15.0
+    # Compiling pays back from here: ~37 s more warm-up against ~3.1 us a token saved (LFM2-1.2B,
+    # one H100); train/engine.py's compute.compile auto reads it.
+    compile_min_tokens: int = 12_000_000
     # Assumption: CUDA init and first-step warm-up for plain TRL on a GPU.
     trl_warmup_s: float = 15.0
     # Assumption: tokenising with the `tokenizers` Rust backend via datasets.map.
@@ -293,6 +299,15 @@ class Workload:
     mean_example_tokens: int | None = None
     max_example_tokens: int | None = None
     save: Literal["adapter", "merged"] = "adapter"
+    compile: Literal["auto", "on", "off"] = "auto"  # compute.compile: Unsloth's block compilation
+
+    @property
+    def compiles(self) -> bool:
+        """Whether the job compiles its decoder blocks (train/engine.py compile_blocks decides the
+        same way from the tokens it counted)."""
+        if self.compile != "auto":
+            return self.compile == "on"
+        return self.train_tokens >= Calibration().compile_min_tokens
 
     @property
     def trainable_params(self) -> int:
@@ -615,7 +630,7 @@ def _seconds(
     if flavor.is_cpu:
         warmup = 0.0
     else:
-        warmup = cal.unsloth_warmup_s if engine == "unsloth" else cal.trl_warmup_s
+        warmup = (cal.unsloth_warmup_s if workload.compiles else cal.unsloth_eager_warmup_s) if engine == "unsloth" else cal.trl_warmup_s
     tokenize = (workload.train_tokens + workload.eval_tokens) / cal.tokenize_tokens_per_s
     train = workload.train_tokens * flops.hardware / rate
     # Evaluation is forward-only: the 2N forward third of the linear FLOPs and of attention.

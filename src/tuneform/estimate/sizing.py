@@ -223,6 +223,7 @@ def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: 
         mean_example_tokens=sizing.mean_row,
         max_example_tokens=sizing.longest_row,
         save=spec.output.save or "adapter",
+        compile=spec.compute.compile,
     )
 
 

@@ -373,6 +373,7 @@ def _manifest(
             seconds=result.seconds,
             tokens_per_second=result.tokens_per_second,
             steady_tokens_per_second=result.steady_tokens_per_second,
+            warmup_seconds=result.warmup_seconds,
             device=result.device_name,
             steps=result.steps,
             train_loss=result.train_loss,

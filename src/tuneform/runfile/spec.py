@@ -366,6 +366,10 @@ class ComputeSpec(_Section):
         "auto",
         description="How unsloth attends packed rows: auto, one varlen flash call per row where the GPU allows (Ampere or newer); per-document, one call per document (slower; the same result).",
     )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Unsloth's compilation of each decoder block: faster steps after a warm-up of about half a minute; auto compiles jobs of at least 12M training tokens, where the warm-up pays back (docs/calibration.md, runs 19-21).",
+    )
     # The schema says what a user may write (90m, 2h, seconds), not the parsed int.
     timeout: Annotated[
         int | Literal["auto"],

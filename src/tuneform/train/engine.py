@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
+from tuneform.estimate.estimator import Calibration
 from tuneform.runfile.spec import RunSpec
 from tuneform.train import packed_attention, packing
 from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
@@ -70,6 +71,7 @@ class Settings:
     processes: int = 1  # data-parallel training processes (one per GPU under DDP)
     attention: str = "n/a"  # how packed documents are attended (train/packed_attention.py Route)
     packing_route: str = "n/a"  # how packed documents are kept apart, or why not (train/packing.py)
+    compile: str = "n/a"  # unsloth: "blocks" (each decoder block compiled) or "off"; trl: n/a
 
 
 @dataclass
@@ -94,6 +96,9 @@ class TrainResult:
     skipped_examples: int  # examples left with no trained token by truncation
     settings: Settings
     versions: dict[str, str] = field(default_factory=dict)
+    # The loop's seconds beyond what its tokens take at the steady rate: compilation, autotuning
+    # and the first batches (None without a steady rate).
+    warmup_seconds: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -174,6 +179,7 @@ def train(
     steady = None
     if counter.mark is not None and counter.mark[0] < tokens and ended > counter.mark[1]:
         steady = (tokens - counter.mark[0]) / (ended - counter.mark[1])
+    warmup = max(0.0, seconds - tokens / steady) if steady else None
 
     eval_loss = None
     if trainer.eval_dataset is not None:
@@ -203,6 +209,7 @@ def train(
         skipped_examples=prepared.skipped_examples,
         settings=prepared.settings,
         versions=library_versions(prepared.settings, spec),
+        warmup_seconds=warmup,
     )
 
 
@@ -250,6 +257,11 @@ def prepare(
             f"no training example has a token to train within model.max_seq_length ({spec.model.max_seq_length}): raise it or check the data"
         )
     eval_rows, _ = _tokenize(eval_examples, tokenizer, spec)
+    if engine == "unsloth":
+        compiled = compile_blocks(spec, planned_tokens(spec, settings, [len(row.input_ids) for row in train_rows]))
+        # Unsloth reads this when it wraps the decoder blocks, inside from_pretrained/get_peft_model.
+        os.environ["UNSLOTH_BLOCK_COMPILE"] = "1" if compiled else "0"
+        settings = replace(settings, compile="blocks" if compiled else "off")
 
     model = _load_unsloth(spec, model_path, settings) if engine == "unsloth" else _load_trl(spec, model_path, settings)
     # Packing only where this model's packed rows are exact: the padded path (and a warning) otherwise.
@@ -295,6 +307,25 @@ def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
         raise TrainError("engine unsloth trains on CUDA GPUs and none is visible: set compute.engine: trl (or auto)")
     if spec.method.type == "qlora" and spec.output.save == "merged" and engine == "trl":
         raise TrainError("output.save merged with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
+
+
+def compile_blocks(spec: RunSpec, tokens: int) -> bool:
+    """Whether Unsloth compiles each decoder block: `compute.compile` when on or off; auto only
+    for a job that trains `tokens` or more, enough for the faster steps to repay the compilation."""
+    if spec.compute.compile != "auto":
+        return spec.compute.compile == "on"
+    return tokens >= Calibration().compile_min_tokens
+
+
+def planned_tokens(spec: RunSpec, settings: Settings, row_lengths: list[int]) -> int:
+    """Tokens the job will train: the epochs over the rows, or max_steps batches of rows as long
+    as the mean row (a packed row is up to max_seq_length, which the mean of unpacked rows
+    underestimates: a max_steps job compiles a little later than it could)."""
+    t = spec.training
+    if t.max_steps is not None:
+        mean = sum(row_lengths) / max(1, len(row_lengths))
+        return int(t.max_steps * settings.batch_size * t.gradient_accumulation_steps * settings.processes * mean)
+    return int(sum(row_lengths) * (t.num_train_epochs or 1))
 
 
 def choose_engine(requested: str, *, cuda: bool) -> Engine:
