@@ -9,7 +9,7 @@ already trained, which turns a revert into `restore` and a re-run into `noop`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -195,7 +195,7 @@ def make_plan(
     backend: str | None = None,
     hub: HubResolver | None = None,
     labels: tuple[str, ...] | list[str] = (),
-    approval: BudgetApproval | None = None,
+    approval: BudgetApproval | Callable[[str], BudgetApproval | None] | None = None,
     flavors: FlavorTable = FLAVORS,
 ) -> Plan:
     """Compare runs at `base` (default: merge base with main) with the working tree.
@@ -205,8 +205,9 @@ def make_plan(
     Settings (budgets, allowed flavors) come from the base's pyproject.toml when it has one, so a
     pull request cannot raise its own limits. `flavors` prices the runs: the offline table, or
     the Hub's current prices (catalog.hub_flavor_table), passed in by the caller.
-    Over-budget runs are approved by `approval` (apply: checked against GitHub, with an amount),
-    else by the approval label among `labels` (a PR's plan: what the label would approve).
+    Over-budget runs are approved by `approval` (apply: checked against GitHub, with an amount;
+    a function is asked with the label the base's settings name), else by the approval label
+    among `labels` (a PR's plan: what the label would approve).
     """
     hub = hub or HubResolver()
     if base is not None and NO_BASE.match(base):
@@ -242,6 +243,8 @@ def make_plan(
         if missing not in heads and missing not in bases:
             problems.append(Problem(f"{shown(missing)}: no such run file: pass a run file in the repository (default: runs/)"))
     plan = Plan(base_rev, runs, settings, problems)
+    if callable(approval):
+        approval = approval(settings.budget_label)
     if approval is None and settings.budget_label in labels:
         approval = BudgetApproval(None, f"by the '{settings.budget_label}' label")
     _apply_budgets(plan, settings, approval)
@@ -371,7 +374,8 @@ def _apply_budgets(plan: Plan, settings: Settings, approval: BudgetApproval | No
         )
     if not problems and not any(run.budget_problems for run in plan.runs):
         approval = None  # within every cap: nothing to approve, the caps bind the timeouts
-    if approval is not None and approval.usd is not None and plan.total_usd > approval.usd + 1e-9:
+    # compared as the plan JSON states the total (4 decimals), which is what the comment was stamped with
+    if approval is not None and approval.usd is not None and round(plan.total_usd, 4) > approval.usd:
         problems.append(
             Problem(
                 f"this plan costs {usd_text(plan.total_usd)}, more than the {usd_text(approval.usd)} approved {approval.by}: "
