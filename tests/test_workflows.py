@@ -1110,6 +1110,15 @@ def test_an_artifact_naming_another_pr_or_a_bad_run_key_is_refused(actions: Acti
     assert job.status == "failure" and "run key" in job.step("artifact").output
     assert fake_github.comments(7) == [] and fake_github.comments(8) == []
 
+    # a total that is not a plain dollar amount: the plan is posted, with no approval stamp
+    planned["runs"][0]["run_key"] = None
+    planned["total_usd"] = "1 --approval-label documentation"
+    (files / "plan.json").write_text(json.dumps(planned))
+    job = run_comment(actions, plan, pr, repo, fork=True).job
+    assert job.status == "success" and "carries no budget approval stamp" in job.step("artifact").output
+    [posted] = fake_github.comments(7)
+    assert "tuneform:approval" not in posted["body"] and "Budget approval" not in posted["body"]
+
 
 def test_tuneform_exists_only_after_the_install_step(actions: Actions, repo: Repo, fake_github: Any) -> None:
     pr = open_pr(repo, fake_github, {"runs/faq.yaml": FAQ_RUN})
