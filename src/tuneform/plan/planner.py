@@ -154,9 +154,7 @@ class Plan:
         lifted a budget, shown when the plan is over one."""
         message = "the plan is not applicable: fix the errors above (tuneform plan shows them)"
         if self.over_budget:
-            message += (
-                f"; over budget: it applies only when the PR carries the approval label '{self.settings.budget_label}' ({unapproved})"
-            )
+            message += f"; over budget: it applies only when someone with write access adds the approval label '{self.settings.budget_label}' after the PR's last plan ({unapproved})"
         return PlanNotApplicable(message)
 
     @property
