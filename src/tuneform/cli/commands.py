@@ -132,16 +132,9 @@ def apply(
 
     root = _root()
     found: list[Any] = []  # the approval read from GitHub, once the plan names its label
-
-    def approved(label: str) -> Any:
-        from tuneform.github.approval import approval_from_commit
-        from tuneform.plan.planner import BudgetApproval
-
-        found.append(approval_from_commit(approval_commit, label))  # type: ignore[arg-type]
-        return BudgetApproval(found[0].usd, found[0].by) if found[0].usd is not None else None
-
+    reader = _approval_reader(approval_commit, found) if approval_commit is not None else None
     # labels=[]: apply never takes a label from the event; approval is read from GitHub only
-    result_plan = _plan(root, _run_paths(root, paths), base, backend, labels=[], approval=approved if approval_commit else None)
+    result_plan = _plan(root, _run_paths(root, paths), base, backend, labels=[], approval=reader)
     approval = found[0] if found else None
     say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
     if plan_markdown is not None:
@@ -167,6 +160,21 @@ def apply(
         if not result.outcomes:
             click.echo("Nothing to apply.")
     sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
+
+
+def _approval_reader(commit: str, found: list[Any]) -> Any:
+    """What make_plan asks, with the label the base's settings name, for the approval of the
+    merged PR of `commit`; the approval read is appended to `found` (for apply's messages)."""
+
+    def approved(label: str) -> Any:
+        from tuneform.github.approval import approval_from_commit
+        from tuneform.plan.planner import BudgetApproval
+
+        approval = approval_from_commit(commit, label)
+        found.append(approval)
+        return BudgetApproval(approval.usd, approval.by) if approval.usd is not None else None
+
+    return approved
 
 
 def _plan(
