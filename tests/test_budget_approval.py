@@ -292,3 +292,17 @@ def test_comment_on_a_commit_without_a_pr_exits_3(github_env: FakeGitHub, no_wai
     github_env.fail(502, times=20)
     result = CliRunner().invoke(main, ["comment", "--commit", sha, "--key", "results", str(body)])
     assert result.exit_code == 1  # GitHub failing is not "no PR"
+
+
+def test_a_plan_comment_left_between_its_two_writes_gets_its_time(github_env: FakeGitHub) -> None:
+    """A comment run that stopped after the first write (stamp without a time): the next run
+    finds the same body, writes nothing new first, and stamps GitHub's time of that write."""
+    from tuneform.github.approval import Stamp, _state_line, post_plan_comment, read_stamp
+
+    github_env.add_pr(5, head_sha=HEAD)
+    pending = Stamp(HEAD, 0.5, None)
+    with GitHub(sleep=lambda s: None) as gh:
+        first = gh.upsert_comment(5, "plan", "### plan\n" + _state_line(LABEL, pending, None), header=pending.line())
+        post_plan_comment(gh, 5, "### plan\n", head=HEAD, usd=0.5, label=LABEL)
+    stamp = read_stamp(plan_comment(github_env))
+    assert stamp is not None and stamp.planned == first.updated_at and (stamp.head, stamp.usd) == (HEAD, 0.5)

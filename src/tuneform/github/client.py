@@ -97,7 +97,7 @@ class Comment:
     id: int
     url: str
     created: bool
-    updated_at: str | None = None  # GitHub's time of the write (None when the body was already current)
+    updated_at: str | None = None  # GitHub's time of the last write of this body
 
 
 def marker(key: str) -> str:
@@ -363,7 +363,9 @@ class GitHub:
                     if len(ours) > 1:
                         log.warning("%d comments carry %s; updating the oldest (%s)", len(ours), tag, existing["id"])
                     if existing.get("body") == text:
-                        return Comment(int(existing["id"]), str(existing.get("html_url", "")), created=posted)
+                        return Comment(
+                            int(existing["id"]), str(existing.get("html_url", "")), created=posted, updated_at=existing.get("updated_at")
+                        )
                     try:
                         data = self._request(
                             "PATCH", f"{self._repo_path}/issues/comments/{int(existing['id'])}", json={"body": text}
