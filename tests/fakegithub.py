@@ -12,7 +12,11 @@ Contract details it keeps because bots get them wrong (reference/github.md):
 - `POST`/`PATCH` of a body over 65,536 characters answer 422 "Body is too long";
 - `GET commits/{sha}/pulls` returns `[]` for the first N calls after a merge (association lag),
   422 for a commit it does not know, and list items without `merged` (only `merged_at`);
-- unknown or missing tokens answer 401 "Bad credentials" / "Requires authentication".
+- unknown or missing tokens answer 401 "Bad credentials" / "Requires authentication";
+- `GET issues/{n}/events` lists `labeled`/`unlabeled` events (`actor`, `created_at`, `label`),
+  oldest first, and `GET collaborators/{user}/permission` answers `permission` (admin, write,
+  read, none) as GitHub maps roles (maintain -> write, triage -> read);
+- timestamps come from one clock that moves one second per write, so "later than" is exact.
 
 Faults are queued by tests: `fail(...)` (any status, e.g. 502), `rate_limit(...)` (403 with
 `X-RateLimit-Remaining: 0` + `X-RateLimit-Reset`, or 429 with `Retry-After`) and `drop(...)`
@@ -97,7 +101,9 @@ class FakeGitHub:
       tokens: `token` (user `tuneform-bot`), `actions_token` (`github-actions[bot]`),
         `add_token(token, login, type=, actions=, write=)`;
       PRs: `add_pr(number, title=, labels=, head_sha=, base=)`, `merge_pr(number, sha, lag=)`,
-        `associate(sha, number)`, `add_commit(sha)`;
+        `associate(sha, number)`, `add_commit(sha)`, `push(number, sha)`;
+      labels: `add_label(pr, name, actor=)`, `remove_label(pr, name, actor=)`;
+      people: `set_permission(login, permission)`;
       comments: `add_comment(pr, body, login=, type=)`, `comments(pr)`, `comment(id)`;
       faults: `fail(status, ...)`, `rate_limit(...)`, `drop(...)`;
       observation: `calls`, `requests(method, path_regex)`, `errors` (the fake's own crashes).
@@ -121,6 +127,9 @@ class FakeGitHub:
         self._associations: dict[str, list[int]] = {}
         self._lag: dict[str, int] = {}
         self._faults: list[Fault] = []
+        self._events: dict[int, list[dict[str, Any]]] = {}
+        self._permissions: dict[str, str] = {}
+        self._clock = 1_767_225_600  # 2026-01-01T00:00:00Z; moves one second per write (_tick)
         self.calls: list[Call] = []
         self.errors: list[str] = []  # the fake's own bugs (tracebacks), checked by the fixture
         self._server: ThreadingHTTPServer | None = None
@@ -238,6 +247,48 @@ class FakeGitHub:
         with self._lock:
             self._commits.add(sha)
 
+    def push(self, number: int, sha: str) -> None:
+        """A new head commit on PR `number` (GitHub keeps the labels)."""
+        with self._lock:
+            self.prs[number]["head"]["sha"] = sha
+            self._commits.add(sha)
+
+    def add_label(self, pr: int, name: str, *, actor: str = "carol") -> None:
+        """`actor` adds label `name` to PR `pr`: the label, and a `labeled` event at the clock's time."""
+        with self._lock:
+            labels = self.prs[pr]["labels"]
+            if all(label["name"] != name for label in labels):
+                labels.append({"name": name})
+            self._event(pr, "labeled", name, actor)
+
+    def remove_label(self, pr: int, name: str, *, actor: str = "carol") -> None:
+        with self._lock:
+            self.prs[pr]["labels"] = [label for label in self.prs[pr]["labels"] if label["name"] != name]
+            self._event(pr, "unlabeled", name, actor)
+
+    def set_permission(self, login: str, permission: str) -> None:
+        """`login`'s permission on the repository: admin, write, read or none (the default)."""
+        with self._lock:
+            self._permissions[login] = permission
+
+    def _event(self, pr: int, kind: str, name: str, actor: str) -> None:
+        events = self._events.setdefault(pr, [])
+        events.append(
+            {
+                "id": 30_000_000 + sum(len(e) for e in self._events.values()),
+                "actor": {"login": actor, "type": "User"},
+                "event": kind,
+                "commit_id": None,
+                "created_at": self._tick(),
+                "label": {"name": name, "color": "ededed"},
+            }
+        )
+
+    def _tick(self) -> str:
+        """The clock's time as GitHub writes it (seconds), one second later than the last."""
+        self._clock += 1
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock))
+
     def add_comment(self, pr: int, body: str, *, login: str = "alice", type: str = "User") -> int:
         with self._lock:
             return int(self._create_comment(pr, body, {"login": login, "id": 20_000 + len(login), "type": type})["id"])
@@ -344,7 +395,7 @@ class FakeGitHub:
     def _create_comment(self, pr: int, body: str, user: dict[str, Any]) -> dict[str, Any]:
         cid = self._next_comment_id
         self._next_comment_id += 1
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = self._tick()
         comment = {
             "id": cid,
             "node_id": f"IC_{cid}",
@@ -483,13 +534,23 @@ class FakeGitHub:
                     body = self._check_body(payload)
                     comment["body"] = body
                     comment.setdefault("_edited_by", []).append(who.login)
-                    comment["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    comment["updated_at"] = self._tick()
                     return 200, self._public(comment), {}
                 if method == "DELETE":
                     if comment["user"]["login"] != who.login:
                         raise _Answer(403, {"message": "Must have admin rights to Repository.", "documentation_url": DOCS})
                     del self._comments[comment["id"]]
                     return 204, None, {}
+            if method == "GET" and (m2 := re.fullmatch(r"/issues/([0-9]+)/events", rest)):
+                if int(m2.group(1)) not in self.prs:
+                    raise _not_found()
+                chunk, link = self._page(copy.deepcopy(self._events.get(int(m2.group(1)), [])), path, query, base_url)
+                return 200, chunk, link
+            if method == "GET" and (m2 := re.fullmatch(r"/collaborators/([^/]+)/permission", rest)):
+                login = m2.group(1)
+                permission = self._permissions.get(login, "none")
+                role = {"admin": "admin", "write": "write", "read": "read", "none": "none"}[permission]
+                return 200, {"permission": permission, "role_name": role, "user": {"login": login, "type": "User"}}, {}
             if method == "GET" and (m2 := re.fullmatch(r"/issues/([0-9]+)/labels", rest)):
                 pr = self.prs.get(int(m2.group(1)))
                 if pr is None:

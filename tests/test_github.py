@@ -77,7 +77,8 @@ def test_upsert_finds_its_comment_on_page_two_of_150(fake_github: FakeGitHub, co
 
     result = gh.upsert_comment(12, "plan", "new plan")
 
-    assert result == Comment(ours, f"https://github.com/acme/models/pull/12#issuecomment-{ours}", created=False)
+    updated = fake_github.comment(ours)["updated_at"]  # GitHub's time of the write, which approval stamps keep
+    assert result == Comment(ours, f"https://github.com/acme/models/pull/12#issuecomment-{ours}", created=False, updated_at=updated)
     assert writes(fake_github) == ["PATCH"]  # exactly one PATCH, no POST
     assert len(fake_github.comments(12)) == 150
     assert fake_github.comment(ours)["body"] == "<!-- tuneform:plan -->\nnew plan"

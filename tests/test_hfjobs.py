@@ -101,6 +101,7 @@ def main_manifest(hub: FakeHub) -> dict[str, Any] | None:
 def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, fake_hub: FakeHub, tmp_path: Path) -> None:
     fake_hub.on_job_submitted = container(fake_hub, tmp_path)
     fake_hub.faults.drop_logs(after_events=4)  # the log stream is cut once: apply reconnects, no line twice
+    _, planned = demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")
     result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
     assert result.exit_code == 0, result.output
     out = result.output
@@ -115,7 +116,7 @@ def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, f
     payload = job.payload
     assert payload["secrets"] == {"HF_TOKEN": USER_TOKEN}
     assert USER_TOKEN not in json.dumps({k: v for k, v in payload.items() if k != "secrets"}) and USER_TOKEN not in out
-    assert payload["flavor"] and isinstance(payload["timeoutSeconds"], int) and payload["timeoutSeconds"] >= 600
+    assert payload["flavor"] and payload["timeoutSeconds"] == planned["runs"][0]["timeout_s"] >= 600  # the plan's limit
     code, plan = demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")
     key = plan["runs"][0]["run_key"]
     assert plan["runs"][0]["action"] == "noop" and plan["runs"][0]["registry"] == "read"
@@ -286,7 +287,6 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
     from huggingface_hub import constants
 
     from tuneform.backends import backend
-    from tuneform.backends.hfjobs import timeout_seconds
     from tuneform.registry.hub import HubRegistry
 
     monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
@@ -343,10 +343,6 @@ def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_pa
         anonymous.main(REPO)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert backend("hf-jobs").registry(tmp_path) is None  # offline: plan falls back to git
-
-    assert timeout_seconds(1000, 0.40, [None], "auto") == 2100  # estimate x 1.5 + 10 min
-    assert timeout_seconds(1000, 0.40, [0.10, 5], "auto") == 900  # $0.10 buys 15 minutes at $0.40/h
-    assert timeout_seconds(None, 1.0, [], 7200) == 7200
 
 
 def test_plan_for_hf_jobs_prices_with_the_hubs_current_hardware(demo: Repo, fake_hub: FakeHub) -> None:

@@ -200,7 +200,7 @@ def test_plan_markdown_with_hostile_paths_keys_and_data(repo: Repo) -> None:
     assert "DATAROW @octocat please look" in out.text  # the duplicated row's sample, in the data check
     assert f"runs/{name}.yaml" in out.cells and "runs/bad.yaml" in out.cells
     code, plan = repo.json("plan", "--format", "json")
-    assert out.tables == [[9] * (1 + len(plan["runs"]))] and len(plan["runs"]) == 2  # header + one row per run
+    assert out.tables == [[10] * (1 + len(plan["runs"]))] and len(plan["runs"]) == 2  # header + one row per run (10 columns)
 
 
 def test_validate_github_format_keeps_hostile_text_in_one_annotation(repo: Repo) -> None:

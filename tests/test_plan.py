@@ -209,7 +209,8 @@ def test_over_pr_budget_fails_and_base_settings_win(repo: Repo) -> None:
     # apply refuses it as over budget: the plan's typed over_pr_cap, not the message, says so
     result = repo.cli("apply", "--backend", "hf-jobs", "--no-wait")
     assert (
-        result.exit_code == 1 and "; over budget: it applies only when the PR carries the approval label 'budget-approved'" in result.output
+        result.exit_code == 1
+        and "; over budget: it applies only when someone with write access adds the approval label 'budget-approved'" in result.output
     )
 
 

@@ -1110,6 +1110,15 @@ def test_an_artifact_naming_another_pr_or_a_bad_run_key_is_refused(actions: Acti
     assert job.status == "failure" and "run key" in job.step("artifact").output
     assert fake_github.comments(7) == [] and fake_github.comments(8) == []
 
+    # a total that is not a plain dollar amount: the plan is posted, with no approval stamp
+    planned["runs"][0]["run_key"] = None
+    planned["total_usd"] = "1 --approval-label documentation"
+    (files / "plan.json").write_text(json.dumps(planned))
+    job = run_comment(actions, plan, pr, repo, fork=True).job
+    assert job.status == "success" and "carries no budget approval stamp" in job.step("artifact").output
+    [posted] = fake_github.comments(7)
+    assert "tuneform:approval" not in posted["body"] and "Budget approval" not in posted["body"]
+
 
 def test_tuneform_exists_only_after_the_install_step(actions: Actions, repo: Repo, fake_github: Any) -> None:
     pr = open_pr(repo, fake_github, {"runs/faq.yaml": FAQ_RUN})
@@ -1196,25 +1205,50 @@ def test_a_first_push_applies_every_run_on_the_local_backend(actions: Actions, r
     assert "tuneform apply: submitted" in job.summary
 
 
-@pytest.mark.parametrize("labels", [(), ("budget-approved",)], ids=["unapproved", "approved"])
-def test_an_over_budget_merge_needs_the_label_on_its_pr(actions: Actions, repo: Repo, fake_github: Any, labels: tuple[str, ...]) -> None:
-    """Apply plans for hf-jobs (the default), where the run costs more than its cap."""
-    before, after = merge_pr(repo, fake_github, run=FAQ_RUN + "budget: {max_usd: 0.001}\n")
-    fake_github.prs[7]["labels"] = [{"name": name} for name in labels]
+@pytest.mark.parametrize("approver", [None, "carol"], ids=["unapproved", "approved"])
+def test_an_over_budget_merge_needs_an_approval_after_its_last_plan(
+    actions: Actions, repo: Repo, fake_github: Any, approver: str | None
+) -> None:
+    """plan.yml, comment.yml (which stamps the plan comment with head and total), a label, then
+    apply.yml on the merge: apply plans for hf-jobs (the default), where the run costs more than
+    its cap, and reads the approval back from GitHub."""
+    pr = open_pr(repo, fake_github, {"runs/faq.yaml": FAQ_RUN + "budget: {max_usd: 0.001}\n"})
+    plan = run_plan(actions, pr)
+    assert plan.conclusion == "failure"  # over budget: the check fails, the comment still comes
+    total = json.loads((artifact(actions, plan) / "plan.json").read_text())["total_usd"]
+    comment = run_comment(actions, plan, pr, repo)
+    assert comment.conclusion == "success", comment.job.log()
+    [posted] = fake_github.comments(7)
+    stamp = f"<!-- tuneform:approval head={pr.head_sha} usd={total:.4f} planned="
+    assert posted["body"].split("\n")[1].startswith(stamp)
+    assert f"approves up to ${total:.2f} by adding the label `budget-approved`" in posted["body"]
+    if approver:
+        fake_github.set_permission(approver, "write")
+        fake_github.add_label(7, "budget-approved", actor=approver)
+        labeled = run_plan(actions, pr)  # plan.yml runs again on `labeled`
+        assert run_comment(actions, labeled, pr, repo).conclusion == "success"
+        [posted] = fake_github.comments(7)
+        assert f"**Budget approval:** approved ${total:.2f} at {pr.head_sha[:7]} by @carol" in posted["body"]
+
+    before = repo.git("rev-parse", "main")
+    repo.git("merge", "-q", "--squash", "add-faq")
+    after = repo.commit("Add the faq run (#7)")
+    fake_github.merge_pr(7, after)
     run = actions.run(
         "apply.yml", event_name="push", event=push_event(before, after), ref="refs/heads/main", sha=after, environments={"training": {}}
     )
     job = run.job
     assert job.step("Apply").outcome == "success", job.log()  # the step records apply's exit code
-    [posted] = fake_github.comments(7)
-    body = posted["body"]
-    if labels:
-        # past the budget check: the plan in the results comment says who approved it
-        assert "approved by the 'budget-approved' label" in body and "approval label" not in job.step("Apply").output
+    results = [c for c in fake_github.comments(7) if c["body"].startswith(RESULTS_MARKER)]
+    body = results[0]["body"].replace("\\", "").replace("\u2060", "")
+    if approver:
+        # past the budget check: the plan in the results comment says who approved what
+        assert f"approved ${total:.2f} at {pr.head_sha[:7]} by @carol" in " ".join(body.split()), body
+        assert "approval label" not in job.step("Apply").output
     else:
         assert run.conclusion == "failure" and "tuneform apply: **failed** (exit 1)" in body
         assert "over budget.max_usd ($0.001)" in body
-        assert "approval label 'budget-approved' (PR #7, merged as" in job.step("Apply").output
+        assert f"PR #7, merged as {after[:12]}: PR #7 does not carry the label 'budget-approved'" in job.step("Apply").output
 
 
 def test_a_failed_apply_still_reports_then_fails(actions: Actions, repo: Repo, fake_github: Any) -> None:
@@ -1295,8 +1329,8 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
     assert f"submitted job {job_id}" in body and f"{fake_hub.url}/jobs/acme/{job_id}" in body, body
     assert key12 in body and submitted_job.payload["flavor"] in body  # the plan that was applied: its key, its hardware
     assert USER_TOKEN not in body
-    # budget approval: the merged PR's labels were read through the API (push events carry none)
-    assert fake_github.requests("GET", r"/issues/7/labels$")
+    # budget approval: the merged PR was read through the API (push events carry no labels)
+    assert fake_github.requests("GET", r"/pulls/7$")
 
 
 def test_the_default_backend_is_hf_jobs() -> None:

@@ -115,21 +115,6 @@ def explain(exc: BaseException, what: str) -> str:
     return f"{what}: HTTP {status}: {server}"
 
 
-def timeout_seconds(
-    estimate_seconds: float | None, usd_per_hour: float | None, caps: list[float | None], configured: int | str | None
-) -> int:
-    """The job's time limit: compute.timeout when set, else estimate x 1.5 + 10 min (never HF's
-    30-minute default); capped so that its cost stays under the run's budget cap."""
-    if isinstance(configured, int):
-        seconds = configured
-    else:
-        seconds = int((estimate_seconds or 1800) * 1.5 + 600)
-    usable = [c for c in caps if c]
-    if usable and usd_per_hour:
-        seconds = min(seconds, int(min(usable) / usd_per_hour * 3600))
-    return max(60, seconds)
-
-
 @dataclass
 class Submitted:
     job_id: str
@@ -468,8 +453,8 @@ class HfJobsBackend:
                 bundle = ctx.bundle(run, registry, Path(tmp) / "bundle")
                 wheel = build_wheel(Path(tmp) / "wheel")
                 branch = jobs.upload(repo, key, bundle.path, wheel)
-            caps = [spec.budget.max_usd, ctx.plan.settings.max_usd_per_run]
-            timeout = timeout_seconds(estimate.seconds, estimate.flavor.usd_per_hour, caps, spec.compute.timeout)
+            assert run.timeout is not None  # the plan sets one for every run that submits a job
+            timeout = run.timeout.seconds
             image = spec.compute.image or os.environ.get("TUNEFORM_HF_IMAGE") or DEFAULT_IMAGE
             submitted = jobs.submit(
                 repo=repo,

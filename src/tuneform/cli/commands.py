@@ -98,8 +98,8 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
     "approval_commit",
     metavar="SHA",
     default=None,
-    help="Read budget approval from the labels of the merged PR of this commit, through the GitHub API "
-    "(GITHUB_TOKEN, GITHUB_REPOSITORY): for a push to main, whose event carries no labels.",
+    help="Read budget approval of the merged PR of this commit through the GitHub API (GITHUB_TOKEN, "
+    "GITHUB_REPOSITORY): its approval label, added by someone with write access after its last plan, approves up to the plan comment's total.",
 )
 @click.option(
     "--plan-markdown",
@@ -122,23 +122,20 @@ def apply(
     Prints the plan first, then each job's progress and report. Idempotent: a run whose key is
     already trained (or training) is not trained again. Exit 1 when a run fails or misses a gate.
 
-    A plan over budget applies only when the PR carries the budget approval label
-    ([tool.tuneform] budget_label): from the event of a pull_request workflow, or, with
-    --approval-from-commit SHA, from the merged PR of SHA. No PR found or GitHub unreachable
-    means no approval.
+    A plan over budget applies only with --approval-from-commit SHA, when the merged PR of SHA
+    was approved: its budget label ([tool.tuneform] budget_label) added by someone with write
+    access after its last plan, for at least what this plan costs (docs/github.md). No PR found
+    or GitHub unreachable means no approval.
     """
     from tuneform.backends.apply import apply_plan
     from tuneform.plan.render import render_plan
 
     root = _root()
-    approval = None
-    labels: list[str] | None = None
-    if approval_commit is not None:
-        from tuneform.github.client import approval_from_commit, event_labels
-
-        approval = approval_from_commit(approval_commit)
-        labels = [*event_labels(), *approval.labels]
-    result_plan = _plan(root, _run_paths(root, paths), base, backend, labels=labels, applying=True)
+    found: list[Any] = []  # the approval read from GitHub, once the plan names its label
+    reader = _approval_reader(approval_commit, found) if approval_commit is not None else None
+    # labels=[]: apply never takes a label from the event; approval is read from GitHub only
+    result_plan = _plan(root, _run_paths(root, paths), base, backend, labels=[], approval=reader, applying=True)
+    approval = found[0] if found else None
     say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
     if plan_markdown is not None:
         Path(plan_markdown).write_text(render_plan(result_plan, "markdown"), encoding="utf-8")
@@ -146,9 +143,9 @@ def apply(
         click.echo(render_plan(result_plan, "text"), nl=False)
     if not result_plan.ok:
         if approval is None:
-            unapproved = "no --approval-from-commit was given and the event carries no such label"
-        elif approval.pr is not None:
-            unapproved = f"{approval.source} does not carry it"
+            unapproved = "no --approval-from-commit was given"
+        elif approval.usd is not None:
+            unapproved = f"{approval.source}: approved ${approval.usd:.2f} {approval.by}"
         else:
             unapproved = approval.source
         raise result_plan.refusal(unapproved)
@@ -165,6 +162,21 @@ def apply(
     sys.exit(EXIT_OK if result.ok else EXIT_FAIL)
 
 
+def _approval_reader(commit: str, found: list[Any]) -> Any:
+    """What make_plan asks, with the label the base's settings name, for the approval of the
+    merged PR of `commit`; the approval read is appended to `found` (for apply's messages)."""
+
+    def approved(label: str) -> Any:
+        from tuneform.github.approval import approval_from_commit
+        from tuneform.plan.planner import BudgetApproval
+
+        approval = approval_from_commit(commit, label)
+        found.append(approval)
+        return BudgetApproval(approval.usd, approval.by) if approval.usd is not None else None
+
+    return approved
+
+
 def _plan(
     root: Path,
     paths: list[str],
@@ -173,6 +185,7 @@ def _plan(
     hub: Any = None,
     labels: list[str] | None = None,
     applying: bool = False,
+    approval: Any = None,
 ) -> Any:
     from tuneform.backends import registry_for
     from tuneform.github.client import event_labels
@@ -188,6 +201,7 @@ def _plan(
         registry_for=registry_for(root),
         hub=hub,
         labels=event_labels() if labels is None else labels,
+        approval=approval,
         flavors=flavors,
         applying=applying,
     )
@@ -537,9 +551,26 @@ def cancel(run_or_job: str, fmt: str) -> None:
 @click.option("--key", required=True, help="Which sticky comment (e.g. plan, results): one per key per PR.")
 @click.option("--details-url", default=None, help="Where the full report lives (linked when the body is trimmed).")
 @click.option("--expect-head", metavar="SHA", default=None, help="Comment only when the PR's head commit is SHA (exit 1 otherwise).")
+@click.option(
+    "--approval-usd",
+    type=float,
+    default=None,
+    help="With --key plan, --pr and --expect-head: stamp the comment with this plan total and head for budget approval.",
+)
+@click.option("--approval-label", default="budget-approved", show_default=True, help="The label that approves spending.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-def comment(pr: int | None, commit: str | None, key: str, details_url: str | None, expect_head: str | None, fmt: str, file: Any) -> None:
+def comment(
+    pr: int | None,
+    commit: str | None,
+    key: str,
+    details_url: str | None,
+    expect_head: str | None,
+    approval_usd: float | None,
+    approval_label: str,
+    fmt: str,
+    file: Any,
+) -> None:
     """Create or update the one tuneform comment for KEY on a PR (GITHUB_TOKEN, GITHUB_REPOSITORY).
 
     Exit 0 when the comment was created or updated; 1 when GitHub failed or the PR's head is not
@@ -550,6 +581,17 @@ def comment(pr: int | None, commit: str | None, key: str, details_url: str | Non
 
     if (pr is None) == (commit is None):
         raise click.UsageError("pass exactly one of --pr N or --commit SHA")
+    if approval_usd is not None:
+        from tuneform.github.approval import PLAN_KEY, plan_comment_command
+
+        if key != PLAN_KEY or pr is None or expect_head is None:
+            raise click.UsageError("--approval-usd needs --key plan, --pr N and --expect-head SHA")
+        check = plan_comment_command(pr, expect_head, file.read(), usd=approval_usd, label=approval_label, details_url=details_url)
+        if fmt == "json":
+            _emit_json({"ok": True, "approved": check.ok, "approval": check.message})
+        else:
+            click.echo(f"updated the plan comment of #{pr}; budget approval: {check.message}")
+        return
     result = comment_command(pr, commit, key, file.read(), details_url=details_url, expect_head=expect_head)
     if fmt == "json":
         _emit_json({"ok": True, "id": result.id, "url": result.url, "created": result.created})

@@ -335,3 +335,49 @@ def _check_budget(spec: RunSpec, settings: Settings, result: Estimate, sizing: S
                     f"estimated {usd_text(result.usd)} is over {label} ({usd_text(cap)}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap",
                 )
             )
+
+
+# The job's time limit when compute.timeout is auto: the estimate times this margin plus a fixed
+# allowance for the container's start (image pull, wheel install, model download), which the
+# estimate does not count. Never HF Jobs' 30-minute default, which kills most real trainings.
+TIMEOUT_MARGIN = 1.5
+TIMEOUT_STARTUP_S = 600
+TIMEOUT_FLOOR_S = 60  # HF Jobs refuses less; a cap this small ends the job at once anyway
+
+
+@dataclass(frozen=True)
+class JobTimeout:
+    """The time limit a job gets, and which cap (if any) shortened it.
+
+    `capped_by` names the cap (e.g. "budget.max_usd ($2.00)"); `configured_over` is True when a
+    compute.timeout written in the run file asked for more than that cap allows.
+    """
+
+    seconds: int
+    capped_by: str | None = None
+    configured_over: bool = False
+
+    @property
+    def text(self) -> str:
+        """`1h 05m`, `45m`: what the plan shows."""
+        hours, minutes = divmod(round(self.seconds / 60), 60)
+        return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
+def job_timeout(
+    estimate_seconds: float | None, usd_per_hour: float | None, configured: int | str | None, caps: list[tuple[str, float | None]]
+) -> JobTimeout:
+    """The job's time limit: compute.timeout when set, else estimate x TIMEOUT_MARGIN +
+    TIMEOUT_STARTUP_S; then never longer than the smallest cap in `caps` (label, USD) buys at
+    `usd_per_hour`, so a job that runs over its estimate stops at what the budget allows instead
+    of billing on (HF Jobs bills until the time limit)."""
+    configured_seconds = configured if isinstance(configured, int) else None
+    seconds = configured_seconds or int((estimate_seconds or 1800) * TIMEOUT_MARGIN + TIMEOUT_STARTUP_S)
+    usable = [(label, usd) for label, usd in caps if usd is not None]
+    if not usable or not usd_per_hour:
+        return JobTimeout(max(TIMEOUT_FLOOR_S, seconds))
+    label, usd = min(usable, key=lambda cap: cap[1])
+    allowed = int(usd / usd_per_hour * 3600)
+    if seconds <= allowed:
+        return JobTimeout(max(TIMEOUT_FLOOR_S, seconds))
+    return JobTimeout(max(TIMEOUT_FLOOR_S, allowed), f"{label} ({usd_text(usd)})", configured_seconds is not None)

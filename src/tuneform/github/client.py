@@ -53,7 +53,8 @@ _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _SQUASH_TITLE = re.compile(r"\(#([0-9]+)\)\s*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_ANY_MARKER = re.compile(r"<!-- tuneform:[a-z0-9._-]{1,64} -->\n?")
+# Any tuneform marker in a body: a key's, or an approval stamp (github/approval.py) with fields.
+_ANY_MARKER = re.compile(r"<!-- tuneform:[a-z0-9._-]{1,64}( [^>]*)? -->\n?")
 
 Sleep = Callable[[float], None]
 
@@ -96,6 +97,7 @@ class Comment:
     id: int
     url: str
     created: bool
+    updated_at: str | None = None  # GitHub's time of the last write of this body
 
 
 def marker(key: str) -> str:
@@ -109,7 +111,7 @@ def _size(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def fit_body(body: str, key: str, *, details_url: str | None = None, limit: int = TRIM_TARGET) -> str:
+def fit_body(body: str, key: str, *, details_url: str | None = None, limit: int = TRIM_TARGET, header: str = "") -> str:
     """The comment body for `key`: the marker on the first line, then `body`, trimmed to fit.
 
     The marker goes first so that trimming can never cut it (a comment without its marker would
@@ -117,10 +119,11 @@ def fit_body(body: str, key: str, *, details_url: str | None = None, limit: int 
     another key's in a quoted report) are removed, so one comment can never match two keys. A body over the limit is cut on a
     line boundary, an open code fence is closed so the rest of the comment still renders, and a
     note says how much is missing and links to the full report (`details_url`, e.g. the workflow
-    run) because a silently truncated eval table is worse than none.
+    run) because a silently truncated eval table is worse than none. `header` (tuneform's own
+    line, such as the approval stamp) goes right after the marker, where no body can put text.
     """
     tag = marker(key)
-    text = tag + "\n" + _ANY_MARKER.sub("", body).lstrip("\n")
+    text = tag + "\n" + (header + "\n" if header else "") + _ANY_MARKER.sub("", body).lstrip("\n")
     if _size(text) <= limit:
         return text
     lines = text.splitlines(keepends=True)
@@ -296,11 +299,39 @@ class GitHub:
         """Names of the labels on PR `pr` (budget approval labels; push events carry none)."""
         return [str(label["name"]) for label in self._paginate(f"{self._repo_path}/issues/{_number(pr)}/labels")]
 
+    def issue_events(self, pr: int) -> list[dict[str, Any]]:
+        """`GET issues/{n}/events`: what happened to PR `pr` (labeled, unlabeled, ...), with the
+        actor and GitHub's time of each: what a PR's files cannot forge."""
+        return list(self._paginate(f"{self._repo_path}/issues/{_number(pr)}/events"))
+
+    def permission(self, login: str) -> str:
+        """`login`'s permission on the repository (admin, write, read, none; GitHub maps maintain
+        to write and triage to read). Someone who is not a collaborator has none."""
+        if not re.match(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$", login):
+            return "none"
+        try:
+            data = self._request("GET", f"{self._repo_path}/collaborators/{login}/permission").json()
+        except GitHubError as exc:
+            if exc.status == 404:
+                return "none"
+            raise
+        return str(data.get("permission") or "none")
+
     def comments(self, pr: int) -> list[dict[str, Any]]:
         """Every comment on PR `pr`, oldest first, following pagination to the last page."""
         return list(self._paginate(f"{self._repo_path}/issues/{_number(pr)}/comments"))
 
-    def upsert_comment(self, pr: int, key: str, body: str, *, details_url: str | None = None) -> Comment:
+    def sticky_comment(self, pr: int, key: str) -> dict[str, Any] | None:
+        """THE comment for `key` on PR `pr`: the oldest that carries its marker on its first line
+        and is authored by `bot_login()` (None when there is none). A comment by anyone else that
+        quotes the marker is never ours."""
+        tag, me = marker(key), self.bot_login().lower()
+        for c in self.comments(_number(pr)):
+            if (c.get("body") or "").startswith(tag) and str((c.get("user") or {}).get("login", "")).lower() == me:
+                return c
+        return None
+
+    def upsert_comment(self, pr: int, key: str, body: str, *, details_url: str | None = None, header: str = "") -> Comment:
         """Create or update THE comment for `key` on PR `pr`, so that there is exactly one.
 
         Ours is the oldest comment whose body holds `<!-- tuneform:{key} -->` and whose author is
@@ -313,7 +344,7 @@ class GitHub:
         number = _number(pr)
         if details_url is not None and not re.match(r"^https?://\S+$", details_url):
             raise UsageError(f"details_url must be an http(s) URL without spaces, got {details_url!r}")
-        text = fit_body(body, key, details_url=details_url)
+        text = fit_body(body, key, details_url=details_url, header=header)
         tag = marker(key)
         me = self.bot_login().lower()
         waited = 0.0
@@ -332,7 +363,9 @@ class GitHub:
                     if len(ours) > 1:
                         log.warning("%d comments carry %s; updating the oldest (%s)", len(ours), tag, existing["id"])
                     if existing.get("body") == text:
-                        return Comment(int(existing["id"]), str(existing.get("html_url", "")), created=posted)
+                        return Comment(
+                            int(existing["id"]), str(existing.get("html_url", "")), created=posted, updated_at=existing.get("updated_at")
+                        )
                     try:
                         data = self._request(
                             "PATCH", f"{self._repo_path}/issues/comments/{int(existing['id'])}", json={"body": text}
@@ -344,10 +377,10 @@ class GitHub:
                             raise
                         log.info("comment %s vanished before the update; looking again", existing["id"])
                         continue
-                    return Comment(int(data["id"]), str(data.get("html_url", "")), created=posted)
+                    return Comment(int(data["id"]), str(data.get("html_url", "")), created=posted, updated_at=data.get("updated_at"))
                 posted = True
                 data = self._request("POST", f"{self._repo_path}/issues/{number}/comments", json={"body": text}, idempotent=False).json()
-                return Comment(int(data["id"]), str(data.get("html_url", "")), created=True)
+                return Comment(int(data["id"]), str(data.get("html_url", "")), created=True, updated_at=data.get("updated_at"))
             except _AmbiguousWrite as exc:
                 delay = _backoff(attempt)
                 if attempt >= self.max_attempts or waited + delay > self.max_wait:
@@ -494,6 +527,17 @@ class GitHub:
         return GitHubError(text, status=status)
 
 
+def check_head(gh: GitHub, pr: int, expect_head: str) -> None:
+    """Raise HeadMismatch unless PR `pr`'s head is `expect_head`: an artifact that names a PR
+    cannot aim a comment at a PR the plan did not run on."""
+    head = str(((gh.pull_request(pr).get("head") or {}).get("sha")) or "").lower()
+    if head != expect_head.strip().lower():
+        raise HeadMismatch(
+            f"PR #{pr}'s head is {head[:12] or 'unknown'}, not {expect_head[:12]}, the commit this report is for: "
+            "the PR moved on since (its newer run comments) or the report names another PR; not commenting"
+        )
+
+
 def comment_command(
     pr: int | None,
     commit: str | None,
@@ -534,56 +578,8 @@ def comment_command(
                     "(a direct push to the branch, or GitHub has not caught up yet): nothing to comment on"
                 )
         if expect_head is not None:
-            head = str(((gh.pull_request(pr).get("head") or {}).get("sha")) or "").lower()
-            if head != expect_head:
-                raise HeadMismatch(
-                    f"PR #{pr}'s head is {head[:12] or 'unknown'}, not {expect_head[:12]}, the commit this report is for: "
-                    "the PR moved on since (its newer run comments) or the report names another PR; not commenting"
-                )
+            check_head(gh, pr, expect_head)
         return gh.upsert_comment(pr, key, body, details_url=details_url)
-    finally:
-        if github is None:
-            gh.close()
-
-
-@dataclass(frozen=True)
-class Approval:
-    """Labels of the pull request a merge commit came from, for budget approval at apply time.
-
-    `labels` is empty when no merged PR was found or GitHub could not be asked; `source` says
-    where the labels came from, or why there are none (it ends up in the error of a plan that
-    stays over budget).
-    """
-
-    labels: tuple[str, ...]
-    source: str
-    pr: int | None = None  # the merged PR whose labels were read; None when none was
-
-
-def approval_from_commit(commit: str, *, github: GitHub | None = None) -> Approval:
-    """The labels of the merged pull request that produced `commit` (what `tuneform apply
-    --approval-from-commit SHA` passes to the plan).
-
-    Push events carry no labels, so they are read through the API: the PR is found as `tuneform
-    comment --commit` finds it (squash title, then `commits/{sha}/pulls` with backoff), and it
-    must be merged, so an open PR that merely contains the commit approves nothing. Any failure
-    (no token, no PR, GitHub unreachable) means no labels: an over-budget plan then stays an error.
-    """
-    short = commit.strip()[:12]
-    try:
-        gh = github if github is not None else GitHub()
-    except GitHubError as exc:
-        return Approval((), f"GitHub could not be asked ({exc})")
-    try:
-        number = gh.pr_for_commit(commit, title=_event_title(commit))
-        if number is None:
-            return Approval((), f"no pull request is associated with commit {short} in {gh.owner}/{gh.repo}")
-        pr = gh.pull_request(number)
-        if not pr.get("merged"):
-            return Approval((), f"PR #{number} of commit {short} is not merged")
-        return Approval(tuple(gh.labels(number)), f"PR #{number}, merged as {short}", number)
-    except GitHubError as exc:
-        return Approval((), f"GitHub could not be asked for the PR of commit {short} ({exc})")
     finally:
         if github is None:
             gh.close()

@@ -37,6 +37,7 @@ class PlanEntry(Record):
     registry: str  # "read", "unknown", or why the registry could not be read
     tokens_counted_by: str | None
     data: dict[str, Any] | None = None  # the data check of a run that trains (data/check.py)
+    timeout_s: int | None = None  # the job's time limit (runs that submit a job): estimate.sizing.job_timeout
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump()

@@ -9,7 +9,7 @@ already trained, which turns a revert into `restore` and a re-run into `noop`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from tuneform.core.errors import TuneformError
 from tuneform.core.manifest import PlannedEstimate
 from tuneform.data.check import CHECKED_ACTIONS, DataReport, DataSection, check_data
 from tuneform.estimate.catalog import FLAVORS, FlavorTable
-from tuneform.estimate.sizing import usd_text
+from tuneform.estimate.sizing import JobTimeout, job_timeout, usd_text
 from tuneform.plan.entry import PlanEntry
 from tuneform.plan.month import MonthToDate, month_problems, month_to_date, month_warning
 from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
@@ -35,6 +35,17 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ACTIONS = ("create", "update", "noop", "delete", "restore", "evaluate", "blocked", "invalid")
 # Actions that spend GPU time (evaluate scores the existing model again).
 TRAINING_ACTIONS = ("create", "update")
+# Actions that submit a job, so get a time limit.
+JOB_ACTIONS = (*TRAINING_ACTIONS, "evaluate")
+
+
+@dataclass(frozen=True)
+class BudgetApproval:
+    """An approval of spending over the budget caps: up to `usd` (None: whatever this plan costs,
+    as a PR's own plan shows a label), given as `by` says (who, on which commit)."""
+
+    usd: float | None
+    by: str
 
 
 @dataclass
@@ -48,6 +59,8 @@ class PlannedRun:
     registry_state: str = "unknown"  # "read", "unknown" (not readable), or an error message
     budget_problems: list[Problem] = field(default_factory=list)
     approved: list[Problem] = field(default_factory=list)  # over budget, approved by the PR's label
+    timeout: JobTimeout | None = None  # the job's time limit (runs that submit a job)
+    timeout_problems: list[Problem] = field(default_factory=list)  # compute.timeout over what the budget allows
 
     @property
     def check(self) -> RunCheck:
@@ -77,7 +90,7 @@ class PlannedRun:
         run = self.check
         sizing = self.head.sizing if self.head else None
         estimate = sizing.estimate if sizing else None
-        problems = (self.head.problems if self.head else []) + self.budget_problems + self.approved
+        problems = (self.head.problems if self.head else []) + self.budget_problems + self.approved + self.timeout_problems
         return PlanEntry(
             path=run.path,
             name=run.name,
@@ -99,6 +112,7 @@ class PlannedRun:
             reuse=_reuse_json(self.reuse) if self.action in ("restore", "noop") else None,
             registry=self.registry_state,
             tokens_counted_by=sizing.token_method if sizing else None,
+            timeout_s=self.timeout.seconds if self.timeout else None,
             data=data.as_json() if data else None,
         )
 
@@ -145,9 +159,7 @@ class Plan:
         lifted a budget, shown when the plan is over one."""
         message = "the plan is not applicable: fix the errors above (tuneform plan shows them)"
         if self.over_budget:
-            message += (
-                f"; over budget: it applies only when the PR carries the approval label '{self.settings.budget_label}' ({unapproved})"
-            )
+            message += f"; over budget: it applies only when someone with write access adds the approval label '{self.settings.budget_label}' after the PR's last plan ({unapproved})"
         return PlanNotApplicable(message)
 
     @property
@@ -198,6 +210,7 @@ def make_plan(
     backend: str | None = None,
     hub: HubResolver | None = None,
     labels: tuple[str, ...] | list[str] = (),
+    approval: BudgetApproval | Callable[[str], BudgetApproval | None] | None = None,
     flavors: FlavorTable = FLAVORS,
     applying: bool = False,
 ) -> Plan:
@@ -209,6 +222,9 @@ def make_plan(
     pull request cannot raise its own limits. `flavors` prices the runs: the offline table, or
     the Hub's current prices (catalog.hub_flavor_table), passed in by the caller. `applying`: the
     plan is apply's, so a month to date it cannot count refuses (plan/month.py).
+    Over-budget runs are approved by `approval` (apply: checked against GitHub, with an amount;
+    a function is asked with the label the base's settings name), else by the approval label
+    among `labels` (a PR's plan: what the label would approve).
     """
     hub = hub or HubResolver()
     if base is not None and NO_BASE.match(base):
@@ -249,7 +265,11 @@ def make_plan(
         checks = [*heads.values(), *bases.values()]
         plan.month = month_to_date(checks, registry_for, planned_keys=submits, required=applying)
         plan.problems += [w for w in [month_warning(plan.month)] if w]
-    _apply_budgets(plan, settings, approved=settings.budget_label in labels)
+    if callable(approval):
+        approval = approval(settings.budget_label)
+    if approval is None and settings.budget_label in labels:
+        approval = BudgetApproval(None, f"by the '{settings.budget_label}' label")
+    _apply_budgets(plan, settings, approval)
     plan.data = plan_data_section(plan.runs, root, base_rev, settings)
     return plan
 
@@ -356,12 +376,13 @@ def _lookup(head: RunCheck, base: RunCheck | None, registry_for: RegistryFor) ->
     return None, None, "read"
 
 
-def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
+def _apply_budgets(plan: Plan, settings: Settings, approval: BudgetApproval | None) -> None:
     """Per-run caps only bind actions that train; the PR cap binds the plan's total; the monthly cap
     binds month to date plus the plan's total (plan/month.py).
 
-    A PR carrying the repository's approval label (read from the event, never from files the PR
-    controls) turns the over-budget errors into warnings that say who approved them.
+    An approval (read from GitHub, never from files the PR controls) turns the over-budget errors
+    into warnings that say who approved them, unless the plan costs more than the amount it
+    approved. Then each job's time limit is set from what the budget (or the approval) allows.
     """
     problems: list[Problem] = []
     for run in plan.runs:
@@ -375,15 +396,66 @@ def _apply_budgets(plan: Plan, settings: Settings, *, approved: bool) -> None:
             )
         )
     month = month_problems(plan.month, plan.total_usd, settings)
-    if not approved:
+    if not problems and not month and not any(run.budget_problems for run in plan.runs):
+        approval = None  # within every cap: nothing to approve, the caps bind the timeouts
+    # compared as the plan JSON states the total (4 decimals), which is what the comment was stamped with
+    if approval is not None and approval.usd is not None and round(plan.total_usd, 4) > approval.usd:
+        problems.append(
+            Problem(
+                f"this plan costs {usd_text(plan.total_usd)}, more than the {usd_text(approval.usd)} approved {approval.by}: "
+                f"shrink the runs, or get the new amount approved (remove and add the label '{settings.budget_label}' again)"
+            )
+        )
+        approval = None
+    if approval is None:
         plan.problems.extend(problems + month)
         plan.over_pr_cap, plan.over_month_cap = bool(problems), bool(month)
-        return
-    note = f" (approved by the '{settings.budget_label}' label)"
+    else:
+        amount = f"{usd_text(approval.usd)} " if approval.usd is not None else ""
+        note = f" (approved {amount}{approval.by})"
+        for run in plan.runs:
+            run.approved = [replace(p, message=p.message + note, severity="warning") for p in run.budget_problems]
+            run.budget_problems = []
+        plan.problems.extend(replace(p, message=p.message + note, severity="warning") for p in problems + month)
     for run in plan.runs:
-        run.approved = [replace(p, message=p.message + note, severity="warning") for p in run.budget_problems]
-        run.budget_problems = []
-    plan.problems.extend(replace(p, message=p.message + note, severity="warning") for p in problems + month)
+        _set_timeout(run, plan, settings, approval)
+
+
+def _set_timeout(run: PlannedRun, plan: Plan, settings: Settings, approval: BudgetApproval | None) -> None:
+    """The job's time limit: from the estimate with its margin (sizing.job_timeout), capped by
+    the run's caps, by its share of the PR cap (its part of the plan's cost), and for an approved
+    plan by its share of the approved amount instead of the caps that amount lifted."""
+    check = run.head
+    estimate = check.sizing.estimate if check and check.sizing else None
+    if run.action not in JOB_ACTIONS or check is None or check.spec is None or estimate is None:
+        return
+    total = plan.total_usd
+    share = run.usd / total if total > 0 and run.usd > 0 else None
+    caps: list[tuple[str, float | None]] = [
+        ("budget.max_usd", check.spec.budget.max_usd),
+        ("[tool.tuneform] max_usd_per_run", settings.max_usd_per_run),
+    ]
+    if share is not None and settings.max_usd_per_pr is not None:
+        caps.append(("its share of [tool.tuneform] max_usd_per_pr", settings.max_usd_per_pr * share))
+    if approval is not None:
+        # the caps this run is over were lifted by the approval: its share of the amount replaces them
+        caps = [(label, usd) for label, usd in caps if usd is None or usd >= run.usd]
+        approved = approval.usd if approval.usd is not None else total
+        if share is not None:
+            caps.append(("its share of the approved amount", approved * share))
+    run.timeout = job_timeout(estimate.seconds, estimate.flavor.usd_per_hour, check.spec.compute.timeout, caps)
+    if run.timeout.configured_over and check.loaded is not None:
+        line, column = check.loaded.locate("compute", "timeout")
+        run.timeout_problems = [
+            Problem(
+                f"compute.timeout asks for more than {run.timeout.capped_by} allows on {estimate.flavor.name}: "
+                f"the job stops after {run.timeout.text}; lower compute.timeout or raise the cap",
+                line,
+                column,
+                "compute.timeout",
+                "warning",
+            )
+        ]
 
 
 def plan_data_section(planned_runs: Sequence[PlannedRun], root: Path, base_rev: str, settings: Settings) -> DataSection:

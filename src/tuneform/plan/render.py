@@ -136,13 +136,18 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
     if factors and run.action in ("create", "update"):
         notes.append(f"calibrated for {escape(applied.get('gpu'))} from this repo's runs: {', '.join(factors)}")
     note = "; ".join(n for n in notes if n)
+    time = fmt_seconds(est.seconds if est else None) if run.action in ("create", "update") else "-"
+    # the job's time limit (sizing.job_timeout), marked when a budget cap shortened it
+    timeout = run.timeout.text + (" capped" if run.timeout.capped_by else "") if run.timeout else "-"
     return {
         "action": run.action,
         "name": escape(entry.name),
         "path": escape(entry.path),
         "key": escape((entry.run_key or "")[:12]),
         "flavor": escape(entry.flavor or "-"),
-        "time": fmt_seconds(est.seconds if est else None) if run.action in ("create", "update") else "-",
+        "time": time,
+        "timeout": timeout,
+        "time_limit": f"{time} ({timeout})" if run.timeout else time,  # the text table's narrower cell
         "cost": fmt_usd(run.usd) if run.action in ("create", "update") else "$0",
         "change": fmt_delta(run),
         "vram": vram if run.action in ("create", "update") else "-",
@@ -173,7 +178,7 @@ def _problems(plan: Plan) -> Iterable[tuple[str, Problem]]:
         if run.head:
             for p in run.head.problems:
                 yield run.head.path, p
-        for p in run.budget_problems + run.approved:
+        for p in run.budget_problems + run.approved + run.timeout_problems:
             yield run.check.path, p
     for p in plan.problems:
         yield "plan", p
@@ -197,14 +202,14 @@ def render_plan_text(plan: Plan) -> str:
         console.print(f"No changes to runs since {rich_text(plan.base_rev[:12])}.")
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("", "run", "key", "flavor", "est. time", "est. cost", "change", "VRAM", "note"):
+        for column in ("", "run", "key", "flavor", "time (limit)", "est. cost", "change", "VRAM", "note"):
             table.add_column(column)
         for run in plan.runs:
             r = _row(run, rich_text)
             style = ACTION_STYLES.get(run.action, "")
             table.add_row(
                 f"[{style}]{ACTION_SYMBOLS[run.action]} {run.action}[/]" if style else f"{ACTION_SYMBOLS[run.action]} {run.action}",
-                *(r[k] for k in ("path", "key", "flavor", "time", "cost", "change", "vram", "note")),
+                *(r[k] for k in ("path", "key", "flavor", "time_limit", "cost", "change", "vram", "note")),
             )
         console.print(table)
     for path, p in _problems(plan):
@@ -254,12 +259,12 @@ def render_plan_markdown(plan: Plan) -> str:
     if not plan.runs:
         out.append(f"No changes to runs since `{plan.base_rev[:12]}`.")
     else:
-        out.append("| | run | action | flavor | est. time | est. cost | change vs base | VRAM | note |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("| | run | action | flavor | est. time | timeout | est. cost | change vs base | VRAM | note |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         for run in plan.runs:
             r = _row(run, md_text) | {"path": md_code(run.check.path, cell=True)}
             out.append(
-                "| {sym} | {path} | **{action}** | {flavor} | {time} | {cost} | {change} | {vram} | {note} |".format(
+                "| {sym} | {path} | **{action}** | {flavor} | {time} | {timeout} | {cost} | {change} | {vram} | {note} |".format(
                     sym=ACTION_SYMBOLS[run.action], **r
                 )
             )
