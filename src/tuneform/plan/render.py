@@ -100,8 +100,19 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{minutes / 60:.1f}h"
 
 
+def fmt_cost(run: PlannedRun) -> str:
+    """A run's cost cell: "unknown" when it costs money but could not be estimated, and for a
+    training job the share its evals take (base, previous and new models scored)."""
+    if run.usd is None:
+        return "unknown"
+    est = run.entry().estimate
+    if run.action in ("create", "update") and est and est.eval_usd:
+        return f"{fmt_usd(run.usd)} (evals {fmt_usd(est.eval_usd)})"
+    return fmt_usd(run.usd)
+
+
 def fmt_delta(run: PlannedRun) -> str:
-    if run.action not in ("create", "update"):
+    if run.action not in ("create", "update") or run.usd is None:
         return ""
     base = run.base_usd
     if base is None:
@@ -142,8 +153,10 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
         "path": escape(entry.path),
         "key": escape((entry.run_key or "")[:12]),
         "flavor": escape(entry.flavor or "-"),
-        "time": fmt_seconds(est.seconds if est else None) if run.action in ("create", "update") else "-",
-        "cost": fmt_usd(run.usd) if run.action in ("create", "update") else "$0",
+        "time": fmt_seconds(est.seconds if est else None)
+        if run.action in ("create", "update")
+        else (fmt_seconds(est.evaluate_seconds if est else None) if run.action == "evaluate" else "-"),
+        "cost": fmt_cost(run),
         "change": fmt_delta(run),
         "vram": vram if run.action in ("create", "update") else "-",
         "note": note,
@@ -173,7 +186,7 @@ def _problems(plan: Plan) -> Iterable[tuple[str, Problem]]:
         if run.head:
             for p in run.head.problems:
                 yield run.head.path, p
-        for p in run.budget_problems + run.approved:
+        for p in ([run.unknown_cost] if run.unknown_cost else []) + run.budget_problems + run.approved:
             yield run.check.path, p
     for p in plan.problems:
         yield "plan", p
