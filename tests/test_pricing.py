@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from conftest import SUITE, Repo, jsonl, sub
+from tuneform.estimate.catalog import FLAVORS, KNOWN_MODELS
+from tuneform.estimate.estimator import Workload, estimate
 from tuneform.plan.planner import make_plan
 from tuneform.plan.render import render_plan_markdown
 from tuneform.runfile.resolve import HubResolver
@@ -232,3 +235,18 @@ def test_hub_model_without_config_costs_unknown(repo: Repo, hub_model: Any) -> N
     [run] = plan["runs"]
     assert code == 1 and run["usd"] is None and run["usd_status"] == "unknown" and run["budget_ok"] is False
     assert any("cost unknown: cannot size acme/weights-only: the repository has no config.json" in e["message"] for e in run["errors"])
+
+
+def test_decode_steps_cost_a_weight_read_each_and_evaluate_skips_training() -> None:
+    """The estimator's eval term: a decode step reads every weight, so a GPU with more memory
+    bandwidth generates faster; an evaluate job's cost does not grow with the training data."""
+    shape = KNOWN_MODELS["huggingfacetb/smollm2-135m-instruct"]
+    small = Workload(shape=shape, train_tokens=10_000, eval_decode_steps=0)
+    large = replace(small, eval_decode_steps=50_000)
+    slow, fast = FLAVORS["t4-small"], FLAVORS["h200"]
+    extra = {f.name: estimate(large, f).eval_seconds - estimate(small, f).eval_seconds for f in (slow, fast)}
+    assert extra["t4-small"] > extra["h200"] > 0
+    assert estimate(large, slow).evaluate_usd > estimate(small, slow).evaluate_usd
+    longer = replace(large, train_tokens=10_000_000)
+    assert estimate(longer, slow).usd > estimate(large, slow).usd
+    assert estimate(longer, slow).evaluate_seconds == pytest.approx(estimate(large, slow).evaluate_seconds, rel=0.05)

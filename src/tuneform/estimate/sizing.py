@@ -137,10 +137,7 @@ def _shape(spec: RunSpec, tree: Tree, sizing: Sizing, hub: HubResolver, backend:
         f"model {spec.model.id} {where} and is not in tuneform's catalog of model shapes{did_you_mean(spec.model.id, catalog.KNOWN_MODEL_IDS)}"
         " (check the spelling, plan where the Hub answers, or use a local copy whose config.json can be read)"
     )
-    if backend == "local":
-        sizing.findings.append((("model", "id"), message, "warning"))
-    else:
-        sizing.findings.append((("model", "id"), message, "error"))
+    sizing.findings.append((("model", "id"), message, "warning" if backend == "local" else "error"))
     return None
 
 
