@@ -191,10 +191,10 @@ def test_a_trained_version_records_its_lineage(tmp_path: Path, monkeypatch: pyte
 
 def test_plan_json_entries_keep_their_documented_shape(repo: Repo) -> None:
     """`plan --format json` prints each run through PlanEntry: the keys, and their order, of
-    schema_version 1 (an agent may read them positionally from a pretty-printed file)."""
+    schema_version 2 (an agent may read them positionally from a pretty-printed file)."""
     code, plan = repo.json("plan", "runs/support.yaml", "--format", "json")
     [entry] = plan["runs"]
-    assert plan["schema_version"] == 1 and list(entry) == [
+    assert plan["schema_version"] == 2 and list(entry) == [
         "path",
         "name",
         "action",
@@ -209,6 +209,7 @@ def test_plan_json_entries_keep_their_documented_shape(repo: Repo) -> None:
         "fits",
         "budget_ok",
         "usd",
+        "usd_status",
         "base_usd",
         "errors",
         "warnings",

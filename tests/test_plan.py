@@ -52,7 +52,7 @@ def test_no_changes_is_an_empty_plan(repo: Repo) -> None:
     code, plan = plan_json(repo)
     assert code == 0
     assert plan["runs"] == [] and plan["total_usd"] == 0
-    assert plan["schema_version"] == 1
+    assert plan["schema_version"] == 2
     assert "No changes" in repo.cli("plan").output
 
 

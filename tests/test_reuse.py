@@ -47,7 +47,7 @@ def run(path: str = "runs/faq.yaml", key: str = KEY, repo: str = "acme/faq", **e
 
 
 def plan(*runs: dict[str, Any]) -> dict[str, Any]:
-    return {"schema_version": 1, "runs": list(runs)}
+    return {"schema_version": 2, "runs": list(runs)}
 
 
 @pytest.fixture

@@ -156,6 +156,12 @@ class PlannedEstimate(Record):
     breakdown: dict[str, dict[str, float]]
     problems: list[str]
     calibration: dict[str, Any]
+    # Added in schema 1 (defaults: a bundle an earlier tuneform wrote has none): what scoring
+    # costs within the job, and what a scoring-only `evaluate` job costs.
+    eval_seconds: int | float = 0
+    eval_usd: float = 0.0
+    evaluate_seconds: int | float = 0
+    evaluate_usd: float = 0.0
 
     def recorded(self) -> EstimateRecord:
         """The part a manifest keeps."""

@@ -34,6 +34,7 @@ _HERE = Path(__file__).resolve().parent
 __all__ = [
     "FLAVORS",
     "KNOWN_MODELS",
+    "KNOWN_MODEL_IDS",
     "LOCAL",
     "LORA_MODULES",
     "Flavor",
@@ -583,9 +584,12 @@ def shape_from_config(config: Mapping[str, Any]) -> ModelShape:
     )
 
 
+_MODELS_TABLE: dict[str, Any] = json.loads((_HERE / "models.json").read_text(encoding="utf-8"))
+
+
 def _known_models() -> dict[str, ModelShape]:
     """Shapes of models.json's configs, keyed by lower-case Hub id; an alias shares its target's."""
-    table = json.loads((_HERE / "models.json").read_text(encoding="utf-8"))
+    table = _MODELS_TABLE
     models = {model_id.lower(): shape_from_config(config) for model_id, config in table["models"].items()}
     models.update({alias.lower(): models[target.lower()] for alias, target in table["aliases"].items()})
     return models
@@ -593,6 +597,10 @@ def _known_models() -> dict[str, ModelShape]:
 
 KNOWN_MODELS: Mapping[str, ModelShape] = MappingProxyType(_known_models())
 """Shapes of base models tuneform knows offline, keyed by lower-case Hub id."""
+
+
+KNOWN_MODEL_IDS: tuple[str, ...] = tuple(sorted({*_MODELS_TABLE["models"], *_MODELS_TABLE["aliases"]}))
+"""The catalog's Hub ids as the Hub spells them: what a misspelt id is matched against."""
 
 
 def known_model(model_id: str) -> ModelShape | None:

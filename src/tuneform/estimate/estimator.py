@@ -74,6 +74,21 @@ def _measured_tflops() -> dict[str, float]:
     return {"H200": 790.0}
 
 
+def _datasheet_bandwidth() -> dict[str, float]:
+    # Memory bandwidth (GB/s) from NVIDIA datasheets: a greedy decode step reads every weight
+    # once, so generation in evals is bound by it at the small batches the job uses. A100: the
+    # 40 GB part's (the slower one).
+    return {
+        "T4": 320.0,
+        "A10G": 600.0,
+        "L4": 300.0,
+        "L40S": 864.0,
+        "A100": 1555.0,
+        "H200": 4800.0,
+        "RTX PRO 6000": 1792.0,
+    }
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Every tunable constant of the estimator, with where its value comes from.
@@ -254,6 +269,17 @@ class Calibration:
     upload_mb_per_s: float = 50.0
     upload_commit_s: float = 10.0
 
+    # ---- evaluation: generating the suites' answers -------------------------------------
+    # Prompts are a forward pass (priced like held-out tokens); each generated token is one
+    # decode step of its batch, and a step costs at least a read of every weight plus the host
+    # work of transformers' generate (python, one launch per kernel, the cache update).
+    # Assumption, not measured yet: 30 ms of host time per step; the datasheet bandwidth above;
+    # the slowest GPU's bandwidth for an unknown one; 20 GB/s on a CPU.
+    decode_step_overhead_s: float = 0.03
+    memory_bandwidth_gb_s: Mapping[str, float] = field(default_factory=_datasheet_bandwidth)
+    unknown_gpu_bandwidth_gb_s: float = 300.0
+    cpu_bandwidth_gb_s: float = 20.0
+
     # ---- a repository's own runs --------------------------------------------------------
     # Measured over estimated, per GPU model ("H200"; "cpu" for CPU flavors), from the manifests
     # of the repository's trained versions: `tuneform calibrate` computes them and
@@ -281,7 +307,10 @@ class Workload:
     (the longest example, capped by ``seq_len``) sizes the memory peak and
     ``mean_example_tokens`` the work (attention and the GPU's utilisation); both default to
     ``seq_len`` (the safe side).
-    ``eval_tokens`` are tokens scored forward-only by the evaluation.
+    ``eval_tokens`` are tokens scored forward-only by the evaluation (held-out rows and the
+    suites' prompts, over every model the job scores); ``eval_decode_tokens`` are the tokens
+    the suites generate, in ``eval_decode_steps`` sequential decode steps (one per generated
+    token of a batch of rows).
     """
 
     shape: ModelShape
@@ -296,6 +325,8 @@ class Workload:
     packing: bool = True
     engine: Engine = "unsloth"
     eval_tokens: int = 0
+    eval_decode_tokens: int = 0
+    eval_decode_steps: int = 0
     mean_example_tokens: int | None = None
     max_example_tokens: int | None = None
     save: Literal["adapter", "merged"] = "adapter"
@@ -437,6 +468,12 @@ class Estimate:
     seconds_breakdown: Mapping[str, float]
     memory_breakdown: Mapping[str, float]
     problems: tuple[str, ...] = ()
+    # What scoring costs within this job (its share of the billed time), and what a job that
+    # only scores (the `evaluate` action: no training, no weights to upload) costs on its own.
+    eval_seconds: float = 0.0
+    eval_usd: float = 0.0
+    evaluate_seconds: float = 0.0
+    evaluate_usd: float = 0.0
     # The repository's factors applied, {"gpu", "speed", "memory"}: a finished run's manifest
     # keeps them, so the next recalibration compares against the estimate without them.
     calibration: Mapping[str, Any] = field(default_factory=dict)
@@ -466,6 +503,10 @@ class Estimate:
             },
             "problems": list(self.problems),
             "calibration": dict(self.calibration),
+            "eval_seconds": round(self.eval_seconds),
+            "eval_usd": round(self.eval_usd, 4),
+            "evaluate_seconds": round(self.evaluate_seconds),
+            "evaluate_usd": round(self.evaluate_usd, 4),
         }
 
 
@@ -613,6 +654,29 @@ def _flops_per_second(
     return per_gpu * scaling * measured
 
 
+def _bandwidth_gb_s(flavor: Flavor, cal: Calibration) -> float:
+    """Memory bandwidth of one GPU (or the CPU machine) in GB/s: what a decode step is bound by."""
+    if flavor.is_cpu:
+        return cal.cpu_bandwidth_gb_s
+    return cal.memory_bandwidth_gb_s.get(flavor.gpu_model or "", cal.unknown_gpu_bandwidth_gb_s)
+
+
+def _evaluation_seconds(workload: Workload, flavor: Flavor, rate: float, flops: TokenFlops, cal: Calibration) -> float:
+    """Seconds the job spends scoring: held-out loss, the suites' prompts, and their generation.
+
+    Forward-only work is the 2N forward third of the linear FLOPs and of attention. Generation
+    adds, for every decode step, a read of every weight (16-bit on a GPU, fp32 on a CPU) and
+    the host overhead of one step, whatever the batch: the term that makes a 20,000-row suite
+    cost what it does, since rows decode in batches but tokens one step at a time.
+    """
+    shape = workload.shape
+    forward_flops = 2.0 * shape.matmul_params + flops.attention / 3
+    compute = (workload.eval_tokens + workload.eval_decode_tokens) * forward_flops / rate
+    weight_bytes = shape.params * (4.0 if flavor.is_cpu else 2.0)
+    per_step = cal.decode_step_overhead_s + weight_bytes / (_bandwidth_gb_s(flavor, cal) * 1e9)
+    return compute + workload.eval_decode_steps * per_step
+
+
 def _seconds(
     workload: Workload,
     flavor: Flavor,
@@ -633,9 +697,7 @@ def _seconds(
         warmup = (cal.unsloth_warmup_s if workload.compiles else cal.unsloth_eager_warmup_s) if engine == "unsloth" else cal.trl_warmup_s
     tokenize = (workload.train_tokens + workload.eval_tokens) / cal.tokenize_tokens_per_s
     train = workload.train_tokens * flops.hardware / rate
-    # Evaluation is forward-only: the 2N forward third of the linear FLOPs and of attention.
-    forward_flops = 2.0 * shape.matmul_params + flops.attention / 3
-    evaluate = workload.eval_tokens * forward_flops / rate
+    evaluate = _evaluation_seconds(workload, flavor, rate, flops, cal)
     # A merged model or a full fine-tune uploads 16-bit weights; an adapter its fp32 tensors.
     if workload.save == "merged" or workload.method == "full":
         upload_bytes = shape.params * 2.0
@@ -681,6 +743,8 @@ def _estimate_with(
     seconds = _seconds(workload, flavor, engine, rate, flops, cal)
     total_seconds = sum(seconds.values())
     billed_minutes = math.ceil(total_seconds / 60)
+    # An evaluate job starts, loads and scores like a training job, then uploads only a report.
+    evaluate_seconds = total_seconds - seconds["train"] - seconds["upload"] + cal.upload_commit_s
     memory = _memory_gb(workload, flavor, engine, batch_size, checkpointing, cal)
     peak = sum(memory.values())
     capacity = flavor.memory_gb
@@ -720,6 +784,10 @@ def _estimate_with(
         seconds_breakdown=seconds,
         memory_breakdown=memory,
         problems=tuple(problems),
+        eval_seconds=seconds["evaluate"],
+        eval_usd=seconds["evaluate"] * flavor.usd_per_hour / 3600,
+        evaluate_seconds=evaluate_seconds,
+        evaluate_usd=math.ceil(evaluate_seconds / 60) * flavor.usd_per_hour / 60,
         calibration={
             "gpu": gpu_key(flavor),
             "speed": cal.speed_by_gpu.get(gpu_key(flavor), 1.0),

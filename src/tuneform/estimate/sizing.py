@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tuneform.data.reader import NO_TRAINING_ROWS, BadRow, DataError, check_bad_rows
+from tuneform.data.reader import NO_TRAINING_ROWS, BadRow, DataError, Example, check_bad_rows
 from tuneform.data.tokens import (
     Counter,
     TokenCount,
@@ -30,18 +30,24 @@ from tuneform.estimate.estimator import (
     estimate,
     forced_flavor_error,
 )
+from tuneform.evals.suite import SuiteError, read_suite_once
 from tuneform.runfile import jsonsafe
+from tuneform.runfile.diagnostics import did_you_mean
 from tuneform.runfile.jsonsafe import JsonError
-from tuneform.runfile.resolve import local_model_dir
+from tuneform.runfile.resolve import HubResolver, local_model_dir
 from tuneform.runfile.settings import Settings
 from tuneform.runfile.spec import HubSource, LocalSource, RunSpec
 from tuneform.runfile.trees import Tree, TreeError
 
 Where = tuple[str | int, ...]
-# Generation in evals: three models (base, previous, new) each answer every suite row; a prompt
-# of this many tokens is assumed when rows are not counted (a stated approximation).
-EVAL_PROMPT_TOKENS = 128
+# The job scores the base model, the version the run replaces (when the output repository's main
+# holds another one) and the new model: each reads the held-out rows and answers every suite row
+# (job/pipeline.py). A first version has no previous one, so its estimate counts one model's
+# scoring too many: the estimate errs towards dearer, never towards a budget overrun.
 EVAL_MODELS = 3
+# Suite rows generated together (job/evaluate.py score_model's batch_size): a batch decodes one
+# token of each of its rows per step, up to the suite's max_new_tokens.
+EVAL_BATCH_ROWS = 16
 # A Hub dataset that cannot be inspected offline, sized by its max_samples: half-full rows.
 UNKNOWN_ROW_FILL = 0.5
 
@@ -59,6 +65,15 @@ class Sizing:
     longest_row: int | None = None
     findings: list[tuple[Where, str, str]] = field(default_factory=list)  # (where, message, severity)
     budget_problems: list[tuple[Where, str]] = field(default_factory=list)
+    # The same caps checked against a scoring-only `evaluate` job's cost.
+    evaluate_budget_problems: list[tuple[Where, str]] = field(default_factory=list)
+    # Why the run has no price, with the fix, when it has none: its cost is unknown, never $0.
+    unpriced: tuple[Where, str] | None = None
+
+    def cannot_price(self, where: Where, message: str) -> None:
+        """Record why the run cannot be priced: a warning here, an unknown cost in the plan."""
+        self.findings.append((where, message, "warning"))
+        self.unpriced = (where, message)
 
     @property
     def fits(self) -> bool | None:
@@ -80,30 +95,50 @@ def default_flavors(settings: Settings, flavors: FlavorTable = FLAVORS) -> list[
     return [name for name, flavor in flavors.items() if not flavor.is_cpu]
 
 
-def _shape(spec: RunSpec, tree: Tree, sizing: Sizing) -> ModelShape | None:
+def _shape(spec: RunSpec, tree: Tree, sizing: Sizing, hub: HubResolver, backend: str) -> ModelShape | None:
+    """The base model's shape: its config.json (in the repository, in a folder, or on the Hub
+    when the Hub answers), else tuneform's catalog. A Hub id that is neither is an error with the
+    catalog's closest id, except on the local backend, which pays nothing and downloads the
+    model itself."""
     if spec.model.is_local and not spec.model.id.startswith("/"):
         try:
             config = jsonsafe.loads(jsonsafe.decode_text(tree.read(f"{local_model_dir(spec.model.id)}/config.json")))
             return catalog.shape_from_config(config)
         except (TreeError, JsonError, ValueError, KeyError, TypeError) as exc:
-            sizing.findings.append((("model", "id"), f"cannot read the model's shape from its config.json ({exc}): no estimate", "warning"))
+            sizing.cannot_price(("model", "id"), f"cannot read the model's shape from its config.json ({exc}): no estimate")
             return None
     if spec.model.is_local:
         try:
             return catalog.model_shape(spec.model.id, Path("/"))
         except ValueError as exc:
-            sizing.findings.append((("model", "id"), f"{exc}: no estimate", "warning"))
+            sizing.cannot_price(("model", "id"), f"{exc}: no estimate")
             return None
-    shape = catalog.known_model(spec.model.id)
-    if shape is None:
-        sizing.findings.append(
-            (
-                ("model", "id"),
-                f"{spec.model.id} is not in tuneform's catalog of model shapes: cost and memory are not estimated (use a known model, or a local copy whose config.json can be read)",
-                "warning",
+    answer = hub.model(spec.model.id, spec.model.revision)
+    if answer.config is not None:
+        try:
+            shape = catalog.shape_from_config(answer.config)
+            return shape if answer.params is None else replace(shape, params=answer.params)
+        except (ValueError, KeyError, TypeError) as exc:
+            sizing.cannot_price(
+                ("model", "id"), f"cannot read {spec.model.id}'s shape from its config.json on the Hub ({exc}): no estimate"
             )
+            return None
+    known = catalog.known_model(spec.model.id)
+    if known is not None:
+        return known
+    if answer.exists:  # on the Hub, but its config cannot be read
+        sizing.cannot_price(
+            ("model", "id"),
+            f"cannot size {spec.model.id}: {answer.reason}, and it is not in tuneform's catalog of model shapes (fix that, or use a local copy whose config.json can be read)",
         )
-    return shape
+        return None
+    where = "is not on the Hub" if answer.exists is False else f"could not be looked up on the Hub ({answer.reason})"
+    message = (
+        f"model {spec.model.id} {where} and is not in tuneform's catalog of model shapes{did_you_mean(spec.model.id, catalog.KNOWN_MODEL_IDS)}"
+        " (check the spelling, plan where the Hub answers, or use a local copy whose config.json can be read)"
+    )
+    sizing.findings.append((("model", "id"), message, "warning" if backend == "local" else "error"))
+    return None
 
 
 # Token counts by content: (data sha256, tokenizer, source settings, seed, max_seq_length).
@@ -148,12 +183,9 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
             if part == "eval":
                 continue
             if src.max_samples is None:
-                sizing.findings.append(
-                    (
-                        ("data", "train", i),
-                        f"dataset {src.dataset} cannot be sized offline: set max_samples (or training.max_steps) so the plan can price the run",
-                        "warning",
-                    )
+                sizing.cannot_price(
+                    ("data", "train", i),
+                    f"dataset {src.dataset} cannot be sized offline: set max_samples (or training.max_steps) so the plan can price the run",
                 )
                 return None
             methods.add("max_samples")
@@ -199,7 +231,7 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     return total
 
 
-def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: int, engine: str, sizing: Sizing) -> Workload:
+def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, evals: EvalWork, engine: str, sizing: Sizing) -> Workload:
     """The estimator's view of the run. The counted rows' mean and longest lengths size an
     unpacked run's work and padding; without them it is sized at max_seq_length (safe side)."""
     method = spec.method
@@ -219,7 +251,9 @@ def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: 
         gradient_checkpointing=None if training.gradient_checkpointing == "auto" else bool(training.gradient_checkpointing),
         packing=training.packing,
         engine=engine,  # type: ignore[arg-type]
-        eval_tokens=eval_tokens,
+        eval_tokens=evals.forward_tokens,
+        eval_decode_tokens=evals.decode_tokens,
+        eval_decode_steps=evals.decode_steps,
         mean_example_tokens=sizing.mean_row,
         max_example_tokens=sizing.longest_row,
         save=spec.output.save or "adapter",
@@ -227,29 +261,60 @@ def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, eval_tokens: 
     )
 
 
-def _eval_tokens(spec: RunSpec, data_tokens: int) -> int:
+@dataclass(frozen=True)
+class EvalWork:
+    """What scoring reads and writes, over every model the job scores: forward-only tokens
+    (held-out rows and suite prompts), generated tokens, and the decode steps they take."""
+
+    forward_tokens: int
+    decode_tokens: int
+    decode_steps: int
+
+
+def _eval_work(spec: RunSpec, tree: Tree, data_tokens: int) -> EvalWork:
+    """Scoring's work: every suite row's prompt (counted like a training conversation, through
+    the one token counter) and its max_new_tokens answer, plus the held-out split, per model.
+
+    Each answer is priced at its full max_new_tokens: a greedy batch stops early only when every
+    row in it has ended, which the plan cannot know.
+    """
+    _, counter = token_counter(local_tokenizer(spec, tree))
+    prompts = decode = steps = 0
+    for ref in spec.evals:
+        try:
+            suite = read_suite_once(tree, ref.suite)
+        except (TreeError, SuiteError):
+            continue  # reported by the run check, which then sizes nothing
+        examples = [
+            Example(ref.suite, row.line, messages=row.messages or [{"role": "user", "content": row.prompt or ""}]) for row in suite.rows
+        ]
+        prompts += sum(counter.lengths(examples))
+        new_tokens = suite.spec.generation.max_new_tokens
+        decode += len(suite.rows) * new_tokens
+        steps += -(-len(suite.rows) // EVAL_BATCH_ROWS) * new_tokens
     heldout = int(data_tokens * (spec.data.eval_split or 0.0))
-    return EVAL_MODELS * heldout
+    return EvalWork(EVAL_MODELS * (heldout + prompts), EVAL_MODELS * decode, EVAL_MODELS * steps)
 
 
-def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str, flavors: FlavorTable = FLAVORS) -> Sizing:
+def size_run(
+    spec: RunSpec, tree: Tree, settings: Settings, backend: str, flavors: FlavorTable = FLAVORS, hub: HubResolver | None = None
+) -> Sizing:
     """Estimate a run for its backend: the local machine, or the right HF Jobs flavor.
 
-    `flavors` prices it: the offline table, or the Hub's current one (catalog.hub_flavor_table)."""
+    `flavors` prices it: the offline table, or the Hub's current one (catalog.hub_flavor_table).
+    `hub` reads a Hub model's config.json when the catalog is not enough (default: as the client
+    is configured, offline under HF_HUB_OFFLINE)."""
     sizing = Sizing()
     data_tokens = _count_data(spec, tree, sizing)  # first: a file the job rejects is an error even when nothing is priced
     modules = spec.method.target_modules
     unknown = [m for m in modules if not catalog.known_lora_module(m)] if isinstance(modules, list) else []
     if unknown:
-        sizing.findings.append(
-            (
-                ("method", "target_modules"),
-                f"LoRA target module {', '.join(repr(m) for m in unknown)} is not one the estimator knows ({', '.join(catalog.LORA_MODULE_NAMES)}): cost and memory are not estimated",
-                "warning",
-            )
+        sizing.cannot_price(
+            ("method", "target_modules"),
+            f"LoRA target module {', '.join(repr(m) for m in unknown)} is not one the estimator knows ({', '.join(catalog.LORA_MODULE_NAMES)}): cost and memory are not estimated",
         )
         return sizing
-    shape = _shape(spec, tree, sizing)
+    shape = _shape(spec, tree, sizing, hub or HubResolver(), backend)
     if shape is None or data_tokens is None:
         return sizing
     sizing.data_tokens = data_tokens
@@ -257,7 +322,7 @@ def size_run(spec: RunSpec, tree: Tree, settings: Settings, backend: str, flavor
     per_epoch = int(data_tokens * (1 - (spec.data.eval_split or 0.0)))
     train_tokens = int(per_epoch * epochs)
     engine = "unsloth" if spec.compute.engine in ("auto", "unsloth") else "trl"
-    workload = _workload(spec, shape, train_tokens, _eval_tokens(spec, data_tokens), engine, sizing)
+    workload = _workload(spec, shape, train_tokens, _eval_work(spec, tree, data_tokens), engine, sizing)
 
     calibration = replace(
         DEFAULT_CALIBRATION, speed_by_gpu=dict(settings.calibration.speed), memory_by_gpu=dict(settings.calibration.memory)
@@ -323,18 +388,25 @@ def usd_text(usd: float) -> str:
 
 
 def _check_budget(spec: RunSpec, settings: Settings, result: Estimate, sizing: Sizing) -> None:
+    """The run's caps against both jobs it may become: training (create, update) and scoring
+    alone (evaluate, when only its evals changed); the plan keeps the list of its action."""
     caps: list[tuple[Where, str, float | None]] = [
         (("budget", "max_usd"), "budget.max_usd", spec.budget.max_usd),
         ((), "[tool.tuneform] max_usd_per_run", settings.max_usd_per_run),
     ]
-    for where, label, cap in caps:
-        if cap is not None and result.usd > cap:
-            sizing.budget_problems.append(
-                (
-                    where,
-                    f"estimated {usd_text(result.usd)} is over {label} ({usd_text(cap)}): shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap",
-                )
-            )
+    jobs = (
+        (result.usd, "", sizing.budget_problems, "shorten the run (max_steps, max_samples), pick a cheaper flavor, or raise the cap"),
+        (
+            result.evaluate_usd,
+            " to score the version again (evaluate)",
+            sizing.evaluate_budget_problems,
+            "score fewer suite rows or fewer max_new_tokens, pick a cheaper flavor, or raise the cap",
+        ),
+    )
+    for usd, what, problems, fix in jobs:
+        for where, label, cap in caps:
+            if cap is not None and usd > cap:
+                problems.append((where, f"estimated {usd_text(usd)}{what} is over {label} ({usd_text(cap)}): {fix}"))
 
 
 # The job's time limit when compute.timeout is auto: the estimate times this margin plus a fixed

@@ -2,7 +2,7 @@
 
 The plan's JSON is read by agents, by the plan comment and by the reuse lookup of a workflow
 that trusts nothing in it (github/reuse.py), so its shape is a contract: the fields below, in
-this order, are what `plan --format json` prints under `runs` (schema_version 1). A reader
+this order, are what `plan --format json` prints under `runs` (schema_version 2). A reader
 validates it with `PlanEntry.read`, which drops keys it does not know.
 """
 
@@ -29,7 +29,8 @@ class PlanEntry(Record):
     estimate: PlannedEstimate | None
     fits: bool | None
     budget_ok: bool
-    usd: float
+    usd: float | None  # None when the cost is unknown (schema_version 2)
+    usd_status: str  # "known" or "unknown"
     base_usd: float | None
     errors: list[dict[str, Any]]  # Problem.as_json(): line, column, field, message
     warnings: list[dict[str, Any]]

@@ -28,15 +28,18 @@ from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, load_settings
 from tuneform.runfile.trees import GitTree, TreeError, WorkTree, argument_path, default_base, resolve_rev, shown
 
-PLAN_SCHEMA_VERSION = 1
+# 2: a run's `usd` is null when its cost is unknown (`usd_status` says which); it was always a number.
+PLAN_SCHEMA_VERSION = 2
 # `--base 0000...0` (GitHub's `before` of a first push) compares with git's empty tree.
 NO_BASE = re.compile(r"^0{40}$")
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ACTIONS = ("create", "update", "noop", "delete", "restore", "evaluate", "blocked", "invalid")
-# Actions that spend GPU time (evaluate scores the existing model again).
+# Actions that train; with evaluate (a GPU job that scores the existing model again), the ones
+# that cost money and that every cap binds.
 TRAINING_ACTIONS = ("create", "update")
 # Actions that submit a job, so get a time limit.
 JOB_ACTIONS = (*TRAINING_ACTIONS, "evaluate")
+PRICED_ACTIONS = JOB_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,21 @@ class PlannedRun:
         return run
 
     @property
-    def usd(self) -> float:
-        """What this action costs: training actions only (restore, noop and delete are free)."""
-        if self.action not in TRAINING_ACTIONS or not self.head or not self.head.sizing or not self.head.sizing.estimate:
+    def usd(self) -> float | None:
+        """What this action costs: a training job, or a scoring-only job for evaluate; restore,
+        noop and delete are free. None when it costs money but could not be estimated."""
+        if self.action not in PRICED_ACTIONS or not self.head:
             return 0.0
-        return self.head.sizing.estimate.usd
+        estimate = self.head.sizing.estimate if self.head.sizing else None
+        if estimate is None:
+            return None if self.head.unpriced else 0.0
+        return estimate.evaluate_usd if self.action == "evaluate" else estimate.usd
+
+    @property
+    def unknown_cost(self) -> Problem | None:
+        """Why this run's cost is unknown, when it is: it fails the budget check, and no approval
+        label lifts it (an approval is for an amount)."""
+        return self.head.unpriced if self.usd is None and self.head else None
 
     @property
     def base_usd(self) -> float | None:
@@ -83,14 +96,15 @@ class PlannedRun:
 
     @property
     def budget_ok(self) -> bool:
-        return not self.budget_problems
+        return not self.budget_problems and self.unknown_cost is None
 
     def entry(self, data: DataReport | None = None) -> PlanEntry:
         """This run's entry in the plan's JSON, with its data check when it has one."""
         run = self.check
         sizing = self.head.sizing if self.head else None
         estimate = sizing.estimate if sizing else None
-        problems = (self.head.problems if self.head else []) + self.budget_problems + self.approved + self.timeout_problems
+        unknown = [self.unknown_cost] if self.unknown_cost else []
+        problems = (self.head.problems if self.head else []) + unknown + self.budget_problems + self.approved + self.timeout_problems
         return PlanEntry(
             path=run.path,
             name=run.name,
@@ -105,7 +119,8 @@ class PlannedRun:
             estimate=PlannedEstimate.model_validate(estimate.as_json()) if estimate else None,
             fits=sizing.fits if sizing else None,
             budget_ok=self.budget_ok,
-            usd=round(self.usd, 4),
+            usd=None if self.usd is None else round(self.usd, 4),
+            usd_status="unknown" if self.usd is None else "known",
             base_usd=None if self.base_usd is None else round(self.base_usd, 4),
             errors=[p.as_json() for p in problems if p.severity == "error"],
             warnings=[p.as_json() for p in problems if p.severity == "warning"],
@@ -143,7 +158,8 @@ class Plan:
 
     @property
     def total_usd(self) -> float:
-        return sum(r.usd for r in self.runs)
+        """The known costs' sum: a run of unknown cost fails the plan on its own."""
+        return sum(r.usd or 0.0 for r in self.runs)
 
     @property
     def base_total_usd(self) -> float:
@@ -261,7 +277,7 @@ def make_plan(
             problems.append(Problem(f"{shown(missing)}: no such run file: pass a run file in the repository (default: runs/)"))
     plan = Plan(base_rev, runs, settings, problems)
     if settings.max_usd_per_month is not None:
-        submits = {r.check.key for r in runs if r.action in (*TRAINING_ACTIONS, "evaluate") and r.check.key}
+        submits = {r.check.key for r in runs if r.action in PRICED_ACTIONS and r.check.key}
         checks = [*heads.values(), *bases.values()]
         plan.month = month_to_date(checks, registry_for, planned_keys=submits, required=applying)
         plan.problems += [w for w in [month_warning(plan.month)] if w]
@@ -377,8 +393,9 @@ def _lookup(head: RunCheck, base: RunCheck | None, registry_for: RegistryFor) ->
 
 
 def _apply_budgets(plan: Plan, settings: Settings, approval: BudgetApproval | None) -> None:
-    """Per-run caps only bind actions that train; the PR cap binds the plan's total; the monthly cap
-    binds month to date plus the plan's total (plan/month.py).
+    """Per-run caps bind the actions that cost money (training, and evaluate's scoring job); the PR
+    cap binds the plan's total; the monthly cap binds month to date plus the plan's total
+    (plan/month.py).
 
     An approval (read from GitHub, never from files the PR controls) turns the over-budget errors
     into warnings that say who approved them, unless the plan costs more than the amount it
@@ -388,6 +405,8 @@ def _apply_budgets(plan: Plan, settings: Settings, approval: BudgetApproval | No
     for run in plan.runs:
         if run.action in TRAINING_ACTIONS and run.head is not None:
             run.budget_problems = list(run.head.budget_problems)
+        elif run.action == "evaluate" and run.head is not None:
+            run.budget_problems = list(run.head.evaluate_budget_problems)
     cap = settings.max_usd_per_pr
     if cap is not None and plan.total_usd > cap:
         problems.append(
@@ -429,8 +448,8 @@ def _set_timeout(run: PlannedRun, plan: Plan, settings: Settings, approval: Budg
     estimate = check.sizing.estimate if check and check.sizing else None
     if run.action not in JOB_ACTIONS or check is None or check.spec is None or estimate is None:
         return
-    total = plan.total_usd
-    share = run.usd / total if total > 0 and run.usd > 0 else None
+    total, usd = plan.total_usd, run.usd or 0.0  # an unknown cost already fails the plan
+    share = usd / total if total > 0 and usd > 0 else None
     caps: list[tuple[str, float | None]] = [
         ("budget.max_usd", check.spec.budget.max_usd),
         ("[tool.tuneform] max_usd_per_run", settings.max_usd_per_run),
@@ -439,11 +458,12 @@ def _set_timeout(run: PlannedRun, plan: Plan, settings: Settings, approval: Budg
         caps.append(("its share of [tool.tuneform] max_usd_per_pr", settings.max_usd_per_pr * share))
     if approval is not None:
         # the caps this run is over were lifted by the approval: its share of the amount replaces them
-        caps = [(label, usd) for label, usd in caps if usd is None or usd >= run.usd]
+        caps = [(label, cap) for label, cap in caps if cap is None or cap >= usd]
         approved = approval.usd if approval.usd is not None else total
         if share is not None:
             caps.append(("its share of the approved amount", approved * share))
-    run.timeout = job_timeout(estimate.seconds, estimate.flavor.usd_per_hour, check.spec.compute.timeout, caps)
+    seconds = estimate.evaluate_seconds if run.action == "evaluate" else estimate.seconds  # evaluate only scores
+    run.timeout = job_timeout(seconds, estimate.flavor.usd_per_hour, check.spec.compute.timeout, caps)
     if run.timeout.configured_over and check.loaded is not None:
         line, column = check.loaded.locate("compute", "timeout")
         run.timeout_problems = [

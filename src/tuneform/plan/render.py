@@ -100,8 +100,19 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{minutes / 60:.1f}h"
 
 
+def fmt_cost(run: PlannedRun) -> str:
+    """A run's cost cell: "unknown" when it costs money but could not be estimated, and for a
+    training job the share its evals take (base, previous and new models scored)."""
+    if run.usd is None:
+        return "unknown"
+    est = run.entry().estimate
+    if run.action in ("create", "update") and est and est.eval_usd:
+        return f"{fmt_usd(run.usd)} (evals {fmt_usd(est.eval_usd)})"
+    return fmt_usd(run.usd)
+
+
 def fmt_delta(run: PlannedRun) -> str:
-    if run.action not in ("create", "update"):
+    if run.action not in ("create", "update") or run.usd is None:
         return ""
     base = run.base_usd
     if base is None:
@@ -136,7 +147,10 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
     if factors and run.action in ("create", "update"):
         notes.append(f"calibrated for {escape(applied.get('gpu'))} from this repo's runs: {', '.join(factors)}")
     note = "; ".join(n for n in notes if n)
-    time = fmt_seconds(est.seconds if est else None) if run.action in ("create", "update") else "-"
+    if run.action in ("create", "update"):
+        time = fmt_seconds(est.seconds if est else None)
+    else:
+        time = fmt_seconds(est.evaluate_seconds if est else None) if run.action == "evaluate" else "-"
     # the job's time limit (sizing.job_timeout), marked when a budget cap shortened it
     timeout = run.timeout.text + (" capped" if run.timeout.capped_by else "") if run.timeout else "-"
     return {
@@ -148,7 +162,7 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
         "time": time,
         "timeout": timeout,
         "time_limit": f"{time} ({timeout})" if run.timeout else time,  # the text table's narrower cell
-        "cost": fmt_usd(run.usd) if run.action in ("create", "update") else "$0",
+        "cost": fmt_cost(run),
         "change": fmt_delta(run),
         "vram": vram if run.action in ("create", "update") else "-",
         "note": note,
@@ -178,7 +192,7 @@ def _problems(plan: Plan) -> Iterable[tuple[str, Problem]]:
         if run.head:
             for p in run.head.problems:
                 yield run.head.path, p
-        for p in run.budget_problems + run.approved + run.timeout_problems:
+        for p in ([run.unknown_cost] if run.unknown_cost else []) + run.budget_problems + run.approved + run.timeout_problems:
             yield run.check.path, p
     for p in plan.problems:
         yield "plan", p

@@ -54,6 +54,8 @@ class RunCheck:
     sizing: Sizing | None = None
     problems: list[Problem] = field(default_factory=list)
     budget_problems: list[Problem] = field(default_factory=list)  # kept apart: a PR label may approve them
+    evaluate_budget_problems: list[Problem] = field(default_factory=list)  # the same caps, for a scoring-only job
+    unpriced: Problem | None = None  # why its cost is unknown (no estimate on a paid backend)
     loaded: LoadedRun | None = None
     resolved: Resolved | None = None  # the revisions and hashes the key was made of (lineage)
 
@@ -142,12 +144,22 @@ def check_run(
         result.resolved = resolution.resolved
         result.key = run_key(spec, resolution.resolved)
     if not result.errors:
-        result.sizing = size_run(spec, tree, settings, result.backend, flavors)
+        result.sizing = size_run(spec, tree, settings, result.backend, flavors, hub)
         for where, message, severity in result.sizing.findings:
             at(where, message, severity)
-        for where, message in result.sizing.budget_problems:
+
+        def located(where: tuple[str | int, ...], message: str) -> Problem:
             line, column = loaded.locate(*where)  # a repository cap (no key of its own) points at 1:1, like other whole-file errors
-            result.budget_problems.append(Problem(message, line, column, dotted(where)))
+            return Problem(message, line, column, dotted(where))
+
+        result.budget_problems = [located(where, message) for where, message in result.sizing.budget_problems]
+        result.evaluate_budget_problems = [located(where, message) for where, message in result.sizing.evaluate_budget_problems]
+        if result.sizing.estimate is None and result.backend != "local":  # the local backend trains here, at $0
+            where, why = result.sizing.unpriced or (("model", "id"), "the run could not be sized")
+            result.unpriced = located(
+                where,
+                f"cost unknown: {why}. A cost that cannot be estimated is never taken as $0, so no cap can pass it: make the run priceable",
+            )
     return result
 
 

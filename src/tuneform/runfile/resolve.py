@@ -29,9 +29,31 @@ def _client_offline() -> bool:
     return hub_offline()
 
 
+@dataclass(frozen=True)
+class HubModel:
+    """What the Hub says about a model repository: its config.json and parameter count, or why not.
+
+    ``exists`` is True when the Hub showed the repository (even if its config could not be read:
+    gated, no config.json), False when it answered that there is no such repository or revision,
+    and None when it was not asked or did not answer (offline, network).
+    """
+
+    config: dict[str, Any] | None = None
+    params: int | None = None
+    exists: bool | None = None
+    reason: str | None = None
+
+
+def _answer_reason(exc: BaseException) -> str:
+    """A Hub failure in a few words: its HTTP status, else the exception's class."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return f"HTTP {status}" if status else type(exc).__name__
+
+
 @dataclass
 class HubResolver:
-    """Resolves Hub revisions to commit SHAs, once per (repo, revision), with a short timeout.
+    """Resolves Hub revisions to commit SHAs, and reads model configs, once per question, with a
+    short timeout.
 
     `offline` skips the network entirely (plan in CI without network must stay fast).
     """
@@ -39,6 +61,56 @@ class HubResolver:
     offline: bool = field(default_factory=_client_offline)
     timeout: float = 5.0
     _cache: dict[tuple[str, str, str], tuple[str | None, str | None]] = field(default_factory=dict)
+    _models: dict[tuple[str, str], HubModel] = field(default_factory=dict)
+
+    def model(self, repo_id: str, revision: str) -> HubModel:
+        """The model repository's config.json and parameter count (the safetensors headers, read
+        with HTTP Range requests, never the weights): what prices a model the catalog lacks."""
+        cache_key = (repo_id, revision)
+        if cache_key not in self._models:
+            self._models[cache_key] = self._ask_model(repo_id, revision)
+        return self._models[cache_key]
+
+    def _ask_model(self, repo_id: str, revision: str) -> HubModel:
+        if self.offline:
+            return HubModel(reason="offline (HF_HUB_OFFLINE)")
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            NotASafetensorsRepoError,
+            RemoteEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+            SafetensorsParsingError,
+        )
+
+        from tuneform.core.hub import hub_api, hub_failures
+        from tuneform.runfile import jsonsafe
+
+        api = hub_api()
+        try:
+            path = api.hf_hub_download(repo_id, "config.json", revision=revision, etag_timeout=self.timeout)
+            config = jsonsafe.loads(jsonsafe.decode_text(Path(path).read_bytes()))
+        except GatedRepoError:  # before its base class: the repository exists
+            return HubModel(exists=True, reason="a gated repository: accept its terms on the Hub and set HF_TOKEN")
+        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+            return HubModel(exists=False, reason=f"no such model repository or revision on the Hub ({_answer_reason(exc)})")
+        except RemoteEntryNotFoundError:
+            return HubModel(exists=True, reason="the repository has no config.json")
+        except jsonsafe.JsonError as exc:
+            return HubModel(exists=True, reason=f"its config.json is not valid JSON ({exc})")
+        except hub_failures() as exc:  # network, timeout, server: not an answer about the model
+            reason = _answer_reason(exc)
+            self.offline = self.offline or reason in ("ConnectError", "ConnectTimeout", "LocalEntryNotFoundError")
+            return HubModel(reason=reason)
+        if not isinstance(config, dict):
+            return HubModel(exists=True, reason="its config.json is not a JSON object")
+        unreadable: tuple[type[Exception], ...] = (NotASafetensorsRepoError, SafetensorsParsingError, *hub_failures())
+        try:
+            counts = api.get_safetensors_metadata(repo_id, revision=revision, timeout=self.timeout).parameter_count
+            params = sum(counts.values()) or None
+        except unreadable:
+            params = None  # the shape in config.json still gives the count
+        return HubModel(config, params, exists=True)
 
     def resolve(self, repo_type: str, repo_id: str, revision: str) -> tuple[str | None, str | None]:
         """(commit SHA or None, reason it could not be resolved or None)."""
@@ -65,10 +137,7 @@ class HubResolver:
             else:
                 info = api.model_info(repo_id, revision=revision, timeout=self.timeout)
         except hub_failures() as exc:  # network, auth, 404: all mean "not resolvable now"
-            reason = type(exc).__name__
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status:
-                reason = f"HTTP {status}"
+            reason = _answer_reason(exc)
             self.offline = self.offline or reason in ("ConnectError", "ConnectTimeout", "LocalEntryNotFoundError")
             return None, reason
         return info.sha, None
