@@ -41,10 +41,9 @@ from tuneform.runfile.spec import HubSource
 
 Say = Callable[[str], None]
 
-# unsloth/unsloth: Unsloth's own image (PyTorch + CUDA, Unsloth, unsloth-zoo, TRL, PEFT, bitsandbytes,
-# huggingface_hub), so a job installs only tuneform's small wheel. Pinned by tag so a run trains
-# on the same stack tomorrow; override with compute.image or TUNEFORM_HF_IMAGE.
-DEFAULT_IMAGE = "unsloth/unsloth:2026.10"
+# The image a job runs in is the plan's (plan/runcheck.py image_of): runfile/settings.py pins the
+# default and says how to pin a digest; compute.image or TUNEFORM_HF_IMAGE choose another, within
+# [tool.tuneform] allowed_images.
 ACTIVE = ("SCHEDULING", "RUNNING", "UPDATING", "COMPLETED")
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 CANCELABLE = ("SCHEDULING", "RUNNING", "UPDATING")  # a superseded job in one of these is canceled
@@ -420,7 +419,7 @@ class HfJobsBackend:
         """Submit the job once: not when a job for its label is in flight, its tag is published, or
         another apply holds its claim."""
         check = run.check
-        assert check.output_repo and check.key and check.spec is not None
+        assert check.output_repo and check.key and check.spec is not None and check.image
         repo, key, spec = check.output_repo, check.key, check.spec
         estimate = check.sizing.estimate if check.sizing else None
         if estimate is None:
@@ -455,13 +454,12 @@ class HfJobsBackend:
                 branch = jobs.upload(repo, key, bundle.path, wheel)
             assert run.timeout is not None  # the plan sets one for every run that submits a job
             timeout = run.timeout.seconds
-            image = spec.compute.image or os.environ.get("TUNEFORM_HF_IMAGE") or DEFAULT_IMAGE
             submitted = jobs.submit(
                 repo=repo,
                 key=key,
                 label=label,
                 branch=branch,
-                image=image,
+                image=check.image,  # as planned: inside [tool.tuneform] allowed_images, or the plan blocked the run
                 flavor=estimate.flavor.name,
                 timeout=timeout,
                 token=token,

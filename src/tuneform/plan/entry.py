@@ -25,6 +25,7 @@ class PlanEntry(Record):
     base_path: str | None
     backend: str
     output_repo: str | None
+    image: str | None = None  # the container an hf-jobs job runs in; None for the local backend
     flavor: str | None
     estimate: PlannedEstimate | None
     fits: bool | None

@@ -21,7 +21,7 @@ from tuneform.estimate.catalog import FLAVORS, FlavorTable
 from tuneform.estimate.sizing import JobTimeout, job_timeout, usd_text
 from tuneform.plan.entry import PlanEntry
 from tuneform.plan.month import MonthToDate, month_problems, month_to_date, month_warning
-from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
+from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run, check_shared_outputs
 from tuneform.registry.protocol import FAILED_GATES, Registry, RegistryError, Version
 from tuneform.runfile.diagnostics import Problem
 from tuneform.runfile.resolve import HubResolver
@@ -51,6 +51,10 @@ class BudgetApproval:
     by: str
 
 
+# Actions that run a job or write to the output repo: what the trust boundary stops.
+ACTING = (*JOB_ACTIONS, "restore")
+
+
 @dataclass
 class PlannedRun:
     """One run's entry in a plan."""
@@ -64,6 +68,7 @@ class PlannedRun:
     approved: list[Problem] = field(default_factory=list)  # over budget, approved by the PR's label
     timeout: JobTimeout | None = None  # the job's time limit (runs that submit a job)
     timeout_problems: list[Problem] = field(default_factory=list)  # compute.timeout over what the budget allows
+    untrusted: list[Problem] = field(default_factory=list)  # outside the allowed images/namespaces: blocked, no label lifts it
 
     @property
     def check(self) -> RunCheck:
@@ -104,7 +109,14 @@ class PlannedRun:
         sizing = self.head.sizing if self.head else None
         estimate = sizing.estimate if sizing else None
         unknown = [self.unknown_cost] if self.unknown_cost else []
-        problems = (self.head.problems if self.head else []) + unknown + self.budget_problems + self.approved + self.timeout_problems
+        problems = (
+            (self.head.problems if self.head else [])
+            + unknown
+            + self.budget_problems
+            + self.approved
+            + self.timeout_problems
+            + self.untrusted
+        )
         return PlanEntry(
             path=run.path,
             name=run.name,
@@ -115,6 +127,7 @@ class PlannedRun:
             base_path=self.base.path if self.base else None,
             backend=run.backend,
             output_repo=run.output_repo,
+            image=run.image,
             flavor=estimate.flavor.name if estimate else None,
             estimate=PlannedEstimate.model_validate(estimate.as_json()) if estimate else None,
             fits=sizing.fits if sizing else None,
@@ -183,7 +196,7 @@ class Plan:
         """False when any run is invalid or over budget, or the plan as a whole is over budget."""
         return (
             not any(p.severity == "error" for p in self.problems)
-            and all(r.action != "invalid" and r.budget_ok for r in self.runs)
+            and all(r.action != "invalid" and r.budget_ok and not r.untrusted for r in self.runs)
             and not (self.data and self.data.failed)
         )
 
@@ -268,9 +281,10 @@ def make_plan(
         for p in head_paths
         if explicit is None or head_tree.exists(p)
     }
+    check_shared_outputs(heads.values())
     bases = {p: check_run(base_tree, p, settings, hub, backend=backend, flavors=flavors) for p in base_paths}
     pairs = _match(heads, bases, explicit)
-    decided = (_decide(head, base_run, registry_for, explicit is not None) for head, base_run in pairs)
+    decided = (_guard(_decide(head, base_run, registry_for, explicit is not None)) for head, base_run in pairs)
     runs = [r for r in decided if r is not None]
     for missing in explicit or []:
         if missing not in heads and missing not in bases:
@@ -362,6 +376,15 @@ def _decide(head: RunCheck | None, base: RunCheck | None, registry_for: Registry
     if version is not None:
         return PlannedRun("evaluate" if evals_changed else "noop", head, base, version, state)
     return PlannedRun("update" if base is not None and not same_key else "create", head, base, registry_state=state)
+
+
+def _guard(run: PlannedRun | None) -> PlannedRun | None:
+    """A run that would start a job or write its output repo while outside the base branch's
+    allowed images or namespaces is blocked, with the setting to change; one that does nothing
+    (noop, delete) is left as it is."""
+    if run is None or run.head is None or not run.head.trust_problems or run.action not in ACTING:
+        return run
+    return replace(run, action="blocked", untrusted=list(run.head.trust_problems))
 
 
 def _scored_with(registry: Registry | None, version: Version, eval_hash: str | None) -> bool:

@@ -63,17 +63,17 @@ def render_validation(result: Validation, fmt: str) -> str:
     loose = result.problems
     if fmt == "github":
         for run in result.files:
-            for p in run.problems + run.budget_problems:
+            for p in run.problems + run.budget_problems + run.trust_problems:
                 out.write(github_command(run.path, p) + "\n")
         for path, p in loose:
             out.write(github_command(path, p) + "\n")
         return out.getvalue()
     for run in result.files:
-        for p in run.problems + run.budget_problems:  # over budget is an error in validate
+        for p in run.problems + run.budget_problems + run.trust_problems:  # over budget or untrusted: errors in validate
             out.write(problem_line(run.path, p) + "\n")
     for path, p in loose:
         out.write(problem_line(path, p) + "\n")
-    bad = sum(1 for f in result.files if not f.ok or f.budget_problems)
+    bad = sum(1 for f in result.files if not f.ok or f.budget_problems or f.trust_problems)
     out.write(f"{len(result.files)} file(s) checked, {bad} invalid\n" if result.files or bad else "no run files found under runs/\n")
     return out.getvalue()
 
@@ -136,7 +136,9 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
         notes.append(f"{'restores' if run.action == 'restore' else 'is'} run-{escape(run.reuse.key[:12])}{pr}")
     notes.append(
         {
-            "blocked": "this version failed its gates: change the run to retrain",
+            "blocked": "outside the repository's allowed images or namespaces"
+            if run.untrusted
+            else "this version failed its gates: change the run to retrain",
             "delete": "removes nothing from the registry",
             "evaluate": "evals changed: score again, no training",
             "invalid": f"{len(entry.errors)} error(s)",
@@ -192,7 +194,9 @@ def _problems(plan: Plan) -> Iterable[tuple[str, Problem]]:
         if run.head:
             for p in run.head.problems:
                 yield run.head.path, p
-        for p in ([run.unknown_cost] if run.unknown_cost else []) + run.budget_problems + run.approved + run.timeout_problems:
+        for p in (
+            ([run.unknown_cost] if run.unknown_cost else []) + run.budget_problems + run.approved + run.timeout_problems + run.untrusted
+        ):
             yield run.check.path, p
     for p in plan.problems:
         yield "plan", p
@@ -273,12 +277,17 @@ def render_plan_markdown(plan: Plan) -> str:
     if not plan.runs:
         out.append(f"No changes to runs since `{plan.base_rev[:12]}`.")
     else:
-        out.append("| | run | action | flavor | est. time | timeout | est. cost | change vs base | VRAM | note |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| | run | action | flavor | est. time | timeout | est. cost | change vs base | VRAM | publishes to | image | note |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for run in plan.runs:
-            r = _row(run, md_text) | {"path": md_code(run.check.path, cell=True)}
+            entry = run.entry()
+            r = _row(run, md_text) | {
+                "path": md_code(run.check.path, cell=True),
+                "output": md_code(entry.output_repo, cell=True) if entry.output_repo else "-",
+                "image": md_code(entry.image, cell=True) if entry.image else "-",
+            }
             out.append(
-                "| {sym} | {path} | **{action}** | {flavor} | {time} | {timeout} | {cost} | {change} | {vram} | {note} |".format(
+                "| {sym} | {path} | **{action}** | {flavor} | {time} | {timeout} | {cost} | {change} | {vram} | {output} | {image} | {note} |".format(
                     sym=ACTION_SYMBOLS[run.action], **r
                 )
             )

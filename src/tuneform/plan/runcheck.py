@@ -9,6 +9,8 @@ input: every finding becomes a located Problem.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,7 @@ from tuneform.estimate.sizing import Sizing, size_run
 from tuneform.evals.suite import SuiteError, read_suite_once
 from tuneform.runfile.diagnostics import Problem, did_you_mean
 from tuneform.runfile.resolve import HubResolver, resolve_run, with_fix
-from tuneform.runfile.settings import Settings
+from tuneform.runfile.settings import DEFAULT_IMAGE, Settings
 from tuneform.runfile.spec import (
     LoadedRun,
     Resolved,
@@ -56,6 +58,9 @@ class RunCheck:
     budget_problems: list[Problem] = field(default_factory=list)  # kept apart: a PR label may approve them
     evaluate_budget_problems: list[Problem] = field(default_factory=list)  # the same caps, for a scoring-only job
     unpriced: Problem | None = None  # why its cost is unknown (no estimate on a paid backend)
+    image: str | None = None  # the container an hf-jobs job runs in (None: the local backend runs none)
+    # Outside [tool.tuneform] allowed_images / allowed_namespaces: the plan blocks the run (no label lifts it)
+    trust_problems: list[Problem] = field(default_factory=list)
     loaded: LoadedRun | None = None
     resolved: Resolved | None = None  # the revisions and hashes the key was made of (lineage)
 
@@ -75,8 +80,8 @@ class RunCheck:
         """validate's entry for this file: over-budget counts as an error here."""
         return {
             "path": self.path,
-            "ok": self.ok and not self.budget_problems,
-            "errors": [p.as_json() for p in self.errors + self.budget_problems],
+            "ok": self.ok and not self.budget_problems and not self.trust_problems,
+            "errors": [p.as_json() for p in self.errors + self.budget_problems + self.trust_problems],
             "warnings": [p.as_json() for p in self.warnings],
         }
 
@@ -84,6 +89,13 @@ class RunCheck:
 def backend_of(spec: RunSpec, settings: Settings, override: str | None = None) -> str:
     """--backend, else compute.backend, else [tool.tuneform] default_backend (itself default local)."""
     return override or spec.compute.backend or settings.default_backend
+
+
+def image_of(spec: RunSpec) -> str:
+    """The container an hf-jobs job runs in: compute.image, else TUNEFORM_HF_IMAGE (an operator's
+    override on the machine that applies), else the pinned default. Plan and apply both ask here,
+    so the override meets the same allowlist as a run file's image."""
+    return spec.compute.image or os.environ.get("TUNEFORM_HF_IMAGE") or DEFAULT_IMAGE
 
 
 def output_repo_of(spec: RunSpec, name: str, settings: Settings) -> str:
@@ -133,6 +145,11 @@ def check_run(
             "an absolute model path exists only on this machine: use the local backend, a folder in the repository or a Hub id",
         )
     _check_flavor(spec, settings, flavors, at)
+    if result.backend == "hf-jobs":
+        result.image = image_of(spec)
+        for where, message in _untrusted(spec, result.image, result.output_repo, settings):
+            line, column = loaded.locate(*where)
+            result.trust_problems.append(Problem(message, line, column, dotted(where)))
 
     resolution = resolve_run(spec, tree, hub)
     for where, message in resolution.errors:
@@ -174,6 +191,68 @@ def _check_flavor(spec: RunSpec, settings: Settings, flavors: catalog.FlavorTabl
             ("compute", "flavor"),
             f"flavor '{flavor}' is not allowed in this repository (allowed: {', '.join(settings.allowed_flavors)}): pick one of those or ask an owner to extend [tool.tuneform] allowed_flavors",
         )
+
+
+def _untrusted(spec: RunSpec, image: str, output_repo: str, settings: Settings) -> list[tuple[tuple[str, ...], str]]:
+    """Where an hf-jobs run leaves the repository's trust boundary. Its job gets HF_TOKEN (write)
+    inside `image` and moves `main` of `output_repo`, so both must be ones the base branch's
+    [tool.tuneform] allows; a pull request's own pyproject.toml cannot widen them."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    fix = "on the base branch (a pull request cannot allow its own)"
+    if image not in settings.allowed_images:
+        where = ("compute", "image") if spec.compute.image else ("compute",)
+        source = "compute.image" if spec.compute.image else ("TUNEFORM_HF_IMAGE" if image != DEFAULT_IMAGE else "the default image")
+        found.append(
+            (
+                where,
+                f"image '{image}' ({source}) is not allowed in this repository (allowed: {', '.join(settings.allowed_images) or 'none'}): "
+                f"use one of those, or have an owner add it to [tool.tuneform] allowed_images {fix}",
+            )
+        )
+    namespace = output_repo.split("/", 1)[0]
+    allowed = settings.publish_namespaces
+    has_repo = spec.output.repo or settings.namespace  # neither: check_run's own error asks for one
+    if has_repo and namespace not in allowed:
+        where = ("output", "repo") if spec.output.repo else ("output",)
+        if allowed:
+            message = (
+                f"output repo '{output_repo}' is in namespace '{namespace}', where this repository may not publish (allowed: {', '.join(allowed)}): "
+                f"publish under one of those, or have an owner add '{namespace}' to [tool.tuneform] allowed_namespaces {fix}"
+            )
+        else:
+            message = (
+                f"output repo '{output_repo}': this repository allows no Hub namespace to publish to: "
+                f"have an owner set [tool.tuneform] namespace (or allowed_namespaces) {fix}"
+            )
+        found.append((where, message))
+    return found
+
+
+def check_shared_outputs(checks: Iterable[RunCheck]) -> None:
+    """Two runs that publish to one output repository would each move its `main` to their own
+    version on every apply: an error on each of them, naming the others."""
+    by_repo: dict[tuple[str, str], list[RunCheck]] = {}
+    for check in checks:
+        if check.spec is not None and check.output_repo:
+            # Hub repo ids are case-insensitive: acme/Bot and acme/bot are one repository
+            by_repo.setdefault((check.backend, check.output_repo.casefold()), []).append(check)
+    for group in by_repo.values():
+        if len(group) < 2:
+            continue
+        for check in group:
+            assert check.spec is not None and check.loaded is not None
+            others = ", ".join(other.path for other in group if other is not check)
+            where = ("output", "repo") if check.spec.output.repo else ("output",)
+            line, column = check.loaded.locate(*where)
+            check.problems.append(
+                Problem(
+                    f"{check.path} and {others} both publish to {check.output_repo}, so each apply would replace the other's main: "
+                    "give each run its own output.repo",
+                    line,
+                    column,
+                    "output.repo",
+                )
+            )
 
 
 def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run
+from tuneform.plan.runcheck import RUN_SUFFIXES, RUNS_DIR, RunCheck, check_run, check_shared_outputs
 from tuneform.runfile.diagnostics import Problem
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, load_settings
@@ -20,7 +20,7 @@ class Validation:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(f.ok and not f.budget_problems for f in self.files)
+        return not self.problems and all(f.ok and not f.budget_problems and not f.trust_problems for f in self.files)
 
     def as_json(self) -> dict[str, Any]:
         files = [f.as_json() for f in self.files]
@@ -64,4 +64,6 @@ def validate(root: Path, paths: list[str], *, backend: str | None = None, hub: H
     except SettingsError as exc:
         problems.append((PYPROJECT, exc.problem))
         settings = Settings()
-    return Validation([check_run(tree, f, settings, hub, backend=backend) for f in files], problems)
+    checks = [check_run(tree, f, settings, hub, backend=backend) for f in files]
+    check_shared_outputs(checks)
+    return Validation(checks, problems)

@@ -24,6 +24,15 @@ DEFAULT_CHECKPOINT_MINUTES = 15.0
 # A calibration factor further than 4x from the estimator means a broken measurement, not a slow GPU.
 FACTOR_MIN, FACTOR_MAX = 0.25, 4.0
 Factor = Annotated[float, Field(ge=FACTOR_MIN, le=FACTOR_MAX)]
+# The container an hf-jobs job runs in unless compute.image says otherwise: Unsloth's own image
+# (PyTorch + CUDA, Unsloth, unsloth-zoo, TRL, PEFT, bitsandbytes, huggingface_hub), so a job
+# installs only tuneform's small wheel. `core-<version>` is Unsloth's release tag without the
+# Studio web UI (the one for scripts), at the Unsloth version tuneform's GPU work ran
+# (scripts/fetch_gpu_wheels.sh pins unsloth==2026.10.9); `latest` and `core` are rebuilt daily.
+# A tag can still be re-pushed: to pin by digest, read it with
+# `docker buildx imagetools inspect unsloth/unsloth:core-2026.10.9` and use
+# `unsloth/unsloth:core-2026.10.9@sha256:<digest>` in compute.image and in allowed_images.
+DEFAULT_IMAGE = "unsloth/unsloth:core-2026.10.9"
 
 
 class RepositoryCalibration(BaseModel):
@@ -56,6 +65,14 @@ class Settings(BaseModel):
         description="Cap on a calendar month's (UTC) spending of the repository's runs: billed cost of finished jobs, estimate of running ones, plus the plan.",
     )
     trust_remote_code: list[str] = Field(default_factory=list, description="Model ids allowed to set trust_remote_code.")
+    allowed_images: list[str] = Field(
+        default_factory=lambda: [DEFAULT_IMAGE],
+        description="Container images hf-jobs runs may use, exactly as written (compute.image, else TUNEFORM_HF_IMAGE, else the pinned default); default: the pinned default alone.",
+    )
+    allowed_namespaces: list[str] | None = Field(
+        None,
+        description="Hub namespaces hf-jobs runs may publish to (output.repo's owner); default: [namespace], and none when namespace is unset.",
+    )
     budget_label: str = Field("budget-approved", description="PR label that approves a plan over budget.")
     registry: str | None = Field(None, description="Folder of the local registry (default .tuneform; env TUNEFORM_HOME wins).")
     checkpoint_minutes: float = Field(
@@ -71,6 +88,14 @@ class Settings(BaseModel):
         default_factory=RepositoryCalibration,
         description="Estimator corrections measured on this repository's runs: speed/memory = {GPU model = factor} (see `tuneform calibrate`).",
     )
+
+    @property
+    def publish_namespaces(self) -> list[str]:
+        """The namespaces hf-jobs runs may publish to: allowed_namespaces, else the repository's
+        own namespace; with neither, none (the job's token reaches no repository nobody chose)."""
+        if self.allowed_namespaces is not None:
+            return self.allowed_namespaces
+        return [self.namespace] if self.namespace else []
 
 
 class SettingsError(TuneformError):
