@@ -8,7 +8,12 @@ through the real huggingface_hub client; the container script runs for real unde
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +180,7 @@ def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_hub: FakeHub) -> 
     return demo_repo(tmp_path / "demo", run)
 
 
-def test_apply_refuses_an_image_from_the_environment_outside_the_list(
+def test_apply_refuses_an_image_from_the_environment_outside_the_list_and_pins_the_bundle(
     demo: Repo, fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # TUNEFORM_HF_IMAGE on the applying machine meets the same list: refused, nothing uploaded or submitted
@@ -193,6 +198,93 @@ def test_apply_refuses_an_image_from_the_environment_outside_the_list(
     [job] = fake_hub.jobs.values()
     payload = job.payload
     assert payload["dockerImage"] == EVIL_IMAGE
+
+    # the job fetches the bundle by the commit apply made, and knows the wheel's sha256
+    env = payload["environment"]
+    repo = fake_hub.repo("acme/demo")
+    [branch] = [b for b in repo.branches if b.startswith("tuneform/jobs/")]
+    assert env["TUNEFORM_REVISION"] == repo.branches[branch] and "TUNEFORM_BRANCH" not in env
+    [wheel] = [path for path in repo.files_at(env["TUNEFORM_REVISION"]) if path.endswith(".whl")]
+    uploaded = fake_hub.read_file("acme/demo", wheel, revision=env["TUNEFORM_REVISION"])
+    assert hashlib.sha256(uploaded).hexdigest() == env["TUNEFORM_WHEEL_SHA256"]
+
+
+def tiny_wheel(folder: Path, value: str) -> Path:
+    """A real, installable wheel of a one-module package `trusttiny` whose VALUE is `value`."""
+    import base64
+
+    folder.mkdir(parents=True)
+    info = "trusttiny-1.0.dist-info"
+    files = {
+        "trusttiny/__init__.py": f"VALUE = {value!r}\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: trusttiny\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    wheel = folder / "trusttiny-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return wheel
+
+
+def test_the_container_installs_only_the_wheel_apply_uploaded(fake_hub: FakeHub, tmp_path: Path) -> None:
+    """The job's download-and-install part of CONTAINER_SCRIPT, run by bash against the fake Hub."""
+    from tuneform.backends.hfjobs import CONTAINER_SCRIPT, INSTALL_SCRIPT, HfJobs, jobs_branch
+
+    assert CONTAINER_SCRIPT.startswith(INSTALL_SCRIPT)  # the job runs exactly this part first
+    api = fake_hub.api()
+    api.create_repo("acme/demo", private=True)
+    key = "a" * 64
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "run.json").write_text("{}")
+    wheel = tiny_wheel(tmp_path / "built", "uploaded")
+    commit = HfJobs(api, "acme", lambda line: None).upload("acme/demo", key, bundle, wheel)
+    assert fake_hub.repo("acme/demo").branches[jobs_branch(key)] == commit
+
+    # whoever can write the output repo swaps the wheel on the branch before the container starts
+    swapped = tiny_wheel(tmp_path / "swapped", "swapped")
+    api.upload_file(
+        path_or_fileobj=str(swapped), path_in_repo=f"tuneform-job/{swapped.name}", repo_id="acme/demo", revision=jobs_branch(key)
+    )
+    assert fake_hub.repo("acme/demo").branches[jobs_branch(key)] != commit
+
+    def install(revision: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+        work = tmp_path / f"container-{len(list(tmp_path.glob('container-*')))}"
+        work.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TUNEFORM_", "PIP_", "PYTHON"))}
+        env.update(fake_hub.client_env(USER_TOKEN))  # HF Jobs gives the token as an environment variable
+        env.update(
+            {
+                "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+                "HOME": str(work),
+                "TMPDIR": str(work),
+                "HF_HOME": str(work / "hf"),
+                "PIP_NO_INDEX": "1",
+                "PIP_NO_DEPS": "1",
+                "PIP_TARGET": str(work / "site"),
+                "TUNEFORM_REPO": "acme/demo",
+                "TUNEFORM_REVISION": revision,
+                "TUNEFORM_WHEEL_SHA256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            }
+        )
+        done = subprocess.run(["bash", "-c", INSTALL_SCRIPT], env=env, cwd=work, capture_output=True, text=True, timeout=300)
+        return done, work / "site"
+
+    # by the upload's commit: the wheel apply built, whatever the branch holds now
+    done, site = install(commit)
+    assert done.returncode == 0, done.stderr
+    assert (site / "trusttiny" / "__init__.py").read_text() == "VALUE = 'uploaded'\n"
+
+    # bytes that are not that wheel (here the branch's head, which holds the swap): refused, nothing installed
+    done, site = install(jobs_branch(key))
+    assert done.returncode != 0 and "refusing to install" in done.stderr, done.stderr
+    assert not site.exists() or not any(site.iterdir())
 
 
 # ------------------------------------------------------------------------------- the default image

@@ -7,8 +7,10 @@ Submitting one run:
 2. Claim the key: `create_branch(tuneform/claim-<key12>)`; a 409 means another apply holds it.
 3. Check that the job's token can read the base model and Hub datasets (auth_check).
 4. Upload the bundle and a wheel of this tuneform to branch `tuneform/jobs/<key12>` of the output repo.
-5. `run_job`: the container downloads that branch's `tuneform-job/`, installs the wheel and runs
-   `tuneform job BUNDLE --registry hub:<repo>`. HF_TOKEN goes in `secrets` only.
+5. `run_job`: the container downloads `tuneform-job/` at the commit that upload made (not the
+   branch, which anyone who can write the output repo could move), refuses a wheel whose sha256 is
+   not the one apply built, installs it and runs `tuneform job BUNDLE --registry hub:<repo>`.
+   HF_TOKEN goes in `secrets` only.
 6. Supersede: jobs labelled with the same output repo (`tuneform-repo`) but another run key that are
    still SCHEDULING or RUNNING train a version this apply replaced; they are canceled.
 
@@ -48,19 +50,35 @@ ACTIVE = ("SCHEDULING", "RUNNING", "UPDATING", "COMPLETED")
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 CANCELABLE = ("SCHEDULING", "RUNNING", "UPDATING")  # a superseded job in one of these is canceled
 
-# What the container runs (bash). Parameters come from the environment, the token from secrets.
-# pip reads PIP_* from the environment too, so the same script installs offline in tests.
-CONTAINER_SCRIPT = r"""set -eu
+# What the container runs (bash), in two parts so tests can run the first alone. Parameters come
+# from the environment, the token from secrets. INSTALL_SCRIPT downloads the job folder at commit
+# TUNEFORM_REVISION and pip-installs its one wheel only when its sha256 is TUNEFORM_WHEEL_SHA256;
+# it leaves the bundle's folder in $dir. pip reads PIP_* from the environment too, so the same
+# script installs offline in tests.
+INSTALL_SCRIPT = r"""set -eu
 dir=$(mktemp -d)
 python -c 'import huggingface_hub' 2>/dev/null || python -m pip install -q 'huggingface_hub>=1.19,<2'
-python - "$TUNEFORM_REPO" "$TUNEFORM_BRANCH" "$dir" <<'PY'
-import sys
+wheel=$(python - "$TUNEFORM_REPO" "$TUNEFORM_REVISION" "$TUNEFORM_WHEEL_SHA256" "$dir" <<'PY'
+import hashlib, pathlib, sys
 from huggingface_hub import snapshot_download
-snapshot_download(sys.argv[1], revision=sys.argv[2], allow_patterns=["tuneform-job/*"], local_dir=sys.argv[3])
+repo, revision, expected, local = sys.argv[1:]
+snapshot_download(repo, revision=revision, allow_patterns=["tuneform-job/*"], local_dir=local)
+wheels = sorted(pathlib.Path(local, "tuneform-job").glob("*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"tuneform: expected one wheel in tuneform-job/ at {revision}, found {len(wheels)}: refusing to install")
+found = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
+if found != expected:
+    sys.exit(f"tuneform: {wheels[0].name} at {revision} has sha256 {found}, not the {expected} apply uploaded: refusing to install it")
+print(wheels[0])
 PY
-python -m pip install -q --disable-pip-version-check "$dir"/tuneform-job/*.whl
-exec python -m tuneform.cli job "$dir/tuneform-job/bundle" --registry "hub:$TUNEFORM_REPO"
+)
+python -m pip install -q --disable-pip-version-check "$wheel"
 """
+CONTAINER_SCRIPT = (
+    INSTALL_SCRIPT
+    + r"""exec python -m tuneform.cli job "$dir/tuneform-job/bundle" --registry "hub:$TUNEFORM_REPO"
+"""
+)
 
 
 class HfJobsError(BackendError):
@@ -205,7 +223,8 @@ class HfJobs:
                 pass  # absent already, or left behind: a later claim or upload replaces it
 
     def upload(self, repo: str, key: str, bundle: Path, wheel: Path) -> str:
-        """Bundle + wheel on a fresh branch tuneform/jobs/<key12> (one commit)."""
+        """Bundle + wheel on a fresh branch tuneform/jobs/<key12> (one commit); that commit's id,
+        which the job downloads by, so a later push to the branch cannot change what it runs."""
         from huggingface_hub import CommitOperationAdd
 
         branch = jobs_branch(key)
@@ -220,12 +239,12 @@ class HfJobs:
             if p.is_file()
         ]
         ops.append(CommitOperationAdd(f"{JOB_FOLDER}/{wheel.name}", str(wheel)))
-        retry(
+        commit = retry(
             lambda: self.api.create_commit(repo, ops, commit_message=f"tuneform job bundle for {tag_of(key)}", revision=branch),
             what="upload the job bundle",
             say=self.say,
         )
-        return branch
+        return str(commit.oid)
 
     def submit(
         self,
@@ -233,7 +252,8 @@ class HfJobs:
         repo: str,
         key: str,
         label: str,
-        branch: str,
+        revision: str,
+        wheel_sha256: str,
         image: str,
         flavor: str,
         timeout: int,
@@ -247,7 +267,13 @@ class HfJobs:
             "tuneform-git": (git_sha or "none")[:12],
             "tuneform-repo": repo_label(repo),
         }
-        env = {"TUNEFORM_REPO": repo, "TUNEFORM_BRANCH": branch, "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        env = {
+            "TUNEFORM_REPO": repo,
+            "TUNEFORM_REVISION": revision,  # the bundle's commit, not its branch
+            "TUNEFORM_WHEEL_SHA256": wheel_sha256,
+            "PYTHONUNBUFFERED": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
 
         def call() -> Any:
             return self.api.run_job(
@@ -451,14 +477,16 @@ class HfJobsBackend:
             with tempfile.TemporaryDirectory(prefix="tuneform-submit-") as tmp:
                 bundle = ctx.bundle(run, registry, Path(tmp) / "bundle")
                 wheel = build_wheel(Path(tmp) / "wheel")
-                branch = jobs.upload(repo, key, bundle.path, wheel)
+                revision = jobs.upload(repo, key, bundle.path, wheel)
+                wheel_sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
             assert run.timeout is not None  # the plan sets one for every run that submits a job
             timeout = run.timeout.seconds
             submitted = jobs.submit(
                 repo=repo,
                 key=key,
                 label=label,
-                branch=branch,
+                revision=revision,
+                wheel_sha256=wheel_sha256,
                 image=check.image,  # as planned: inside [tool.tuneform] allowed_images, or the plan blocked the run
                 flavor=estimate.flavor.name,
                 timeout=timeout,
