@@ -28,6 +28,7 @@ from tuneform.github.results import (
     render_results,
 )
 from tuneform.job.report import RESULTS_MARKER
+from tuneform.runfile.settings import DEFAULT_IMAGE
 
 SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 KEY_DONE = hashlib.sha256(b"support").hexdigest()
@@ -42,8 +43,9 @@ def submit(hub: FakeHub, repo: str, key: str, name: str, sha: str = SHA) -> str:
         repo=repo,
         key=key,
         label=key[:12],
-        branch=f"tuneform/jobs/{key[:12]}",
-        image="unsloth/unsloth:2026.10",
+        revision="0" * 40,  # the bundle commit: no container plays these jobs
+        wheel_sha256="0" * 64,
+        image=DEFAULT_IMAGE,
         flavor="cpu-basic",
         timeout=600,
         token=USER_TOKEN,
