@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from conftest import RUN, Repo, jsonl
+from conftest import RUN, SETTINGS, Repo, jsonl
 from markdown_check import HOSTILE, assert_inert, render
 from test_runreport import manifest as report_manifest
 from tuneform.core.manifest import Manifest
@@ -188,19 +188,24 @@ def _rows() -> list[dict[str, Any]]:
 
 
 def test_plan_markdown_with_hostile_paths_keys_and_data(repo: Repo) -> None:
-    repo.git("checkout", "-q", "-b", "pr")
     name = "@octocat ![i](p.png) <img src=x onerror=alert(1)> # HEADMARK a | b ``tick`` www.evil.example #999"
+    repo.write("pyproject.toml", SETTINGS + f"allowed_images = [{json.dumps(name)}]\n")  # main allows it as an image too
+    repo.commit("allow the hostile image")
+    repo.git("checkout", "-q", "-b", "pr")
     data = f"data/{name}.jsonl"
     row = {"messages": [{"role": "user", "content": "DATAROW " + ALL}, {"role": "assistant", "content": "[x](https://evil)"}]}
     repo.write(data, jsonl([row, row, *_rows()]))
-    repo.write(f"runs/{name}.yaml", "name: hostile\n" + RUN.replace("data/chat.jsonl", json.dumps(data)))
+    # an hf-jobs run: its image shows in a table cell
+    compute = f"compute: {{backend: hf-jobs, image: {json.dumps(name)}}}\n"
+    repo.write(f"runs/{name}.yaml", "name: hostile\n" + RUN.replace("data/chat.jsonl", json.dumps(data)) + compute)
     repo.write("runs/bad.yaml", RUN + json.dumps(ALL) + ": 1\n")  # an error message quoting the key
     repo.commit("hostile")
     out = assert_inert(repo.cli("plan", "--format", "markdown").output, [f"runs/{name}.yaml", f"unknown key '{ALL}'"])
     assert "DATAROW @octocat please look" in out.text  # the duplicated row's sample, in the data check
     assert f"runs/{name}.yaml" in out.cells and "runs/bad.yaml" in out.cells
     code, plan = repo.json("plan", "--format", "json")
-    assert out.tables == [[10] * (1 + len(plan["runs"]))] and len(plan["runs"]) == 2  # header + one row per run (10 columns)
+    assert out.tables == [[12] * (1 + len(plan["runs"]))] and len(plan["runs"]) == 2  # header + one row per run (12 columns)
+    assert plan["runs"][0]["image"] == name and plan["runs"][0]["action"] == "create"
 
 
 def test_validate_github_format_keeps_hostile_text_in_one_annotation(repo: Repo) -> None:
