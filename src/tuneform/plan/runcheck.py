@@ -147,9 +147,9 @@ def check_run(
     _check_flavor(spec, settings, flavors, at)
     if result.backend == "hf-jobs":
         result.image = image_of(spec)
-        for where, message in _untrusted(spec, result.image, result.output_repo, settings):
-            line, column = loaded.locate(*where)
-            result.trust_problems.append(Problem(message, line, column, dotted(where)))
+        for field_path, message in _untrusted(spec, result.image, result.output_repo, settings):
+            line, column = loaded.locate(*field_path)
+            result.trust_problems.append(Problem(message, line, column, dotted(field_path)))
 
     resolution = resolve_run(spec, tree, hub)
     for where, message in resolution.errors:
