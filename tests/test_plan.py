@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import RUN, Repo, jsonl
+from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, Repo, jsonl
+from tuneform.backends import local
 from tuneform.core.manifest import GitFacts, Manifest
+from tuneform.plan.planner import EMPTY_TREE, NO_MAIN_YET
 from tuneform.registry.local import FAILED_GATES, PASSED, LocalRegistry
 
 
@@ -284,6 +286,38 @@ def test_all_zero_base_means_everything_is_new(repo: Repo) -> None:
     code, plan = plan_json(repo, "--base", "0" * 40)
     assert code == 0 and actions(plan) == {"runs/support.yaml": "create"}
     assert plan["max_usd_per_pr"] == 30  # settings come from the working tree when the base has none
+
+
+def test_before_the_first_commit_every_run_is_new_and_the_plan_says_so(tmp_path, monkeypatch) -> None:
+    """A fresh `git init` (no commit, so no main to take a merge base with): plan, validate and
+    apply compare with the empty tree instead of failing, and the plan says why every run is new."""
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    fresh = Repo.init(tmp_path / "fresh")
+    fresh.write("pyproject.toml", SETTINGS)
+    fresh.write("data/chat.jsonl", jsonl(CHAT_ROWS))
+    fresh.write("evals/intents.yaml", SUITE)
+    fresh.write("evals/intents.jsonl", jsonl(SUITE_ROWS))
+    fresh.write("runs/support.yaml", RUN)
+    code, plan = plan_json(fresh)
+    assert code == 0 and actions(plan) == {"runs/support.yaml": "create"}, plan
+    assert plan["base"] == EMPTY_TREE and [w["message"] for w in plan["warnings"]] == [NO_MAIN_YET]
+    assert NO_MAIN_YET in " ".join(fresh.cli("plan").output.split())  # the text view wraps lines
+    assert NO_MAIN_YET in fresh.cli("plan", "--format", "markdown").output
+    assert fresh.json("validate", "--format", "json")[0] == 0
+    applied = fresh.cli("apply", "--no-wait", "--format", "json")
+    for job in local.list_jobs(tmp_path / "registry"):  # started in the background: not needed here
+        local.cancel(job)
+    assert applied.exit_code == 0 and "no 'main' branch" not in applied.output
+    assert [r["action"] for r in json.loads(applied.stdout)["runs"]] == ["create"]
+    # work on another branch before anything reached main: the same, nothing to compare with
+    fresh.git("checkout", "-q", "-b", "first-run")
+    fresh.commit("first run")
+    code, plan = plan_json(fresh)
+    assert code == 0 and actions(plan) == {"runs/support.yaml": "create"} and plan["base"] == EMPTY_TREE
+    # once main has a commit, the merge base with it decides again: nothing changed since
+    fresh.git("branch", "main")
+    code, plan = plan_json(fresh)
+    assert code == 0 and plan["runs"] == [] and plan["warnings"] == []
 
 
 def test_budget_label_in_the_event_approves_an_over_budget_plan(repo: Repo, tmp_path, monkeypatch) -> None:

@@ -33,6 +33,10 @@ PLAN_SCHEMA_VERSION = 2
 # `--base 0000...0` (GitHub's `before` of a first push) compares with git's empty tree.
 NO_BASE = re.compile(r"^0{40}$")
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# What a plan says when the repository has no commit on main yet (a fresh `tuneform init`).
+NO_MAIN_YET = (
+    "no commit on 'main' yet: compared with the empty tree, so every run is new (pass --base REF to compare with another revision)"
+)
 ACTIONS = ("create", "update", "noop", "delete", "restore", "evaluate", "blocked", "invalid")
 # Actions that train; with evaluate (a GPU job that scores the existing model again), the ones
 # that cost money and that every cap binds.
@@ -256,13 +260,17 @@ def make_plan(
     among `labels` (a PR's plan: what the label would approve).
     """
     hub = hub or HubResolver()
+    problems: list[Problem] = []
     if base is not None and NO_BASE.match(base):
         base_rev = EMPTY_TREE  # a first push (GitHub's all-zero "before"): every run is new
+    elif base is not None:
+        base_rev = resolve_rev(root, base)
     else:
-        base_rev = resolve_rev(root, base) if base else default_base(root)
+        base_rev = default_base(root) or EMPTY_TREE
+        if base_rev == EMPTY_TREE:  # before the first commit on main: nothing was ever applied
+            problems.append(Problem(NO_MAIN_YET, severity="warning"))
     base_tree = GitTree(root, base_rev, label=base or base_rev[:12])
     head_tree = WorkTree(root)
-    problems: list[Problem] = []
     try:
         settings = load_settings(base_tree) if base_tree.exists(PYPROJECT) else load_settings(head_tree)
     except SettingsError as exc:

@@ -269,13 +269,20 @@ def repo_root(start: Path) -> Path:
     return start.resolve()
 
 
-def default_base(root: Path) -> str:
-    """Merge base of HEAD with main (or origin/main): what a pull request is compared against."""
+def default_base(root: Path) -> str | None:
+    """Merge base of HEAD with main (or origin/main): what a pull request is compared against.
+
+    None when no such branch has a commit yet (a fresh `git init`, or work on another branch
+    before the first push): nothing was ever merged, so there is nothing to compare with and the
+    caller compares with the empty tree. A main that shares no history with HEAD is a TreeError."""
     for candidate in ("main", "origin/main", "master", "origin/master"):
+        if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], cwd=root, capture_output=True).returncode:
+            continue
         proc = subprocess.run(["git", "merge-base", candidate, "HEAD"], cwd=root, capture_output=True)
         if proc.returncode == 0:
             return proc.stdout.decode().strip()
-    raise TreeError("no 'main' branch to compare with: pass --base REF (a branch, tag or commit)")
+        raise TreeError(f"'{candidate}' shares no commit with HEAD, so there is no merge base to compare with: pass --base REF")
+    return None
 
 
 def resolve_rev(root: Path, rev: str) -> str:
