@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -73,6 +76,84 @@ def test_init_scaffolds_a_repo_that_validates_and_plans(tmp_path: Path) -> None:
     [run] = plan["runs"]
     assert code == 0 and run["action"] == "create" and run["output_repo"] == "acme/second"
     assert run["flavor"] == "t4-small" and 0 < run["usd"] < 1
+
+
+class Terminal:
+    """`tuneform init` in a real pseudo-terminal (stdin is a tty, as when a person types it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tuneform.cli", *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+        )
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 120) -> str:
+        """Read until `text` has been printed (the timeout only ends a hung test)."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            assert time.monotonic() < deadline, f"never printed {text!r}; got:\n{self.seen}"
+            if select.select([self.master], [], [], 1)[0]:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # the child ended and closed the terminal
+                    chunk = b""
+                assert chunk or text in self.seen, f"ended before printing {text!r}:\n{self.seen}"
+                self.seen += chunk.decode(errors="replace").replace("\r\n", "\n")
+        return self.seen
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\n")
+
+    def close(self) -> int:
+        code = self.proc.wait(timeout=120)
+        os.close(self.master)
+        return code
+
+
+def test_init_in_a_terminal_asks_for_the_namespace_suggesting_the_token_user(tmp_path: Path, fake_hub: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | fake_hub.client_env()
+    term = Terminal(["init", str(tmp_path / "asked")], env)
+    try:
+        term.expect("Hub user or organization for output repos [alice]")
+        term.type("not a/name")
+        term.expect("is not a Hub user or organization name")
+        term.type("")  # Enter: the suggestion
+        said = term.expect("next: tuneform validate")
+    finally:
+        code = term.close()
+    assert code == 0 and "namespace alice (as answered)" in said
+    assert 'namespace = "alice"' in (tmp_path / "asked/pyproject.toml").read_text()
+    # no token: nothing to suggest, and Enter leaves it unset with the line to add
+    env = {k: v for k, v in env.items() if k != "HF_TOKEN"} | {"HF_HOME": str(tmp_path / "hf-home")}
+    term = Terminal(["init", str(tmp_path / "later")], env)
+    try:
+        term.expect("Hub user or organization for output repos (Enter: set it later)")
+        term.type("")
+        said = term.expect("next: tuneform validate")
+    finally:
+        code = term.close()
+    assert code == 0 and "no Hub namespace set: add namespace =" in " ".join(said.split())
+    assert "\nnamespace" not in (tmp_path / "later/pyproject.toml").read_text()
+
+
+def test_init_namespace_options_are_checked_and_existing_settings_kept(tmp_path: Path) -> None:
+    bad = CliRunner().invoke(main, ["init", str(tmp_path / "bad"), "--namespace", 'acme"\n[x]'])
+    assert bad.exit_code == 2 and "is not a Hub user or organization name" in bad.output
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/pyproject.toml").write_text('[tool.tuneform]\nnamespace = "acme"\n')
+    said = CliRunner().invoke(main, ["init", str(tmp_path / "mine"), "--format", "json"])
+    out = json.loads(said.output)
+    assert out["namespace"] == "acme" and out["namespace_from"] == "pyproject.toml"
+    given = CliRunner().invoke(main, ["init", str(tmp_path / "given"), "--namespace", "acme-ml", "--format", "json"])
+    assert json.loads(given.output)["namespace_from"] == "--namespace"
+    assert 'namespace = "acme-ml"' in (tmp_path / "given/pyproject.toml").read_text()
 
 
 def test_init_never_overwrites(tmp_path: Path) -> None:

@@ -1047,6 +1047,56 @@ def test_pull_request_gets_a_plan_comment(actions: Actions, repo: Repo, fake_git
     assert [r["backend"] for r in planned["runs"]] == ["local"] and [r["backend"] for r in second["runs"]] == ["hf-jobs"]
 
 
+def init_pr(tmp_path: Path, github: Any, name: str) -> tuple[Repo, PullRequest, str]:
+    """A new repository on GitHub (main holds a README) and its first pull request: everything
+    `tuneform init` writes, run without a terminal (as a script or an agent would). Returns the
+    repository, the PR and what init said."""
+    from click.testing import CliRunner
+
+    from tuneform.cli.commands import main
+
+    scaffolded = tmp_path / f"{name}-init"
+    said = CliRunner().invoke(main, ["init", str(scaffolded)])
+    assert said.exit_code == 0, said.output
+    files = {p.relative_to(scaffolded).as_posix(): p.read_text() for p in scaffolded.rglob("*") if p.is_file()}
+    repo = Repo.init(tmp_path / name)
+    repo.write("README.md", "# models\n")
+    repo.commit("Initial commit")
+    return repo, open_pr(repo, github, files), said.output
+
+
+def test_a_fresh_init_repository_passes_its_own_plan_workflow(
+    tmp_path: Path, fake_github: Any, fake_hub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pull request of a new repository runs the plan.yml that init wrote, on the
+    default backend (hf-jobs, no repository variable). init takes the namespace from the Hub
+    token's user and says so; with no token it says what to add, and the check fails until then."""
+    from fakehub import USER_TOKEN
+
+    repo, pr, said = init_pr(tmp_path, fake_github, "no-token")
+    assert 'no Hub namespace set: add namespace = "<your Hub user or org>" to [tool.tuneform] in pyproject.toml' in said
+    plan = run_plan(Actions(tmp_path / "actions-no-token", repo.path, fake_github), pr, workflow=yaml.safe_load(pr_workflow(repo, pr)))
+    assert plan.conclusion == "failure" and "set output.repo (namespace/name) or [tool.tuneform] namespace" in plan.job.log()
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
+    repo, pr, said = init_pr(tmp_path, fake_github, "with-token")
+    assert "namespace alice (the user of your Hugging Face token; pass --namespace to choose another" in said
+    assert fake_hub.requests_to("GET", r"/api/whoami-v2$")
+    actions = Actions(tmp_path / "actions", repo.path, fake_github)
+    plan = run_plan(actions, pr, workflow=yaml.safe_load(pr_workflow(repo, pr)))
+    assert plan.conclusion == "success", plan.job.log()
+    planned = json.loads((artifact(actions, plan) / "plan.json").read_text())
+    assert [(r["path"], r["action"], r["backend"], r["output_repo"]) for r in planned["runs"]] == [
+        ("runs/example.yaml", "create", "hf-jobs", "alice/example")
+    ]
+
+
+def pr_workflow(repo: Repo, pr: PullRequest, name: str = "plan.yml") -> str:
+    """A workflow file as the pull request's merge commit holds it (what GitHub runs)."""
+    return repo.git("show", f"{pr.merge_sha}:.github/workflows/{name}")
+
+
 def test_invalid_run_fails_the_check_after_the_plan_is_uploaded(actions: Actions, repo: Repo, fake_github: Any) -> None:
     pr = open_pr(repo, fake_github, {"runs/faq.yaml": BAD_RUN})
     plan = run_plan(actions, pr)

@@ -667,19 +667,31 @@ def schema(write: bool) -> None:
 
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
-@click.option("--namespace", default=None, help="Hub namespace for output repos (default: none, set it later).")
+@click.option(
+    "--namespace",
+    default=None,
+    help="Hub user or org that output repos default to (default: asked in a terminal, else the user of HF_TOKEN).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def init(directory: str, namespace: str | None, fmt: str) -> None:
     """Scaffold a training repository: runs/, evals/, data/, [tool.tuneform] settings and the
-    GitHub workflows, which install this same tuneform (the install spec it prints)."""
+    GitHub workflows, which install this same tuneform (the install spec it prints).
+
+    The namespace is what hf-jobs (the backend of the GitHub workflows) publishes to: --namespace,
+    else asked in a terminal (suggesting the Hugging Face token's user), else that user. With none
+    of these, init says what to add to pyproject.toml.
+    """
     from tuneform.core.distribution import SOURCES, install_spec
     from tuneform.runfile.scaffold import scaffold
 
+    target = Path(directory)
+    namespace, source = _init_namespace(target, namespace, interactive=fmt == "text" and sys.stdin.isatty())
     spec = install_spec()
-    written = scaffold(Path(directory), namespace=namespace, install=spec)
+    written = scaffold(target, namespace=namespace if source in _WRITTEN_BY_INIT else None, install=spec)
     install = {"requirement": spec.requirement, "sha256": spec.sha256 or None, "source": spec.source, "warning": spec.warning}
+    note = _namespace_note(namespace, source)
     if fmt == "json":
-        _emit_json({"ok": True, "created": written, "install": install})
+        _emit_json({"ok": True, "created": written, "install": install, "namespace": namespace, "namespace_from": source, "note": note})
         return
     for path in written:
         click.echo(f"created {path}")
@@ -688,7 +700,64 @@ def init(directory: str, namespace: str | None, fmt: str) -> None:
         click.echo(f"warning: {spec.warning}", err=True)
     else:
         click.echo(f"the workflows install {spec.requirement}{hashed}, the tuneform running now ({SOURCES[spec.source]})")
+    click.echo(note)
     click.echo("next: tuneform validate && tuneform plan")
+
+
+# Where init's namespace came from: the ones init writes into the settings it creates.
+_WRITTEN_BY_INIT = ("--namespace", "prompt", "hub token")
+
+
+def _init_namespace(target: Path, given: str | None, *, interactive: bool) -> tuple[str | None, str | None]:
+    """The namespace `tuneform init` settles on and where it came from: settings already in
+    target's pyproject.toml (init never edits them), --namespace, the answer in a terminal (the
+    token's user suggested), the token's user; (None, None) when nothing says."""
+    from tuneform.core.errors import UsageError
+    from tuneform.core.hub import token_user
+    from tuneform.runfile.scaffold import check_namespace
+    from tuneform.runfile.settings import PYPROJECT
+
+    pyproject = target / PYPROJECT
+    if pyproject.is_file() and "[tool.tuneform]" in pyproject.read_text(encoding="utf-8", errors="replace"):
+        existing = _settings(target).namespace
+        return (existing, PYPROJECT) if existing else (given, None)
+    if given is not None:
+        return check_namespace(given), "--namespace"
+    user = token_user()
+    if interactive:
+
+        def answer(text: str) -> str:
+            try:
+                return check_namespace(text.strip()) if text.strip() else ""
+            except UsageError as exc:  # click's own kind, so that the prompt asks again
+                raise click.BadParameter(str(exc)) from None
+
+        asked = click.prompt(
+            "Hub user or organization for output repos" + (f" [{user}]" if user else " (Enter: set it later)"),
+            default=user or "",
+            show_default=False,
+            value_proc=answer,
+        )
+        return (asked, "prompt") if asked else (None, None)
+    return (user, "hub token") if user else (None, None)
+
+
+def _namespace_note(namespace: str | None, source: str | None) -> str:
+    """What init says about the namespace: which one and from where, or exactly what to add."""
+    from tuneform.runfile.settings import PYPROJECT
+
+    if namespace is None or source is None:
+        return (
+            f'no Hub namespace set: add namespace = "{namespace or "<your Hub user or org>"}" to [tool.tuneform] in {PYPROJECT}. '
+            "The GitHub workflows plan and apply on hf-jobs, which publishes to that namespace: until it is set, their plan check fails."
+        )
+    where = {
+        "--namespace": "from --namespace",
+        "prompt": "as answered",
+        "hub token": "the user of your Hugging Face token; pass --namespace to choose another, e.g. an org",
+        PYPROJECT: f"already in {PYPROJECT}",
+    }[source]
+    return f"namespace {namespace} ({where}): output repos default to {namespace}/<run name>"
 
 
 if __name__ == "__main__":

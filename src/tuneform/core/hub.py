@@ -26,6 +26,20 @@ def hub_api(token: str | None = None) -> Any:
     return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or get_token() or None)
 
 
+def token_user() -> str | None:
+    """The Hub user that HF_TOKEN (or the saved login) belongs to: the namespace `tuneform init`
+    suggests. None when there is no token, the client is offline, or the Hub does not answer:
+    init then asks or says what to set, it never fails for want of a suggestion."""
+    from huggingface_hub import get_token
+
+    if hub_offline() or not get_token():
+        return None
+    try:
+        return str(hub_api().whoami()["name"])
+    except hub_failures():
+        return None
+
+
 def hub_offline() -> bool:
     """The client's own offline switch (HF_HUB_OFFLINE, read at its import)."""
     from huggingface_hub import constants

@@ -11,12 +11,13 @@ The workflows install the tuneform that init runs as: their templates carry plac
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from tuneform.core.distribution import InstallSpec, install_spec
-from tuneform.core.errors import TuneformError
+from tuneform.core.errors import TuneformError, UsageError
 from tuneform.runfile.spec import SCHEMA_FILE, json_schema
 
 SETTINGS_TEMPLATE = "tuneform.toml"
@@ -34,6 +35,21 @@ _UNSAFE = frozenset('"\\$`{}') | {chr(c) for c in range(32)} | {chr(127)}
 
 class ScaffoldError(TuneformError):
     """The target cannot be scaffolded (e.g. it is a file)."""
+
+
+# A Hub user or organization name, as output repo ids spell their first half (runfile/spec.py).
+NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def check_namespace(namespace: str) -> str:
+    """`namespace` when it can name a Hub user or org; a UsageError with the rule otherwise (it
+    is written into pyproject.toml as is, so nothing else may reach that file)."""
+    if not NAMESPACE.match(namespace):
+        raise UsageError(
+            f"namespace {namespace!r} is not a Hub user or organization name",
+            fix="use letters, digits, '-', '_' or '.', starting with a letter or digit (e.g. --namespace acme)",
+        )
+    return namespace
 
 
 def _files(folder: Traversable, prefix: str = "") -> list[tuple[str, Traversable]]:
@@ -66,6 +82,8 @@ def scaffold(directory: Path, *, namespace: str | None = None, install: InstallS
     install = install or install_spec()
     if directory.exists() and not directory.is_dir():
         raise ScaffoldError(f"{directory} is a file: pass a folder")
+    if namespace:
+        check_namespace(namespace)  # before anything is written
     directory.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     template = resources.files("tuneform") / "templates" / "init"
