@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Repo, demo_repo, jsonl
+from conftest import ROOT, RUN, Repo, demo_repo, jsonl
 from tuneform.backends import local
 
 DEMO = (ROOT / "runs/demo.yaml").read_text()
@@ -152,3 +152,22 @@ def test_cancel_mid_training_leaves_the_registry_consistent(demo: Repo) -> None:
     assert "step " in demo.cli("logs", job.id).output
     code, plan = demo.json("plan", "--format", "json", "runs/demo.yaml")
     assert plan["runs"][0]["action"] == "update" and plan["runs"][0]["reuse"] is None  # nothing half-published
+
+
+def test_the_wait_window_follows_what_fits_and_counts_each_followed_share(repo: Repo) -> None:
+    """--wait-within: each run's estimate x FOLLOW_MARGIN is weighed against what is left of the
+    window; a followed run takes its share. Two runs that each fit alone do not fit together."""
+    from tuneform.backends.apply import FOLLOW_MARGIN, WaitWindow
+    from tuneform.plan.planner import make_plan
+
+    repo.write("runs/faq.yaml", RUN.replace("learning_rate: 1.0e-4", "learning_rate: 5.0e-5"))
+    repo.commit("faq")
+    first, second = make_plan(repo.path, base="0" * 40).runs
+    needed = [run.check.sizing.estimate.seconds * FOLLOW_MARGIN for run in (first, second)]
+    assert all(n > 10 for n in needed)  # the test's margins below are far above the time it takes
+    window = WaitWindow(needed[0] + needed[1] - 5)
+    assert window.take(first) is None  # fits: followed
+    why = window.take(second)
+    assert why is not None and why.startswith("detached: estimated") and "left to wait" in why
+    assert WaitWindow(needed[0] + needed[1] + 5).take(second) is None  # alone it would have fitted
+    assert WaitWindow(needed[0] - 5).take(first) is not None

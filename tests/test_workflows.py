@@ -618,7 +618,7 @@ class Actions:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
-                    timeout=180,
+                    timeout=600,  # a step that trains for real, on a machine that may be busy
                 )
                 ok, output = proc.returncode == 0, proc.stdout
             outputs = _parse_commands_file(files["GITHUB_OUTPUT"])
@@ -1347,6 +1347,7 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
         secrets={"OTHER": "x"},
         environments={"training": {"HF_TOKEN": USER_TOKEN}},
         runner_env=runner_env,
+        vars={"TUNEFORM_WAIT_MINUTES": "0"},  # nothing plays the container here: apply must not follow the job
     )
     job = run.job
     assert run.conclusion == "success", job.log()
@@ -1363,7 +1364,7 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
     labels = submitted_job.payload["labels"]
     key12 = labels["tuneform-run"]
     assert re.fullmatch(r"[0-9a-f]{12}", key12) and labels["tuneform-git"] == after[:12]
-    assert submitted_job.stage == "SCHEDULING"  # submitted and left detached (--no-wait): nothing ran it
+    assert submitted_job.stage == "SCHEDULING"  # submitted and left detached (a wait of 0 minutes): nothing ran it
     # the token only in the job's secrets: not in its environment, command or labels, nor in any log
     assert submitted_job.payload["secrets"] == {"HF_TOKEN": USER_TOKEN}
     assert USER_TOKEN not in json.dumps({k: v for k, v in submitted_job.payload.items() if k != "secrets"})
@@ -1377,10 +1378,98 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
     assert body.startswith(RESULTS_MARKER) and "tuneform apply: submitted" in body and after in body, body
     assert "backend `hf-jobs`" in body and "runs/demo.yaml" in body
     assert f"submitted job {job_id}" in body and f"{fake_hub.url}/jobs/acme/{job_id}" in body, body
+    assert "more than the 0s left to wait. Still running: `tuneform status " in body
+    assert "for an HF Jobs job, the scheduled results workflow posts its report here when it ends" in body
     assert key12 in body and submitted_job.payload["flavor"] in body  # the plan that was applied: its key, its hardware
     assert USER_TOKEN not in body
     # budget approval: the merged PR was read through the API (push events carry no labels)
     assert fake_github.requests("GET", r"/pulls/7$")
+
+
+# The demo shortened for a CPU (8 steps, a gate any trained model passes), on the local backend:
+# the runner trains it for real. LONG_RUN is estimated at hours: more than apply.yml waits.
+SHORT_RUN = (
+    DEMO_RUN.replace("num_train_epochs: 3", "max_steps: 8")
+    .replace('gate: {exact_match: ">= 0.85"}', 'gate: {exact_match: ">= 0.0"}')
+    .replace("name: demo", "name: short")
+    .replace("repo: acme/demo", "repo: acme/short")
+)
+LONG_RUN = (
+    DEMO_RUN.replace("num_train_epochs: 3", "max_steps: 50000")
+    .replace("name: demo", "name: long")
+    .replace("repo: acme/demo", "repo: acme/long")
+)
+
+
+def merge_into_demo(tmp_path: Path, github: Any, files: dict[str, str]) -> tuple[Repo, str, str]:
+    """The demo repository with PR #7 (adding `files`) merged onto main: (repo, before, after)."""
+    demo = demo_repo(tmp_path / "demo", DEMO_RUN)
+    before = demo.git("rev-parse", "main")
+    for rel, text in files.items():
+        demo.write(rel, text)
+    after = demo.commit("Add runs (#7)")
+    github.add_pr(7, title="Add runs", head_sha="f" * 40)
+    github.merge_pr(7, after)
+    return demo, before, after
+
+
+def test_a_short_run_is_followed_and_its_results_posted_by_apply(tmp_path: Path, fake_github: Any) -> None:
+    """apply.yml on the local backend (the runner trains): the run's estimate fits the wait, so
+    apply follows its job and the results comment carries its eval report when the workflow ends,
+    without waiting for the scheduled report.yml."""
+    demo, before, after = merge_into_demo(tmp_path, fake_github, {"runs/short.yaml": SHORT_RUN})
+    actions = Actions(tmp_path / "actions", demo.path, fake_github)
+    run = run_apply(actions, "push", push_event(before, after), after)
+    job = run.job
+    assert run.conclusion == "success", job.log()
+    assert job.step("Apply").env["TUNEFORM_WAIT_MINUTES"] == "40"  # the default: no repository variable
+    [local_job] = local.list_jobs(job.workspace / ".tuneform")
+    assert local_job.stage == local.COMPLETED  # followed to its end, not left running
+    key = local_job.state["run_key"]
+    report = (job.workspace / ".tuneform/acme/short/versions" / key / "report.md").read_text()
+    [posted] = fake_github.comments(7)
+    body = posted["body"]
+    assert "#### Results" in body and "✅ `runs/short.yaml` (create): trained and published" in body, body
+    # the version's published report, every line of it (rows of its key-value tables in the
+    # manifest's key order, which the registry's copy keeps sorted), eval table included
+    published = [line for line in report.splitlines() if line.strip() not in ("", RESULTS_MARKER)]
+    assert "### ✅ short passed its gates" in published and "#### Evals" in published
+    assert set(published) <= set(body.splitlines()), set(published) - set(body.splitlines())
+    assert "detached" not in body
+
+
+def test_a_run_longer_than_the_wait_is_detached_and_left_to_the_report(tmp_path: Path, fake_github: Any) -> None:
+    """A run estimated at hours is submitted and not followed: the comment says so, and the
+    workflow ends without waiting for it."""
+    demo, before, after = merge_into_demo(tmp_path, fake_github, {"runs/long.yaml": LONG_RUN})
+    actions = Actions(tmp_path / "actions", demo.path, fake_github)
+    run = run_apply(actions, "push", push_event(before, after), after)
+    job = run.job
+    assert run.conclusion == "success", job.log()
+    [long_job] = local.list_jobs(job.workspace / ".tuneform")
+    assert long_job.stage not in local.TERMINAL  # still training, detached from the workflow
+    [posted] = fake_github.comments(7)
+    body = render(posted["body"]).text
+    assert "⏳ runs/long.yaml (create)" in body and "more than the 40m left to wait" in body, body
+    assert f"Still running: tuneform status {long_job.id} follows it" in body and "#### Results" in posted["body"]
+
+
+def test_the_wait_is_a_repository_variable_bounded_by_the_job_timeout(actions: Actions, repo: Repo, fake_github: Any) -> None:
+    [job] = load("apply.yml")["jobs"].values()
+    assert interpolate(job["env"]["TUNEFORM_WAIT_MINUTES"], {"vars": {}}) == "40"
+    assert job["timeout-minutes"] >= 40 + 15  # the wait, plus checkout, install and the comment
+    before, after = merge_pr(repo, fake_github)
+    for bad in ("41", "-1", "5m", "99999999999999999999"):
+        run = actions.run(
+            "apply.yml",
+            event_name="push",
+            event=push_event(before, after),
+            ref="refs/heads/main",
+            sha=after,
+            vars={"TUNEFORM_BACKEND": "local", "TUNEFORM_WAIT_MINUTES": bad},
+            environments={"training": {}},
+        )
+        assert run.conclusion == "failure" and "TUNEFORM_WAIT_MINUTES must be a whole number of minutes from 0 to 40" in run.job.log()
 
 
 def test_the_default_backend_is_hf_jobs() -> None:
@@ -1389,7 +1478,7 @@ def test_the_default_backend_is_hf_jobs() -> None:
         for variables, backend in (({}, "hf-jobs"), ({"TUNEFORM_BACKEND": "local"}, "local")):
             assert interpolate(job["env"]["TUNEFORM_BACKEND"], {"vars": variables}) == backend
     apply = (WORKFLOWS / "apply.yml").read_text()
-    assert 'tuneform apply "${select[@]}" --backend "$TUNEFORM_BACKEND" --no-wait' in apply
+    assert 'tuneform apply "${select[@]}" --backend "$TUNEFORM_BACKEND" --wait-within "$TUNEFORM_WAIT_MINUTES"' in apply
 
 
 def test_workflow_dispatch_applies_one_run_file(actions: Actions, repo: Repo, fake_github: Any) -> None:

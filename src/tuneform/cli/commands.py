@@ -92,6 +92,21 @@ def plan(paths: tuple[str, ...], base: str | None, backend: str | None, fmt: str
 @click.option("--base", default=None, help="Git revision to compare with (default: merge base with main).")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default=None, help="Override compute.backend.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow each job until it ends.")
+@click.option(
+    "--wait-within",
+    "wait_minutes",
+    type=click.FloatRange(min=0),
+    metavar="MINUTES",
+    default=None,
+    help="Follow only the jobs whose estimate (x1.5) fits in MINUTES in all; detach the others.",
+)
+@click.option(
+    "--results-markdown",
+    "results_markdown",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write each run's outcome as markdown to this file, with the report of each job followed to its end.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
     "--approval-from-commit",
@@ -113,6 +128,8 @@ def apply(
     base: str | None,
     backend: str | None,
     wait: bool,
+    wait_minutes: float | None,
+    results_markdown: str | None,
     fmt: str,
     approval_commit: str | None,
     plan_markdown: str | None,
@@ -130,6 +147,8 @@ def apply(
     from tuneform.backends.apply import apply_plan
     from tuneform.plan.render import render_plan
 
+    if wait_minutes is not None and not wait:
+        raise click.UsageError("--wait-within follows the jobs that fit: it cannot go with --no-wait")
     root = _root()
     found: list[Any] = []  # the approval read from GitHub, once the plan names its label
     reader = _approval_reader(approval_commit, found) if approval_commit is not None else None
@@ -150,7 +169,19 @@ def apply(
             unapproved = approval.source
         raise result_plan.refusal(unapproved)
     # The merged PR found for the approval is the one the versions record (lineage).
-    result = apply_plan(result_plan, root, _home(root), wait=wait, say=say, pr=approval.pr if approval else None)
+    result = apply_plan(
+        result_plan,
+        root,
+        _home(root),
+        wait=wait,
+        say=say,
+        pr=approval.pr if approval else None,
+        wait_within=None if wait_minutes is None else wait_minutes * 60,
+    )
+    if results_markdown is not None:
+        from tuneform.github.results import render_apply_results
+
+        Path(results_markdown).write_text(render_apply_results(result), encoding="utf-8")
     if fmt == "json":
         _emit_json(result.as_json())
     else:

@@ -23,11 +23,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneform.core.errors import TuneformError, UsageError
 from tuneform.core.markup import md_code, md_text
-from tuneform.job.report import RESULTS_MARKER
+from tuneform.job.report import RESULTS_MARKER, render_run_markdown
+
+if TYPE_CHECKING:
+    from tuneform.backends.apply import ApplyResult
 
 log = logging.getLogger("tuneform.results")
 
@@ -184,6 +187,32 @@ def render_results(results: list[RunResult], commit: str | None = None) -> str:
             out += ["", "---", "", _report_body(r.report)]
     if not all_done(results):
         out += ["", "_Some jobs have not ended: this comment is updated when they do._"]
+    return "\n".join(out) + "\n"
+
+
+def render_apply_results(applied: ApplyResult) -> str:
+    """What became of each run of an apply, for the results comment that apply.yml posts: a line
+    per run and, for each job followed to its end (apply --wait-within), the report its version
+    published, as `tuneform results` shows it later. A detached hf-jobs job is left to the
+    scheduled results workflow (report.yml), which replaces this comment when the job ends."""
+    if not applied.outcomes:
+        return ""
+    marks = {"done": "✅", "skipped": "➖", "failed": "❌"}
+    out = ["#### Results", ""]
+    for outcome in applied.outcomes:
+        first = outcome.message.splitlines()[0] if outcome.message else outcome.status
+        line = (
+            f"- {'⏳' if outcome.detached else marks[outcome.status]} {md_code(outcome.path)} ({md_text(outcome.action)}): {md_text(first)}"
+        )
+        if outcome.detached:
+            line += (
+                f". Still running: {md_code('tuneform status ' + (outcome.job_id or outcome.path))} follows it; "
+                "for an HF Jobs job, the scheduled results workflow posts its report here when it ends"
+            )
+        out.append(line)
+    for outcome in applied.outcomes:
+        if outcome.manifest is not None and not outcome.detached:
+            out += ["", "---", "", _report_body(render_run_markdown(outcome.manifest))]
     return "\n".join(out) + "\n"
 
 
