@@ -26,6 +26,7 @@ from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 from tuneform.core.manifest import Manifest
 from tuneform.estimate.catalog import FLAVORS
+from tuneform.job.report import RESULTS_MARKER
 
 REPO = "acme/demo"
 # The demo, shortened for a CPU test: fewer steps (~5 s) and a gate any trained model passes.
@@ -145,13 +146,19 @@ def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, f
     assert history["versions"] == []
 
     # a change trains a second version (the job scores the one it replaces, downloaded from its tag)
+    # (as apply.yml applies: followed within its wait, the published report in the results file)
     demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 7"))
     demo.commit("seed 7")
-    result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml")
+    runs_md = tmp_path / "runs.md"
+    result = demo.cli("apply", "--backend", "hf-jobs", "runs/demo.yaml", "--wait-within", "40", "--results-markdown", str(runs_md))
     assert result.exit_code == 0, result.output
     assert f"scoring the version it replaces, run-{key[:12]}" in result.output
     second = main_manifest(fake_hub)
     assert second and second["run_key"] != key and len(job_posts(fake_hub)) == 2
+    published = [
+        line for line in fake_hub.read_file(REPO, "tuneform/report.md").decode().splitlines() if line.strip() not in ("", RESULTS_MARKER)
+    ]
+    assert "#### Evals" in published and set(published) <= set(runs_md.read_text().splitlines())
 
     # revert: plan says restore at $0; apply copies the tagged files onto main without a job
     demo.write("runs/demo.yaml", DEMO)

@@ -1213,14 +1213,17 @@ def push_event(before: str, after: str) -> dict[str, Any]:
     }
 
 
-def run_apply(actions: Actions, event_name: str, event: dict[str, Any], sha: str, **kwargs: Any) -> WorkflowRun:
+def run_apply(actions: Actions, event_name: str, event: dict[str, Any], sha: str, *, wait: str | None = "0", **kwargs: Any) -> WorkflowRun:
+    """apply.yml on the local backend. `wait`: the repository variable TUNEFORM_WAIT_MINUTES (None:
+    unset). By default 0, so jobs are submitted and left detached: the `repo` fixture's model is
+    not on this machine, so a followed job would only fail."""
     return actions.run(
         "apply.yml",
         event_name=event_name,
         event=event,
         ref="refs/heads/main",
         sha=sha,
-        vars={"TUNEFORM_BACKEND": "local"},
+        vars={"TUNEFORM_BACKEND": "local"} | ({"TUNEFORM_WAIT_MINUTES": wait} if wait is not None else {}),
         secrets={"OTHER": "x"},
         environments={"training": {"HF_TOKEN": "hf_training"}},
         **kwargs,
@@ -1419,7 +1422,7 @@ def test_a_short_run_is_followed_and_its_results_posted_by_apply(tmp_path: Path,
     without waiting for the scheduled report.yml."""
     demo, before, after = merge_into_demo(tmp_path, fake_github, {"runs/short.yaml": SHORT_RUN})
     actions = Actions(tmp_path / "actions", demo.path, fake_github)
-    run = run_apply(actions, "push", push_event(before, after), after)
+    run = run_apply(actions, "push", push_event(before, after), after, wait=None)
     job = run.job
     assert run.conclusion == "success", job.log()
     assert job.step("Apply").env["TUNEFORM_WAIT_MINUTES"] == "40"  # the default: no repository variable
@@ -1443,7 +1446,7 @@ def test_a_run_longer_than_the_wait_is_detached_and_left_to_the_report(tmp_path:
     workflow ends without waiting for it."""
     demo, before, after = merge_into_demo(tmp_path, fake_github, {"runs/long.yaml": LONG_RUN})
     actions = Actions(tmp_path / "actions", demo.path, fake_github)
-    run = run_apply(actions, "push", push_event(before, after), after)
+    run = run_apply(actions, "push", push_event(before, after), after, wait=None)
     job = run.job
     assert run.conclusion == "success", job.log()
     [long_job] = local.list_jobs(job.workspace / ".tuneform")

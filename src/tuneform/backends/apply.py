@@ -134,7 +134,8 @@ def _apply_one(run: PlannedRun, ctx: ApplyContext, *, wait: bool, window: WaitWi
         submission = chosen.submit(run, ctx)
         if not submission.new:
             return RunOutcome(check.path, run.action, "skipped", submission.message, submission.job_id)
-        detach = "" if not wait else window.take(run) if window is not None else None
+        # Why the job is left running: "" under --no-wait (every job is), None when it is followed.
+        detach = "" if not wait else (window.take(run) if window is not None else None)
         if detach is not None:
             if detach:
                 ctx.say(f"{check.path}: {detach}")
