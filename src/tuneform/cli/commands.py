@@ -709,14 +709,16 @@ def init(directory: str, namespace: str | None, fmt: str) -> None:
     GitHub workflows, which install this same tuneform (the install spec it prints).
 
     The namespace is what hf-jobs (the backend of the GitHub workflows) publishes to: --namespace,
-    else asked in a terminal (suggesting the Hugging Face token's user), else that user. With none
+    else asked when run in a terminal (suggesting the Hugging Face token's user), else that user. With none
     of these, init says what to add to pyproject.toml.
     """
     from tuneform.core.distribution import SOURCES, install_spec
     from tuneform.runfile.scaffold import scaffold
 
     target = Path(directory)
-    namespace, source = _init_namespace(target, namespace, interactive=fmt == "text" and sys.stdin.isatty())
+    # A person at a terminal on both ends: a script or test that reads the output never waits on a question.
+    interactive = fmt == "text" and sys.stdin.isatty() and sys.stdout.isatty()
+    namespace, source = _init_namespace(target, namespace, interactive=interactive)
     spec = install_spec()
     written = scaffold(target, namespace=namespace if source in _WRITTEN_BY_INIT else None, install=spec)
     install = {"requirement": spec.requirement, "sha256": spec.sha256 or None, "source": spec.source, "warning": spec.warning}
