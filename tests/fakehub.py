@@ -14,8 +14,9 @@ utils/_http.py) and shared/reference/hf-jobs.md (beside the repository):
   commit endpoint (`file`, `lfsFile`, `deletedFile`, `deletedFolder`), `parentCommit` -> 412, atomic branch moves.
 * jobs: run / inspect / list (label + stage filters, `Link` pagination) / cancel / labels / hardware / logs (SSE,
   replayed in full on every connection) / metrics (SSE).
-* test control: job lifecycle methods, an `on_job_submitted` hook, fault injection (`server.faults`, including
-  holding the answer to a commit so a test can kill its client at a known state), a request
+* test control: job lifecycle methods, an `on_job_submitted` hook, fault injection (`server.faults`: error
+  answers before handling, replies lost before or after the request was handled, holding the answer to a
+  commit so a test can kill its client at a known state), a request
   log, the exact job payloads and commit payloads received.
 
 Limitations (on purpose): repo ids must be `namespace/name`; no Xet (tests set HF_HUB_DISABLE_XET=1); no
@@ -339,6 +340,7 @@ class Fault:
     retry_after: int | None = None
     error_code: str | None = None
     hits: int = 0
+    drop: str | None = None  # "before" or "after": close the connection without an answer instead
 
     def matches(self, method: str, target: str) -> bool:
         return (self.method == "*" or self.method == method) and self.path.search(target) is not None
@@ -382,6 +384,10 @@ class Faults:
       matching requests (the regex is searched in the raw path, plus `?query` when there is one) with that status (JSON `{"error": message}` + `X-Error-Message`, `Retry-After` when given)
       before any routing or auth.
     - `rate_limit(method, path_regex, retry_after=1, times=1)`: 429 with `Retry-After`.
+    - `drop(method, path_regex, times=1, after=True)`: close the connection without an answer. With `after`
+      the server handled the request first (the branch, commit, tag or job exists; only the reply is lost:
+      the client sees httpx.RemoteProtocolError); without, nothing was done. The request log records the
+      status the lost answer had (`None` for a drop before handling).
     - `drop_logs(job_id=None, after_events=1, times=1)`: the next logs stream(s) send `after_events` `data:` events
       (the `===== Job started` event counts) and then the connection is cut mid-body (no final chunk), which the
       client sees as httpx.RemoteProtocolError.
@@ -416,6 +422,12 @@ class Faults:
 
     def rate_limit(self, method: str, path_regex: str, *, retry_after: int = 1, times: int | None = 1) -> Fault:
         return self.fail(method, path_regex, 429, times=times, message="Too Many Requests", retry_after=retry_after)
+
+    def drop(self, method: str, path_regex: str, *, times: int | None = 1, after: bool = True) -> Fault:
+        rule = Fault(method.upper(), re.compile(path_regex), 0, times, "", drop="after" if after else "before")
+        with self._lock:
+            self.rules.append(rule)
+        return rule
 
     def drop_logs(self, job_id: str | None = None, *, after_events: int = 1, times: int = 1) -> None:
         with self._lock:
@@ -504,6 +516,7 @@ class _Request:
         self.headers = handler.headers
         self.body = self._read_body()
         self.answered = False
+        self.lost = False  # a drop-after fault: the request is handled, its answer never sent
 
     def _read_body(self) -> bytes:
         rfile = self.h.rfile
@@ -544,6 +557,9 @@ class _Request:
         h = self.h
         h.record.status = status  # before the client can see the answer
         self.answered = True
+        if self.lost:
+            self.abort()
+            return
         h.send_response(status)
         if content_type:
             h.send_header("Content-Type", content_type)
@@ -570,6 +586,9 @@ class _Request:
         h = self.h
         h.record.status = 200
         self.answered = True
+        if self.lost:
+            self.abort()
+            return
         h.send_response(200)
         h.send_header("Content-Type", content_type)
         h.send_header("Cache-Control", "no-cache")
@@ -946,7 +965,11 @@ class FakeHub:
         try:
             target = req.raw_path + (f"?{urlsplit(handler.path).query}" if urlsplit(handler.path).query else "")
             rule = self.faults._take_rule(req.method, target)
-            if rule is not None:
+            if rule is not None and rule.drop == "before":
+                handler.close_connection = True
+                return
+            req.lost = rule is not None and rule.drop == "after"
+            if rule is not None and not req.lost:
                 headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else {}
                 raise HttpError(rule.status, rule.message, rule.error_code, headers)
             self._route(req)

@@ -462,3 +462,47 @@ def test_readme_metadata_is_validated_like_the_hub(fake_hub) -> None:
     assert fake_hub.read_file("acme/card", "README.md", "main").startswith(b"---\nlibrary_name: peft")
     with pytest.raises(ValueError, match="Invalid metadata"):
         api.upload_file(path_or_fileobj=b"---\n- just\n- a list\n---\n", path_in_repo="README.md", repo_id="acme/card")
+
+
+def test_lost_replies_after_the_server_acted(fake_hub: FakeHub) -> None:
+    """drop(after=True): the branch, commit, tag or job exists, only the answer is lost (the client sees a
+    transport error); drop(after=False): the connection closes before anything was done."""
+    import httpx
+
+    api = fake_hub.api()
+    api.create_repo(REPO)
+    repo = fake_hub.repo(REPO)
+
+    fake_hub.faults.drop("POST", r"/branch/claim$")
+    with pytest.raises(httpx.TransportError):
+        api.create_branch(REPO, branch="claim")
+    assert "claim" in repo.branches
+    assert [r.status for r in fake_hub.requests_to("POST", r"/branch/claim$")] == [200]  # the answer it would have had
+
+    fake_hub.faults.drop("POST", r"/commit/main$")
+    with pytest.raises(httpx.TransportError):
+        api.upload_file(path_or_fileobj=b"v1", path_in_repo="a.txt", repo_id=REPO)
+    assert fake_hub.read_file(REPO, "a.txt") == b"v1"
+
+    fake_hub.faults.drop("POST", r"/tag/main$")
+    with pytest.raises(httpx.TransportError):
+        api.create_tag(REPO, tag="v1")
+    assert repo.tags["v1"] == repo.branches["main"]
+
+    fake_hub.faults.drop("POST", r"^/api/jobs/acme$")
+    with pytest.raises(httpx.TransportError):
+        run(api)
+    assert len(fake_hub.jobs) == 1
+
+    # an error answer is lost the same way: the second branch creation is refused (409), unseen
+    fake_hub.faults.drop("POST", r"/branch/claim$")
+    with pytest.raises(httpx.TransportError):
+        api.create_branch(REPO, branch="claim")
+    assert [r.status for r in fake_hub.requests_to("POST", r"/branch/claim$")] == [200, 409]
+
+    fake_hub.faults.drop("POST", r"/branch/other$", after=False)
+    with pytest.raises(httpx.TransportError):
+        api.create_branch(REPO, branch="other")
+    assert "other" not in repo.branches
+    api.create_branch(REPO, branch="other")  # one-shot: the next request is answered
+    assert "other" in repo.branches
