@@ -275,9 +275,11 @@ def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHu
     fake_hub.hardware = [dict(h) for h in HARDWARE]
     demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 9"))
     key9 = demo.json("plan", "--format", "json", "--backend", "hf-jobs")[1]["runs"][0]["run_key"]
-    fake_hub.api().create_branch(REPO, branch=f"tuneform/claim-{key9[:12]}")
+    from tuneform.backends.hfjobs import HfJobs
+
+    assert HfJobs(fake_hub.api(), "acme", lambda line: None).claim(REPO, key9, key9[:12], "git " + "f" * 40) is None
     result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
-    assert result.exit_code == 0 and "another apply is submitting" in result.output, result.output
+    assert result.exit_code == 1 and "another apply (git ffff" in result.output and "nothing was submitted" in result.output, result.output
     assert len(fake_hub.jobs) == 4
 
     # a bad token is named: by plan (registry unreadable, git decides) and by apply
@@ -434,3 +436,35 @@ def test_a_newer_apply_cancels_the_superseded_job_of_the_same_run(demo: Repo, fa
     assert record["job_id"] == second and record["run"] == f"run-{key_b}" and not record["canceled"] and "404" in record["message"]
     assert f"warning: could not cancel superseded job {second}" in result.stderr
     assert fake_hub.job(other_run).stage == "RUNNING"
+
+
+def claim_posts(hub: FakeHub) -> list[Any]:
+    return hub.requests_to("POST", r"/branch/tuneform(%2F|/)claim-")
+
+
+def test_lost_replies_to_the_claim_and_to_run_job_submit_one_job(demo: Repo, fake_hub: FakeHub) -> None:
+    """ISSUE 13.5: the Hub acted, its answer was lost. The claim that landed is recognised as this
+    apply's own (it names the git commit applied), and run_job's retry finds the job it created."""
+    from tuneform.backends.hfjobs import HfJobs
+
+    fake_hub.faults.drop("POST", r"/branch/tuneform(%2F|/)claim-")
+    fake_hub.faults.drop("POST", r"/commit/tuneform(%2F|/)claim-")
+    fake_hub.faults.drop("POST", r"^/api/jobs/acme$")
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "submitted job" in result.output, result.output
+    assert len(fake_hub.jobs) == 1 and len(job_posts(fake_hub)) == 1  # no second paid job
+    assert claim_posts(fake_hub)[0].status == 200 and fake_hub.requests_to("POST", r"/commit/tuneform(%2F|/)claim-")[0].status == 200
+    # a re-run of the workflow finds the job: nothing submitted again
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "already submitted" in result.output and len(fake_hub.jobs) == 1, result.output
+    demo.cli("cancel", f"acme/{next(iter(fake_hub.jobs))}")
+
+    # an earlier attempt of this commit's apply claimed seed 7 and never heard back (then died):
+    # the next apply of the same commit recognises the claim as its own and submits
+    demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 7"))
+    demo.commit("seed 7")
+    key7 = demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")[1]["runs"][0]["run_key"]
+    jobs = HfJobs(fake_hub.api(), "acme", lambda line: None)
+    assert jobs.claim(REPO, key7, key7[:12], f"git {demo.git('rev-parse', 'HEAD')}") is None
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "submitted job" in result.output and len(fake_hub.jobs) == 2, result.output

@@ -4,7 +4,9 @@ Submitting one run:
 
 1. Already submitted? A job labelled `tuneform-job=<job key>` that has not failed (SCHEDULING,
    RUNNING, COMPLETED), or an existing tag `run-<key12>`, means yes: nothing is submitted again.
-2. Claim the key: `create_branch(tuneform/claim-<key12>)`; a 409 means another apply holds it.
+2. Claim the key: a commit on branch `tuneform/claim-<key12>` naming the claimant (the git commit
+   applied), made from the head read just before; a claim another apply holds stops this one
+   (exit 1, nothing submitted). A claim whose answer was lost names us: it is ours (`claim`).
 3. Check that the job's token can read the base model and Hub datasets (auth_check).
 4. Upload the bundle and a wheel of this tuneform to branch `tuneform/jobs/<key12>` of the output repo.
 5. `run_job`: the container downloads `tuneform-job/` at the commit that upload made (not the
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ from tuneform.backends.protocol import ApplyContext, BackendError, Ended, JobRef
 from tuneform.backends.wheel import build_wheel
 from tuneform.core.hub import http_status, hub_failures, retry
 from tuneform.estimate.catalog import FlavorTable
+from tuneform.job.bundle import git_facts
 from tuneform.plan.planner import PlannedRun
 from tuneform.registry.hub import JOB_FOLDER, HubRegistry, jobs_branch, tag_of
 from tuneform.registry.protocol import Registry, RegistryError, Version
@@ -49,6 +54,7 @@ Say = Callable[[str], None]
 ACTIVE = ("SCHEDULING", "RUNNING", "UPDATING", "COMPLETED")
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 CANCELABLE = ("SCHEDULING", "RUNNING", "UPDATING")  # a superseded job in one of these is canceled
+CLAIM_FILE = "tuneform/claim.json"  # on the claim branch: who holds the claim (claim_holder)
 
 # What the container runs (bash), in two parts so tests can run the first alone. Parameters come
 # from the environment, the token from secrets. INSTALL_SCRIPT downloads the job folder at commit
@@ -200,20 +206,66 @@ class HfJobs:
                     raise HfJobsError(explain(exc, f"checking access to {repo_id}")) from None
                 raise
 
-    def claim(self, repo: str, key: str, label: str) -> bool:
-        """Create the claim branch; False when another apply holds it (a claim left by a job that
-        failed is taken over)."""
+    def claim_holder(self, repo: str, key: str) -> tuple[str | None, str | None]:
+        """(the claim branch's head commit, who holds the claim): (None, None) without a branch;
+        a head without a record (a branch just created, or left by an older tuneform) is free."""
+        from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+
+        branch = claim_branch(key)
+        refs = retry(lambda: self.api.list_repo_refs(repo), what="read the claim", say=self.say)
+        head = next((b.target_commit for b in refs.branches if b.name == branch), None)
+        if head is None:
+            return None, None
+        try:
+            path = self.api.hf_hub_download(repo, CLAIM_FILE, revision=head)
+        except (EntryNotFoundError, RevisionNotFoundError):
+            return head, None
+        try:
+            return head, str(json.loads(Path(path).read_text())["holder"])
+        except (ValueError, KeyError, TypeError):
+            return head, None
+
+    def claim(self, repo: str, key: str, label: str, holder: str) -> str | None:
+        """Claim the key for `holder`; who holds it when that is another apply (None: `holder` does).
+
+        The claim is a commit on branch tuneform/claim-<key12> whose file names its holder, made
+        with `parent_commit` = the branch head read just before: of two applies only one commit
+        lands, and an apply whose answer was lost reads its own name there and goes on. A claim of
+        another holder whose jobs for this label all failed is taken over the same way."""
+        from huggingface_hub import CommitOperationAdd
         from huggingface_hub.errors import HfHubHTTPError
 
-        try:
-            retry(lambda: self.api.create_branch(repo, branch=claim_branch(key)), what="claim", say=self.say, landed=lambda: None)
-            return True
-        except HfHubHTTPError as exc:
-            if exc.response.status_code != 409:  # the client has no type for a conflict
-                raise
-        jobs = self.jobs_for(label)
-        # the earlier attempt's job failed: retrying is what the user asked for
-        return bool(jobs) and all(j.status.stage not in ACTIVE for j in jobs)
+        branch = claim_branch(key)
+        record = json.dumps({"holder": holder, "run": tag_of(key)}).encode()
+        retry(lambda: self.api.create_branch(repo, branch=branch, exist_ok=True), what="create the claim branch", say=self.say)
+        for _ in range(3):  # a free claim, or one taken over; a lost race re-reads who won
+            head, current = self.claim_holder(repo, key)
+            if current == holder:
+                return None
+            if current is not None:
+                jobs = self.jobs_for(label)
+                if not jobs or any(j.status.stage in ACTIVE for j in jobs):
+                    return current
+            try:
+                retry(
+                    lambda head=head: self.api.create_commit(  # type: ignore[misc]
+                        repo,
+                        [CommitOperationAdd(CLAIM_FILE, record)],
+                        commit_message=f"claim {tag_of(key)} for {holder}",
+                        revision=branch,
+                        parent_commit=head,
+                    ),
+                    what="claim",
+                    say=self.say,
+                )
+                return None
+            except HfHubHTTPError as exc:
+                if exc.response.status_code not in (
+                    409,
+                    412,
+                ):  # moved since read: whose claim landed (ours, its answer lost?) is read again
+                    raise
+        return self.claim_holder(repo, key)[1] or "another apply"
 
     def release(self, repo: str, key: str) -> None:
         for branch in (claim_branch(key), jobs_branch(key)):
@@ -362,6 +414,16 @@ class HfJobs:
             time.sleep(min(poll, 0.2))
 
 
+def claimant(root: Path, run_file: str) -> str:
+    """Who claims a key: the git commit being applied, so a re-run of that commit's apply (the
+    workflow's concurrency group runs one at a time) recognises the claim an earlier attempt made
+    but never heard back about; with uncommitted changes or no git, only this process."""
+    facts = git_facts(root, run_file, None)
+    if facts.commit and not facts.dirty:
+        return f"git {facts.commit}"
+    return f"apply {uuid.uuid4().hex}"
+
+
 def namespace_of(repo: str) -> str:
     """Jobs run (and bill) in the output repo's namespace: the token writes there anyway."""
     return repo.split("/", 1)[0]
@@ -463,10 +525,11 @@ class HfJobsBackend:
             readable += [("dataset", src.dataset) for src in spec.data.train if isinstance(src, HubSource)]
             jobs.check_readable(readable)
             registry.ensure_repo(repo, spec.output.private)
-            if not jobs.claim(repo, key, label):
-                return Submission(
-                    False,
-                    f"another apply is submitting {tag_of(key)} (branch {claim_branch(key)} in {repo}); if none is, delete that branch and apply again",
+            holder = jobs.claim(repo, key, label, claimant(ctx.root, check.path))
+            if holder is not None:
+                raise BackendError(
+                    f"another apply ({holder}) is submitting {tag_of(key)} and holds branch {claim_branch(key)} in {repo}: "
+                    "nothing was submitted; apply again once its job shows (tuneform status), or delete that branch if no apply is running"
                 )
         except (BackendError, RegistryError):
             raise
