@@ -128,7 +128,8 @@ def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, f
     # the version: a tag run-<key12>, main moved to it, manifest with measured cost beside the estimate
     repo = fake_hub.repo(REPO)
     assert repo.private and f"run-{key[:12]}" in repo.tags
-    assert repo.tags[f"run-{key[:12]}"] == repo.branches["main"]
+    tagged = repo.files_at(f"run-{key[:12]}")
+    assert {p: b.oid for p, b in repo.files_at("main").items()} == {p: b.oid for p, b in tagged.items()}
     manifest = main_manifest(fake_hub)
     assert manifest and manifest["run_key"] == key and manifest["status"] == "passed" and manifest["backend"] == "hf-jobs"
     cost = manifest["cost"]
@@ -468,3 +469,117 @@ def test_lost_replies_to_the_claim_and_to_run_job_submit_one_job(demo: Repo, fak
     assert jobs.claim(REPO, key7, key7[:12], f"git {demo.git('rev-parse', 'HEAD')}") is None
     result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
     assert result.exit_code == 0 and "submitted job" in result.output and len(fake_hub.jobs) == 2, result.output
+
+
+def test_publish_tags_before_moving_main_and_survives_lost_replies(
+    fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ISSUE 13.5: a failed tag after the commit to main left a version no restore could find. Now the
+    version is committed and tagged first, main moves after (from the commit apply read); a lost reply
+    to any of the three writes is found landed, not written twice."""
+    from tuneform.registry.hub import HubRegistry
+
+    monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
+    registry = HubRegistry(fake_hub.api())
+    key_a, key_b = "a" * 64, "b" * 64
+
+    def folder(name: str) -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        (out / "model.safetensors").write_bytes(name.encode() * 100)
+        return out
+
+    def manifest(key: str) -> Manifest:
+        return Manifest(run_key=key, status="passed", created="2026-01-01T00:00:0" + key[0], name="x")
+
+    for path in (r"/commit/tuneform(%2F|/)versions", r"/tag/", r"/commit/main$"):
+        fake_hub.faults.drop("POST", path)
+    first = registry.publish(REPO, key_a, folder("a"), manifest(key_a), parent_commit=None, move_main=True)
+    assert first.moved_main and registry.main(REPO) == key_a and registry.get(REPO, key_a) is not None
+    assert [len(fake_hub.requests_to("POST", p)) for p in (r"/commit/tuneform(%2F|/)versions", r"/tag/", r"/commit/main$")] == [1, 1, 1]
+    repo = fake_hub.repo(REPO)
+    assert {p: b.oid for p, b in repo.files_at("main").items()} == {p: b.oid for p, b in repo.files_at("run-aaaaaaaaaaaa").items()}
+    assert not any(b.startswith("tuneform/") for b in repo.branches)
+
+    # the tag cannot be made: publish fails, and main stays on the tagged version it held
+    seen = registry.main_commit(REPO)
+    fake_hub.faults.fail("POST", r"/tag/", 500, times=None)
+    with pytest.raises(Exception, match="500"):
+        registry.publish(REPO, key_b, folder("b"), manifest(key_b), parent_commit=seen, move_main=True)
+    assert registry.main(REPO) == key_a and registry.main_commit(REPO) == seen
+    fake_hub.faults.clear()
+    # the job run again finds its version committed, tags it and moves main
+    again = registry.publish(REPO, key_b, folder("b2"), manifest(key_b), parent_commit=seen, move_main=True)
+    assert again.moved_main and registry.main(REPO) == key_b and registry.get(REPO, key_b) is not None
+
+
+def test_a_published_run_leaves_no_claim_or_bundle_branch(demo: Repo, fake_hub: FakeHub, tmp_path: Path) -> None:
+    """ISSUE 13.5: the bundle branch holds the training data, the eval answers and the wheel (public when
+    output.private is false); the job drops it and the claim once the version is published, also
+    when apply did not wait for the job (the workflow's --no-wait)."""
+    fake_hub.on_job_submitted = container(fake_hub, tmp_path)
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    [job] = fake_hub.jobs
+    fake_hub.wait_until(lambda: fake_hub.job(job).terminal, timeout=300)
+    repo = fake_hub.repo(REPO)
+    assert fake_hub.job(job).stage == "COMPLETED" and any(t.startswith("run-") for t in repo.tags)
+    assert [b for b in repo.branches if b.startswith("tuneform/")] == []
+
+
+def test_merges_applied_out_of_order_let_git_ancestry_decide(demo: Repo, fake_hub: FakeHub) -> None:
+    """ISSUE 13.5: two merges, A then B (B descends from A), applied in the wrong order. The job's
+    creation time would say A's apply is the newer one; git says B is, so A's apply neither trains
+    its stale content nor cancels B's job. Applied in order, B cancels A even when the clock says
+    otherwise."""
+    from datetime import datetime, timedelta
+
+    from tuneform.core.manifest import GitFacts
+    from tuneform.registry.hub import HubRegistry
+
+    def commit_seed(seed: int) -> str:
+        demo.git("checkout", "-q", "main")
+        demo.write("runs/demo.yaml", DEMO.replace("seed: 42", f"seed: {seed}"))
+        return demo.commit(f"seed {seed}")
+
+    def apply_at(commit: str) -> Any:
+        demo.git("checkout", "-q", commit)
+        return demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "--base", f"{commit}^", "runs/demo.yaml")
+
+    a = commit_seed(7)
+    b = commit_seed(9)
+    result = apply_at(b)
+    assert result.exit_code == 0 and "submitted job" in result.output, result.output
+    [job_b] = fake_hub.jobs
+    fake_hub.start_job(job_b)
+    fake_hub.job(job_b).created_at = datetime(2000, 1, 1, tzinfo=UTC)  # arrival order would call B the older job
+    result = apply_at(a)
+    assert result.exit_code == 0 and f"not submitted: commit {a[:12]} is older than job {job_b}" in result.output, result.output
+    assert len(fake_hub.jobs) == 1 and fake_hub.job(job_b).stage == "RUNNING"
+
+    # in order: A's job, then B's apply cancels it, although A's job looks newer by the clock
+    demo.cli("cancel", f"acme/{job_b}")
+    c = commit_seed(11)  # on top of B: a fresh key for the older apply
+    d = commit_seed(13)
+    result = apply_at(c)
+    assert result.exit_code == 0 and "submitted job" in result.output, result.output
+    [job_c] = [j for j in fake_hub.jobs if j != job_b]
+    fake_hub.job(job_c).created_at = datetime.now(UTC) + timedelta(days=1)
+    result = apply_at(d)
+    assert result.exit_code == 0 and f"canceled superseded job {job_c}" in result.output, result.output
+    assert fake_hub.job(job_c).stage == "CANCELED"
+
+    # a version on main trained from a newer commit: an older apply does not train over it
+    demo.cli("cancel", f"acme/{next(j for j in fake_hub.jobs if j not in (job_b, job_c))}")
+    folder = demo.path.parent / "publish"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"\0" * 64)
+    registry = HubRegistry(fake_hub.api())
+    newest = Manifest(run_key="e" * 64, status="passed", name="demo", git=GitFacts(commit=d))
+    registry.publish(REPO, "e" * 64, folder, newest, parent_commit=registry.main_commit(REPO), move_main=True)
+    jobs_before = len(fake_hub.jobs)
+    result = apply_at(c)
+    assert result.exit_code == 0 and f"not submitted: commit {c[:12]} is older than run-eeeeeeeeeeee on main" in result.output, (
+        result.output
+    )
+    assert len(fake_hub.jobs) == jobs_before

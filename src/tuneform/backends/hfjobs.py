@@ -14,7 +14,9 @@ Submitting one run:
    not the one apply built, installs it and runs `tuneform job BUNDLE --registry hub:<repo>`.
    HF_TOKEN goes in `secrets` only.
 6. Supersede: jobs labelled with the same output repo (`tuneform-repo`) but another run key that are
-   still SCHEDULING or RUNNING train a version this apply replaced; they are canceled.
+   still SCHEDULING or RUNNING train a version this apply replaced; they are canceled. Git ancestry
+   of their `tuneform-git` label decides which apply is newer (arrival order only when git cannot
+   tell): an apply older than a job or the version on main submits nothing and cancels nothing.
 
 The client does not retry run_job; a 429/5xx is retried here after listing the jobs again, so a
 POST whose answer was lost is not made twice. `HfJobsBackend` is this module's Backend
@@ -42,7 +44,7 @@ from tuneform.core.hub import http_status, hub_failures, retry
 from tuneform.estimate.catalog import FlavorTable
 from tuneform.job.bundle import git_facts
 from tuneform.plan.planner import PlannedRun
-from tuneform.registry.hub import JOB_FOLDER, HubRegistry, jobs_branch, tag_of
+from tuneform.registry.hub import JOB_FOLDER, HubRegistry, claim_branch, jobs_branch, tag_of
 from tuneform.registry.protocol import Registry, RegistryError, Version
 from tuneform.runfile.spec import HubSource
 
@@ -89,10 +91,6 @@ CONTAINER_SCRIPT = (
 
 class HfJobsError(BackendError):
     """Submitting or following a job failed; the message says what to do."""
-
-
-def claim_branch(key: str) -> str:
-    return f"tuneform/claim-{key[:12]}"
 
 
 def job_key(key: str, action: str, eval_hash: str | None) -> str:
@@ -145,6 +143,7 @@ class Submitted:
     namespace: str
     new: bool  # False: an earlier submission (or a published tag) was found
     created_at: Any = None  # the server's createdAt (datetime), when it said
+    git: str | None = None  # the commit it was submitted from
 
 
 @dataclass
@@ -164,11 +163,12 @@ class Superseded:
 class HfJobs:
     """Submit, follow, and inspect jobs of one namespace."""
 
-    def __init__(self, api: Any, namespace: str, say: Say):
+    def __init__(self, api: Any, namespace: str, say: Say, root: Path | None = None):
         self.api = api
         self.namespace = namespace
         self.say = say
         self.registry = HubRegistry(api, say=say)
+        self.root = root  # the git repository applied: which of two commits is newer (commit_order)
 
     # ------------------------------------------------------------------------------------------ lookup
     def jobs_for(self, label: str) -> list[Any]:
@@ -181,6 +181,30 @@ class HfJobs:
     def active_job(self, label: str) -> Any | None:
         """A job for this label that has not failed (SCHEDULING, RUNNING, COMPLETED), newest first."""
         return next((j for j in self.jobs_for(label) if j.status.stage in ACTIVE), None)
+
+    def run_jobs(self, repo: str) -> list[Any]:
+        """Every job of the run that publishes to `repo` (its `tuneform-repo` label), any key."""
+        return list(
+            retry(
+                lambda: list(self.api.list_jobs(labels={"tuneform-repo": repo_label(repo)}, namespace=self.namespace)),
+                what="list the run's jobs",
+                say=self.say,
+            )
+        )
+
+    def newer_work(self, repo: str, ours: str | None) -> str | None:
+        """What a newer commit than `ours` already did for this run (a job not failed, or the version
+        on main), as words; None when nothing did. A merge applied late must neither train its
+        stale content nor cancel the newer commit's job: git ancestry decides, not arrival order."""
+        for job in self.run_jobs(repo):
+            commit = (getattr(job, "labels", None) or {}).get("tuneform-git")
+            if job.status.stage in ACTIVE and commit_order(self.root, ours, commit) == "newer":
+                return f"job {job.id} ({job.status.stage}) of commit {commit}"
+        on_main = self.registry.main(repo)
+        version = self.registry.get(repo, on_main) if on_main else None
+        if version is not None and commit_order(self.root, ours, version.commit) == "newer":
+            return f"{tag_of(version.key)} on main of {repo}, trained from commit {(version.commit or '')[:12]}"
+        return None
 
     def url(self, job_id: str) -> str:
         return job_url(self.api.endpoint, self.namespace, job_id)
@@ -268,11 +292,8 @@ class HfJobs:
         return self.claim_holder(repo, key)[1] or "another apply"
 
     def release(self, repo: str, key: str) -> None:
-        for branch in (claim_branch(key), jobs_branch(key)):
-            try:
-                self.api.delete_branch(repo, branch=branch)
-            except hub_failures():
-                pass  # absent already, or left behind: a later claim or upload replaces it
+        """Drop the key's claim and bundle branches: a later apply of that key submits again."""
+        self.registry.delete_branches(repo, [claim_branch(key), jobs_branch(key)])
 
     def upload(self, repo: str, key: str, bundle: Path, wheel: Path) -> str:
         """Bundle + wheel on a fresh branch tuneform/jobs/<key12> (one commit); that commit's id,
@@ -341,22 +362,19 @@ class HfJobs:
             )
 
         job = retry(call, what="submit the job", landed=lambda: self.active_job(label), say=self.say)
-        return Submitted(job.id, self.url(job.id), self.namespace, True, getattr(job, "created_at", None))
+        return Submitted(job.id, self.url(job.id), self.namespace, True, getattr(job, "created_at", None), git_sha)
 
     # -------------------------------------------------------------------------------------- supersede
     def supersede(self, repo: str, key: str, submitted: Submitted) -> list[Superseded]:
         """Cancel the jobs of this output repo that train another run key and are still queued or
         running: the job just submitted replaces them. Never a job of this key (that is the same
-        submission), one that has ended, or one submitted after ours (a newer apply's). A cancel that
-        fails (the job ended meanwhile, 404...) comes back with canceled=False and why; listing the
-        jobs failing raises."""
+        submission), one that has ended, or one of a newer apply: a job whose commit descends from
+        ours; when git cannot tell (the same commit, diverged or unknown here), one submitted after
+        ours. A cancel that fails (the job ended meanwhile, 404...) comes back with canceled=False and
+        why; listing the jobs failing raises."""
         from huggingface_hub.errors import JobNotFoundError
 
-        found = retry(
-            lambda: list(self.api.list_jobs(labels={"tuneform-repo": repo_label(repo)}, namespace=self.namespace)),
-            what="list the run's jobs",
-            say=self.say,
-        )
+        found = self.run_jobs(repo)
         out: list[Superseded] = []
         for job in found:
             labels = getattr(job, "labels", None) or {}
@@ -364,8 +382,10 @@ class HfJobs:
             stage = job.status.stage if job.status else ""
             if job.id == submitted.job_id or not run or run == key[:12] or stage not in CANCELABLE:
                 continue
+            order = commit_order(self.root, submitted.git, labels.get("tuneform-git"))
             created = getattr(job, "created_at", None)
-            if created is not None and submitted.created_at is not None and created > submitted.created_at:
+            later = created is not None and submitted.created_at is not None and created > submitted.created_at
+            if order == "newer" or (order is None and later):
                 continue  # a newer apply submitted it: it supersedes ours, not the other way round
             try:
                 retry(
@@ -412,6 +432,21 @@ class HfJobs:
                 info.log_tail = lines[-15:]
                 return info
             time.sleep(min(poll, 0.2))
+
+
+def commit_order(root: Path | None, ours: str | None, theirs: str | None) -> str | None:
+    """How commit `theirs` (a job's `tuneform-git` label, 12 hex, or a manifest's SHA) relates to
+    `ours` in the repository at `root`: "older" (an ancestor of ours), "newer" (a descendant), or
+    None: the same commit, diverged histories, or a commit this clone does not have."""
+    if root is None or not ours or not theirs or not re.fullmatch(r"[0-9a-f]{7,40}", theirs) or ours.startswith(theirs):
+        return None
+
+    def ancestor(first: str, second: str) -> bool:
+        return subprocess.run(["git", "merge-base", "--is-ancestor", first, second], cwd=root, capture_output=True).returncode == 0
+
+    if ancestor(theirs, ours):
+        return "older"
+    return "newer" if ancestor(ours, theirs) else None
 
 
 def claimant(root: Path, run_file: str) -> str:
@@ -504,7 +539,8 @@ class HfJobsBackend:
         return registry.get(repo, key)
 
     def submit(self, run: PlannedRun, ctx: ApplyContext) -> Submission:
-        """Submit the job once: not when a job for its label is in flight, its tag is published, or
+        """Submit the job once: not when a job for its label is in flight, its tag is published, a
+        newer commit (by git ancestry) already has a job or the version on main for this run, or
         another apply holds its claim."""
         check = run.check
         assert check.output_repo and check.key and check.spec is not None and check.image
@@ -513,14 +549,20 @@ class HfJobsBackend:
         if estimate is None:
             raise BackendError("no estimate for this run, so no flavor or timeout: tuneform plan says why")
         api, token, registry = self._connect(ctx)
-        jobs = HfJobs(api, namespace_of(repo), ctx.say)
+        jobs = HfJobs(api, namespace_of(repo), ctx.say, ctx.root)
         label = job_key(key, run.action, check.eval_hash)
+        ours = git_facts(ctx.root, check.path, None).commit
         try:
             active = jobs.active_job(label)
             if active is not None:
                 return Submission(False, f"already submitted: job {active.id} ({active.status.stage}) {jobs.url(active.id)}", active.id)
             if run.action != "evaluate" and registry.get(repo, key) is not None:
                 return Submission(False, f"already submitted: {tag_of(key)} is published in {repo}")
+            newer = jobs.newer_work(repo, ours)
+            if newer is not None:
+                return Submission(
+                    False, f"not submitted: commit {(ours or '')[:12]} is older than {newer}, which supersedes it (nothing stale trains)"
+                )
             readable = [] if spec.model.is_local else [("model", spec.model.id)]
             readable += [("dataset", src.dataset) for src in spec.data.train if isinstance(src, HubSource)]
             jobs.check_readable(readable)

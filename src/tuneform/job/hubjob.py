@@ -13,7 +13,7 @@ from typing import Any
 
 from tuneform.core.manifest import Manifest
 from tuneform.job.checkpoints import WorkBranch, delete_work_branch
-from tuneform.registry.hub import HubRegistry
+from tuneform.registry.hub import HubRegistry, claim_branch, jobs_branch
 from tuneform.registry.protocol import Published, Version
 
 
@@ -47,6 +47,7 @@ class HubJobRegistry:
 
     def publish_evals(self, repo: str, key: str, eval_hash: str) -> None:
         self.hub.add_evals(repo, key, eval_hash, self.evals_dir(repo, key, eval_hash))
+        self.hub.delete_branches(repo, [claim_branch(key), jobs_branch(key)])
 
     def work_branch(self, repo: str, key: str, settings: dict[str, Any]) -> WorkBranch:
         """Where this job uploads its training checkpoints and finds one to resume from (job/checkpoints.py)."""
@@ -54,7 +55,8 @@ class HubJobRegistry:
 
     def publish(self, repo: str, key: str, staged: Path, manifest: Manifest, *, parent_commit: str | None, move_main: bool) -> Published:
         """Lay the staged folder out as the Hub version (model files at the root, reports under tuneform/),
-        publish it, and drop the run's checkpoint branch: a published key never trains again."""
+        publish it, and drop the run's checkpoint, claim and bundle branches (the bundle holds the
+        training data, eval answers and the wheel): a published key never trains again."""
         folder = self._tmp / f"publish-{key[:12]}"
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(staged / "model", folder)
@@ -64,6 +66,7 @@ class HubJobRegistry:
                 shutil.copy2(item, folder / "tuneform" / item.name)
         published = self.hub.publish(repo, key, folder, manifest, parent_commit=parent_commit, move_main=move_main, private=self.private)
         delete_work_branch(self.hub, repo, key)
+        self.hub.delete_branches(repo, [claim_branch(key), jobs_branch(key)])  # training data, eval answers, the wheel
         return published
 
     def cleanup(self) -> None:

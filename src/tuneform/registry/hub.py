@@ -7,7 +7,9 @@
     branch tuneform/work-<key12>       the newest training checkpoint of a job (job/checkpoints.py);
                                        deleted once the version is published
     branch tuneform/jobs/<key12>       the bundle and wheel of a submitted job (backends/hfjobs.py);
-                                       its tuneform-job/bundle/run.json carries the plan's estimate
+                                       its tuneform-job/bundle/run.json carries the plan's estimate;
+                                       deleted once the version is published (it holds training data)
+    branch tuneform/claim-<key12>      apply's claim of a key (backends/hfjobs.py); deleted with it
 
 `spent` (the monthly cap) counts each tag's recorded cost, and each jobs branch whose work is not
 published yet (no tag; for an evaluate job, no scores under its evals) at its estimate, dated by
@@ -28,7 +30,7 @@ from typing import Any
 
 from tuneform.core.hub import http_status, hub_api, hub_failures, retry
 from tuneform.core.manifest import PASSED, Manifest
-from tuneform.registry.protocol import Published, RegistryError, Spend, Version, billed_usd, main_moved, since_then
+from tuneform.registry.protocol import MainMoved, Published, RegistryError, Spend, Version, billed_usd, main_moved, since_then
 
 MANIFEST = "tuneform/manifest.json"
 TAG_PREFIX = "run-"
@@ -44,6 +46,11 @@ def tag_of(key: str) -> str:
 def jobs_branch(key: str) -> str:
     """The branch a submitted job's bundle and wheel live on (backends/hfjobs.py uploads it)."""
     return f"{JOBS_PREFIX}{key[:12]}"
+
+
+def claim_branch(key: str) -> str:
+    """Where apply claims a key before submitting its job (backends/hfjobs.py)."""
+    return f"tuneform/claim-{key[:12]}"
 
 
 def default_namespace(root: Path) -> str:
@@ -280,18 +287,25 @@ class HubRegistry:
     ) -> Published:
         """Publish a finished folder (model files at its root) as version run-<key12>.
 
-        With `move_main` (gates passed), one commit on main with `parent_commit` = the main commit
-        apply saw: it holds exactly this version's files, and is tagged. When main moved since
-        (412), or the gates failed, the commit goes on a work branch from main instead, is tagged,
-        and main stays where it is. `parent_commit` None means the caller saw no repo: main then
-        must still hold no version.
+        The version is one commit on branch tuneform/versions/<key12> holding exactly its files,
+        tagged, and the branch dropped (the tag keeps it). With `move_main` (gates passed), main
+        then becomes the tagged version by server-side copy (set_main) from `parent_commit`, the
+        main commit apply saw; when main moved since (412) or the gates failed, main stays where it
+        is. Tagging first means a failure anywhere leaves main on a tagged version. `parent_commit`
+        None means the caller saw no repo: main then must still hold no version.
         """
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-        from huggingface_hub.errors import HfHubHTTPError
 
         existing = self.get(repo, key)
-        if existing is not None:
-            return Published(existing, "", self.main(repo) == key, f"{tag_of(key)} is already published")
+        if existing is not None:  # a job run again: tagged before, main perhaps not moved yet
+            moved_main = self.main(repo) == key
+            if move_main and not moved_main and parent_commit is not None:
+                try:
+                    self.set_main(repo, key, "", parent_commit=parent_commit)
+                    moved_main = True
+                except MainMoved:
+                    pass
+            return Published(existing, "", moved_main, f"{tag_of(key)} is already published")
         self.ensure_repo(repo, private)
         (folder / "tuneform").mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST).write_text(manifest.text())
@@ -307,41 +321,43 @@ class HubRegistry:
         moved = f"main of {repo} moved since apply planned this: tagged {tag_of(key)} only, main left where it is (plan the run file to restore it)"
         if move_main and parent_commit is None and self.main(repo) is not None:
             move_main, note = False, moved  # the repo was created and given a version since the caller looked
-        if move_main:
-            base = parent_commit or self.main_commit(repo)
-            try:
-                commit = self._commit(
-                    repo, operations(base or "main"), message, "main", base, lambda: self._head_with_key(repo, "main", key)
-                )
-                self._tag(repo, key, commit, message)
-                version = self.get(repo, key)
-                assert version is not None
-                return Published(version, commit, True, f"main of {repo} -> {tag_of(key)}")
-            except HfHubHTTPError as exc:
-                if exc.response.status_code != 412:  # the client has no type for a failed precondition
-                    raise
-                landed = self._head_with_key(repo, "main", key)
-                if landed:  # our own commit landed, its answer was lost: only the tag is missing
-                    self._tag(repo, key, landed, message)
-                    return Published(self.get(repo, key), landed, True, f"main of {repo} -> {tag_of(key)}")  # type: ignore[arg-type]
-                note = moved
+        base = parent_commit or self.main_commit(repo)
+        # The version is committed and tagged first, on a branch of its own; main moves to it after,
+        # so main never points at an untagged version (one that no restore could find again).
         branch = f"tuneform/versions/{key[:12]}"
         retry(
-            lambda: self.api.create_branch(repo, branch=branch, revision=parent_commit or "main", exist_ok=True),
+            lambda: self.api.create_branch(repo, branch=branch, revision=base or "main", exist_ok=True),
             what=f"create branch {branch}",
             say=self.say,
         )
         commit = self._commit(repo, operations(branch), message, branch, None, lambda: self._head_with_key(repo, branch, key))
         self._tag(repo, key, commit, message)
-        try:
-            self.api.delete_branch(repo, branch=branch)  # the tag keeps the commit
-        except hub_failures():
-            pass  # a leftover branch is harmless: the version is tagged
+        self.delete_branches(repo, [branch])  # the tag keeps the commit
         version = self.get(repo, key)
         assert version is not None
+        if move_main:
+            try:
+                on_main = self.set_main(repo, key, "", parent_commit=base, message=message)
+                return Published(version, on_main, True, f"main of {repo} -> {tag_of(key)}")
+            except MainMoved:
+                note = moved
         return Published(version, commit, False, note or f"tagged {tag_of(key)} ({version.status}); main not moved")
 
-    def set_main(self, repo: str, key: str, reason: str, *, parent_commit: str | None) -> str:
+    def delete_branches(self, repo: str, branches: list[str]) -> None:
+        """Delete branches a finished version no longer needs; best effort (absent already, or left
+        behind when the Hub fails: storage, not correctness, and a warning says which)."""
+        from huggingface_hub.errors import RevisionNotFoundError
+
+        for branch in branches:
+            try:
+                retry(lambda branch=branch: self.api.delete_branch(repo, branch=branch), what=f"delete branch {branch}", say=self.say)  # type: ignore[misc]
+            except RevisionNotFoundError:
+                pass
+            except hub_failures() as exc:
+                if self.say:
+                    self.say(f"  warning: could not delete branch {branch} of {repo} ({type(exc).__name__}); delete it by hand")
+
+    def set_main(self, repo: str, key: str, reason: str, *, parent_commit: str | None, message: str | None = None) -> str:
         """One commit on main, from `parent_commit` (the main commit the caller read), that makes it
         the tagged version: every file copied server side (LFS by reference), files absent at the
         tag deleted. No job, no upload of weights, $0. Main moved since: MainMoved, nothing changed."""
@@ -359,7 +375,7 @@ class HubRegistry:
         on_main = self._files_at(repo, parent_commit) - {".gitattributes"}
         ops: list[Any] = [CommitOperationCopy(p, p, src_revision=source) for p in sorted(tagged)]
         ops += [CommitOperationDelete(p) for p in sorted(on_main - tagged)]
-        message = f"restore {tag_of(key)}" + (f" ({reason})" if reason else "")
+        message = message or f"restore {tag_of(key)}" + (f" ({reason})" if reason else "")
         try:
             return self._commit(repo, ops, message, "main", parent_commit, lambda: self._head_with_key(repo, "main", key))
         except Exception as exc:
