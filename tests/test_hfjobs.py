@@ -583,3 +583,20 @@ def test_merges_applied_out_of_order_let_git_ancestry_decide(demo: Repo, fake_hu
         result.output
     )
     assert len(fake_hub.jobs) == jobs_before
+
+
+def test_a_force_pushed_before_falls_back_to_the_first_parent(demo: Repo, fake_hub: FakeHub) -> None:
+    """ISSUE 13.5: after a force-push the push's `before` is in no clone; apply compared with it and
+    failed. It now compares with HEAD's first parent (the commit the pushed one was made on), says
+    so, and submits the change that commit brings. A base that is not a full SHA is still an error."""
+    parent = demo.git("rev-parse", "HEAD")
+    demo.write("runs/demo.yaml", DEMO.replace("seed: 42", "seed: 7"))
+    demo.commit("seed 7")
+    rewritten = "5eed" * 10  # the tip main had before the force-push: gone with it
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "--base", rewritten)
+    assert result.exit_code == 0 and "submitted job" in result.output and len(fake_hub.jobs) == 1, result.output
+    assert f"base {rewritten[:12]} is not in this clone" in result.output and f"compared with {parent[:12]}" in result.output
+    code, plan = demo.json("plan", "--format", "json", "--base", rewritten)
+    assert code == 0 and plan["base"] == parent and [r["action"] for r in plan["runs"]] == ["update"], plan
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "--base", "no-such-branch")
+    assert result.exit_code != 0 and "unknown git revision 'no-such-branch'" in result.output, result.output

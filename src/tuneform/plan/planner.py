@@ -32,6 +32,7 @@ from tuneform.runfile.trees import GitTree, TreeError, WorkTree, argument_path, 
 PLAN_SCHEMA_VERSION = 2
 # `--base 0000...0` (GitHub's `before` of a first push) compares with git's empty tree.
 NO_BASE = re.compile(r"^0{40}$")
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # What a plan says when the repository has no commit on main yet (a fresh `tuneform init`).
 NO_MAIN_YET = (
@@ -264,12 +265,13 @@ def make_plan(
     if base is not None and NO_BASE.match(base):
         base_rev = EMPTY_TREE  # a first push (GitHub's all-zero "before"): every run is new
     elif base is not None:
-        base_rev = resolve_rev(root, base)
+        base_rev = _base_commit(root, base, problems)
     else:
         base_rev = default_base(root) or EMPTY_TREE
         if base_rev == EMPTY_TREE:  # before the first commit on main: nothing was ever applied
             problems.append(Problem(NO_MAIN_YET, severity="warning"))
-    base_tree = GitTree(root, base_rev, label=base or base_rev[:12])
+    # a base rewritten away (_base_commit's warning) is shown as the commit used instead
+    base_tree = GitTree(root, base_rev, label=base if base and not problems else base_rev[:12])
     head_tree = WorkTree(root)
     try:
         settings = load_settings(base_tree) if base_tree.exists(PYPROJECT) else load_settings(head_tree)
@@ -310,6 +312,31 @@ def make_plan(
     _apply_budgets(plan, settings, approval)
     plan.data = plan_data_section(plan.runs, root, base_rev, settings)
     return plan
+
+
+def _base_commit(root: Path, base: str, problems: list[Problem]) -> str:
+    """The commit `base` names. A full SHA this clone does not have is a push's `before` that a
+    force-push rewrote away (a checkout with full history has every other one): the plan then
+    compares with the first parent of HEAD, the commit the pushed one was made on, and says so. A
+    force-push that replaced several commits leaves the runs changed in the others to a manual
+    apply of their files."""
+    try:
+        return resolve_rev(root, base)
+    except TreeError as missing:
+        if not FULL_SHA.match(base):
+            raise
+        try:
+            parent = resolve_rev(root, "HEAD^1")
+        except TreeError:  # a shallow clone, or a first commit: nothing to fall back on
+            raise missing from None
+    problems.append(
+        Problem(
+            f"base {base[:12]} is not in this clone (a force-push rewrote it): compared with {parent[:12]}, the first parent of HEAD, "
+            "instead; apply a run changed in other rewritten commits by naming its file (tuneform apply runs/NAME.yaml)",
+            severity="warning",
+        )
+    )
+    return parent
 
 
 def _explicit_paths(root: Path, paths: list[str], problems: list[Problem]) -> list[str]:
