@@ -394,6 +394,13 @@ def _outside_folder(r: Repo, outside: str) -> None:
     _model_symlink(r, "extra", outside)
 
 
+def _inside_folder(r: Repo, outside: str) -> None:
+    """A folder of the repository linked into the model folder: the run key would not hash its
+    files (a walk does not enter links), while a bundle's copy would follow the link."""
+    r.write("models/shared/extra.bin", "weights the key never saw")
+    _model_symlink(r, "extra", "../shared")
+
+
 # case -> (how to break the fixture repo, the run argument, the file each message names, the fix it gives)
 HOSTILE: dict[str, tuple[Any, str, str, str]] = {
     "deep JSON data": (
@@ -466,9 +473,21 @@ HOSTILE: dict[str, tuple[Any, str, str, str]] = {
         "use a file inside it",
     ),
     "symlinked folder out of a model folder": (_outside_folder, "runs/support.yaml", "models/tiny/extra", "use a file inside it"),
+    "symlinked folder inside a model folder": (
+        _inside_folder,
+        "runs/support.yaml",
+        "models/tiny/extra",
+        "replace the link with the folder",
+    ),
 }
 # Data check reads neither eval suites (validate reports them) nor models: there it must only not fail.
-NOT_DATA = {"deep JSON suite", "huge int suite", "symlink out of a model folder", "symlinked folder out of a model folder"}
+NOT_DATA = {
+    "deep JSON suite",
+    "huge int suite",
+    "symlink out of a model folder",
+    "symlinked folder out of a model folder",
+    "symlinked folder inside a model folder",
+}
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))

@@ -100,7 +100,13 @@ class WorkTree:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in dirnames:
                 if os.path.islink(os.path.join(dirpath, name)):  # os.walk does not enter it, but a copy would
-                    self.resolve(Path(dirpath, name).relative_to(self.root).as_posix())  # TreeError if it leads out
+                    link = Path(dirpath, name).relative_to(self.root).as_posix()
+                    self.resolve(link)  # TreeError if it leads out
+                    raise TreeError(
+                        f"{shown(link)} is a symlinked folder: its files would be neither hashed into the run key nor "
+                        "safe to copy into a job bundle",
+                        fix="replace the link with the folder itself (or link its files one by one)",
+                    )
             for name in filenames:
                 if name.endswith(suffixes):
                     found.append(Path(dirpath, name).relative_to(self.root).as_posix())
