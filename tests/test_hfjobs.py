@@ -282,6 +282,13 @@ def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHu
     result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
     assert result.exit_code == 1 and "another apply (git ffff" in result.output and "nothing was submitted" in result.output, result.output
     assert len(fake_hub.jobs) == 4
+    # ... until that apply's job failed: its claim is taken over
+    labels = {"tuneform-run": key9[:12], "tuneform-job": key9[:12], "tuneform-repo": "acme--demo"}
+    failed = fake_hub.api().run_job(image="python:3.12", command=["true"], flavor="cpu-basic", labels=labels, namespace="acme").id
+    fake_hub.fail_job(failed)
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0 and "submitted job" in result.output and len(fake_hub.jobs) == 6, result.output
+    demo.cli("cancel", f"acme/{next(j for j in fake_hub.jobs if fake_hub.job(j).stage == 'SCHEDULING')}")
 
     # a bad token is named: by plan (registry unreadable, git decides) and by apply
     os.environ["HF_TOKEN"] = "hf_not_a_token"  # monkeypatch restores it
@@ -289,7 +296,7 @@ def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHu
     assert plan["runs"][0]["action"] == "update" and "HF_TOKEN" in plan["runs"][0]["registry"], plan
     result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
     assert result.exit_code == 1 and "HF_TOKEN" in result.output and "hf_not_a_token" not in result.output, result.output
-    assert len(fake_hub.jobs) == 4
+    assert len(fake_hub.jobs) == 6
 
 
 def test_hub_registry_publish_guards_main_and_restores(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -500,6 +507,17 @@ def test_publish_tags_before_moving_main_and_survives_lost_replies(
     repo = fake_hub.repo(REPO)
     assert {p: b.oid for p, b in repo.files_at("main").items()} == {p: b.oid for p, b in repo.files_at("run-aaaaaaaaaaaa").items()}
     assert not any(b.startswith("tuneform/") for b in repo.branches)
+
+    # a late job: main moved since its apply read it, and the Hub's refusal (412) is lost too
+    late_key = "c" * 64
+    moved_from = registry.main_commit(REPO)
+    registry.set_main(REPO, key_a, "", parent_commit=moved_from, message="someone else's commit")  # no change: same key
+    api = fake_hub.api()
+    api.upload_file(path_or_fileobj=b"moved", path_in_repo="moved.txt", repo_id=REPO)  # another apply moved main
+    fake_hub.faults.drop("POST", r"/commit/main$")
+    late = registry.publish(REPO, late_key, folder("c"), manifest(late_key), parent_commit=moved_from, move_main=True)
+    assert not late.moved_main and "moved since" in late.note and registry.main(REPO) == key_a
+    assert registry.get(REPO, late_key) is not None and fake_hub.read_file(REPO, "moved.txt") == b"moved"
 
     # the tag cannot be made: publish fails, and main stays on the tagged version it held
     seen = registry.main_commit(REPO)
