@@ -41,6 +41,7 @@ from typing import Any
 from tuneform.backends.protocol import ApplyContext, BackendError, Ended, JobRef, Submission
 from tuneform.backends.wheel import build_wheel
 from tuneform.core.hub import http_status, hub_failures, retry
+from tuneform.core.manifest import GitFacts
 from tuneform.estimate.catalog import FlavorTable
 from tuneform.job.bundle import git_facts
 from tuneform.plan.planner import PlannedRun
@@ -449,11 +450,10 @@ def commit_order(root: Path | None, ours: str | None, theirs: str | None) -> str
     return "newer" if ancestor(ours, theirs) else None
 
 
-def claimant(root: Path, run_file: str) -> str:
+def claimant(facts: GitFacts) -> str:
     """Who claims a key: the git commit being applied, so a re-run of that commit's apply (the
     workflow's concurrency group runs one at a time) recognises the claim an earlier attempt made
     but never heard back about; with uncommitted changes or no git, only this process."""
-    facts = git_facts(root, run_file, None)
     if facts.commit and not facts.dirty:
         return f"git {facts.commit}"
     return f"apply {uuid.uuid4().hex}"
@@ -551,23 +551,24 @@ class HfJobsBackend:
         api, token, registry = self._connect(ctx)
         jobs = HfJobs(api, namespace_of(repo), ctx.say, ctx.root)
         label = job_key(key, run.action, check.eval_hash)
-        ours = git_facts(ctx.root, check.path, None).commit
+        facts = git_facts(ctx.root, check.path, None)
         try:
             active = jobs.active_job(label)
             if active is not None:
                 return Submission(False, f"already submitted: job {active.id} ({active.status.stage}) {jobs.url(active.id)}", active.id)
             if run.action != "evaluate" and registry.get(repo, key) is not None:
                 return Submission(False, f"already submitted: {tag_of(key)} is published in {repo}")
-            newer = jobs.newer_work(repo, ours)
+            newer = jobs.newer_work(repo, facts.commit)
             if newer is not None:
                 return Submission(
-                    False, f"not submitted: commit {(ours or '')[:12]} is older than {newer}, which supersedes it (nothing stale trains)"
+                    False,
+                    f"not submitted: commit {(facts.commit or '')[:12]} is older than {newer}, which supersedes it (nothing stale trains)",
                 )
             readable = [] if spec.model.is_local else [("model", spec.model.id)]
             readable += [("dataset", src.dataset) for src in spec.data.train if isinstance(src, HubSource)]
             jobs.check_readable(readable)
             registry.ensure_repo(repo, spec.output.private)
-            holder = jobs.claim(repo, key, label, claimant(ctx.root, check.path))
+            holder = jobs.claim(repo, key, label, claimant(facts))
             if holder is not None:
                 raise BackendError(
                     f"another apply ({holder}) is submitting {tag_of(key)} and holds branch {claim_branch(key)} in {repo}: "
