@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import tempfile
 import time
 import uuid
