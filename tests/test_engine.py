@@ -277,12 +277,12 @@ def test_auto_settings_resolve_per_machine() -> None:
 
 
 def test_unsloth_compiles_only_jobs_long_enough_to_repay_it() -> None:
-    """compute.compile auto compiles from 12M training tokens (the warm-up measured on an H100
+    """compute.compile auto compiles from 6M training tokens (the warm-up measured on an H100
     pays back there); on and off are obeyed whatever the size."""
     epochs = make_spec({"type": "lora"}, {"num_train_epochs": 3})
     settings = resolve_settings(epochs, engine="unsloth", cuda=True, bf16_supported=True, batch_size=16)
-    assert planned_tokens(epochs, settings, [1000] * 4000) == 12_000_000  # 4M tokens, 3 epochs
-    assert compile_blocks(epochs, 12_000_000) and not compile_blocks(epochs, 11_999_999)
+    assert planned_tokens(epochs, settings, [1000] * 2000) == 6_000_000  # 2M tokens, 3 epochs
+    assert compile_blocks(epochs, 6_000_000) and not compile_blocks(epochs, 5_999_999)
     steps = make_spec({"type": "lora"}, {"max_steps": 100, "gradient_accumulation_steps": 2})
     # 100 steps x batch 16 x 2 accumulated x the mean row of 500 tokens
     assert planned_tokens(steps, replace(settings, processes=2), [400, 600]) == 100 * 16 * 2 * 2 * 500

@@ -253,14 +253,16 @@ class Calibration:
     # Assumption: reading weights into GPU memory (and quantising them for QLoRA).
     load_mb_per_s: float = 500.0
     # Unsloth patches and compiles each decoder block at start: 36-56 s measured on the H200
-    # through tuneform job (bench/results/gpu-2026-11-28.md), about 45 s for LFM2 on an H100
+    # through tuneform job (bench/results/gpu-2026-11-28.md), about 45 s for LFM2 on a fresh H100
     # (docs/calibration.md run 19); 60 s keeps a margin. The job compiles only from
-    # compile_min_tokens (compute.compile auto): below it, warm-up measured about 9 s (run 21).
+    # compile_min_tokens (compute.compile auto): below it, the warm-up of a fresh machine
+    # measured about 25 s (run 23).
     unsloth_warmup_s: float = 60.0
-    unsloth_eager_warmup_s: float = 15.0
-    # Compiling pays back from here: ~37 s more warm-up against ~3.1 us a token saved (LFM2-1.2B,
-    # one H100); train/engine.py's compute.compile auto reads it.
-    compile_min_tokens: int = 12_000_000
+    unsloth_eager_warmup_s: float = 25.0
+    # Compiling pays back from here: ~20 s more warm-up on a fresh machine (runs 19 and 23) against
+    # ~3.1 us a token saved (LFM2-1.2B, one H100: 74,019 against 60,991 tokens/s steady); the
+    # Llama-1B shape gains nothing from it either way. train/engine.py's compute.compile auto reads it.
+    compile_min_tokens: int = 6_000_000
     # Assumption: CUDA init and first-step warm-up for plain TRL on a GPU.
     trl_warmup_s: float = 15.0
     # Assumption: tokenising with the `tokenizers` Rust backend via datasets.map.

@@ -368,7 +368,7 @@ class ComputeSpec(_Section):
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Unsloth's compilation of each decoder block: faster steps after a warm-up of about half a minute; auto compiles jobs of at least 12M training tokens, where the warm-up pays back (docs/calibration.md, runs 19-21).",
+        description="Unsloth's compilation of each decoder block: faster steps after a warm-up of about half a minute; auto compiles jobs of at least 6M training tokens, where the warm-up pays back (docs/calibration.md, runs 19-23).",
     )
     # The schema says what a user may write (90m, 2h, seconds), not the parsed int.
     timeout: Annotated[
