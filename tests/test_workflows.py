@@ -1252,10 +1252,10 @@ def test_a_first_push_applies_every_run_on_the_local_backend(actions: Actions, r
     assert all("OTHER" not in json.dumps(s.env) for s in job.steps)
     [posted] = fake_github.comments(7)
     body = posted["body"]
-    assert body.startswith(RESULTS_MARKER) and "tuneform apply: submitted" in body and after in body
+    assert body.startswith(RESULTS_MARKER) and "tuneform apply: applied" in body and after in body
     assert "backend `local`" in body and "runs/faq.yaml" in body and "runs/support.yaml" in body
     assert "started job faq-" + jobs["faq"][:12] in body and "started job support-" + jobs["support"][:12] in body
-    assert "tuneform apply: submitted" in job.summary
+    assert "tuneform apply: applied" in job.summary
 
 
 @pytest.mark.parametrize("approver", [None, "carol"], ids=["unapproved", "approved"])
@@ -1378,7 +1378,7 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
     # the results comment on the merged PR names the submitted job
     [posted] = fake_github.comments(7)
     body = posted["body"]
-    assert body.startswith(RESULTS_MARKER) and "tuneform apply: submitted" in body and after in body, body
+    assert body.startswith(RESULTS_MARKER) and "tuneform apply: applied" in body and after in body, body
     assert "backend `hf-jobs`" in body and "runs/demo.yaml" in body
     assert f"submitted job {job_id}" in body and f"{fake_hub.url}/jobs/acme/{job_id}" in body, body
     assert "more than the 0s left to wait. Still running: `tuneform status " in body
