@@ -204,6 +204,7 @@ def test_plan_json_entries_keep_their_documented_shape(repo: Repo) -> None:
         "base_path",
         "backend",
         "output_repo",
+        "image",
         "flavor",
         "estimate",
         "fits",
@@ -217,6 +218,7 @@ def test_plan_json_entries_keep_their_documented_shape(repo: Repo) -> None:
         "registry",
         "tokens_counted_by",
         "data",
+        "timeout_s",
     ]
     tree = WorkTree(repo.path)
     check = check_run(tree, "runs/support.yaml", load_settings(tree), HubResolver(offline=True))

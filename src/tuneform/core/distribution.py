@@ -38,10 +38,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
-class DistributionError(Exception):
-    """tuneform's own distribution metadata cannot be found (run from a bare source tree)."""
-
-
 @dataclass(frozen=True)
 class Origin:
     """What pip recorded about how this tuneform was installed.
