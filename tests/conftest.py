@@ -137,6 +137,21 @@ def demo_repo(path: Path, run: str) -> Repo:
     return r
 
 
+def hub_demo_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: Any, run: str) -> Repo:
+    """`demo_repo` with `run`, its commands pointed at the fake Hub `hub` with alice's write
+    token: the local registry in tmp_path, short retries, and no prebuilt wheel or image override
+    from the environment (apply builds the wheel and picks the image as a user's apply does)."""
+    from fakehub import USER_TOKEN
+
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
+    monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
+    monkeypatch.delenv("TUNEFORM_WHEEL", raising=False)
+    monkeypatch.delenv("TUNEFORM_HF_IMAGE", raising=False)
+    return demo_repo(tmp_path / "demo", run)
+
+
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     """A training repo with settings, chat data, an eval suite and one valid run, committed on main."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, Repo, demo_repo
+from conftest import ROOT, Repo, hub_demo_repo
 from fakehub import USER_TOKEN, FakeHub
 from tuneform.core.manifest import Manifest
 from tuneform.estimate.catalog import FLAVORS
@@ -42,12 +42,7 @@ DEMO = (
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_hub: FakeHub) -> Repo:
     """The demo repo (like test_apply's), pointed at the fake Hub with alice's write token."""
-    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
-    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
-    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
-    monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
-    monkeypatch.delenv("TUNEFORM_WHEEL", raising=False)
-    return demo_repo(tmp_path / "demo", DEMO)
+    return hub_demo_repo(tmp_path, monkeypatch, fake_hub, DEMO)
 
 
 def container(hub: FakeHub, tmp_path: Path) -> Any:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest import SETTINGS, Repo, demo_repo
-from fakehub import USER_TOKEN, FakeHub
+from conftest import SETTINGS, Repo, hub_demo_repo
+from fakehub import FakeHub
 from test_hfjobs import DEMO, REPO, job_posts
 from tuneform.cli.commands import main
 from tuneform.core.manifest import Cost, Manifest
@@ -134,12 +134,7 @@ def test_hub_registry_counts_tags_and_jobs_in_flight(hub_env: FakeHub, tmp_path:
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_hub: FakeHub) -> Repo:
     """The hf-jobs demo on the fake Hub (alice's write token), without a monthly cap yet."""
-    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
-    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
-    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
-    monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
-    monkeypatch.delenv("TUNEFORM_WHEEL", raising=False)
-    return demo_repo(tmp_path / "demo", DEMO)
+    return hub_demo_repo(tmp_path, monkeypatch, fake_hub, DEMO)
 
 
 def spent_earlier(hub: FakeHub, tmp_path: Path, usd: float) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, RUN, SETTINGS, Repo, demo_repo
+from conftest import ROOT, RUN, SETTINGS, Repo, hub_demo_repo
 from fakehub import USER_TOKEN, FakeHub
 from tuneform.core.markup import md_code
 from tuneform.runfile.settings import DEFAULT_IMAGE, Settings
@@ -170,14 +170,8 @@ def test_two_runs_publishing_to_one_output_repo_are_invalid_naming_both(repo: Re
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_hub: FakeHub) -> Repo:
     """The demo repo on the fake Hub (as in test_hfjobs), its run publishing to acme/demo."""
-    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
-    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
-    monkeypatch.setenv("HF_TOKEN", USER_TOKEN)
-    monkeypatch.setenv("TUNEFORM_RETRY_DELAY", "0.05")
-    monkeypatch.delenv("TUNEFORM_WHEEL", raising=False)
-    monkeypatch.delenv("TUNEFORM_HF_IMAGE", raising=False)
     run = (ROOT / "runs/demo.yaml").read_text().replace("repo: tuneform-demo/demo, private: false", "repo: acme/demo, private: true")
-    return demo_repo(tmp_path / "demo", run)
+    return hub_demo_repo(tmp_path, monkeypatch, fake_hub, run)
 
 
 def test_apply_refuses_an_image_from_the_environment_outside_the_list_and_pins_the_bundle(
