@@ -20,11 +20,11 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from tuneform.data.reader import Example
+from tuneform.estimate.estimator import compiles_blocks
 from tuneform.runfile.spec import RunSpec
 from tuneform.train.engine import (
     Settings,
     TrainError,
-    compile_blocks,
     planned_tokens,
     prepare,
     resolve_settings,
@@ -282,10 +282,10 @@ def test_unsloth_compiles_only_jobs_long_enough_to_repay_it() -> None:
     epochs = make_spec({"type": "lora"}, {"num_train_epochs": 3})
     settings = resolve_settings(epochs, engine="unsloth", cuda=True, bf16_supported=True, batch_size=16)
     assert planned_tokens(epochs, settings, [1000] * 2000) == 6_000_000  # 2M tokens, 3 epochs
-    assert compile_blocks(epochs, 6_000_000) and not compile_blocks(epochs, 5_999_999)
+    assert compiles_blocks(epochs.compute.compile, 6_000_000) and not compiles_blocks(epochs.compute.compile, 5_999_999)
     steps = make_spec({"type": "lora"}, {"max_steps": 100, "gradient_accumulation_steps": 2})
     # 100 steps x batch 16 x 2 accumulated x the mean row of 500 tokens
     assert planned_tokens(steps, replace(settings, processes=2), [400, 600]) == 100 * 16 * 2 * 2 * 500
     for written, expected in (("on", True), ("off", False)):
         spec = epochs.model_copy(update={"compute": epochs.compute.model_copy(update={"compile": written})})
-        assert compile_blocks(spec, 10**9 if not expected else 1) is expected
+        assert compiles_blocks(spec.compute.compile, 10**9 if not expected else 1) is expected

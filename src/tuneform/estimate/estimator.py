@@ -294,6 +294,15 @@ class Calibration:
 DEFAULT_CALIBRATION = Calibration()
 
 
+def compiles_blocks(setting: str, train_tokens: int) -> bool:
+    """Whether Unsloth compiles each decoder block for a job training `train_tokens`:
+    `compute.compile` when on or off; auto only from compile_min_tokens, where the faster steps
+    repay the compilation. The job (train/engine.py) and its estimate decide by this one rule."""
+    if setting != "auto":
+        return setting == "on"
+    return train_tokens >= DEFAULT_CALIBRATION.compile_min_tokens
+
+
 def gpu_key(flavor: Flavor) -> str:
     """The key a flavor's calibration is kept under: its GPU model, or "cpu"."""
     return flavor.gpu_model or "cpu"
@@ -336,11 +345,8 @@ class Workload:
 
     @property
     def compiles(self) -> bool:
-        """Whether the job compiles its decoder blocks (train/engine.py compile_blocks decides the
-        same way from the tokens it counted)."""
-        if self.compile != "auto":
-            return self.compile == "on"
-        return self.train_tokens >= Calibration().compile_min_tokens
+        """Whether the job compiles its decoder blocks."""
+        return compiles_blocks(self.compile, self.train_tokens)
 
     @property
     def trainable_params(self) -> int:

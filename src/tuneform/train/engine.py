@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
-from tuneform.estimate.estimator import Calibration
+from tuneform.estimate.estimator import compiles_blocks
 from tuneform.runfile.spec import RunSpec
 from tuneform.train import packed_attention, packing
 from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
@@ -258,7 +258,7 @@ def prepare(
         )
     eval_rows, _ = _tokenize(eval_examples, tokenizer, spec)
     if engine == "unsloth":
-        compiled = compile_blocks(spec, planned_tokens(spec, settings, [len(row.input_ids) for row in train_rows]))
+        compiled = compiles_blocks(spec.compute.compile, planned_tokens(spec, settings, [len(row.input_ids) for row in train_rows]))
         # Unsloth reads this when it wraps the decoder blocks, inside from_pretrained/get_peft_model.
         os.environ["UNSLOTH_BLOCK_COMPILE"] = "1" if compiled else "0"
         settings = replace(settings, compile="blocks" if compiled else "off")
@@ -307,14 +307,6 @@ def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
         raise TrainError("engine unsloth trains on CUDA GPUs and none is visible: set compute.engine: trl (or auto)")
     if spec.method.type == "qlora" and spec.output.save == "merged" and engine == "trl":
         raise TrainError("output.save merged with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
-
-
-def compile_blocks(spec: RunSpec, tokens: int) -> bool:
-    """Whether Unsloth compiles each decoder block: `compute.compile` when on or off; auto only
-    for a job that trains `tokens` or more, enough for the faster steps to repay the compilation."""
-    if spec.compute.compile != "auto":
-        return spec.compute.compile == "on"
-    return tokens >= Calibration().compile_min_tokens
 
 
 def planned_tokens(spec: RunSpec, settings: Settings, row_lengths: list[int]) -> int:
