@@ -587,7 +587,6 @@ class HfJobsBackend:
                 revision = jobs.upload(repo, key, bundle.path, wheel)
                 wheel_sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
             assert run.timeout is not None  # the plan sets one for every run that submits a job
-            timeout = run.timeout.seconds
             submitted = jobs.submit(
                 repo=repo,
                 key=key,
@@ -596,7 +595,7 @@ class HfJobsBackend:
                 wheel_sha256=wheel_sha256,
                 image=check.image,  # as planned: inside [tool.tuneform] allowed_images, or the plan blocked the run
                 flavor=estimate.flavor.name,
-                timeout=timeout,
+                timeout=run.timeout.seconds,
                 token=token,
                 git_sha=bundle.run.git.commit,
                 name=f"tuneform-{check.name}"[:100],
@@ -608,7 +607,7 @@ class HfJobsBackend:
             jobs.release(repo, key)
             raise BackendError(explain(exc, "submitting the job")) from None
         ctx.say(
-            f"submitted job {submitted.job_id} ({run.action} {check.path}) on {estimate.flavor.name}, timeout {timeout // 60} min: {submitted.url}"
+            f"submitted job {submitted.job_id} ({run.action} {check.path}) on {estimate.flavor.name}, time limit {run.timeout.text}: {submitted.url}"
         )
         superseded, note = _supersede(jobs, repo, key, submitted, ctx.say)
         return Submission(True, f"submitted: {submitted.url}{note}", submitted.job_id, superseded, (jobs, registry, submitted), note)
