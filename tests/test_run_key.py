@@ -266,7 +266,7 @@ def test_valid_runs_validate_against_the_schema(schema: dict, name: str) -> None
     [
         (sub("learning_rate:", "lerning_rate:"), "'lerning_rate' was unexpected"),
         (RUN + "trainig: {}\n", "'trainig' was unexpected"),
-        (sub("{type: lora, r: 8}", "{type: lorra}"), "'lorra' is not one of ['lora', 'qlora', 'full']"),
+        (sub("{type: lora, r: 8}", "{type: lorra}"), "'lorra' is not one of ['lora', 'qlora', 'full', 'dpo', 'orpo', 'kto']"),
         (sub("max_seq_length: 512", "max_seq_length: 8"), "8 is less than the minimum of 16"),
         ("data:\n  train: [{path: data/chat.jsonl}]\n", "'model' is a required property"),
         (RUN + "compute: {timeout: soon}\n", "'soon' is not valid under any of the given schemas"),

@@ -190,7 +190,7 @@ CASES = [
         8,
         22,
         "method.rank",
-        "unknown key 'rank' (expected one of: alpha, dropout, r, target_modules, type, use_rslora)",
+        "unknown key 'rank' (expected one of: alpha, beta, dropout, r, target_modules, type, use_rslora)",
     ),
     Case(
         "unknown-training",
@@ -300,7 +300,7 @@ CASES = [
         8,
         7,
         "data.train[0].format",
-        "expected 'messages', 'prompt_completion', 'alpaca' or 'text' (did you mean 'messages'?)",
+        "expected 'messages', 'prompt_completion', 'alpaca', 'text' or 'preference' (did you mean 'messages'?)",
     ),
     Case(
         "source-with-path-and-dataset",

@@ -43,6 +43,7 @@ REQUIRED_FIELDS = {
     "prompt_completion": ("prompt", "completion"),
     "alpaca": ("instruction", "output"),
     "text": ("text",),
+    "preference": ("prompt", "chosen", "rejected"),
 }
 CANONICAL_NAMES = {name for names in REQUIRED_FIELDS.values() for name in names} | {"input"}
 SHOWN_BAD_ROWS = 5
@@ -61,6 +62,10 @@ class Example:
     `prompt_turns` counts leading messages that are never trained even when they are assistant
     turns: a prompt_completion row's prompt may hold an earlier assistant reply, but only the
     completion is the target.
+
+    A preference row (`format: preference`) is a prompt and two answers to it: `messages` holds
+    the prompt turns only (all of them `prompt_turns`), `chosen` and `rejected` the two answers'
+    turns, which a preference trainer scores against each other after the same prompt.
     """
 
     source: str
@@ -68,6 +73,13 @@ class Example:
     messages: list[dict[str, str]] | None = None
     text: str | None = None
     prompt_turns: int = 0
+    chosen: list[dict[str, str]] | None = None
+    rejected: list[dict[str, str]] | None = None
+
+    @property
+    def is_preference(self) -> bool:
+        """Whether this is a prompt with a chosen and a rejected answer (format: preference)."""
+        return self.chosen is not None and self.rejected is not None
 
 
 @dataclass(frozen=True)
@@ -443,6 +455,29 @@ def _prompt_completion_example(record: dict[str, Any], columns: dict[str, str], 
     return Example(label, number, messages=prompt_messages + completion_messages, prompt_turns=len(prompt_messages))
 
 
+def _preference_example(record: dict[str, Any], columns: dict[str, str], label: str, number: int) -> Example:
+    """A prompt (text or turns) and two answers to it (text or assistant turns)."""
+    prompt_column = columns.get("prompt", "prompt")
+    prompt = _field(record, prompt_column, "prompt")
+    if isinstance(prompt, str) and not _parsed_list(prompt):
+        prompt_messages = [{"role": "user", "content": _text(prompt, prompt_column)}]
+    else:
+        prompt_messages = _conversation(prompt, prompt_column, need_assistant=False)
+    answers = [_answer(record, columns.get(name, name), name) for name in ("chosen", "rejected")]
+    return Example(label, number, messages=prompt_messages, prompt_turns=len(prompt_messages), chosen=answers[0], rejected=answers[1])
+
+
+def _answer(record: dict[str, Any], column: str, name: str) -> list[dict[str, str]]:
+    """One answer of a preference pair: a string is one assistant turn; a list must end with one."""
+    value = _field(record, column, name)
+    if isinstance(value, str) and not _parsed_list(value):
+        return [{"role": "assistant", "content": _text(value, column)}]
+    turns = _conversation(value, column, need_assistant=True)
+    if turns[-1]["role"] != "assistant":
+        raise RowProblem(column, "does not end with an assistant message", "end the answer with the assistant's reply")
+    return turns
+
+
 def _alpaca_example(record: dict[str, Any], columns: dict[str, str], label: str, number: int) -> Example:
     instruction_column = columns.get("instruction", "instruction")
     input_column = columns.get("input", "input")
@@ -467,6 +502,7 @@ CONVERTERS = {
     "prompt_completion": _prompt_completion_example,
     "alpaca": _alpaca_example,
     "text": _text_example,
+    "preference": _preference_example,
 }
 
 

@@ -45,7 +45,7 @@ __all__ = [
     "smallest_fitting",
 ]
 
-Method = Literal["lora", "qlora", "full"]
+Method = Literal["lora", "qlora", "full", "dpo", "orpo", "kto"]
 Engine = Literal["unsloth", "trl"]
 DType = Literal["bf16", "fp16", "fp32"]
 

@@ -46,13 +46,16 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
-Format = Literal["messages", "prompt_completion", "alpaca", "text"]
+Format = Literal["messages", "prompt_completion", "alpaca", "text", "preference"]
 CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "messages": ("messages",),
     "prompt_completion": ("prompt", "completion"),
     "alpaca": ("instruction", "input", "output"),
     "text": ("text",),
+    "preference": ("prompt", "chosen", "rejected"),
 }
+PREFERENCE_METHODS = ("dpo", "orpo", "kto")
+"""Methods that learn from pairs of answers (format: preference) rather than from target text."""
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -149,7 +152,10 @@ def _source_tag(value: Any) -> str | None:
 
 
 class _SourceBase(_Section):
-    format: Format = Field("messages", description="Row layout: messages (chat), prompt_completion, alpaca or text.")
+    format: Format = Field(
+        "messages",
+        description="Row layout: messages (chat), prompt_completion, alpaca, text, or preference ({prompt, chosen, rejected} for dpo/orpo/kto).",
+    )
     columns: dict[str, str] = Field(default_factory=dict, description="Renames: canonical field -> column in the data.")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many rows (after a seeded shuffle).")
 
@@ -279,9 +285,19 @@ class DataSpec(_Section):
 
 
 class MethodSpec(_Section):
-    """How weights are updated: LoRA adapters, QLoRA (LoRA on a 4-bit base) or full fine-tuning."""
+    """How weights are updated: LoRA adapters, QLoRA (LoRA on a 4-bit base) or full fine-tuning on
+    target text; or LoRA adapters trained on preference pairs (dpo, orpo, kto)."""
 
-    type: Literal["lora", "qlora", "full"] = Field("lora", description="lora | qlora | full")
+    type: Literal["lora", "qlora", "full", "dpo", "orpo", "kto"] = Field(
+        "lora",
+        description="lora | qlora | full (supervised) | dpo | orpo | kto (preference pairs, LoRA adapters).",
+    )
+    beta: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="dpo/kto: strength of the pull toward the reference model; orpo: weight of the odds-ratio term (default 0.1).",
+    )
     r: int | None = Field(None, ge=1, le=1024, description="LoRA rank (default 16).")
     alpha: int | None = Field(None, ge=1, le=4096, description="LoRA alpha (default: equal to r).")
     dropout: float | None = Field(None, ge=0, lt=1, description="LoRA dropout (default 0).")
@@ -290,6 +306,10 @@ class MethodSpec(_Section):
 
     @model_validator(mode="after")
     def _fill(self) -> MethodSpec:
+        if self.type in PREFERENCE_METHODS:
+            object.__setattr__(self, "beta", 0.1 if self.beta is None else self.beta)
+        elif self.beta is not None:
+            raise FieldError(("beta",), f"beta only applies to {', '.join(PREFERENCE_METHODS)}: remove it or set type: dpo")
         lora_fields = ("r", "alpha", "dropout", "target_modules", "use_rslora")
         if self.type == "full":
             given = [name for name in lora_fields if getattr(self, name) is not None]
@@ -480,12 +500,32 @@ class RunSpec(_Section):
                 ("model", "load_in_4bit"),
                 f"model.load_in_4bit with method {self.method.type}: use method.type qlora (LoRA on a 4-bit base)",
             )
+        self._check_preference()
         save = self.output.save or ("merged" if self.method.type == "full" else "adapter")
         if self.method.type == "full" and save == "adapter":
             raise FieldError(("output", "save"), "output.save adapter with method full: a full fine-tune has no adapter, use save: merged")
         if save != self.output.save:
             object.__setattr__(self, "output", self.output.model_copy(update={"save": save}))
         return self
+
+    def _check_preference(self) -> None:
+        """Preference methods train on preference rows only, and only they do: a pair read as a
+        chat, or a chat read as a pair, would train something other than what was meant."""
+        preference = self.method.type in PREFERENCE_METHODS
+        for side in ("train", "eval"):
+            for i, src in enumerate(getattr(self.data, side)):
+                if preference and src.format != "preference":
+                    raise FieldError(
+                        ("data", side, i, "format"),
+                        f"method {self.method.type} learns from pairs of answers but this source's format is {src.format}: "
+                        "give rows {prompt, chosen, rejected} with format: preference",
+                    )
+                if not preference and src.format == "preference":
+                    raise FieldError(
+                        ("data", side, i, "format"),
+                        f"format preference holds pairs of answers, which method {self.method.type} cannot train on: "
+                        "set method.type: dpo (or orpo, kto)",
+                    )
 
 
 MAX_PATH = 4096  # Linux's PATH_MAX, the most generous of the systems a repository is checked out on
@@ -744,10 +784,20 @@ def canonical(spec: RunSpec, resolved: Resolved) -> dict[str, Any]:
         "training_format": TRAINING_FORMAT,
         "model": model,
         "data": data,
-        "method": spec.method.model_dump(mode="json"),
+        "method": _keyed(spec.method),
         "training": spec.training.model_dump(mode="json"),
         "output": {"save": spec.output.save},
     }
+
+
+KEY_LATER_FIELDS = {"beta"}
+"""Fields added after run keys were first published. They enter the canonical form only when set,
+so a run file that does not use them keeps the key, and so the version, it always had."""
+
+
+def _keyed(section: BaseModel) -> dict[str, Any]:
+    out = section.model_dump(mode="json")
+    return {k: v for k, v in out.items() if not (k in KEY_LATER_FIELDS and v is None)}
 
 
 def canonical_json(value: Any) -> str:
