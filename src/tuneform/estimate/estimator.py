@@ -230,6 +230,14 @@ class Calibration:
     # transformers' loss would hold bf16 2 + fp32 upcast 4 + fp32 log-softmax 4 = 10 bytes.)
     unsloth_logits_bytes: float = 0.0
     trl_logits_bytes: float = 0.0
+    # Except where Unsloth's fused loss is not applied and the full logits come back: Gemma 3 on
+    # unsloth 2026.10.9, although it prints its "fused linear cross entropy patch".
+    # bench/results/gpu-gemma-3-1b-it-2026-12-06-shapes.md: at batch 16 x 2048 (32,768 tokens x
+    # 262,144 vocabulary entries) the job held 70.4 GiB, 32.8 above the 37.6 modelled without
+    # logits (4 bytes/entry: the bf16 logits and a bf16 copy), when accelerate's fp32 conversion
+    # of the outputs asked for 4 more and ran out; the loss's fp32 gradient follows: 2+2+4+4 = 12.
+    unsloth_unfused_logits_bytes: float = 12.0
+    unsloth_unfused_architectures: frozenset[str] = frozenset({"gemma3_text"})
     # Allocator slack, cuBLAS workspaces, fused-loss chunks: Unsloth's batch-8 unpacked peak
     # 7.2 GiB minus the modelled weights (2.30), LoRA state (0.17) and activations (~4.3).
     gpu_fixed_overhead_gb: float = 0.45
@@ -589,6 +597,8 @@ def _memory_gb(
     activations = tokens * activation_elements * value_bytes
 
     logits_bytes = cal.unsloth_logits_bytes if engine == "unsloth" else cal.trl_logits_bytes
+    if engine == "unsloth" and shape.architecture in cal.unsloth_unfused_architectures:
+        logits_bytes = cal.unsloth_unfused_logits_bytes
     logits = tokens * shape.vocab_size * logits_bytes
 
     parts = {"weights": weights / GIB, "optimizer_and_grads": state / GIB, "activations": activations / GIB, "logits": logits / GIB}
