@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, MambaConfig
 
 # The families and helpers of the CPU property test: the same tiny models, the same packed batch.
-from test_packing_exact import CONFIGS, assert_same, document_loss, documents, prepared_packed, tiny_model
-from tuneform.train import varlen_attention
+from test_packing_exact import CONFIGS, assert_same, conversations, document_loss, documents, prepared_packed, tiny_model
+from tuneform.runfile.spec import RunSpec
+from tuneform.train import engine, packed_attention, varlen_attention
 from tuneform.train.packed_attention import VARLEN, choose_trl_route
 from tuneform.train.packed_conv import document_ids
 from tuneform.train.varlen_attention import ATTENTION, cumulative_lengths, flash_varlen
@@ -127,6 +128,27 @@ def test_the_attention_function_keeps_documents_apart_where_flash_cannot(family:
         assert_same(torch.cat([g.flatten() for g in packed_grads]), torch.cat([g.flatten() for g in alone_grads]), f"{family} gradients")
 
 
+def test_a_model_without_flex_attention_loads_with_the_default(tmp_path: Path) -> None:
+    """FlexAttention is the route where the flash kernels are not (fp32, older GPUs); a model
+    class without it (a state-space model: packing is refused for it anyway) still loads."""
+    config = MambaConfig(vocab_size=988, hidden_size=32, state_size=4, num_hidden_layers=2, expand=2, conv_kernel=3)
+    folder = tiny_model(config, tmp_path / "mamba")
+    spec = RunSpec.model_validate(
+        {
+            "model": {"id": "./models/tiny"},
+            "data": {"train": [{"path": "t.jsonl"}]},
+            "method": {"type": "full"},
+            "compute": {"engine": "trl"},
+        }
+    )
+    settings = engine.resolve_settings(spec, engine="trl", cuda=False, bf16_supported=False, processes=1)
+    with pytest.raises(ValueError, match="flex"):
+        AutoModelForCausalLM.from_pretrained(folder, attn_implementation="flex_attention")
+    model = engine._load_trl(spec, str(folder), settings, "flex_attention")
+    assert model.config._attn_implementation != "flex_attention"
+    assert packed_attention.trl_route(model, packing=True) == f"{model.config._attn_implementation}-document-mask"
+
+
 # ---------------------------------------------------------------------------------------------
 # On a CUDA GPU: the flash call itself
 
@@ -204,3 +226,32 @@ def test_the_engine_attends_packed_rows_in_one_call_on_the_gpu(family: str, tmp_
         # bf16 gradients: close in direction and size, not element by element.
         assert F.cosine_similarity(packed_flat, alone_flat, dim=0) > 0.99
         assert abs(float(packed_flat.norm() / alone_flat.norm()) - 1) < 0.05
+
+
+@needs_flash
+@pytest.mark.parametrize("family", ["gemma3_text", "lfm2"])
+def test_fp32_on_the_gpu_takes_flex_attention_and_keeps_documents_apart(family: str, tmp_path: Path) -> None:
+    """The flash kernels take 16-bit only: an fp32 run packs through FlexAttention's block-sparse
+    document mask (sliding window included), recorded as such."""
+    folder = tiny_model(CONFIGS[family](), tmp_path / family)
+    spec = RunSpec.model_validate(
+        {
+            "model": {"id": "./models/tiny", "max_seq_length": 128},
+            "data": {"train": [{"path": "t.jsonl"}]},
+            "method": {"type": "full"},
+            "training": {"packing": True, "max_steps": 1, "per_device_train_batch_size": 2, "precision": "fp32"},
+            "compute": {"engine": "trl"},
+        }
+    )
+    prepared = engine.prepare(spec, str(folder), conversations(12), [], tmp_path / "out")
+    print(f"\n{family} fp32: attention {prepared.settings.attention}")
+    assert prepared.settings.attention == "flex-document-mask"
+    batch = prepared.trainer._prepare_inputs(next(iter(prepared.trainer.get_train_dataloader())))
+    model = prepared.trainer.model
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    packed_logits = model(**inputs, use_cache=False).logits[0]
+    ids = batch["input_ids"][0]
+    for start, end in documents(batch["position_ids"][0].cpu()):
+        alone_logits = model(input_ids=ids[None, start:end], use_cache=False).logits[0]
+        scale = float(alone_logits.abs().max())
+        torch.testing.assert_close(packed_logits[start:end], alone_logits, rtol=1e-3, atol=1e-3 * scale)

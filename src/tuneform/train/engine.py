@@ -618,8 +618,8 @@ def _load_trl(spec: RunSpec, model: str, settings: Settings, attn_implementation
         except ValueError:
             if attn_implementation != "flex_attention":
                 raise
-            # A model class without FlexAttention keeps sdpa's document mask (the record says which).
-            loaded = AutoModelForCausalLM.from_pretrained(model, **{**kwargs, "attn_implementation": "sdpa"})
+            # A model class without FlexAttention gets transformers' default (the record says which).
+            loaded = AutoModelForCausalLM.from_pretrained(model, **{k: v for k, v in kwargs.items() if k != "attn_implementation"})
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load model {model}: {exc}") from exc
     if spec.method.type == "full":
