@@ -199,6 +199,24 @@ def test_one_varlen_call_equals_per_document_attention_on_the_gpu(lengths: list[
 
 
 @needs_flash
+def test_fp32_activations_under_autocast_take_the_flash_call_in_the_autocast_dtype() -> None:
+    """QLoRA keeps norms in fp32, so queries can reach attention in fp32 inside the trainer's bf16
+    autocast, where SDPA would compute in bf16: the flash call does the same instead of falling back."""
+    lengths, heads, kv_heads, dim = [300, 40, 500], 8, 2, 64
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    q, k, v = (torch.randn(1, h, sum(lengths), dim, device="cuda", generator=gen) for h in (heads, kv_heads, kv_heads))
+    positions = torch.cat([torch.arange(n, device="cuda") for n in lengths])[None]
+    module = torch.nn.Module()
+    module.is_causal = True
+    ATTENTION.reset()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out, _ = ATTENTION(module, q, k, v, None, position_ids=positions)
+    assert dict(ATTENTION.calls) == {"varlen-aten": 1} and out.dtype == torch.bfloat16
+    want = per_document(*(t[0].transpose(0, 1) for t in (q, k, v)), lengths, None)
+    torch.testing.assert_close(out[0].float(), want, atol=2e-2, rtol=2e-2)
+
+
+@needs_flash
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 def test_the_engine_attends_packed_rows_in_one_call_on_the_gpu(family: str, tmp_path: Path) -> None:
     """The engine's own preparation on the GPU (bf16): it loads the model with the varlen

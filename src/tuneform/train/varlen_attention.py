@@ -153,11 +153,16 @@ class VarlenAttention:
         if position_ids is None or position_ids.shape[-1] != tokens:
             position_ids = torch.arange(tokens, device=query.device)[None]
         position_ids = position_ids.expand(rows, -1)
-        if attention_mask is None and key.shape[2] == tokens and self._flash_takes(query, dropout, softcap, kwargs):
+        dtype = query.dtype
+        if query.is_cuda and dtype == torch.float32 and torch.is_autocast_enabled("cuda"):
+            # fp32 activations under autocast (QLoRA keeps norms in fp32): SDPA would run in the
+            # autocast dtype too, and so does the flash kernel.
+            dtype = torch.get_autocast_dtype("cuda")
+        if attention_mask is None and key.shape[2] == tokens and self._flash_takes(query, dtype, dropout, softcap, kwargs):
             self.calls["varlen-aten"] += 1
             cu, max_len = self._lengths(kwargs.get("position_ids"), position_ids)
             # transformers hands (rows, heads, tokens, head_dim); the kernel reads (tokens, heads, head_dim).
-            q, k, v = (t.transpose(1, 2).reshape(rows * tokens, t.shape[1], head_dim) for t in (query, key, value))
+            q, k, v = (t.transpose(1, 2).reshape(rows * tokens, t.shape[1], head_dim).to(dtype) for t in (query, key, value))
             out = flash_varlen(q, k, v, cu, max_len, scale=scaling, window=sliding_window)
             return out.view(rows, tokens, query.shape[1], head_dim), None
         if attention_mask is None and key.shape[2] == tokens:
@@ -169,11 +174,11 @@ class VarlenAttention:
         )
 
     @staticmethod
-    def _flash_takes(query: torch.Tensor, dropout: float, softcap: float | None, kwargs: dict[str, Any]) -> bool:
-        """Whether torch's flash kernel computes this call exactly as asked."""
+    def _flash_takes(query: torch.Tensor, dtype: torch.dtype, dropout: float, softcap: float | None, kwargs: dict[str, Any]) -> bool:
+        """Whether torch's flash kernel computes this call exactly as asked, in `dtype`."""
         return (
             query.is_cuda
-            and query.dtype in FLASH_DTYPES
+            and dtype in FLASH_DTYPES
             and query.shape[-1] <= FLASH_MAX_HEAD_DIM
             and query.shape[-1] % 8 == 0
             and dropout == 0.0
