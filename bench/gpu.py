@@ -12,8 +12,12 @@ a scratch training repository, checked and bundled by tuneform's own code, and t
 Configurations (same data, same tokens, same LoRA r=16 on the seven projections):
 - tuneform-default: only what a user must write; flavor h200, engine auto (unsloth on a GPU),
   batch and checkpointing sized by tuneform's estimator, packing on.
-- tuneform-trl: the same with engine trl (transformers + PEFT, packed rows kept apart by
-  document masks, LFM2's convolutions reset at document starts).
+- tuneform-trl: the same with engine trl (transformers + PEFT, packed rows attended in one flash
+  varlen call per layer by train/varlen_attention.py, LFM2's convolutions reset at document
+  starts); tuneform-trl-sdpa-mask: the same with compute.attention per-document, transformers'
+  SDPA over a dense document mask (the trl route before the varlen call, its baseline);
+  tuneform-trl-batch8, tuneform-trl-sdpa-mask-batch8: the pair at batch 8 (where the dense mask
+  of the estimator's batch does not fit).
 - tuneform-batch16, tuneform-batch32: the same with the batch fixed (points on the utilisation
   curve); tuneform-batch16-segments: batch 16 with compute.attention per-document, packed
   documents attended one at a time (the baseline of train/packed_attention.py).
@@ -182,9 +186,24 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "compute": {},
     },
     "tuneform-trl": {
-        "about": "tuneform's defaults with engine trl: packed rows through transformers' document masks (and LFM2's conv reset), no Unsloth",
+        "about": "tuneform's defaults with engine trl: packed rows in one flash varlen call per layer (train/varlen_attention.py; LFM2's conv reset), no Unsloth",
         "training": {},
         "compute": {"engine": "trl"},
+    },
+    "tuneform-trl-sdpa-mask": {
+        "about": "tuneform-trl with compute.attention per-document: transformers' SDPA over a dense document mask, the trl route before the varlen call (its baseline)",
+        "training": {},
+        "compute": {"engine": "trl", "attention": "per-document"},
+    },
+    "tuneform-trl-batch8": {
+        "about": "tuneform-trl with the batch fixed at 8",
+        "training": {"per_device_train_batch_size": 8},
+        "compute": {"engine": "trl"},
+    },
+    "tuneform-trl-sdpa-mask-batch8": {
+        "about": "tuneform-trl-sdpa-mask with the batch fixed at 8 (its dense mask is a quarter of batch 16's)",
+        "training": {"per_device_train_batch_size": 8},
+        "compute": {"engine": "trl", "attention": "per-document"},
     },
     "tuneform-batch16": {
         "about": "tuneform's defaults with the batch fixed at 16: a second point for the estimator's utilisation curve",

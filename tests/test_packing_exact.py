@@ -48,7 +48,8 @@ from tuneform.train.engine import Prepared, TrainResult, prepare, train
 from tuneform.train.packing import EXACT, PackingWarning, decide
 
 # The engine trains in bf16 on a GPU, where fp32 tolerances mean nothing: this is a CPU property
-# test (the GPU's varlen route is checked by tests/test_packed_attention.py).
+# test (the GPU's varlen routes are checked by tests/test_packed_attention.py for Unsloth and
+# tests/test_varlen_attention.py for the trl engine, which imports this module's tiny models).
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="fp32 property test of the CPU route; the engine picks bf16 on a GPU")
 
 torch.set_num_threads(1)
@@ -182,8 +183,10 @@ def test_a_packed_document_sees_what_it_sees_alone(family: str, method: str, mix
     prepared = prepared_packed(tiny_model(CONFIGS[family](), tmp_path / family), tmp_path / "out", method, mix)
     assert prepared.settings.packing and prepared.settings.packing_route == EXACT[family]
     # The trl engine's route on CPU: SDPA with the document mask transformers derives from
-    # position ids (a block-diagonal causal mask, cut to the window on sliding layers).
+    # position ids (a block-diagonal causal mask, cut to the window on sliding layers); FlexAttention
+    # has no backward on the CPU, and the GPU's varlen route is checked in tests/test_varlen_attention.py.
     assert prepared.trainer.model.config._attn_implementation == "sdpa"
+    assert prepared.settings.attention == "sdpa-document-mask"
     # The batch the trainer's own dataloader and collator (TRL's padding-free packing) hand the model.
     batch = next(iter(prepared.trainer.get_train_dataloader()))
     assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
@@ -221,6 +224,7 @@ def test_lfm2_trains_packed_and_records_the_route(tmp_path: Path) -> None:
     result = train(spec, str(folder), conversations(16), [], tmp_path / "out")
     assert result.steps == 2 and all(math.isfinite(loss) for _, loss in result.loss_history)
     assert (result.settings.packing, result.settings.packing_route) == (True, "document-mask+conv-reset")
+    assert result.settings.attention == "sdpa-document-mask"
     assert TrainResult.from_json(json.loads(json.dumps(result.as_json()))).settings == result.settings
     assert (tmp_path / "out" / "adapter_config.json").exists()
 
@@ -329,6 +333,7 @@ def test_a_family_not_known_exact_trains_padded_and_says_so(tmp_path: Path) -> N
         prepared = prepared_packed(folder, tmp_path / "out")
     assert not prepared.settings.packing
     assert prepared.settings.packing_route == "padded: packing is not known to be exact for model type 'mamba'"
+    assert prepared.settings.attention == "n/a"  # no packed rows to attend
     assert "seq_lengths" not in prepared.trainer.train_dataset.column_names
     batch: dict[str, Any] = next(iter(prepared.trainer.get_train_dataloader()))
     assert "attention_mask" in batch and batch["input_ids"].shape[0] == 2  # one padded row per example

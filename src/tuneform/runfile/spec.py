@@ -384,7 +384,7 @@ class ComputeSpec(_Section):
     engine: Literal["auto", "unsloth", "trl"] = Field("auto", description="auto: unsloth on a CUDA GPU when installed, else trl.")
     attention: Literal["auto", "per-document"] = Field(
         "auto",
-        description="How unsloth attends packed rows: auto, one varlen flash call per row where the GPU allows (Ampere or newer); per-document, one call per document (slower; the same result).",
+        description="How packed rows are attended: auto, one varlen flash call per row where the GPU allows (Ampere or newer); per-document, documents apart without that call (slower; the same result): unsloth one call per document, trl one SDPA call over a dense document mask.",
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",

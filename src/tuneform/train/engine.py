@@ -174,6 +174,11 @@ def train(
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     ended = time.perf_counter()
     seconds = ended - started
+    settings = prepared.settings
+    if settings.engine == "trl":  # what the attention function ran, not only what was loaded
+        from tuneform.train import varlen_attention
+
+        settings = replace(settings, attention=varlen_attention.ran(settings.attention))
     counter = prepared.counter
     tokens, trained_tokens = counter.totals(trainer.args.device)
     steady = None
@@ -207,8 +212,8 @@ def train(
         peak_memory_kind=kind,
         examples=len(prepared.train_rows),
         skipped_examples=prepared.skipped_examples,
-        settings=prepared.settings,
-        versions=library_versions(prepared.settings, spec),
+        settings=settings,
+        versions=library_versions(settings, spec),
         warmup_seconds=warmup,
     )
 
@@ -263,7 +268,14 @@ def prepare(
         os.environ["UNSLOTH_BLOCK_COMPILE"] = "1" if compiled else "0"
         settings = replace(settings, compile="blocks" if compiled else "off")
 
-    model = _load_unsloth(spec, model_path, settings) if engine == "unsloth" else _load_trl(spec, model_path, settings)
+    model: PreTrainedModel | PeftModel
+    if engine == "unsloth":
+        model = _load_unsloth(spec, model_path, settings)
+    else:
+        # Packed rows' attention is chosen as the model loads (a varlen call where the GPU has
+        # torch's flash kernels); the route recorded is the one transformers then set.
+        implementation = packed_attention.for_trl(spec.compute.attention, packing=settings.packing, precision=settings.precision)
+        model = _load_trl(spec, model_path, settings, implementation)
     # Packing only where this model's packed rows are exact: the padded path (and a warning) otherwise.
     decided = packing.apply(model, engine=engine, requested=settings.packing)
     settings = replace(settings, packing=decided.packing, packing_route=decided.route)
@@ -283,6 +295,8 @@ def prepare(
     )
     ran = packing.as_run(decided, engine_packs=bool(getattr(trainer.args, "packing", False)))
     settings = replace(settings, packing=ran.packing, packing_route=ran.route)
+    if engine == "trl":
+        settings = replace(settings, attention=packed_attention.trl_route(model, packing=ran.packing))
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the job reports through on_log
     # Counting in the collator sees every batch the model gets. TRL builds its own collator (and
     # refuses a custom one with packing), so it is wrapped once built.
@@ -573,8 +587,9 @@ def _model_dtype(spec: RunSpec, settings: Settings) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.precision]
 
 
-def _load_trl(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel | PeftModel:
-    """transformers + PEFT: the base model, 4-bit for qlora, with LoRA adapters unless full."""
+def _load_trl(spec: RunSpec, model: str, settings: Settings, attn_implementation: str | None = None) -> PreTrainedModel | PeftModel:
+    """transformers + PEFT: the base model, 4-bit for qlora, with LoRA adapters unless full;
+    attending with `attn_implementation` (packed_attention.for_trl; None: transformers' default)."""
     from transformers import AutoModelForCausalLM
 
     local = Path(model).is_dir()
@@ -591,8 +606,20 @@ def _load_trl(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel 
         kwargs["quantization_config"] = qlora_quantization(dtype)
         # 4-bit weights are placed as they load: on this process's own GPU under DDP.
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
+    if attn_implementation == packed_attention.VARLEN:
+        from tuneform.train import varlen_attention
+
+        varlen_attention.register().reset()  # counts from here what the model's attention calls run
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     try:
-        loaded = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+        try:
+            loaded = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+        except ValueError:
+            if attn_implementation != "flex_attention":
+                raise
+            # A model class without FlexAttention gets transformers' default (the record says which).
+            loaded = AutoModelForCausalLM.from_pretrained(model, **{k: v for k, v in kwargs.items() if k != "attn_implementation"})
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load model {model}: {exc}") from exc
     if spec.method.type == "full":

@@ -19,6 +19,10 @@ the int32 backward limit) still decide per call whether the varlen route is take
 The result is the same attention, computed in one launch: it is a kernel choice, so it lives in
 the run file's `compute` section (`compute.attention: per-document` turns it off), which is not in
 the run key. The route taken is recorded in the manifest (`settings.attention`).
+
+The trl engine (where Unsloth is not installed) gets the same single call from
+train/varlen_attention.py, an attention function registered with transformers and selected when
+the model is loaded (`choose_trl_route` below decides, on the same GPU conditions).
 """
 
 from __future__ import annotations
@@ -28,12 +32,29 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Literal
 
-Route = Literal["varlen", "varlen-aten", "per-document", "n/a"]
+Route = Literal["varlen", "varlen-aten", "per-document", "flex-document-mask", "sdpa-document-mask", "n/a"]
 """How packed documents are attended:
 - varlen: Unsloth's own single varlen call (torch >= 2.12);
-- varlen-aten: the same single call through torch's flash op, enabled here (torch < 2.12);
+- varlen-aten: the same single call through torch's flash op: Unsloth's, enabled here (torch <
+  2.12), or the trl engine's (train/varlen_attention.py);
 - per-document: one SDPA call per run of equal-length documents (Unsloth's fallback);
-- n/a: not Unsloth (TRL builds its own attention masks) or no GPU."""
+- flex-document-mask: trl engine, transformers' FlexAttention with the block-sparse document
+  mask it derives from position ids (a GPU without torch's flash kernels, or fp32);
+- sdpa-document-mask: trl engine, one SDPA call over the dense block-diagonal mask transformers
+  derives from position ids (the CPU: FlexAttention has no backward there);
+- n/a: no packed rows, or Unsloth without a GPU."""
+
+VARLEN = "tuneform_varlen"
+"""The `attn_implementation` name train/varlen_attention.py registers with transformers."""
+
+LOADED_ROUTE: dict[str, Route] = {VARLEN: "varlen-aten", "flex_attention": "flex-document-mask", "sdpa": "sdpa-document-mask"}
+"""The trl engine's route by the attention implementation transformers loaded the model with."""
+
+
+def flash_kernels(*, flash_available: bool, capability_major: int) -> bool:
+    """Whether this GPU runs torch's flash kernels: a build with them, and Ampere (sm_80) or newer
+    (a T4 has none). The one rule both engines' varlen routes follow."""
+    return flash_available and capability_major >= 8
 
 
 def torch_varlen_takes_gqa(varlen_attn: Callable[..., Any] | None) -> bool:
@@ -59,10 +80,56 @@ def choose_route(
         return "per-document"
     if unsloth_has_varlen:
         return "varlen"
-    # torch's flash kernels need sm_80 (A100) or newer; a T4 keeps the per-document path.
-    if not flash_available or capability_major < 8 or not lean_function:
+    if not flash_kernels(flash_available=flash_available, capability_major=capability_major) or not lean_function:
         return "per-document"
     return "varlen-aten"
+
+
+def choose_trl_route(
+    *, requested: str, packing: bool, cuda: bool, flash_available: bool, capability_major: int, precision: str, flex_available: bool
+) -> tuple[str | None, Route]:
+    """The trl engine's `attn_implementation` and the route it gives packed rows; pure. None is
+    transformers' default, sdpa (a model without attention layers may not take sdpa by name).
+    `requested` is compute.attention: per-document keeps transformers' sdpa document mask (the
+    route before the varlen call, to compare against)."""
+    if not packing:
+        return None, "n/a"
+    if not cuda or requested == "per-document":
+        return None, "sdpa-document-mask"
+    if precision in ("bf16", "fp16") and flash_kernels(flash_available=flash_available, capability_major=capability_major):
+        return VARLEN, "varlen-aten"
+    if flex_available:
+        return "flex_attention", "flex-document-mask"
+    return None, "sdpa-document-mask"
+
+
+def for_trl(requested: str, *, packing: bool, precision: str) -> str | None:
+    """The `attn_implementation` the trl engine loads its model with on this machine (`VARLEN`
+    is registered by train/varlen_attention.py's `register`, which loading calls)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    from transformers.utils import is_torch_flex_attn_available
+
+    implementation, _ = choose_trl_route(
+        requested=requested,
+        packing=packing,
+        cuda=cuda,
+        flash_available=cuda and bool(getattr(torch.backends.cuda, "is_flash_attention_available", lambda: False)()),
+        capability_major=torch.cuda.get_device_capability()[0] if cuda else 0,
+        precision=precision,
+        flex_available=is_torch_flex_attn_available(),
+    )
+    return implementation
+
+
+def trl_route(model: Any, *, packing: bool) -> str:
+    """The route the trl engine's loaded `model` attends packed rows by: read from the attention
+    implementation transformers set on it, not from the one asked for."""
+    if not packing:
+        return "n/a"
+    implementation = str(getattr(getattr(model, "config", None), "_attn_implementation", ""))
+    return LOADED_ROUTE.get(implementation, f"{implementation}-document-mask")
 
 
 def aten_varlen(dispatch: ModuleType) -> Callable[..., Any]:

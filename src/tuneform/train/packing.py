@@ -4,8 +4,10 @@ Why this exists: `training.packing` puts whole conversations side by side in one
 them apart by position ids that restart at each document. That is exact only where every layer
 that mixes tokens stops at those restarts:
 - attention: transformers turns restarting position ids into a document mask (sdpa and eager get
-  a block-diagonal causal mask, sliding windows included; flash attention gets the documents'
-  lengths), and Unsloth attends them with its varlen kernel (train/packed_attention.py);
+  a block-diagonal causal mask, FlexAttention a block-sparse one, sliding windows included); on a
+  GPU the trl engine's varlen attention function reads the documents' lengths from them
+  (train/varlen_attention.py), and Unsloth attends them with its varlen kernel
+  (train/packed_attention.py);
 - LFM2's short convolutions: only once train/packed_conv.py resets them at document starts. On
   the trl engine tuneform patches the conv layers itself; Unsloth packs such hybrid models only
   when its conv kernel takes `seq_idx`, so there tuneform binds its own `causal_conv1d_fn` where
