@@ -305,16 +305,20 @@ def predict(point: Point, fitted: Fit | None, base: Calibration = DEFAULT_CALIBR
 
 
 def leave_one_shape_out(points: Iterable[Point], base: Calibration = DEFAULT_CALIBRATION) -> list[Error]:
-    """For each card and each shape measured on it: fit on the card's other shapes, predict this one."""
+    """For each card and each shape measured on it: fit on the card's other shapes, predict this one.
+
+    A shape is the model's size and layout (its ModelShape), not its name: a model built under two
+    names (LFM2-1.2B and LFM2.5-1.2B share one shape) is held out as one."""
     by_card: dict[str, list[Point]] = {}
     for point in points:
         by_card.setdefault(point.card, []).append(point)
     errors = []
     for card, group in sorted(by_card.items()):
-        for shape in sorted({p.shape for p in group}):
-            training = [p for p in group if p.shape != shape]
+        shapes = sorted({p.workload.shape for p in group}, key=lambda shape: min(p.shape for p in group if p.workload.shape == shape))
+        for shape in shapes:
+            training = [p for p in group if p.workload.shape != shape]
             fitted = fit(card, training, base) if training else None
-            errors += [predict(p, fitted, base) for p in group if p.shape == shape]
+            errors += [predict(p, fitted, base) for p in group if p.workload.shape == shape]
     return errors
 
 

@@ -103,6 +103,6 @@ def test_any_catalog_model_is_a_bench_shape_of_the_size_the_catalog_prices(tmp_p
         built = bench.build_model_folder(tmp_path / shape.name, shape, rows, cuda=False, weights=False)
         assert built["params"] == catalog.known_model(model_id).params, model_id
         assert built["config"]["model_type"] == shape.family
-    assert bench.shape_named("liquidai/lfm2.5-1.2b-instruct").name == "lfm2-1.2b"  # aliases, any case
+    assert bench.shape_named("liquidai/lfm2.5-1.2b-base").name == "lfm2.5-1.2b-instruct"  # aliases, any case
     with pytest.raises(ValueError, match="unknown shape 'nope/nope'"):
         bench.shape_named("nope/nope")

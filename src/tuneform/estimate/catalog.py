@@ -544,6 +544,10 @@ def shape_from_config(config: Mapping[str, Any]) -> ModelShape:
     tied = bool(tied_default if tied_value is None else tied_value)
 
     layer_types = merged.get("layer_types")
+    attention_indices = merged.get("full_attn_idxs")
+    if is_lfm2 and not layer_types and isinstance(attention_indices, list):
+        # LFM2's first configs list the attention layers instead (transformers' Lfm2Config reads both).
+        layer_types = ["full_attention" if i in attention_indices else "conv" for i in range(layers)]
     window = merged.get("sliding_window")
     full_attention: int | None = None
     sliding_window: int | None = None
