@@ -336,15 +336,16 @@ def _worst(values: Iterable[float | None]) -> float | None:
 
 
 def summary(errors: Sequence[Error]) -> dict[str, dict[str, Any]]:
-    """Per card: points, shapes, and the largest and mean absolute error of each quantity."""
+    """Per card and engine ("H100 unsloth"): points, shapes, and the largest and mean absolute
+    error of each quantity. Engines apart: a plan prices Unsloth on a GPU unless the run says trl."""
     out: dict[str, dict[str, Any]] = {}
-    for card in sorted({e.point.card for e in errors}):
-        group = [e for e in errors if e.point.card == card]
+    for label in sorted({f"{e.point.card} {e.point.workload.engine}" for e in errors}):
+        group = [e for e in errors if f"{e.point.card} {e.point.workload.engine}" == label]
         row: dict[str, Any] = {"points": len(group), "shapes": sorted({e.point.shape for e in group})}
         for key in ("steady", "loop", "peak"):
             values = [abs(v) for e in group if (v := getattr(e, key)) is not None]
             row[key] = {"max": max(values) if values else None, "mean": sum(values) / len(values) if values else None, "n": len(values)}
-        out[card] = row
+        out[label] = row
     return out
 
 
@@ -377,8 +378,8 @@ def markdown(errors: Sequence[Error], skipped: Sequence[tuple[str, str]]) -> str
         lines.append(
             f"| {p.card} | {p.shape} | {p.source} | {compiled} | {fitted} | {p.steady_tokens_per_second:,.0f} | {e.steady_predicted:,.0f} | {_pct(e.steady)} | {loop} | {peak} |"
         )
-    lines += ["", "Per card (absolute error: largest / mean, over the held-out points that measured it):", ""]
-    lines += ["| card | points | shapes | steady rate | whole loop | peak memory |", "|---|---|---|---|---|---|"]
+    lines += ["", "Per card and engine (absolute error: largest / mean, over the held-out points that measured it):", ""]
+    lines += ["| card, engine | points | shapes | steady rate | whole loop | peak memory |", "|---|---|---|---|---|---|"]
     for card, row in summary(errors).items():
         cells = []
         for key in ("steady", "loop", "peak"):

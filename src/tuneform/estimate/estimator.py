@@ -662,12 +662,7 @@ def _memory_gb(
     if engine == "unsloth" and not checkpointing and not flavor.is_cpu:
         activations += tokens * shape.conv_layers * shape.hidden_size * cal.conv_activation_bytes_per_hidden
 
-    logits_bytes = cal.unsloth_logits_bytes if engine == "unsloth" else cal.trl_logits_bytes
-    if engine == "unsloth" and shape.architecture in cal.unsloth_unfused_architectures:
-        logits_bytes = cal.unsloth_unfused_logits_bytes
-    elif engine == "unsloth" and workload.compile_mode == "none" and shape.architecture in cal.unsloth_zoo_architectures:
-        logits_bytes = cal.uncompiled_logits_bytes  # no fused loss without the compiler
-    logits = tokens * shape.vocab_size * logits_bytes
+    logits = tokens * shape.vocab_size * _logits_bytes(workload, engine, cal)
 
     parts = {"weights": weights / GIB, "optimizer_and_grads": state / GIB, "activations": activations / GIB, "logits": logits / GIB}
     if flavor.is_cpu:
@@ -677,6 +672,19 @@ def _memory_gb(
     if factor != 1.0:
         parts["calibration"] = (factor - 1.0) * sum(parts.values())
     return {**parts, "cuda_context": cal.cuda_context_gb}
+
+
+def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float:
+    """Bytes per vocabulary entry per token that the loss holds at once: none where it is fused
+    (Unsloth's kernels, tuneform's chunked NLL on TRL), the full logits where it is not."""
+    if engine == "trl":
+        return cal.trl_logits_bytes
+    architecture = workload.shape.architecture
+    if architecture in cal.unsloth_unfused_architectures:
+        return cal.unsloth_unfused_logits_bytes
+    if workload.compile_mode == "none" and architecture in cal.unsloth_zoo_architectures:
+        return cal.uncompiled_logits_bytes  # no fused loss without the compiler
+    return cal.unsloth_logits_bytes
 
 
 def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, cal: Calibration) -> float:
