@@ -11,7 +11,9 @@ calibrate an H200's) and each model shape measured on it:
    measured over estimated peak) plus the warm-up offset (the mean of the measured warm-ups, the
    loop's seconds less its tokens at the steady rate, less the estimate's) on the card's other shapes;
 2. predicts the held-out shape's runs with the estimator and that calibration: the steady rate,
-   the whole training loop's seconds (warm-up + tokens at the steady rate) and torch's peak memory;
+   the whole training loop's seconds (warm-up + tokens at the steady rate), torch's peak memory,
+   and the setup before the loop (the job's "training" line to the loop's start: tokenising,
+   loading and the engine's setup, which nothing fits);
 3. reports predicted over measured, minus one.
 
 The estimator is re-run on each result's recorded workload (shape, tokens, lengths, batch, what
@@ -93,6 +95,7 @@ class Point:
     steady_tokens_per_second: float
     loop_seconds: float | None  # None: the warm-up is not a fresh machine's
     peak_gib: float | None  # torch's peak allocation
+    setup_seconds: float | None = None  # the job's "training" line to the loop's start
 
     @property
     def warmup_seconds(self) -> float | None:
@@ -129,6 +132,7 @@ class Error:
     steady_predicted: float
     loop_predicted: float | None
     peak_predicted: float | None
+    setup_predicted: float | None = None
 
     @property
     def steady(self) -> float:
@@ -145,6 +149,12 @@ class Error:
         if self.peak_predicted is None or not self.point.peak_gib:
             return None
         return self.peak_predicted / self.point.peak_gib - 1
+
+    @property
+    def setup(self) -> float | None:
+        if self.setup_predicted is None or not self.point.setup_seconds:
+            return None
+        return self.setup_predicted / self.point.setup_seconds - 1
 
 
 def card_of(gpu_name: str) -> str:
@@ -233,6 +243,11 @@ def points_of(path: Path) -> tuple[list[Point], list[tuple[str, str]]]:
             compile=_compile(note, report, settings),  # type: ignore[arg-type]
         )
         peak = measured.get("peak_torch_allocated_gib") if measured.get("peak_torch_kind") == "cuda_max_allocated" else None
+        marks = measured.get("phase_seconds") or {}
+        loop = measured.get("train_loop_seconds")
+        setup = None
+        if loop and "training (" in marks and "scoring the new model" in marks:
+            setup = marks["scoring the new model"] - loop - marks["training ("]
         points.append(
             Point(
                 source=source,
@@ -241,8 +256,9 @@ def points_of(path: Path) -> tuple[list[Point], list[tuple[str, str]]]:
                 workload=workload,
                 flavor=_flavor(card, processes, float(machine.get("gpu_memory_gib") or 80.0)),
                 steady_tokens_per_second=float(measured["steady_tokens_per_second"]),
-                loop_seconds=None if note.get("warm_cache") else measured.get("train_loop_seconds"),
+                loop_seconds=None if note.get("warm_cache") else loop,
                 peak_gib=peak,
+                setup_seconds=setup if setup and setup > 0 else None,
             )
         )
     return points, skipped
@@ -301,6 +317,7 @@ def predict(point: Point, fitted: Fit | None, base: Calibration = DEFAULT_CALIBR
         steady_predicted=prediction.tokens_per_second,
         loop_predicted=_loop_seconds(prediction) + offset,
         peak_predicted=prediction.peak_vram_gb - context,
+        setup_predicted=prediction.seconds_breakdown["tokenize"] + prediction.seconds_breakdown["load"],
     )
 
 
@@ -342,7 +359,7 @@ def summary(errors: Sequence[Error]) -> dict[str, dict[str, Any]]:
     for label in sorted({f"{e.point.card} {e.point.workload.engine}" for e in errors}):
         group = [e for e in errors if f"{e.point.card} {e.point.workload.engine}" == label]
         row: dict[str, Any] = {"points": len(group), "shapes": sorted({e.point.shape for e in group})}
-        for key in ("steady", "loop", "peak"):
+        for key in ("steady", "loop", "peak", "setup"):
             values = [abs(v) for e in group if (v := getattr(e, key)) is not None]
             row[key] = {"max": max(values) if values else None, "mean": sum(values) / len(values) if values else None, "n": len(values)}
         out[label] = row
@@ -356,10 +373,11 @@ def markdown(errors: Sequence[Error], skipped: Sequence[tuple[str, str]]) -> str
         "Written by `python bench/gpu.py --holdout` (bench/holdout.py) from bench/results/gpu-*.json. For each card and",
         "shape: the card's other shapes fit the speed and memory factors (estimate/calibrate.py) and the warm-up",
         "offset; the table is this shape's prediction against its measurement (predicted / measured - 1).",
-        "Loop: the training loop's seconds, warm-up included. Peak: torch's peak allocation, GiB.",
+        "Loop: the training loop's seconds, warm-up included. Peak: torch's peak allocation, GiB. Setup: the",
+        "job's training line to the loop's start (tokenising, loading, the engine's setup; not fitted).",
         "",
-        "| card | held-out shape | run: config | compile | fitted on (speed, memory, warm-up s) | steady tok/s measured | predicted | error | loop s measured | predicted | error | peak GiB measured | predicted | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| card | held-out shape | run: config | compile | fitted on (speed, memory, warm-up s) | steady tok/s measured | predicted | error | loop s measured | predicted | error | peak GiB measured | predicted | error | setup s measured | predicted | error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in errors:
         p, f = e.point, e.fit
@@ -374,15 +392,20 @@ def markdown(errors: Sequence[Error], skipped: Sequence[tuple[str, str]]) -> str
             else "- | - | -"
         )
         peak = f"{p.peak_gib:.1f} | {e.peak_predicted:.1f} | {_pct(e.peak)}" if p.peak_gib and e.peak_predicted is not None else "- | - | -"
+        setup = (
+            f"{p.setup_seconds:.1f} | {e.setup_predicted:.1f} | {_pct(e.setup)}"
+            if p.setup_seconds and e.setup_predicted is not None
+            else "- | - | -"
+        )
         compiled = p.workload.compile_mode if p.workload.engine == "unsloth" else "-"
         lines.append(
-            f"| {p.card} | {p.shape} | {p.source} | {compiled} | {fitted} | {p.steady_tokens_per_second:,.0f} | {e.steady_predicted:,.0f} | {_pct(e.steady)} | {loop} | {peak} |"
+            f"| {p.card} | {p.shape} | {p.source} | {compiled} | {fitted} | {p.steady_tokens_per_second:,.0f} | {e.steady_predicted:,.0f} | {_pct(e.steady)} | {loop} | {peak} | {setup} |"
         )
     lines += ["", "Per card and engine (absolute error: largest / mean, over the held-out points that measured it):", ""]
-    lines += ["| card, engine | points | shapes | steady rate | whole loop | peak memory |", "|---|---|---|---|---|---|"]
+    lines += ["| card, engine | points | shapes | steady rate | whole loop | peak memory | setup |", "|---|---|---|---|---|---|---|"]
     for card, row in summary(errors).items():
         cells = []
-        for key in ("steady", "loop", "peak"):
+        for key in ("steady", "loop", "peak", "setup"):
             stat = row[key]
             cells.append("-" if stat["max"] is None else f"{stat['max']:.0%} / {stat['mean']:.0%} ({stat['n']})")
         lines.append(f"| {card} | {row['points']} | {', '.join(row['shapes'])} | {' | '.join(cells)} |")
@@ -421,6 +444,7 @@ def as_json(errors: Sequence[Error], skipped: Sequence[tuple[str, str]]) -> dict
                 },
                 "loop_seconds": {"measured": e.point.loop_seconds, "predicted": finite(e.loop_predicted), "error": finite(e.loop)},
                 "peak_gib": {"measured": e.point.peak_gib, "predicted": finite(e.peak_predicted), "error": finite(e.peak)},
+                "setup_seconds": {"measured": e.point.setup_seconds, "predicted": finite(e.setup_predicted), "error": finite(e.setup)},
             }
             for e in errors
         ],

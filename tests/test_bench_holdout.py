@@ -116,7 +116,7 @@ def test_holdout_runs_on_the_committed_results(tmp_path: Path) -> None:
     text = (tmp_path / "holdout.md").read_text()
     report = json.loads((tmp_path / "holdout.json").read_text())
     assert {"H100 unsloth", "H200 unsloth"} <= set(report["summary"])
-    assert "| card, engine | points | shapes | steady rate | whole loop | peak memory |" in text
+    assert "| card, engine | points | shapes | steady rate | whole loop | peak memory | setup |" in text
     files = sorted(RESULTS.glob("gpu-*.json"))
     results = sum(len(json.loads(path.read_text())["results"]) for path in files)
     assert len(report["points"]) + len(report["skipped"]) == results  # nothing silently dropped

@@ -273,8 +273,21 @@ class Calibration:
     local_start_s: float = 15.0
     # Assumption: Hub download of the base model's safetensors (16-bit, 2 bytes/param).
     download_mb_per_s: float = 100.0
-    # Assumption: reading weights into GPU memory (and quantising them for QLoRA).
-    load_mb_per_s: float = 500.0
+    # Reading weights into GPU memory (and quantising them for QLoRA) hardly depends on the size
+    # once they are on the machine's disk: the training loop started 10.2-12.5 s after the job
+    # began training for the Llama-1B shape (H200, runs 9-10) and 11.6-13.0 s for the 8B QLoRA
+    # (runs 11, 13), 13.6 GB more read and quantised in about 1.2 s. 5,000 MB/s is the cautious
+    # reading of that (it was an assumed 500).
+    load_mb_per_s: float = 5000.0
+    # The rest of that time is the engine's setup (patching, adapters, the trainer and its data),
+    # after tokenising (tokenize_tokens_per_s) and loading: measured from the job's "training"
+    # line to its loop's start (docs/calibration.md, "Held-out error"), less those two, on one
+    # H100. Unsloth's own kernels: 8.2 and 8.4 s (Llama-1B, runs 14 and 23), 6.0 s (Qwen3-0.6B,
+    # run 18). LFM2 through unsloth_zoo: 17.0, 25.1, 13.6, 12.0 s (runs 19, 23, 24, 17). TRL: 8.4
+    # (H200, run 10), 4.6 and 5.0 s (runs 18, 19).
+    unsloth_setup_s: float = 7.5
+    unsloth_zoo_setup_s: float = 17.0
+    trl_setup_s: float = 6.0
     # Warm-up: the training loop's seconds before it reaches the steady rate (compilation, Triton
     # autotuning, the first batches), measured as the loop's seconds less its tokens at the steady
     # rate (docs/calibration.md, "Held-out error"). It depends on how Unsloth trains the
@@ -814,6 +827,16 @@ def _warmup_seconds(workload: Workload, flavor: Flavor, engine: Engine, cal: Cal
     ]
 
 
+def _setup_seconds(workload: Workload, flavor: Flavor, engine: Engine, cal: Calibration) -> float:
+    """Seconds the engine takes to set training up once the weights are loaded (GPU only: the
+    CPU profile's start covers it)."""
+    if flavor.is_cpu:
+        return 0.0
+    if engine == "trl":
+        return cal.trl_setup_s
+    return cal.unsloth_zoo_setup_s if workload.shape.architecture in cal.unsloth_zoo_architectures else cal.unsloth_setup_s
+
+
 def _seconds(
     workload: Workload,
     flavor: Flavor,
@@ -828,7 +851,7 @@ def _seconds(
     mb = 1e6
     start = cal.local_start_s if flavor.name == "local" else cal.container_start_s
     download = shape.params * 2 / (cal.download_mb_per_s * mb)
-    load = shape.params * 2 / (cal.load_mb_per_s * mb)
+    load = shape.params * 2 / (cal.load_mb_per_s * mb) + _setup_seconds(workload, flavor, engine, cal)
     warmup = _warmup_seconds(workload, flavor, engine, cal)
     tokenize = (workload.train_tokens + workload.eval_tokens) / cal.tokenize_tokens_per_s
     train = workload.train_tokens * seconds_per_token
