@@ -38,9 +38,11 @@ def test_conversations_are_deterministic_and_spread() -> None:
     assert all(row["messages"][-1]["role"] == "assistant" for row in rows)
 
 
-def test_tiny_cpu_bench_runs_through_tuneform_job(tmp_path: Path) -> None:
+def test_tiny_cpu_bench_runs_through_tuneform_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _bench()
     out = tmp_path / "results"
+    # What no run file says but changes what runs is recorded (bench/holdout.py reads it).
+    monkeypatch.setenv("UNSLOTH_COMPILE_DISABLE", "1")
     code = bench.main(
         [
             "--tiny",
@@ -62,6 +64,7 @@ def test_tiny_cpu_bench_runs_through_tuneform_job(tmp_path: Path) -> None:
     assert code == 0, (out / "tiny.md").read_text()
     report = json.loads((out / "tiny.json").read_text())
     assert report["device"] == "cpu"
+    assert report["environment"] == {"UNSLOTH_COMPILE_DISABLE": "1"}
     assert report["skipped"] == [{"config": "unsloth-notebook", "reason": "needs a CUDA GPU"}]
     (result,) = report["results"]
     assert result["config"] == "tuneform-default" and result["status"] == "ok" and result["engine"] == "trl"
