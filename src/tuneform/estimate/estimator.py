@@ -7,8 +7,11 @@ arithmetic over a model's shape (catalog.ModelShape) and a flavor (catalog.Flavo
   gradient checkpointing +2N of recomputed forward, plus causal attention
   (reference/unsloth-on-gpu.md, "FLOPs and cost model").
 - Time: FLOPs over an effective rate (a GPU's matmul peak x a utilisation that grows with the
-  tokens of a micro-batch, calibrated on the H200 measurements) plus fixed overheads
-  (container start, download, load, compile warm-up, tokenisation, upload).
+  tokens of a micro-batch, calibrated on the H200 measurements), plus memory-bound work per token
+  (the loss over the vocabulary, what an architecture leaves uncompiled) over the GPU's bandwidth,
+  plus fixed overheads (container start, download, load and the engine's setup, warm-up by
+  architecture and compilation, tokenisation, upload). docs/calibration.md, "Held-out error",
+  states how far this holds on model shapes it was not fitted on (bench/holdout.py).
 - Memory per GPU: weights + trainable state + activations + logits + fixed overheads,
   with per-engine activation coefficients calibrated on the measured peaks.
 - Cost: billed minutes x price (HF Jobs bills per started minute).
