@@ -42,6 +42,7 @@ lent H200).
     python bench/gpu.py --tiny --cpu            # a tiny shape on the CPU: a smoke test (seconds)
     python bench/gpu.py --configs tuneform-default --examples 2000
     python bench/gpu.py --shape Qwen/Qwen3-0.6B --configs tuneform-default,trl-defaults
+    python bench/gpu.py --holdout               # the estimator's error on shapes it was not fitted on (no GPU)
 
 Writes bench/results/gpu-<date>.json and .md (or --out DIR); docs/calibration.md reads them.
 On a machine without internet, carry the wheels of scripts/fetch_gpu_wheels.sh.
@@ -105,6 +106,8 @@ LIBRARIES = (
     "tuneform",
 )
 SEED = 3407
+# Environment variables that change what a job runs (compilation, the attention route): recorded.
+RECORDED_ENVIRONMENT = ("UNSLOTH_COMPILE_DISABLE", "UNSLOTH_BLOCK_COMPILE", "TUNEFORM_PACKED_ATTENTION")
 
 # ---------------------------------------------------------------------------------------------
 # Shapes and configurations
@@ -978,6 +981,12 @@ def main(argv: list[str] | None = None) -> int:
         help="cap each job's CUDA allocator (torch.cuda.set_per_process_memory_fraction): a smaller card's fit",
     )
     parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="fit the estimator's calibration on some shapes' recorded results and report its error on the others "
+        "(bench/holdout.py: reads --out's gpu-*.json, writes holdout.md and .json there; no GPU)",
+    )
+    parser.add_argument(
         "--reanalyse",
         type=Path,
         default=None,
@@ -985,6 +994,11 @@ def main(argv: list[str] | None = None) -> int:
         help="recompute a saved report's log-derived numbers from its logs; run nothing",
     )
     args = parser.parse_args(argv)
+    if args.holdout:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import holdout
+
+        return holdout.main(["--results", str(args.out)])
     if args.reanalyse:
         reanalyse(args.reanalyse)
         return 0
@@ -1068,6 +1082,8 @@ def main(argv: list[str] | None = None) -> int:
             "min_tokens": min(lengths),
         },
         "machine": machine(cuda),
+        # What the run files cannot say: bench/holdout.py reads UNSLOTH_COMPILE_DISABLE from here.
+        "environment": {key: os.environ[key] for key in RECORDED_ENVIRONMENT if key in os.environ},
         "results": [],
         "skipped": [],
     }

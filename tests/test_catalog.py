@@ -441,7 +441,11 @@ def test_lfm2_config() -> None:
     assert shape.intermediate_size == 8192  # 12288 * 2/3, rounded up to a multiple of 256
     assert shape.full_attention_layers == 6 and shape.sliding_window is None
     assert shape.params == 1_170_340_608
-    assert shape == known_model("LiquidAI/LFM2.5-1.2B-Instruct")
+    assert shape == known_model("LiquidAI/LFM2.5-1.2B-Instruct") == known_model("LiquidAI/LFM2-1.2B")
+    # LFM2's first configs name the attention layers by index instead of layer_types.
+    by_index = {key: value for key, value in config.items() if key != "layer_types"}
+    by_index["full_attn_idxs"] = [i for i, kind in enumerate(kinds) if kind == "full_attention"]
+    assert shape_from_config(by_index) == shape
 
 
 def test_config_count_wins_and_missing_keys_are_named() -> None:
@@ -494,6 +498,8 @@ def test_imports_stay_light() -> None:
 # intermediate, vocab, tied, full-attention layers, sliding window).
 SHAPES: dict[str, tuple[Any, ...]] = {
     "LiquidAI/LFM2-1.2B": ("lfm2", 1_170_340_608, 2048, 16, 32, 8, 64, 8192, 65536, True, 6, None),
+    "LiquidAI/LFM2.5-1.2B-Instruct": ("lfm2", 1_170_340_608, 2048, 16, 32, 8, 64, 8192, 65536, True, 6, None),
+    "LiquidAI/LFM2-350M": ("lfm2", 354_483_968, 1024, 16, 16, 8, 64, 4608, 65536, True, 6, None),  # Liquid states 354M
     "meta-llama/Llama-3.2-1B": ("llama", 1_235_814_400, 2048, 16, 32, 8, 64, 8192, 128256, True, None, None),
     "meta-llama/Llama-3.2-3B": ("llama", 3_212_749_824, 3072, 28, 24, 8, 128, 8192, 128256, True, None, None),
     "meta-llama/Llama-3.1-8B": ("llama", 8_030_261_248, 4096, 32, 32, 8, 128, 14336, 128256, False, None, None),
@@ -512,7 +518,7 @@ SHAPES: dict[str, tuple[Any, ...]] = {
     "mistralai/Mistral-7B-Instruct-v0.3": ("mistral", 7_248_023_552, 4096, 32, 32, 8, 128, 14336, 32768, False, None, None),
 }
 ALIASES = {
-    "LiquidAI/LFM2.5-1.2B-Instruct": "LiquidAI/LFM2-1.2B",
+    "LiquidAI/LFM2.5-1.2B-Base": "LiquidAI/LFM2.5-1.2B-Instruct",
     "meta-llama/Llama-3.2-1B-Instruct": "meta-llama/Llama-3.2-1B",
     "unsloth/Llama-3.2-1B": "meta-llama/Llama-3.2-1B",
     "unsloth/Llama-3.2-1B-Instruct": "meta-llama/Llama-3.2-1B",

@@ -584,11 +584,118 @@ def test_auto_batch_stops_at_32k_tokens_per_micro_batch() -> None:
     assert short.batch_size == 64  # 64 x 512 = 32k tokens: the ladder's top
 
 
-def test_warm_up_is_priced_by_whether_the_job_compiles() -> None:
-    """Unsloth compiles its decoder blocks only for long jobs (compute.compile auto), so a short
-    job's warm-up is the eager one; compile on forces the compiled warm-up."""
+def test_warm_up_is_priced_by_what_the_job_compiles() -> None:
+    """Unsloth compiles its decoder blocks only for long jobs (compute.compile auto). On LFM2
+    (unsloth_zoo's compiled forward) that is the warm-up: blocks > the rest > nothing compiled
+    (runs 19, 23, 24). On Llama (Unsloth's own Triton kernels) it changes nothing (runs 14, 22, 23)."""
     h200 = FLAVORS["h200"]
-    short = estimate(Workload(shape=LLAMA_1B, train_tokens=1_000_000), h200).seconds_breakdown["warmup"]
-    long = estimate(Workload(shape=LLAMA_1B, train_tokens=6_000_000), h200).seconds_breakdown["warmup"]
-    forced = estimate(Workload(shape=LLAMA_1B, train_tokens=1_000_000, compile="on"), h200).seconds_breakdown["warmup"]
-    assert short < long == forced
+
+    def warmup(shape: ModelShape, tokens: int, compile: str = "auto") -> float:
+        workload = Workload(shape=shape, train_tokens=tokens, compile=compile)  # type: ignore[arg-type]
+        return estimate(workload, h200).seconds_breakdown["warmup"]
+
+    lfm2 = _shape("LiquidAI/LFM2-1.2B")
+    short, long, forced = warmup(lfm2, 1_000_000), warmup(lfm2, 6_000_000), warmup(lfm2, 1_000_000, "on")
+    assert warmup(lfm2, 1_000_000, "none") < short < long == forced
+    assert len({warmup(LLAMA_1B, 1_000_000, mode) for mode in ("on", "off", "none")}) == 1
+
+
+# ---- terms for shapes beyond the Llama-1B the curve was fitted on (issue 14) ----------------
+
+LFM2 = _shape("LiquidAI/LFM2-1.2B")
+
+
+def _packed(shape: ModelShape, **changes: object) -> Estimate:
+    """Unsloth, batch 16 x 2048 packed on the H200, the bench's data lengths."""
+    workload = Workload(
+        shape=shape,
+        train_tokens=1_000_000,
+        batch_size=16,
+        gradient_checkpointing=False,
+        mean_example_tokens=405,
+        max_example_tokens=1062,
+    )
+    return estimate(replace(workload, **changes), FLAVORS["h200"])  # type: ignore[arg-type]
+
+
+def test_a_larger_vocabulary_is_slower_on_the_same_body() -> None:
+    """The LM head's loss is memory-bound work over every vocabulary entry (Qwen3-0.6B, 151,936
+    entries, ran 1.4x slower than the curve alone predicted): same layers, more vocabulary, fewer
+    tokens a second, by more than the head's extra FLOPs alone."""
+    small = replace(LLAMA_1B, vocab_size=32_000)
+    large = replace(LLAMA_1B, vocab_size=256_000)
+    slow, fast = _packed(large), _packed(small)
+    assert slow.tokens_per_second < fast.tokens_per_second
+    without = replace(DEFAULT_CALIBRATION, vocab_bytes_per_entry=0.0)
+    flops_only = estimate(
+        Workload(shape=large, train_tokens=1_000_000, batch_size=16, gradient_checkpointing=False), FLAVORS["h200"], without
+    )
+    assert slow.tokens_per_second < flops_only.tokens_per_second
+
+
+def test_conv_layers_are_priced_when_their_blocks_run_eager() -> None:
+    """LFM2's short convolutions: 3.1 us a token slower with the decoder blocks eager (runs 19
+    and 23), and slower again with nothing compiled (run 24); Llama's speed does not depend on it."""
+    assert LFM2.conv_layers == 10 and LLAMA_1B.conv_layers == 0
+    compiled, eager, nothing = (_packed(LFM2, compile=mode) for mode in ("on", "off", "none"))
+    assert compiled.tokens_per_second > eager.tokens_per_second > nothing.tokens_per_second
+    assert len({_packed(LLAMA_1B, compile=mode).tokens_per_second for mode in ("on", "off", "none")}) == 1
+    no_conv = replace(DEFAULT_CALIBRATION, conv_eager_bytes_per_hidden=0.0)
+    eager_without = estimate(
+        Workload(
+            shape=LFM2,
+            train_tokens=1_000_000,
+            batch_size=16,
+            gradient_checkpointing=False,
+            mean_example_tokens=405,
+            max_example_tokens=1062,
+            compile="off",
+        ),
+        FLAVORS["h200"],
+        no_conv,
+    )
+    assert eager_without.tokens_per_second == pytest.approx(compiled.tokens_per_second)
+
+
+def test_conv_layers_hold_activation_memory() -> None:
+    """LFM2 on Unsloth peaked at 42.2 GiB packed (run 19) where Llama-style widths give 33.8."""
+    with_conv = _packed(LFM2)
+    no_conv = estimate(
+        Workload(
+            shape=LFM2,
+            train_tokens=1_000_000,
+            batch_size=16,
+            gradient_checkpointing=False,
+            mean_example_tokens=405,
+            max_example_tokens=1062,
+        ),
+        FLAVORS["h200"],
+        replace(DEFAULT_CALIBRATION, conv_activation_bytes_per_hidden=0.0),
+    )
+    assert with_conv.memory_breakdown["activations"] > no_conv.memory_breakdown["activations"]
+
+
+def test_nothing_compiled_holds_lfm2s_logits_and_not_llamas() -> None:
+    """Run 24: LFM2 with nothing compiled peaked at 58.8 GiB, 43.3 with the rest compiled (run
+    23); Llama-1B peaked at 32.3 GiB either way (runs 14 and 22)."""
+    eager, compiled = _packed(LFM2, compile="none"), _packed(LFM2, compile="off")
+    assert eager.peak_vram_gb > compiled.peak_vram_gb
+    assert eager.memory_breakdown["logits"] > 0 == compiled.memory_breakdown["logits"]
+    assert _packed(LLAMA_1B, compile="none").peak_vram_gb == _packed(LLAMA_1B, compile="on").peak_vram_gb
+
+
+def test_an_architecture_the_job_cannot_pack_is_priced_padded() -> None:
+    """The job trains packing-refused architectures on the padded path (train/packing.py): the
+    estimate must price that, not the packed speed it will not get."""
+    unknown = replace(LLAMA_1B, architecture="mamba")
+    assert _packed(unknown).tokens_per_second == pytest.approx(_packed(unknown, packing=False).tokens_per_second)
+    assert _packed(unknown).tokens_per_second < _packed(LLAMA_1B).tokens_per_second
+    assert _packed(LLAMA_1B).tokens_per_second != _packed(LLAMA_1B, packing=False).tokens_per_second
+
+
+def test_priced_packing_is_the_packing_the_job_does() -> None:
+    """estimate's PACKED_ARCHITECTURES and train/packing.py's EXACT must name the same model types."""
+    packing = pytest.importorskip("tuneform.train.packing")
+    from tuneform.estimate.catalog import PACKED_ARCHITECTURES
+
+    assert set(packing.EXACT) == PACKED_ARCHITECTURES

@@ -250,3 +250,19 @@ def test_decode_steps_cost_a_weight_read_each_and_evaluate_skips_training() -> N
     longer = replace(large, train_tokens=10_000_000)
     assert estimate(longer, slow).usd > estimate(large, slow).usd
     assert estimate(longer, slow).evaluate_seconds == pytest.approx(estimate(large, slow).evaluate_seconds, rel=0.05)
+
+
+def test_lfm2_5_is_priced_offline_like_the_lfm2_shape_it_shares(repo: Repo) -> None:
+    """The model the Unsloth + HF Jobs recipe starts from is in the catalog: plan prices it with no
+    network, the same as LFM2-1.2B, whose shape it has (issue 14)."""
+    plans = {}
+    for model_id in ("LiquidAI/LFM2.5-1.2B-Instruct", "LiquidAI/LFM2-1.2B"):
+        repo.write("runs/support.yaml", sub("HuggingFaceTB/SmolLM2-135M-Instruct", model_id))
+        code, plan = plan_json(repo, "runs/support.yaml", *HF_JOBS)
+        [run] = plan["runs"]
+        assert code == 0 and run["usd_status"] == "known" and run["usd"] > 0, run
+        assert not [w for w in run["warnings"] if model_id in w["message"]]
+        plans[model_id] = run["estimate"]
+    lfm25, lfm2 = plans.values()
+    assert lfm25 == lfm2
+    assert lfm25["engine"] == "unsloth" and lfm25["breakdown"]["seconds"]["warmup"] > 0

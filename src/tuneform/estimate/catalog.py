@@ -37,6 +37,7 @@ __all__ = [
     "KNOWN_MODEL_IDS",
     "LOCAL",
     "LORA_MODULES",
+    "PACKED_ARCHITECTURES",
     "Flavor",
     "FlavorTable",
     "ModelShape",
@@ -290,6 +291,10 @@ def flavors_from_hardware(payload: list[dict[str, Any]]) -> dict[str, Flavor]:
 # Model shapes
 # --------------------------------------------------------------------------------------------
 
+PACKED_ARCHITECTURES: frozenset[str] = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gemma3", "lfm2"})
+"""Model types whose packed rows the job trains as asked (train/packing.py's EXACT, which a test
+keeps equal to this): any other architecture trains on the padded path, and is priced so."""
+
 LORA_MODULES: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 """The seven projections of a decoder layer; PEFT's ``all-linear`` targets all of them."""
 LORA_MODULE_NAMES: tuple[str, ...] = tuple(f"{m}_proj" for m in LORA_MODULES)
@@ -340,6 +345,13 @@ class ModelShape:
     def kv_dim(self) -> int:
         """Width of each of the key and value projections (grouped-query attention)."""
         return self.num_kv_heads * self.head_dim
+
+    @property
+    def conv_layers(self) -> int:
+        """Layers with neither full nor sliding-window attention: LFM2's short convolutions."""
+        if self.full_attention_layers is None or self.sliding_window is not None:
+            return 0
+        return self.num_layers - self.full_attention_layers
 
     @property
     def embedding_params(self) -> int:
@@ -532,6 +544,10 @@ def shape_from_config(config: Mapping[str, Any]) -> ModelShape:
     tied = bool(tied_default if tied_value is None else tied_value)
 
     layer_types = merged.get("layer_types")
+    attention_indices = merged.get("full_attn_idxs")
+    if is_lfm2 and not layer_types and isinstance(attention_indices, list):
+        # LFM2's first configs list the attention layers instead (transformers' Lfm2Config reads both).
+        layer_types = ["full_attention" if i in attention_indices else "conv" for i in range(layers)]
     window = merged.get("sliding_window")
     full_attention: int | None = None
     sliding_window: int | None = None

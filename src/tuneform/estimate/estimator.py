@@ -7,8 +7,11 @@ arithmetic over a model's shape (catalog.ModelShape) and a flavor (catalog.Flavo
   gradient checkpointing +2N of recomputed forward, plus causal attention
   (reference/unsloth-on-gpu.md, "FLOPs and cost model").
 - Time: FLOPs over an effective rate (a GPU's matmul peak x a utilisation that grows with the
-  tokens of a micro-batch, calibrated on the H200 measurements) plus fixed overheads
-  (container start, download, load, compile warm-up, tokenisation, upload).
+  tokens of a micro-batch, calibrated on the H200 measurements), plus memory-bound work per token
+  (the loss over the vocabulary, what an architecture leaves uncompiled) over the GPU's bandwidth,
+  plus fixed overheads (container start, download, load and the engine's setup, warm-up by
+  architecture and compilation, tokenisation, upload). docs/calibration.md, "Held-out error",
+  states how far this holds on model shapes it was not fitted on (bench/holdout.py).
 - Memory per GPU: weights + trainable state + activations + logits + fixed overheads,
   with per-engine activation coefficients calibrated on the measured peaks.
 - Cost: billed minutes x price (HF Jobs bills per started minute).
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tuneform.core.errors import TuneformError
-from tuneform.estimate.catalog import FLAVORS, Flavor, ModelShape
+from tuneform.estimate.catalog import FLAVORS, PACKED_ARCHITECTURES, Flavor, ModelShape
 
 __all__ = [
     "BATCH_LADDER",
@@ -63,6 +66,7 @@ def _datasheet_tflops() -> dict[str, float]:
         "L4": 121.0,
         "L40S": 362.0,
         "A100": 312.0,
+        "H100": 989.0,
         "H200": 989.0,
         "RTX PRO 6000": 500.0,
     }
@@ -84,6 +88,7 @@ def _datasheet_bandwidth() -> dict[str, float]:
         "L4": 300.0,
         "L40S": 864.0,
         "A100": 1555.0,
+        "H100": 3350.0,
         "H200": 4800.0,
         "RTX PRO 6000": 1792.0,
     }
@@ -125,9 +130,10 @@ class Calibration:
     # tokens; the bench, which counts attention per document, reports 51.2% and 35.6% MFU.
     # Check: batch 32 ran at 80,021 (predicted 79,012 at the cap). The 8B point is QLoRA, so
     # qlora_speed (1.0) and the curve are not separable with these two runs; an 8B at large
-    # batches is an extrapolation.
-    varlen_utilization_max: float = 0.742
-    varlen_half_utilization_tokens_h200: float = 12_834.0
+    # batches is an extrapolation. Refitted with vocab_bytes_per_entry (below) taken out of both
+    # points' time first (it was 0.742 and 12,834 without it): the curve is the rest of the step.
+    varlen_utilization_max: float = 0.9466
+    varlen_half_utilization_tokens_h200: float = 19_495.0
     #
     # Everything else (unpacked rows, TRL, and packed rows attended one document at a time, as
     # Unsloth does on a T4 or with compute.attention: per-document): the curve and factors
@@ -238,6 +244,18 @@ class Calibration:
     # of the outputs asked for 4 more and ran out; the loss's fp32 gradient follows: 2+2+4+4 = 12.
     unsloth_unfused_logits_bytes: float = 12.0
     unsloth_unfused_architectures: frozenset[str] = frozenset({"gemma3_text"})
+    # A zoo architecture with nothing compiled has no fused loss: LFM2 peaked at 58.8 GiB (run
+    # 24) where the same job with the non-block parts compiled peaked at 43.3 (run 23): 15.5 GiB
+    # over 16 x 2048 tokens x 65,536 entries = 7.7 bytes per entry, an fp32 logit and its fp32
+    # gradient (8). Llama-1B with nothing compiled peaked as compiled (32.3 GiB, runs 14 and 22).
+    uncompiled_logits_bytes: float = 8.0
+    # LFM2's short-convolution layers on Unsloth keep more than the Llama-style widths above
+    # price for them (the conv's in_proj output is 3 x hidden, and train/packed_conv.py's
+    # stand-in sums in fp32): per hidden unit per conv layer per token. Measured packed: 42.2 GiB
+    # at batch 16 x 2048 (run 19; 42.3 and 43.3 in runs 17 and 23) where the widths give 33.8,
+    # 8.4 GiB over 32,768 tokens x 10 conv layers x 2048 = 13.4 bytes. The padded path (run 15,
+    # rows of 1,066 tokens) is the same within its noise: 23.9 GiB against 18.9, 15.2 bytes.
+    conv_activation_bytes_per_hidden: float = 13.4
     # Allocator slack, cuBLAS workspaces, fused-loss chunks: Unsloth's batch-8 unpacked peak
     # 7.2 GiB minus the modelled weights (2.30), LoRA state (0.17) and activations (~4.3).
     gpu_fixed_overhead_gb: float = 0.45
@@ -258,21 +276,68 @@ class Calibration:
     local_start_s: float = 15.0
     # Assumption: Hub download of the base model's safetensors (16-bit, 2 bytes/param).
     download_mb_per_s: float = 100.0
-    # Assumption: reading weights into GPU memory (and quantising them for QLoRA).
-    load_mb_per_s: float = 500.0
-    # Unsloth patches and compiles each decoder block at start: 36-56 s measured on the H200
-    # through tuneform job (bench/results/gpu-2026-11-28.md), about 45 s for LFM2 on a fresh H100
-    # (docs/calibration.md run 19); 60 s keeps a margin. The job compiles only from
-    # compile_min_tokens (compute.compile auto): below it, the warm-up of a fresh machine
-    # measured about 25 s (run 23).
-    unsloth_warmup_s: float = 60.0
+    # Reading weights into GPU memory (and quantising them for QLoRA) hardly depends on the size
+    # once they are on the machine's disk: the training loop started 10.2-12.5 s after the job
+    # began training for the Llama-1B shape (H200, runs 9-10) and 11.6-13.0 s for the 8B QLoRA
+    # (runs 11, 13), 13.6 GB more read and quantised in about 1.2 s. 5,000 MB/s is the cautious
+    # reading of that (it was an assumed 500).
+    load_mb_per_s: float = 5000.0
+    # The rest of that time is the engine's setup (patching, adapters, the trainer and its data),
+    # after tokenising (tokenize_tokens_per_s) and loading: measured from the job's "training"
+    # line to its loop's start (docs/calibration.md, "Held-out error"), less those two, on one
+    # H100. Unsloth's own kernels: 8.2 and 8.4 s (Llama-1B, runs 14 and 23), 6.0 s (Qwen3-0.6B,
+    # run 18). LFM2 through unsloth_zoo: 17.0, 25.1, 13.6, 12.0 s (runs 19, 23, 24, 17). TRL: 8.4
+    # (H200, run 10), 4.6 and 5.0 s (runs 18, 19).
+    unsloth_setup_s: float = 7.5
+    unsloth_zoo_setup_s: float = 17.0
+    trl_setup_s: float = 6.0
+    # Warm-up: the training loop's seconds before it reaches the steady rate (compilation, Triton
+    # autotuning, the first batches), measured as the loop's seconds less its tokens at the steady
+    # rate (docs/calibration.md, "Held-out error"). It depends on how Unsloth trains the
+    # architecture (unsloth_zoo_architectures below) and on what is compiled (Workload.compile_mode).
+    # Architectures Unsloth trains through its own Triton kernels (Llama, Qwen3, ...): about 10 s
+    # whatever is compiled, since the kernels' JIT is the warm-up: Llama-1B on an H100 10.6 s with
+    # the blocks compiled (run 14), 11.2 s without (run 23), 10.2 s with nothing compiled (run 22);
+    # Qwen3-0.6B 6.7 s (run 18).
+    unsloth_native_warmup_s: float = 10.0
+    # LFM2 (unsloth_zoo's compiled forward), on fresh H100s: blocks compiled about 45 s (run 19:
+    # 43.5 s; run 17: 40.5 s), the blocks eager about 25 s (run 23: 24.7 s), nothing compiled
+    # about 2 s (run 24: 1.9 s).
+    unsloth_warmup_s: float = 45.0
     unsloth_eager_warmup_s: float = 25.0
+    unsloth_uncompiled_warmup_s: float = 2.0
     # Compiling pays back from here: ~20 s more warm-up on a fresh machine (runs 19 and 23) against
     # ~3.1 us a token saved (LFM2-1.2B, one H100: 74,019 against 60,991 tokens/s steady); the
     # Llama-1B shape gains nothing from it either way. train/engine.py's compute.compile auto reads it.
     compile_min_tokens: int = 6_000_000
-    # Assumption: CUDA init and first-step warm-up for plain TRL on a GPU.
-    trl_warmup_s: float = 15.0
+    # Plain TRL on a GPU (no compilation): the loop's seconds beyond its tokens at the steady
+    # rate, for trl-defaults: 11.0 s (H200, run 10), 8.1 and 7.4 s (H100, runs 18 and 19).
+    trl_warmup_s: float = 9.0
+
+    # ---- time past the matmul curve (memory-bound work, in bytes per token) ----------------
+    # Divided by the GPU's memory bandwidth (memory_bandwidth_gb_s), added to each token's time.
+    # The LM head's loss reads and writes every vocabulary entry of every token a few times
+    # (logits, their softmax, its gradient), whatever the model's width: a large vocabulary on
+    # a small model is a large share of its step. Solved, with the varlen curve refitted beside
+    # it, from one H100's steady rates on the same data and batch (16 x 2048 packed): Qwen3-0.6B
+    # (vocab 151,936) 80,031 tokens/s (run 18) against Llama-1B (vocab 128,256) 63,887 (the mean
+    # of runs 14, 22 and 23), a ratio the card's own speed factor cancels out of: 50.4. That is
+    # more than a fused loss moves (10-16 bytes: bf16 logits written and read, their gradient),
+    # so read it as the head's whole cost beyond its FLOPs at the curve's rate, in bytes' worth.
+    vocab_bytes_per_entry: float = 50.4
+    # Architectures Unsloth trains through unsloth_zoo's torch.compile'd forward and loss
+    # rather than its own Triton kernels: for them what is compiled changes the steady rate,
+    # the memory and the warm-up (runs 19-24 on LFM2; Llama-1B is the same either way, runs
+    # 14, 22, 23).
+    unsloth_zoo_architectures: tuple[str, ...] = ("lfm2",)
+    # LFM2's short-convolution layers with the decoder blocks eager: 3.1 us a token slower on an
+    # H100 (runs 19 and 23: 74,019 against 60,991 tokens/s), over 10 conv layers of width 2048 at
+    # 3,350 GB/s: 3.1e-6 x 3.35e12 / (10 x 2048) = 507 bytes per conv layer per hidden unit.
+    conv_eager_bytes_per_hidden: float = 507.0
+    # With nothing compiled (UNSLOTH_COMPILE_DISABLE), a zoo architecture runs every layer's
+    # elementwise work unfused: LFM2 another 8.2 us a token slower (run 24: 40,596 against run
+    # 23's 60,991), over 16 layers of width 2048 at 3,350 GB/s: 843 bytes per layer per hidden unit.
+    uncompiled_bytes_per_hidden: float = 843.0
     # Assumption: tokenising with the `tokenizers` Rust backend via datasets.map.
     tokenize_tokens_per_s: float = 500_000.0
     # Assumption: Hub upload bandwidth and per-commit latency.
@@ -349,12 +414,27 @@ class Workload:
     mean_example_tokens: int | None = None
     max_example_tokens: int | None = None
     save: Literal["adapter", "merged"] = "adapter"
-    compile: Literal["auto", "on", "off"] = "auto"  # compute.compile: Unsloth's block compilation
+    # compute.compile: Unsloth's block compilation. "none" (nothing compiled, as with
+    # UNSLOTH_COMPILE_DISABLE=1) is not a run-file setting: the bench measures it.
+    compile: Literal["auto", "on", "off", "none"] = "auto"
 
     @property
     def compiles(self) -> bool:
         """Whether the job compiles its decoder blocks."""
-        return compiles_blocks(self.compile, self.train_tokens)
+        return self.compile != "none" and compiles_blocks(self.compile, self.train_tokens)
+
+    @property
+    def packs(self) -> bool:
+        """Whether the job packs: asked for, and exact for the architecture. The job refuses
+        packing elsewhere and trains on the padded path (train/packing.py), priced as such."""
+        return self.packing and self.shape.architecture in PACKED_ARCHITECTURES
+
+    @property
+    def compile_mode(self) -> Literal["blocks", "off", "none"]:
+        """What Unsloth compiles: the decoder blocks (and the rest), all but the blocks, or nothing."""
+        if self.compile == "none":
+            return "none"
+        return "blocks" if self.compiles else "off"
 
     @property
     def trainable_params(self) -> int:
@@ -370,7 +450,7 @@ class Workload:
         A packed row is ``seq_len`` long (or the whole data set, when that is shorter); an
         unpacked row is padded to the longest example.
         """
-        length = self.seq_len if self.packing else min(self.seq_len, self.max_example_tokens or self.seq_len)
+        length = self.seq_len if self.packs else min(self.seq_len, self.max_example_tokens or self.seq_len)
         if self.train_tokens > 0:
             length = min(length, self.train_tokens)
         return max(1, length)
@@ -384,7 +464,7 @@ class Workload:
         micro-batch rather than its padded size (docs/calibration.md). Padding only costs
         memory, which ``row_tokens`` sizes.
         """
-        if self.packing:
+        if self.packs:
             return self.row_tokens
         mean = self.mean_example_tokens or self.max_example_tokens or self.seq_len
         return max(1, min(mean, self.row_tokens))
@@ -595,11 +675,10 @@ def _memory_gb(
     else:
         activation_elements = shape.num_layers * per_layer_elements
     activations = tokens * activation_elements * value_bytes
+    if engine == "unsloth" and not checkpointing and not flavor.is_cpu:
+        activations += tokens * shape.conv_layers * shape.hidden_size * cal.conv_activation_bytes_per_hidden
 
-    logits_bytes = cal.unsloth_logits_bytes if engine == "unsloth" else cal.trl_logits_bytes
-    if engine == "unsloth" and shape.architecture in cal.unsloth_unfused_architectures:
-        logits_bytes = cal.unsloth_unfused_logits_bytes
-    logits = tokens * shape.vocab_size * logits_bytes
+    logits = tokens * shape.vocab_size * _logits_bytes(workload, engine, cal)
 
     parts = {"weights": weights / GIB, "optimizer_and_grads": state / GIB, "activations": activations / GIB, "logits": logits / GIB}
     if flavor.is_cpu:
@@ -611,14 +690,27 @@ def _memory_gb(
     return {**parts, "cuda_context": cal.cuda_context_gb}
 
 
+def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float:
+    """Bytes per vocabulary entry per token that the loss holds at once: none where it is fused
+    (Unsloth's kernels, tuneform's chunked NLL on TRL), the full logits where it is not."""
+    if engine == "trl":
+        return cal.trl_logits_bytes
+    architecture = workload.shape.architecture
+    if architecture in cal.unsloth_unfused_architectures:
+        return cal.unsloth_unfused_logits_bytes
+    if workload.compile_mode == "none" and architecture in cal.unsloth_zoo_architectures:
+        return cal.uncompiled_logits_bytes  # no fused loss without the compiler
+    return cal.unsloth_logits_bytes
+
+
 def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, cal: Calibration) -> float:
     """Measured slowdowns relative to Unsloth's packed LoRA path (the utilisation curve's fit)."""
     factor = 1.0
     if engine == "trl":
-        factor *= cal.trl_speed_packed if workload.packing else cal.trl_speed_unpacked
+        factor *= cal.trl_speed_packed if workload.packs else cal.trl_speed_unpacked
         if checkpointing:
             factor *= cal.trl_checkpointing_speed
-    elif not workload.packing:
+    elif not workload.packs:
         factor *= cal.unsloth_speed_unpacked
     if workload.method == "qlora":
         factor *= cal.qlora_speed
@@ -631,7 +723,7 @@ def _attends_packed_rows_at_once(workload: Workload, flavor: Flavor, engine: Eng
     Unsloth does for packed rows on GPUs with torch's flash kernels, which need Ampere (sm_80) or
     newer: the same GPUs that have bf16, the one fact the catalog keeps about a GPU's generation.
     """
-    return engine == "unsloth" and workload.packing and not flavor.is_cpu and flavor.bf16
+    return engine == "unsloth" and workload.packs and not flavor.is_cpu and flavor.bf16
 
 
 def _flops_per_second(
@@ -668,8 +760,38 @@ def _flops_per_second(
     micro_batch_tokens = min(batch_size * workload.real_row_tokens, cal.gpu_max_micro_batch_tokens)
     utilization = most * micro_batch_tokens / (micro_batch_tokens + half)
     per_gpu = peak * 1e12 * utilization * _speed_factor(workload, engine, checkpointing, cal)
-    scaling = flavor.gpus * (cal.multi_gpu_efficiency if flavor.gpus > 1 else 1.0)
-    return per_gpu * scaling * measured
+    return per_gpu * _gpu_scaling(flavor, cal) * measured
+
+
+def _gpu_scaling(flavor: Flavor, cal: Calibration) -> float:
+    """How many GPUs' worth of work a flavor does at once (DDP loses a little to each extra GPU)."""
+    return flavor.gpus * (cal.multi_gpu_efficiency if flavor.gpus > 1 else 1.0)
+
+
+def _memory_bound_seconds_per_token(workload: Workload, flavor: Flavor, engine: Engine, cal: Calibration) -> float:
+    """Seconds per trained token, whole flavor, that the matmul curve does not see: work bound by
+    memory bandwidth, priced as bytes moved over the GPU's bandwidth (Calibration, "time past
+    the matmul curve"). The LM head's loss over the vocabulary on the path whose curve was
+    refitted with it (Unsloth's packed varlen rows; the other paths' factors were fitted on one
+    model and hold its vocabulary's share), and for the architectures Unsloth trains through
+    unsloth_zoo what is left uncompiled: the short-convolution layers when the blocks are
+    eager, every layer's elementwise work when nothing is."""
+    if flavor.is_cpu:
+        return 0.0
+    shape = workload.shape
+    moved = 0.0
+    if _attends_packed_rows_at_once(workload, flavor, engine):
+        moved += cal.vocab_bytes_per_entry * shape.vocab_size
+    if engine == "unsloth" and shape.architecture in cal.unsloth_zoo_architectures:
+        mode = workload.compile_mode
+        if mode != "blocks":
+            moved += cal.conv_eager_bytes_per_hidden * shape.conv_layers * shape.hidden_size
+        if mode == "none":
+            moved += cal.uncompiled_bytes_per_hidden * shape.num_layers * shape.hidden_size
+    if moved == 0.0:
+        return 0.0
+    measured = cal.speed_by_gpu.get(gpu_key(flavor), 1.0)
+    return moved / (_bandwidth_gb_s(flavor, cal) * 1e9) / (_gpu_scaling(flavor, cal) * measured)
 
 
 def _bandwidth_gb_s(flavor: Flavor, cal: Calibration) -> float:
@@ -695,12 +817,36 @@ def _evaluation_seconds(workload: Workload, flavor: Flavor, rate: float, flops: 
     return compute + workload.eval_decode_steps * per_step
 
 
+def _warmup_seconds(workload: Workload, flavor: Flavor, engine: Engine, cal: Calibration) -> float:
+    """Seconds the training loop takes to reach its steady rate (Calibration, "Warm-up")."""
+    if flavor.is_cpu:
+        return 0.0
+    if engine == "trl":
+        return cal.trl_warmup_s
+    if workload.shape.architecture not in cal.unsloth_zoo_architectures:
+        return cal.unsloth_native_warmup_s
+    return {"blocks": cal.unsloth_warmup_s, "off": cal.unsloth_eager_warmup_s, "none": cal.unsloth_uncompiled_warmup_s}[
+        workload.compile_mode
+    ]
+
+
+def _setup_seconds(workload: Workload, flavor: Flavor, engine: Engine, cal: Calibration) -> float:
+    """Seconds the engine takes to set training up once the weights are loaded (GPU only: the
+    CPU profile's start covers it)."""
+    if flavor.is_cpu:
+        return 0.0
+    if engine == "trl":
+        return cal.trl_setup_s
+    return cal.unsloth_zoo_setup_s if workload.shape.architecture in cal.unsloth_zoo_architectures else cal.unsloth_setup_s
+
+
 def _seconds(
     workload: Workload,
     flavor: Flavor,
     engine: Engine,
     rate: float,
     flops: TokenFlops,
+    seconds_per_token: float,
     cal: Calibration,
 ) -> dict[str, float]:
     """Wall-clock seconds of the job by phase."""
@@ -708,13 +854,10 @@ def _seconds(
     mb = 1e6
     start = cal.local_start_s if flavor.name == "local" else cal.container_start_s
     download = shape.params * 2 / (cal.download_mb_per_s * mb)
-    load = shape.params * 2 / (cal.load_mb_per_s * mb)
-    if flavor.is_cpu:
-        warmup = 0.0
-    else:
-        warmup = (cal.unsloth_warmup_s if workload.compiles else cal.unsloth_eager_warmup_s) if engine == "unsloth" else cal.trl_warmup_s
+    load = shape.params * 2 / (cal.load_mb_per_s * mb) + _setup_seconds(workload, flavor, engine, cal)
+    warmup = _warmup_seconds(workload, flavor, engine, cal)
     tokenize = (workload.train_tokens + workload.eval_tokens) / cal.tokenize_tokens_per_s
-    train = workload.train_tokens * flops.hardware / rate
+    train = workload.train_tokens * seconds_per_token
     evaluate = _evaluation_seconds(workload, flavor, rate, flops, cal)
     # A merged model or a full fine-tune uploads 16-bit weights; an adapter its fp32 tensors.
     if workload.save == "merged" or workload.method == "full":
@@ -758,7 +901,8 @@ def _estimate_with(
         gradient_checkpointing=checkpointing,
     )
     rate = _flops_per_second(workload, flavor, engine, batch_size, checkpointing, flops, cal)
-    seconds = _seconds(workload, flavor, engine, rate, flops, cal)
+    seconds_per_token = flops.hardware / rate + _memory_bound_seconds_per_token(workload, flavor, engine, cal)
+    seconds = _seconds(workload, flavor, engine, rate, flops, seconds_per_token, cal)
     total_seconds = sum(seconds.values())
     billed_minutes = math.ceil(total_seconds / 60)
     # An evaluate job starts, loads and scores like a training job, then uploads only a report.
@@ -777,7 +921,7 @@ def _estimate_with(
             f"{cal.memory_margin * peak:.1f} GiB) but {flavor.name} has {capacity:g} GiB {where}"
         )
 
-    tokens_per_second = rate / flops.hardware
+    tokens_per_second = 1.0 / seconds_per_token
     mfu = None
     if not flavor.is_cpu:
         mfu = tokens_per_second * flops.model / (flavor.gpus * _matmul_tflops(flavor, cal) * 1e12)
