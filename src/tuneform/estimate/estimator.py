@@ -153,6 +153,14 @@ class Calibration:
     # the same recipe, 70-800-word chats, so 405 is assumed for its rows too).
     # TRL + PEFT packed: trl 1.14 (tuneform's pin) 11,988 vs Unsloth 30,652 tok/s = 0.39.
     trl_speed_packed: float = 0.39
+    # tuneform's trl engine on the varlen route (train/varlen_attention.py: one flash call per
+    # layer for a packed row, where the factor above was a dense document mask), relative to the
+    # varlen curve without Unsloth's vocabulary term (trl's chunked loss projects only trained
+    # tokens): the 1B shape at batch 16 ran at 33,904 tok/s steady on one H100
+    # (bench/results/gpu-trl-varlen-2026-12-06.md; the dense mask it replaces ran out of memory at
+    # that batch), where that curve, with the H100's holdout factor (x0.897), gives 79,300: 0.428.
+    # Fitted on this one run (Unsloth ran the same card, shape and batch at 64,732, run 22).
+    trl_speed_varlen: float = 0.428
     # TRL + PEFT unpacked, no checkpointing (the reference, trl 1.15): batch 8 13,177 and batch
     # 32 23,083 tok/s, 0.727 and 0.744 of the curve (18,121 and 31,015): geometric mean 0.735.
     trl_speed_unpacked: float = 0.735
@@ -703,11 +711,14 @@ def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float
     return cal.unsloth_logits_bytes
 
 
-def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, cal: Calibration) -> float:
+def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, varlen: bool, cal: Calibration) -> float:
     """Measured slowdowns relative to Unsloth's packed LoRA path (the utilisation curve's fit)."""
     factor = 1.0
     if engine == "trl":
-        factor *= cal.trl_speed_packed if workload.packs else cal.trl_speed_unpacked
+        if workload.packs:
+            factor *= cal.trl_speed_varlen if varlen else cal.trl_speed_packed
+        else:
+            factor *= cal.trl_speed_unpacked
         if checkpointing:
             factor *= cal.trl_checkpointing_speed
     elif not workload.packs:
@@ -717,13 +728,14 @@ def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, cal: 
     return factor
 
 
-def _attends_packed_rows_at_once(workload: Workload, flavor: Flavor, engine: Engine) -> bool:
+def _attends_packed_rows_at_once(workload: Workload, flavor: Flavor) -> bool:
     """Whether the job attends each packed row in one varlen flash call (train/packed_attention.py).
 
-    Unsloth does for packed rows on GPUs with torch's flash kernels, which need Ampere (sm_80) or
+    Both engines do for packed rows on GPUs with torch's flash kernels (Unsloth through its own
+    dispatch, the trl engine through train/varlen_attention.py), which need Ampere (sm_80) or
     newer: the same GPUs that have bf16, the one fact the catalog keeps about a GPU's generation.
     """
-    return engine == "unsloth" and workload.packs and not flavor.is_cpu and flavor.bf16
+    return workload.packs and not flavor.is_cpu and flavor.bf16
 
 
 def _flops_per_second(
@@ -752,14 +764,15 @@ def _flops_per_second(
         return (flavor.cpus or 1) * cal.cpu_gflops_per_core * 1e9 * measured
     peak = _matmul_tflops(flavor, cal)
     reference_peak = cal.measured_tflops.get("H200", 790.0)
-    if _attends_packed_rows_at_once(workload, flavor, engine):
+    varlen = _attends_packed_rows_at_once(workload, flavor)
+    if varlen:
         most, half_h200 = cal.varlen_utilization_max, cal.varlen_half_utilization_tokens_h200
     else:
         most, half_h200 = cal.utilization_max, cal.half_utilization_tokens_h200
     half = half_h200 * peak / reference_peak * cal.reference_gflop_per_token * 1e9 / flops.hardware
     micro_batch_tokens = min(batch_size * workload.real_row_tokens, cal.gpu_max_micro_batch_tokens)
     utilization = most * micro_batch_tokens / (micro_batch_tokens + half)
-    per_gpu = peak * 1e12 * utilization * _speed_factor(workload, engine, checkpointing, cal)
+    per_gpu = peak * 1e12 * utilization * _speed_factor(workload, engine, checkpointing, varlen, cal)
     return per_gpu * _gpu_scaling(flavor, cal) * measured
 
 
@@ -780,7 +793,8 @@ def _memory_bound_seconds_per_token(workload: Workload, flavor: Flavor, engine: 
         return 0.0
     shape = workload.shape
     moved = 0.0
-    if _attends_packed_rows_at_once(workload, flavor, engine):
+    # trl's chunked loss projects only the trained tokens: its factor holds what that costs.
+    if engine == "unsloth" and _attends_packed_rows_at_once(workload, flavor):
         moved += cal.vocab_bytes_per_entry * shape.vocab_size
     if engine == "unsloth" and shape.architecture in cal.unsloth_zoo_architectures:
         mode = workload.compile_mode
