@@ -188,7 +188,7 @@ def _compile(note: dict[str, Any], report: dict[str, Any], settings: dict[str, A
     recorded = settings.get("compile")
     if recorded is None:
         return "on"  # before compute.compile existed, Unsloth compiled every decoder block
-    return "on" if recorded in ("on", "blocks") else "off"
+    return {"on": "on", "blocks": "on", "none": "none"}.get(recorded, "off")
 
 
 def points_of(path: Path) -> tuple[list[Point], list[tuple[str, str]]]:

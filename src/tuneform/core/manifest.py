@@ -162,6 +162,9 @@ class PlannedEstimate(Record):
     eval_usd: float = 0.0
     evaluate_seconds: int | float = 0
     evaluate_usd: float = 0.0
+    # What Unsloth compiles (estimate/estimator.py compile_mode), decided by the plan and applied
+    # by the job; None for the trl engine, CPUs and bundles written before it.
+    compile: str | None = None
 
     def recorded(self) -> EstimateRecord:
         """The part a manifest keeps."""

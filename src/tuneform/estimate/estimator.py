@@ -318,6 +318,12 @@ class Calibration:
     # ~3.1 us a token saved (LFM2-1.2B, one H100: 74,019 against 60,991 tokens/s steady); the
     # Llama-1B shape gains nothing from it either way. train/engine.py's compute.compile auto reads it.
     compile_min_tokens: int = 6_000_000
+    # Below it, where compiling nothing beats compiling all but the blocks over the whole loop:
+    # LFM2-1.2B on a fresh H100, 1M tokens, ran its loop at 37,785 tok/s with nothing compiled
+    # (run 24: 40,596 steady, 1.9 s warm-up) against 24,517 with the blocks eager (run 23: 60,991
+    # steady, 24.7 s). Equal loops at T/40,596 + 2 = T/60,991 + 25: T = 2.8M tokens. The Llama
+    # family trains through Unsloth's own kernels, where nothing compiled buys nothing (run 22).
+    uncompiled_below_tokens: Mapping[str, int] = field(default_factory=lambda: {"lfm2": 2_800_000})
     # Plain TRL on a GPU (no compilation): the loop's seconds beyond its tokens at the steady
     # rate, for trl-defaults: 11.0 s (H200, run 10), 8.1 and 7.4 s (H100, runs 18 and 19).
     trl_warmup_s: float = 9.0
@@ -375,13 +381,23 @@ class Calibration:
 DEFAULT_CALIBRATION = Calibration()
 
 
-def compiles_blocks(setting: str, train_tokens: int) -> bool:
-    """Whether Unsloth compiles each decoder block for a job training `train_tokens`:
-    `compute.compile` when on or off; auto only from compile_min_tokens, where the faster steps
-    repay the compilation. The job (train/engine.py) and its estimate decide by this one rule."""
+CompileMode = Literal["blocks", "off", "none"]
+"""What Unsloth compiles: each decoder block and the rest (blocks), all but the blocks (off), or
+nothing at all (none, UNSLOTH_COMPILE_DISABLE=1)."""
+
+
+def compile_mode(setting: str, train_tokens: int, architecture: str) -> CompileMode:
+    """What Unsloth compiles for a job training `train_tokens` of this architecture:
+    `compute.compile` when on or off; auto compiles the blocks from compile_min_tokens, where the
+    faster steps repay the compilation, and nothing below uncompiled_below_tokens, where the short
+    warm-up beats the faster steps. The plan decides by this rule and the job applies the plan's
+    choice (job/pipeline.py), so the estimate prices what runs."""
+    cal = DEFAULT_CALIBRATION
     if setting != "auto":
-        return setting == "on"
-    return train_tokens >= DEFAULT_CALIBRATION.compile_min_tokens
+        return "blocks" if setting == "on" else "off"
+    if train_tokens >= cal.compile_min_tokens:
+        return "blocks"
+    return "none" if train_tokens < cal.uncompiled_below_tokens.get(architecture, 0) else "off"
 
 
 def gpu_key(flavor: Flavor) -> str:
@@ -427,22 +443,17 @@ class Workload:
     compile: Literal["auto", "on", "off", "none"] = "auto"
 
     @property
-    def compiles(self) -> bool:
-        """Whether the job compiles its decoder blocks."""
-        return self.compile != "none" and compiles_blocks(self.compile, self.train_tokens)
-
-    @property
     def packs(self) -> bool:
         """Whether the job packs: asked for, and exact for the architecture. The job refuses
         packing elsewhere and trains on the padded path (train/packing.py), priced as such."""
         return self.packing and self.shape.architecture in PACKED_ARCHITECTURES
 
     @property
-    def compile_mode(self) -> Literal["blocks", "off", "none"]:
-        """What Unsloth compiles: the decoder blocks (and the rest), all but the blocks, or nothing."""
+    def compile_mode(self) -> CompileMode:
+        """What Unsloth compiles for this job (see compile_mode)."""
         if self.compile == "none":
             return "none"
-        return "blocks" if self.compiles else "off"
+        return compile_mode(self.compile, self.train_tokens, self.shape.architecture)
 
     @property
     def trainable_params(self) -> int:
@@ -572,6 +583,8 @@ class Estimate:
     seconds_breakdown: Mapping[str, float]
     memory_breakdown: Mapping[str, float]
     problems: tuple[str, ...] = ()
+    # What Unsloth compiles (compile_mode); None for the trl engine and CPUs. The job applies it.
+    compile: CompileMode | None = None
     # What scoring costs within this job (its share of the billed time), and what a job that
     # only scores (the `evaluate` action: no training, no weights to upload) costs on its own.
     eval_seconds: float = 0.0
@@ -611,6 +624,7 @@ class Estimate:
             "eval_usd": round(self.eval_usd, 4),
             "evaluate_seconds": round(self.evaluate_seconds),
             "evaluate_usd": round(self.evaluate_usd, 4),
+            "compile": self.compile,
         }
 
 
@@ -960,6 +974,7 @@ def _estimate_with(
         seconds_breakdown=seconds,
         memory_breakdown=memory,
         problems=tuple(problems),
+        compile=workload.compile_mode if engine == "unsloth" and not flavor.is_cpu else None,
         eval_seconds=seconds["evaluate"],
         eval_usd=seconds["evaluate"] * flavor.usd_per_hour / 3600,
         evaluate_seconds=evaluate_seconds,

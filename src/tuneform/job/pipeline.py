@@ -11,13 +11,14 @@ it since this one was planned (a late job must not roll main back).
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from tuneform import __version__
 from tuneform.core.manifest import (
@@ -34,6 +35,7 @@ from tuneform.core.manifest import (
     PlannedEstimate,
     Training,
 )
+from tuneform.estimate.estimator import CompileMode
 from tuneform.evals.suite import Suite, read_suite
 from tuneform.job.bundle import Bundle, BundleError, read_bundle
 from tuneform.job.registries import JobRegistry, LocalJobRegistry
@@ -274,6 +276,7 @@ def _train(bundle: Bundle, registry: JobRegistry, data: Any, staging: Path, echo
 
     spec = bundle.spec
     batch_size, checkpointing = sized_auto_settings(bundle.run.estimate)
+    compile = planned_compile(bundle.run.estimate)
     count = training_processes(processes)
     work, minutes = _work_branch(bundle, registry, count, batch_size, checkpointing)
     resume = work.resume() if work else None
@@ -292,6 +295,7 @@ def _train(bundle: Bundle, registry: JobRegistry, data: Any, staging: Path, echo
             on_log=progress_printer(echo),
             batch_size=batch_size,
             gradient_checkpointing=checkpointing,
+            compile=compile,
             resume_from=resume_from,
             callbacks=callbacks,
         )
@@ -308,6 +312,7 @@ def _train(bundle: Bundle, registry: JobRegistry, data: Any, staging: Path, echo
         result=str((staging / "ddp" / "result.json").resolve()),
         batch_size=batch_size,
         gradient_checkpointing=checkpointing,
+        compile=compile,
         resume_from=str(resume_from) if resume_from else None,
         checkpoint_minutes=minutes if work else 0.0,
         checkpoint_settings=work.settings if work else None,
@@ -333,11 +338,24 @@ def sized_auto_settings(estimate: PlannedEstimate | None) -> tuple[int | None, b
     """The estimate's batch size and checkpointing for the `auto` settings, when it sized the
     device the job runs on. The local backend estimates this machine's CPU (dtype fp32); on a
     machine with a GPU those numbers do not apply, so the engine's GPU defaults decide."""
+    if not _sized_this_device(estimate):
+        return None, None
+    assert estimate is not None
+    return estimate.batch_size, estimate.gradient_checkpointing
+
+
+def planned_compile(estimate: PlannedEstimate | None) -> CompileMode | None:
+    """What the plan chose for Unsloth to compile (estimate/estimator.py compile_mode), when it
+    sized this device; None lets the engine decide."""
+    if not _sized_this_device(estimate) or estimate is None or estimate.compile not in get_args(CompileMode):
+        return None
+    return cast(CompileMode, estimate.compile)
+
+
+def _sized_this_device(estimate: PlannedEstimate | None) -> bool:
     import torch
 
-    if estimate is None or (estimate.dtype == "fp32" and torch.cuda.is_available()):
-        return None, None
-    return estimate.batch_size, estimate.gradient_checkpointing
+    return estimate is not None and not (estimate.dtype == "fp32" and torch.cuda.is_available())
 
 
 def _record_cost(manifest: Manifest, seconds: float) -> None:
@@ -463,6 +481,9 @@ def import_engine_first(bundle: Bundle) -> None:
 
     from tuneform.train.engine import choose_engine
 
+    if planned_compile(bundle.run.estimate) == "none":
+        # Unsloth reads it as it is imported: nothing compiled must be asked for before.
+        os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
     choose_engine(bundle.spec.compute.engine, cuda=torch.cuda.is_available())
 
 

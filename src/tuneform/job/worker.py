@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             on_log=on_log,
             batch_size=request.batch_size,
             gradient_checkpointing=request.gradient_checkpointing,
+            compile=request.compile,
             resume_from=Path(request.resume_from) if request.resume_from else None,
             callbacks=_checkpoint_callbacks(request, bundle, rank),
         )

@@ -388,7 +388,7 @@ class ComputeSpec(_Section):
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Unsloth's compilation of each decoder block: faster steps after a warm-up of about half a minute; auto compiles jobs of at least 6M training tokens, where the warm-up pays back (docs/calibration.md, runs 19-23).",
+        description="Unsloth's compilation of each decoder block (on) or not (off): faster steps after a warm-up of about half a minute. auto: the plan chooses by the job's tokens: the blocks from 6M training tokens, where the warm-up pays back; for LFM2 below 2.8M, nothing compiled at all (a 2 s warm-up); otherwise off (docs/calibration.md, runs 19-24).",
     )
     # The schema says what a user may write (90m, 2h, seconds), not the parsed int.
     timeout: Annotated[

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
-from tuneform.estimate.estimator import compiles_blocks
+from tuneform.estimate.estimator import CompileMode, compile_mode
 from tuneform.runfile.spec import RunSpec
 from tuneform.train import packed_attention, packing
 from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
@@ -71,7 +71,7 @@ class Settings:
     processes: int = 1  # data-parallel training processes (one per GPU under DDP)
     attention: str = "n/a"  # how packed documents are attended (train/packed_attention.py Route)
     packing_route: str = "n/a"  # how packed documents are kept apart, or why not (train/packing.py)
-    compile: str = "n/a"  # unsloth: "blocks" (each decoder block compiled) or "off"; trl: n/a
+    compile: str = "n/a"  # unsloth: what it compiled (estimate/estimator.py CompileMode); trl: n/a
 
 
 @dataclass
@@ -141,13 +141,15 @@ def train(
     on_log: OnLog | None = None,
     batch_size: int | None = None,
     gradient_checkpointing: bool | None = None,
+    compile: CompileMode | None = None,
     resume_from: Path | None = None,
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train `examples`, score `eval_examples`' loss, save the adapter or weights to `out_dir`.
 
     `batch_size` and `gradient_checkpointing` resolve the run's `auto` values (the caller sizes
-    them for the flavor's memory); a value written in the run file always wins. `resume_from` is
+    them for the flavor's memory); a value written in the run file always wins. `compile` is the
+    plan's choice of what Unsloth compiles (None: decided here). `resume_from` is
     a trainer checkpoint folder to continue from; `callbacks` are extra TrainerCallbacks.
 
     Under DDP (several processes started by `accelerate launch`, see train/launch.py) every
@@ -164,6 +166,7 @@ def train(
         on_log=on_log,
         batch_size=batch_size,
         gradient_checkpointing=gradient_checkpointing,
+        compile=compile,
         callbacks=callbacks,
     )
     trainer = prepared.trainer
@@ -228,6 +231,7 @@ def prepare(
     on_log: OnLog | None = None,
     batch_size: int | None = None,
     gradient_checkpointing: bool | None = None,
+    compile: CompileMode | None = None,
     callbacks: list[Any] | None = None,
 ) -> Prepared:
     """Everything up to `trainer.train()`: checks, engine, tokens, model, trainer.
@@ -263,10 +267,13 @@ def prepare(
         )
     eval_rows, _ = _tokenize(eval_examples, tokenizer, spec)
     if engine == "unsloth":
-        compiled = compiles_blocks(spec.compute.compile, planned_tokens(spec, settings, [len(row.input_ids) for row in train_rows]))
+        # The plan's choice; without a plan, the same rule on this job's tokens (the architecture
+        # unknown, so never "none": it must be in the environment before Unsloth is imported).
+        mode = compile or compile_mode(spec.compute.compile, planned_tokens(spec, settings, [len(row.input_ids) for row in train_rows]), "")
+        mode = "none" if os.environ.get("UNSLOTH_COMPILE_DISABLE") == "1" else "off" if mode == "none" else mode
         # Unsloth reads this when it wraps the decoder blocks, inside from_pretrained/get_peft_model.
-        os.environ["UNSLOTH_BLOCK_COMPILE"] = "1" if compiled else "0"
-        settings = replace(settings, compile="blocks" if compiled else "off")
+        os.environ["UNSLOTH_BLOCK_COMPILE"] = "1" if mode == "blocks" else "0"
+        settings = replace(settings, compile=mode)
 
     model: PreTrainedModel | PeftModel
     if engine == "unsloth":

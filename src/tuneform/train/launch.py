@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneform.estimate.estimator import CompileMode
 from tuneform.train.engine import TrainError, TrainResult
 
 Echo = Callable[[str], None]
@@ -44,6 +45,7 @@ class TrainRequest:
     result: str  # the first process writes the TrainResult (or {"error": message}) here; its folder is scratch
     batch_size: int | None = None
     gradient_checkpointing: bool | None = None
+    compile: CompileMode | None = None
     resume_from: str | None = None
     # Hub jobs: minutes between checkpoints the first process uploads to the run's work branch
     # (0: none), and the settings a resume must share, recorded beside each checkpoint.
