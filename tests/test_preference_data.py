@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import jsonl
+import pytest
+
+from conftest import Repo, demo_repo, jsonl
 from tuneform.data.tokens import Counter, LocalTokenizer, count_source
 from tuneform.runfile.spec import LocalSource
 
@@ -67,3 +69,51 @@ def _examples(rows: list[dict[str, Any]], source: LocalSource) -> list[Any]:
     examples, bad = convert_rows(source, source.path, unit, parsed)
     assert not bad
     return examples
+
+
+# ---------------------------------------------------------------------------------------------
+# Preview
+
+DPO_RUN = """\
+model: {id: ./models/demo-tiny, max_seq_length: 256}
+data:
+  train: [{path: data/pairs.jsonl, format: preference}]
+  eval_split: 0.2
+method: {type: dpo}
+training: {max_steps: 2}
+"""
+
+
+@pytest.fixture
+def dpo_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    """The demo repository (its tiny model has a ChatML template) with a DPO run on pairs."""
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    repo = demo_repo(tmp_path / "demo", DPO_RUN)
+    repo.write("data/pairs.jsonl", jsonl([pair(f"Question {i}?", f"Good answer {i}.", f"Bad {i}.") for i in range(10)]))
+    repo.commit("pairs")
+    return repo
+
+
+def test_preview_shows_both_answers_with_their_trained_spans(dpo_repo: Repo) -> None:
+    code, samples = dpo_repo.json("preview", "runs/demo.yaml", "-n", "2", "--format", "json")
+    assert code == 0 and len(samples) == 4
+    assert [(s["row"], s["answer"]) for s in samples] == [(1, "chosen"), (1, "rejected"), (2, "chosen"), (2, "rejected")]
+    for sample, answer in zip(samples, ["Good answer 0.", "Bad 0.", "Good answer 1.", "Bad 1."]):
+        assert [sample["text"][start:end] for start, end in sample["trained_spans"]] == [f"{answer}<|im_end|>"]
+        assert sample["trained_tokens"] < sample["tokens"] and not sample["truncated"]
+    chosen, rejected = samples[0]["text"], samples[1]["text"]
+    prompt_end = samples[0]["trained_spans"][0][0]
+    assert chosen[:prompt_end] == rejected[:prompt_end] and "Question 0?" in chosen[:prompt_end]  # the prompt is context only
+
+    text = dpo_repo.cli("preview", "runs/demo.yaml", "-n", "1")
+    assert text.exit_code == 0, text.output
+    assert text.output.count("Question 0?") == 1  # the prompt once, above both answers
+    assert "--- chosen:" in text.output and "--- rejected:" in text.output
+    assert text.output.index("⟦Good answer 0.<|im_end|>⟧") < text.output.index("⟦Bad 0.<|im_end|>⟧")
+
+
+def test_sft_preview_samples_name_no_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    run = "model: {id: ./models/demo-tiny, max_seq_length: 128}\ndata: {train: [{path: data/support.jsonl}]}\n"
+    code, samples = demo_repo(tmp_path / "demo", run).json("preview", "runs/demo.yaml", "-n", "1", "--format", "json")
+    assert code == 0 and len(samples) == 1 and samples[0]["answer"] is None
