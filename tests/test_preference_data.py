@@ -4,14 +4,18 @@ bias, pairs leaking into held-out pairs)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Repo, demo_repo, jsonl
+from tuneform.data.check import DataReport, check_data
 from tuneform.data.tokens import Counter, LocalTokenizer, count_source
-from tuneform.runfile.spec import LocalSource
+from tuneform.runfile.settings import Settings
+from tuneform.runfile.spec import LocalSource, load_run_text
+from tuneform.runfile.trees import WorkTree
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "demo-tiny"
@@ -117,3 +121,97 @@ def test_sft_preview_samples_name_no_answer(tmp_path: Path, monkeypatch: pytest.
     run = "model: {id: ./models/demo-tiny, max_seq_length: 128}\ndata: {train: [{path: data/support.jsonl}]}\n"
     code, samples = demo_repo(tmp_path / "demo", run).json("preview", "runs/demo.yaml", "-n", "1", "--format", "json")
     assert code == 0 and len(samples) == 1 and samples[0]["answer"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data check
+
+CHECK_RUN = """\
+model: {id: ./models/tiny, max_seq_length: 512}
+data:
+  train: [{path: data/pairs.jsonl, format: preference}]
+  eval: [{path: data/held.jsonl, format: preference}]
+method: {type: dpo}
+evals:
+  - suite: evals/intents.yaml
+"""
+
+
+def check(repo: Repo, rows: list[Any], held: list[Any], run: str = CHECK_RUN) -> DataReport:
+    repo.write("data/pairs.jsonl", "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    repo.write("data/held.jsonl", jsonl(held))
+    repo.write("runs/dpo.yaml", run)
+    loaded = load_run_text((repo.path / "runs/dpo.yaml").read_bytes(), "runs/dpo.yaml")
+    assert loaded.spec is not None, loaded.problems
+    return check_data(loaded.spec, WorkTree(repo.path), Settings(), run="runs/dpo.yaml")
+
+
+def hits(report: DataReport, rule: str) -> list[tuple[int, str]]:
+    finding = report.finding(rule)
+    assert finding is not None, [f.rule for f in report.findings]
+    return [(hit.ref.row, hit.detail) for hit in finding.hits]
+
+
+def balanced(n: int) -> list[dict[str, Any]]:
+    """Pairs whose chosen answer is the shorter one half the time."""
+    return [pair(f"question {i}", "yes" if i % 2 else "a longer yes", "a longer no" if i % 2 else "no") for i in range(n)]
+
+
+def test_identical_and_empty_answers_are_named_by_row_with_the_fix(repo: Repo) -> None:
+    rows = [*balanced(6), pair("q7", "Same  answer.", "Same answer.\n"), pair("q8", "", "no"), pair("q9", "yes", "  ")]
+    report = check(repo, rows, [])
+    assert hits(report, "identical_answers") == [
+        (7, "chosen and rejected are the same text: write a worse rejected answer, or drop the pair")
+    ]
+    assert report.finding("identical_answers").level == "warn"  # type: ignore[union-attr]
+    empty = hits(report, "empty_turns")
+    assert [row for row, _ in empty] == [8, 9]
+    assert empty[0][1].startswith("chosen: is empty") and empty[1][1].startswith("rejected: is empty")
+    assert report.rows == 7 and report.rows_read == 9  # the job drops the empty ones
+
+
+def test_duplicated_pairs_but_not_pairs_sharing_a_prompt(repo: Repo) -> None:
+    rows = [*balanced(6), pair("question 1", "YES", "a longer no!"), pair("question 1", "another yes", "another no")]
+    report = check(repo, rows, [])
+    assert hits(report, "duplicates") == [(7, "near duplicate of data/pairs.jsonl:2")]
+
+
+def test_length_bias_warns_when_the_chosen_answer_is_nearly_always_longer(repo: Repo) -> None:
+    assert check(repo, balanced(8), []).finding("length_bias").level == "info"  # type: ignore[union-attr]
+    longer = [pair(f"question {i}", "a long and careful answer " * (i + 1), "short") for i in range(8)]
+    finding = check(repo, longer, []).finding("length_bias")
+    assert finding is not None and finding.level == "warn" and (finding.count, finding.total) == (8, 8)
+    assert "longer is better" in finding.message and "over the 75% allowed" in finding.message
+    assert (
+        finding.hits[0].ref.row == 8
+        and finding.hits[0].detail == f"chosen {len('a long and careful answer ' * 8):,} characters, rejected 5"
+    )
+    strict = CHECK_RUN.replace("method:", "  policy: {length_bias: {max: 0.4, level: fail}}\nmethod:")
+    assert check(repo, balanced(8), [], strict).finding("length_bias").level == "fail"  # type: ignore[union-attr]
+
+
+def test_held_out_pairs_leak_by_prompt_and_chosen_answer(repo: Repo) -> None:
+    # the fixture's suite asks "eval 0", "eval 1", "eval 2" (ids r0, r1, r2)
+    rows = [*balanced(6), pair("eval 1", "an answer", "no answer")]
+    held = [pair("question 2", "a longer yes", "something else"), pair("QUESTION 3", "Yes!", "x"), pair("question 4", "other", "x")]
+    report = check(repo, rows, held)
+    [suite, source] = report.leakage
+    assert (suite.kind, suite.leaked, suite.ids) == ("suite", 1, ("r1",))
+    assert (source.kind, source.rows, source.leaked) == ("source", 3, 2)
+    assert source.ids == ("data/held.jsonl:1", "data/held.jsonl:2")  # row 3 shares a prompt only: not a leak
+    leak = next(f for f in report.findings if f.rule == "leakage" and "eval sources" in f.message)
+    assert "2 of 3 pairs (prompt and chosen answer)" in leak.message and "(1 exactly, 1 up to" in leak.message
+    assert "drop it from one side" in leak.message
+    assert [(h.ref.row, h.detail) for h in leak.hits] == [
+        (3, "pair of eval row data/held.jsonl:1 (exact)"),
+        (4, "pair of eval row data/held.jsonl:2 (near)"),
+    ]
+
+
+def test_truncation_and_lengths_are_per_sequence(repo: Repo) -> None:
+    rows = [*balanced(4), pair("q", "word " * 300, "no")]
+    report = check(repo, rows, [], CHECK_RUN.replace("max_seq_length: 512", "max_seq_length: 128"))
+    [(row, detail)] = hits(report, "truncated")
+    assert row == 5 and detail.endswith(" tokens") and " and " in detail
+    assert report.lengths is not None and report.lengths["max"] > 128 > report.lengths["min"]
+    assert report.tokens_trained < report.tokens

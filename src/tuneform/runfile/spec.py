@@ -210,6 +210,8 @@ DATA_RULE_DEFAULTS: dict[str, tuple[float, Literal["off", "warn", "fail"]]] = {
     "duplicates": (0.05, "warn"),
     "truncated": (0.10, "warn"),
     "leakage": (0.0, "warn"),
+    "identical_answers": (0.0, "warn"),
+    "length_bias": (0.75, "warn"),
 }
 
 
@@ -258,7 +260,16 @@ class DataPolicy(_Section):
     duplicates: RuleLimit | None = _rule("duplicates", "Rows repeating an earlier row, ignoring case, spacing and punctuation.")
     truncated: RuleLimit | None = _rule("truncated", "Rows longer than model.max_seq_length.")
     leakage: RuleLimit | None = _rule(
-        "leakage", "Eval prompts (suites, eval split, eval sources) also found in the training data; a fraction of the eval rows."
+        "leakage",
+        "Eval prompts (suites, eval split, eval sources) also found in the training data; a fraction of the eval rows. "
+        "Preference pairs leak into the eval split and eval sources by prompt and chosen answer together.",
+    )
+    identical_answers: RuleLimit | None = _rule(
+        "identical_answers", "Preference pairs whose chosen and rejected answers are the same text up to whitespace: nothing to prefer."
+    )
+    length_bias: RuleLimit | None = _rule(
+        "length_bias",
+        "Preference pairs whose chosen answer is longer than the rejected one; over the limit, the model may learn that longer is better.",
     )
 
 
