@@ -1,0 +1,81 @@
+"""Pricing preference runs: a row is two sequences in the micro-batch, plus the reference model's
+forward passes (in every step, once when precomputed, none for ORPO). Relations only: the
+estimator's constants move, the order of these costs must not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tuneform.estimate.catalog import FLAVORS, known_model
+from tuneform.estimate.estimator import Workload, estimate, reference_passes
+from tuneform.runfile.spec import load_run_text
+
+LLAMA_1B = known_model("meta-llama/Llama-3.2-1B-Instruct")
+H200 = FLAVORS["h200"]
+# Sequences of 300 tokens on average, 600 at most; 2,000,000 tokens counting both of a pair's.
+SFT = Workload(
+    shape=LLAMA_1B,
+    train_tokens=2_000_000,
+    seq_len=1024,
+    batch_size=8,
+    gradient_checkpointing=False,
+    packing=False,
+    engine="trl",
+    mean_example_tokens=300,
+    max_example_tokens=600,
+)
+DPO = replace(SFT, method="dpo", reference_data_tokens=2_000_000)
+
+
+def test_a_dpo_run_costs_more_than_sft_on_the_same_sequences() -> None:
+    """8 pairs a micro-batch are 16 sequences: the work of SFT's batch 16, and a reference pass."""
+    sft, dpo = estimate(replace(SFT, batch_size=16), H200), estimate(DPO, H200)
+    assert dpo.seconds_breakdown["train"] > sft.seconds_breakdown["train"]  # the reference model's forward
+    assert dpo.seconds > sft.seconds and dpo.usd >= sft.usd
+    assert dpo.flops_per_token.reference > 0 == sft.flops_per_token.reference
+    assert dpo.memory_breakdown["activations"] == pytest.approx(sft.memory_breakdown["activations"])
+    assert dpo.memory_breakdown["logits"] > sft.memory_breakdown["logits"]  # kept for the backward pass
+    # a batch of 8 pairs holds twice the sequences of a batch of 8 rows
+    assert estimate(replace(SFT, batch_size=8), H200).memory_breakdown["activations"] * 2 == pytest.approx(
+        dpo.memory_breakdown["activations"]
+    )
+    assert "reference" not in sft.seconds_breakdown  # SFT estimates keep their shape
+
+
+def test_auto_batch_fits_fewer_pairs_than_rows() -> None:
+    tight = FLAVORS["t4-small"]
+    sft = estimate(replace(SFT, batch_size=None), tight)
+    dpo = estimate(replace(DPO, batch_size=None), tight)
+    assert sft.fits and dpo.fits and dpo.batch_size < sft.batch_size
+
+
+def test_a_precomputed_reference_is_cheaper_over_several_epochs() -> None:
+    """Two epochs: the reference scores the data once instead of twice, before training."""
+    in_step = estimate(replace(DPO, reference_data_tokens=1_000_000), H200)
+    precomputed = estimate(replace(DPO, reference_data_tokens=1_000_000, precompute_reference=True), H200)
+    assert precomputed.seconds_breakdown["reference"] > 0 == in_step.seconds_breakdown["reference"]
+    assert precomputed.seconds_breakdown["train"] < in_step.seconds_breakdown["train"]
+    assert precomputed.seconds < in_step.seconds
+
+
+def test_orpo_has_no_reference_and_kto_scores_a_kl_sequence_too() -> None:
+    dpo = estimate(DPO, H200)
+    orpo = estimate(replace(DPO, method="orpo"), H200)
+    kto = estimate(replace(DPO, method="kto"), H200)
+    assert orpo.seconds < dpo.seconds < kto.seconds
+    assert orpo.flops_per_token.reference == 0
+    assert reference_passes("orpo", True) == (0.0, 0.0) and reference_passes("lora", False) == (0.0, 0.0)
+    # precomputing moves the reference's passes out of the steps, never adds any
+    for method in ("dpo", "kto"):
+        step, once = reference_passes(method, True)  # type: ignore[arg-type]
+        assert step + once == sum(reference_passes(method, False))  # type: ignore[arg-type]
+
+
+def test_precompute_ref_log_probs_applies_to_reference_methods_only() -> None:
+    base = "model: {id: Qwen/Qwen3-0.6B}\ndata: {train: [{path: data/pairs.jsonl, format: preference}]}\n"
+    loaded = load_run_text(base + "method: {type: dpo, precompute_ref_log_probs: true}\n", "runs/a.yaml")
+    assert loaded.spec is not None and loaded.spec.method.precompute_ref_log_probs is True
+    [problem] = load_run_text(base + "method: {type: orpo, precompute_ref_log_probs: true}\n", "runs/a.yaml").problems
+    assert problem.field == "method.precompute_ref_log_probs" and "orpo has none" in problem.message
