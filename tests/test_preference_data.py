@@ -215,3 +215,22 @@ def test_truncation_and_lengths_are_per_sequence(repo: Repo) -> None:
     assert row == 5 and detail.endswith(" tokens") and " and " in detail
     assert report.lengths is not None and report.lengths["max"] > 128 > report.lengths["min"]
     assert report.tokens_trained < report.tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# validate and plan, end to end offline
+
+
+def test_validate_and_plan_a_dpo_run_in_the_demo_repository(dpo_repo: Repo) -> None:
+    code, validation = dpo_repo.json("validate", "runs/demo.yaml", "--format", "json")
+    assert code == 0 and validation["ok"], validation
+    code, plan = dpo_repo.json("plan", "runs/demo.yaml", "--format", "json")
+    assert code == 0, plan
+    [run] = plan["runs"]
+    assert run["action"] == "create" and run["usd_status"] == "known" and not run["errors"]
+    assert (run["method"], run["rows"], run["sequences"]) == ("dpo", 10, 20)
+    assert "reference" in run["estimate"]["breakdown"]["seconds"]
+    assert run["data"]["summary"].startswith("10 pairs, ") and "per sequence" in run["data"]["summary"]
+    text = dpo_repo.cli("plan", "runs/demo.yaml")
+    assert text.exit_code == 0, text.output
+    assert "dpo on 10 pairs (20 sequences)" in text.output and "10 pairs, " in text.output

@@ -4,10 +4,13 @@ estimator's constants move, the order of these costs must not."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from conftest import SETTINGS, Repo, jsonl
 from tuneform.estimate.catalog import FLAVORS, known_model
 from tuneform.estimate.estimator import Workload, estimate, reference_passes
 from tuneform.runfile.spec import load_run_text
@@ -79,3 +82,78 @@ def test_precompute_ref_log_probs_applies_to_reference_methods_only() -> None:
     assert loaded.spec is not None and loaded.spec.method.precompute_ref_log_probs is True
     [problem] = load_run_text(base + "method: {type: orpo, precompute_ref_log_probs: true}\n", "runs/a.yaml").problems
     assert problem.field == "method.precompute_ref_log_probs" and "orpo has none" in problem.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the plan
+
+LLAMA_1B_CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "intermediate_size": 8192,
+    "vocab_size": 128256,
+    "tie_word_embeddings": True,
+}
+RUN = """\
+model: {id: ./models/llama-1b, max_seq_length: 1024}
+data:
+  train: [{path: data/pairs.jsonl, format: preference}]
+  eval_split: 0.1
+method: {type: dpo}
+training: {num_train_epochs: 2, per_device_train_batch_size: 4}
+compute: {flavor: h200, engine: trl}
+"""
+PAIRS = [
+    {"prompt": f"Question {i} about the invoice?", "chosen": "A careful answer. " * (5 + i % 7), "rejected": "No. " * (3 + i % 5)}
+    for i in range(400)
+]
+
+
+@pytest.fixture
+def pair_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "registry"))
+    repo = Repo.init(tmp_path / "repo")
+    repo.write("pyproject.toml", SETTINGS)
+    repo.write("models/llama-1b/config.json", json.dumps(LLAMA_1B_CONFIG))
+    repo.write("data/pairs.jsonl", jsonl(PAIRS))
+    chats = [
+        {"messages": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p[answer]}]}
+        for p in PAIRS
+        for answer in ("chosen", "rejected")
+    ]
+    repo.write("data/chats.jsonl", jsonl(chats))
+    repo.write("runs/dpo.yaml", RUN)
+    sft = RUN.replace("pairs.jsonl, format: preference", "chats.jsonl").replace("method: {type: dpo}", "method: {type: lora}")
+    repo.write("runs/sft.yaml", sft.replace("per_device_train_batch_size: 4", "per_device_train_batch_size: 8, packing: false"))
+    repo.write("runs/precomputed.yaml", RUN.replace("{type: dpo}", "{type: dpo, precompute_ref_log_probs: true}"))
+    repo.write("runs/orpo.yaml", RUN.replace("{type: dpo}", "{type: orpo}"))
+    repo.commit("base")
+    return repo
+
+
+def test_plan_prices_pairs_as_two_sequences_and_the_reference(pair_repo: Repo) -> None:
+    names = [f"runs/{name}.yaml" for name in ("dpo", "sft", "precomputed", "orpo")]
+    code, plan = pair_repo.json("plan", *names, "--backend", "hf-jobs", "--format", "json")
+    assert code == 0, plan
+    runs = {run["name"]: run for run in plan["runs"]}
+    dpo, sft = runs["dpo"], runs["sft"]
+    # the same 800 sequences: 400 pairs of batch 4 hold as many tokens as 800 chats of batch 8
+    assert dpo["estimate"]["tokens"] == sft["estimate"]["tokens"]
+    assert (dpo["method"], dpo["rows"], dpo["sequences"]) == ("dpo", 400, 800)
+    assert (sft["method"], sft["rows"], sft["sequences"]) == ("lora", 800, 800)
+    assert dpo["estimate"]["seconds"] >= sft["estimate"]["seconds"] and dpo["usd"] >= sft["usd"]  # both rounded
+
+    def work(run: dict) -> float:
+        """Seconds of training and of reference passes (the rest, start and upload, are alike)."""
+        phases = run["estimate"]["breakdown"]["seconds"]
+        return phases["train"] + phases.get("reference", 0.0)
+
+    assert work(dpo) > work(sft)
+    precomputed = runs["precomputed"]["estimate"]["breakdown"]["seconds"]
+    assert precomputed["reference"] > 0 == dpo["estimate"]["breakdown"]["seconds"]["reference"]
+    assert precomputed["train"] < dpo["estimate"]["breakdown"]["seconds"]["train"]  # the steps do no reference pass
+    assert work(runs["orpo"]) < work(dpo)

@@ -85,6 +85,7 @@ from tuneform.evals.suite import SuiteError, read_suite_once
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, parse_settings
 from tuneform.runfile.spec import (
     DATA_RULE_DEFAULTS,
+    PREFERENCE_METHODS,
     DataPolicy,
     HubSource,
     LocalSource,
@@ -725,6 +726,7 @@ class DataReport:
     diff: DataDiff | None = None
     contents: Multiset[int] = field(default_factory=Multiset, repr=False)  # training rows read, by content, for a diff
     quote_labels: bool = True  # False when a training source is private: its answers are row text
+    pairs: bool = False  # preference pairs: a row is a pair of sequences, lengths are per sequence
 
     @property
     def failed(self) -> bool:
@@ -759,9 +761,10 @@ class DataReport:
                 return "not checked offline (Hub datasets only)"
             return "not checked (Hub datasets only, none could be read: each source says why)"
         dropped = f" ({self.rows_read - self.rows:,} dropped)" if self.rows_read != self.rows else ""
-        parts = [f"{self.rows:,} rows{dropped}", f"{self.tokens:,} tokens ({self.token_method})"]
+        parts = [f"{self.rows:,} {'pairs' if self.pairs else 'rows'}{dropped}", f"{self.tokens:,} tokens ({self.token_method})"]
         if self.lengths:
-            parts.append("length {min}/{median}/{p95}/{max} (min/median/p95/max)".format(**self.lengths))
+            each = " per sequence" if self.pairs else ""
+            parts.append("length {min}/{median}/{p95}/{max} (min/median/p95/max)".format(**self.lengths) + each)
         parts.append(f"{self.truncated:,} over max_seq_length {self.max_seq_length}")
         parts.append(f"{_pct(self.duplicate_rate)} duplicates")
         if self.leakage:
@@ -877,7 +880,9 @@ class _Row:
 def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataReport:
     limits, notes = resolve_policy(settings.data_policy, spec.data.policy)
     tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
-    report = DataReport(run, [], spec.model.max_seq_length, counter.method, policy=limits, notes=notes)
+    report = DataReport(
+        run, [], spec.model.max_seq_length, counter.method, policy=limits, notes=notes, pairs=spec.method.type in PREFERENCE_METHODS
+    )
     findings: list[Finding | None] = []
 
     def read(
