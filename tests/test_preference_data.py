@@ -66,6 +66,20 @@ def test_each_sequence_of_a_pair_is_capped_on_its_own() -> None:
     assert capped.truncated_rows == 1 and capped.tokens == full.tokens - 1 and capped.longest == limit
 
 
+def test_a_pair_whose_prompt_fills_max_seq_length_is_not_counted() -> None:
+    """TRL drops such a pair before training (no answer token would be left to compare)."""
+    source = LocalSource(path="data/pairs.jsonl", format="preference")
+    counter = Counter(TOKENIZER)
+    [prompt_tokens] = counter.prompts(_examples([pair("word " * 200, "yes", "no")], source))
+    rows = [*PAIRS[:2], pair("word " * 200, "yes", "no")]
+    capped = count_source(jsonl(rows).encode(), source, counter, max_seq_length=prompt_tokens, seed=0)
+    first_two = count_source(jsonl(PAIRS[:2]).encode(), source, counter, max_seq_length=prompt_tokens, seed=0)
+    assert (capped.rows, capped.rows_read, capped.prompt_filled) == (2, 3, 1)
+    assert capped.tokens == first_two.tokens
+    room = count_source(jsonl(rows).encode(), source, counter, max_seq_length=prompt_tokens + 1, seed=0)
+    assert (room.rows, room.prompt_filled, room.truncated_rows) == (3, 0, 1)
+
+
 def _examples(rows: list[dict[str, Any]], source: LocalSource) -> list[Any]:
     from tuneform.data.reader import convert_rows, parse_source
 
@@ -209,10 +223,11 @@ def test_held_out_pairs_leak_by_prompt_and_chosen_answer(repo: Repo) -> None:
 
 
 def test_truncation_and_lengths_are_per_sequence(repo: Repo) -> None:
-    rows = [*balanced(4), pair("q", "word " * 300, "no")]
+    rows = [*balanced(4), pair("q", "word " * 300, "no"), pair("word " * 300, "yes", "no")]
     report = check(repo, rows, [], CHECK_RUN.replace("max_seq_length: 512", "max_seq_length: 128"))
-    [(row, detail)] = hits(report, "truncated")
+    [(row, detail), (dropped, why)] = hits(report, "truncated")
     assert row == 5 and detail.endswith(" tokens") and " and " in detail
+    assert dropped == 6 and "the prompt alone is" in why and "the trainer drops this pair" in why
     assert report.lengths is not None and report.lengths["max"] > 128 > report.lengths["min"]
     assert report.tokens_trained < report.tokens
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SETTINGS, Repo, jsonl
 from tuneform.estimate.catalog import FLAVORS, known_model
-from tuneform.estimate.estimator import Workload, estimate, reference_passes
+from tuneform.estimate.estimator import NoFlavorFits, Workload, choose_flavor, estimate, reference_passes
 from tuneform.runfile.spec import load_run_text
 
 LLAMA_1B = known_model("meta-llama/Llama-3.2-1B-Instruct")
@@ -157,3 +157,12 @@ def test_plan_prices_pairs_as_two_sequences_and_the_reference(pair_repo: Repo) -
     assert precomputed["reference"] > 0 == dpo["estimate"]["breakdown"]["seconds"]["reference"]
     assert precomputed["train"] < dpo["estimate"]["breakdown"]["seconds"]["train"]  # the steps do no reference pass
     assert work(runs["orpo"]) < work(dpo)
+
+
+def test_a_pair_that_fits_nowhere_names_its_sequences_not_qlora() -> None:
+    """DPO trains LoRA adapters in tuneform's contract: qlora is no way out, a shorter sequence is."""
+    huge = replace(DPO, batch_size=64, seq_len=8192, mean_example_tokens=8192, max_example_tokens=8192)
+    with pytest.raises(NoFlavorFits) as caught:
+        choose_flavor(huge, ["t4-small"])
+    assert "dpo (a pair's two sequences: a shorter max_seq_length needs less)" in str(caught.value)
+    assert "qlora" not in str(caught.value)

@@ -266,6 +266,7 @@ class _Kept:
     sequences: tuple[int, ...] = ()  # tokens of each sequence: one, or a pair's prompt + chosen and prompt + rejected
     pair: str | None = None  # a preference pair's normalised prompt and chosen answer: what leaks into held-out pairs
     answer_chars: tuple[int, int] | None = None  # a pair's chosen and rejected answers, in characters
+    prompt_tokens: int = 0  # a pair's prompt: when it fills max_seq_length the trainer drops the pair
 
     @property
     def prompt(self) -> str:
@@ -419,6 +420,9 @@ def _scan_rows(
             _scan_row(scan, row, file, src, convert, hit, normal, examples)
     for kept, sequences in zip(scan.kept, counter.sequences(examples)):
         kept.tokens, kept.sequences = sum(sequences), sequences
+    if src.format == "preference":
+        for kept, prompt in zip(scan.kept, counter.prompts(examples)):
+            kept.prompt_tokens = prompt
     if records and not scan.kept:
         scan.error = missing_column(src, [r.record for r in records if r.record is not None])
         if scan.error:  # the job stops on the column before it looks at any row
@@ -978,7 +982,7 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
             len(long_rows),
             len(rows),
             f"{_rows_of(len(long_rows), len(rows))} are longer than max_seq_length {report.max_seq_length} ({report.token_method}) and will be truncated",
-            [row.hit(" and ".join(f"{n:,}" for n in row.kept.sequences) + " tokens") for row in long_rows[:MAX_ROWS]],
+            [_truncated_hit(row, report.max_seq_length) for row in long_rows[:MAX_ROWS]],
         )
     )
     findings.append(_length_bias(rows, limits))
@@ -1010,6 +1014,16 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
     top = labels.most_common(LABEL_TOP)
     if len(rows) >= LABEL_MIN_ROWS and sum(n for _, n in top) >= LABEL_COVER * len(rows):
         report.labels = [(label, n) for label, n in top if label is not None]
+
+
+def _truncated_hit(row: _Row, max_seq_length: int) -> Hit:
+    """A row over max_seq_length: its sequences' tokens; a pair whose prompt alone fills it is
+    dropped by the trainer (TRL keeps only pairs with room for an answer token), which it says."""
+    if row.kept.pair is not None and row.kept.prompt_tokens >= max_seq_length:
+        return row.hit(
+            f"the prompt alone is {row.kept.prompt_tokens:,} tokens: the trainer drops this pair; shorten the prompt or raise max_seq_length"
+        )
+    return row.hit(" and ".join(f"{n:,}" for n in row.kept.sequences) + " tokens")
 
 
 def _length_bias(rows: list[_Row], limits: dict[str, Limit]) -> Finding | None:

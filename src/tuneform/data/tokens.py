@@ -12,8 +12,8 @@ What the count matches exactly, with a tokenizer: a `text` row, as train/format.
 keeps. A preference row is two sequences, prompt + chosen and prompt + rejected, each rendered
 through the chat template and each capped at max_seq_length on its own: TRL's DPO collator (1.14)
 keeps the start of each sequence (truncation_mode keep_start, no separate prompt limit), so a long
-answer loses its end and a prompt that fills max_seq_length leaves nothing to compare (TRL drops
-such a pair). What stays approximate: a conversation's chat-template overhead, counted as
+answer loses its end; a pair whose prompt alone fills max_seq_length leaves nothing to compare, and
+TRL drops it before training, so it is not counted (`prompt_filled` says how many). What stays approximate: a conversation's chat-template overhead, counted as
 TEMPLATE_TOKENS_PER_MESSAGE per message over its contents joined (rendering the template needs
 transformers); bytes/4 when no tokenizer is at hand; the eval split, taken as a fraction of the
 tokens (estimate/sizing.py) rather than the seeded rows the job holds out.
@@ -54,6 +54,7 @@ class TokenCount:
     longest: int | None
     rows_read: int = 0
     bad: tuple[BadRow, ...] = ()
+    prompt_filled: int = 0  # pairs whose prompt alone fills max_seq_length: the trainer drops them (not in rows)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,11 @@ class Counter:
         lengths = iter(self._lengths(flat))
         return [tuple(next(lengths) for _ in range(2 if example.is_preference else 1)) for example in examples]
 
+    def prompts(self, examples: list[Example]) -> list[int]:
+        """Tokens of each example's prompt turns (those never trained), as the template renders
+        them: a pair whose prompt alone fills max_seq_length has no answer token left to compare."""
+        return self._lengths([Example(e.source, e.row, messages=(e.messages or [])[: e.prompt_turns]) for e in examples])
+
     def _lengths(self, examples: list[Example]) -> list[int]:
         """Tokens of each single sequence (no pairs among them)."""
         texts: list[str] = []
@@ -152,12 +158,17 @@ def count_source(data: bytes, source: LocalSource, counter: Counter, max_seq_len
     """
     unit, rows = parse_source(data, source.path)
     examples, bad = convert_rows(source, source.path, unit, rows)
-    sequences = counter.sequences(sample_examples(examples, source.max_samples, seed))
+    kept = sample_examples(examples, source.max_samples, seed)
+    filled = 0
+    if source.format == "preference":  # TRL drops a pair whose prompt leaves no room for an answer token
+        fits = [n < max_seq_length for n in counter.prompts(kept)]
+        kept, filled = [e for e, room in zip(kept, fits) if room], fits.count(False)
+    sequences = counter.sequences(kept)
     lengths = [n for row in sequences for n in row]
     capped = sum(min(n, max_seq_length) for n in lengths)
     truncated = sum(1 for row in sequences if max(row) > max_seq_length)
     longest = min(max(lengths, default=0), max_seq_length)
-    return TokenCount(len(sequences), capped, truncated, counter.method, longest, len(rows), tuple(bad))
+    return TokenCount(len(sequences), capped, truncated, counter.method, longest, len(rows), tuple(bad), filled)
 
 
 def local_tokenizer(spec: RunSpec, tree: Tree) -> LocalTokenizer | None:

@@ -1159,7 +1159,12 @@ def _no_fit_message(workload: Workload, allowed: Sequence[str], estimates: list[
         return f"no allowed flavor can train ({', '.join(allowed) or 'none allowed'}): training needs a GPU flavor or the local machine"
     need = min(item.peak_vram_gb for item in estimates)
     listed = ", ".join(f"{item.flavor.name} ({item.memory_gb:g} GiB)" for item in estimates)
-    method = workload.method if workload.method == "qlora" else f"{workload.method} (qlora needs less)"
+    if workload.method == "qlora":
+        method = "qlora"
+    elif workload.method in PREFERENCE_METHODS:  # LoRA only: what shrinks is the pair of sequences
+        method = f"{workload.method} (a pair's two sequences: a shorter max_seq_length needs less)"
+    else:
+        method = f"{workload.method} (qlora needs less)"
     return (
         f"no allowed flavor fits: the run needs at least {need:.1f} GiB per GPU "
         f"(+{(cal.memory_margin - 1) * 100:.0f}% margin) with {method}; allowed: {listed}"

@@ -172,7 +172,7 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     """
     tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
     methods = set()
-    total, rows, sequences = 0, 0, 0
+    total, rows, sequences, filled = 0, 0, 0, 0
     longest: int | None = 0  # None once a source's rows are not counted one by one
     bad: list[BadRow] = []
     rows_read = 0
@@ -210,6 +210,7 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
         methods.add(count.method)
         total += count.tokens
         rows += count.rows
+        filled += count.prompt_filled
         sequences += count.rows * (2 if src.format == "preference" else 1)
         sizing.truncated_rows += count.truncated_rows
         longest = None if longest is None or count.longest is None else max(longest, count.longest)
@@ -225,6 +226,15 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     sizing.rows = rows
     sizing.sequences = sequences
     sizing.longest_row = longest or None
+    if filled:
+        sizing.findings.append(
+            (
+                ("model", "max_seq_length"),
+                f"{filled} preference pairs have a prompt of max_seq_length {spec.model.max_seq_length} tokens or more: the trainer drops them "
+                "(no answer token would be left); shorten their prompts or raise max_seq_length",
+                "warning",
+            )
+        )
     if sizing.truncated_rows:
         sizing.findings.append(
             (
