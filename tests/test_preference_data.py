@@ -184,6 +184,12 @@ def test_identical_and_empty_answers_are_named_by_row_with_the_fix(repo: Repo) -
     assert report.rows == 7 and report.rows_read == 9  # the job drops the empty ones
 
 
+def test_a_pair_without_an_answer_has_nothing_to_learn(repo: Repo) -> None:
+    report = check(repo, [*balanced(6), {"prompt": "q7", "chosen": "yes"}], [])
+    [(row, detail)] = hits(report, "missing_assistant")
+    assert row == 7 and detail.startswith("rejected: missing")
+
+
 def test_duplicated_pairs_but_not_pairs_sharing_a_prompt(repo: Repo) -> None:
     rows = [*balanced(6), pair("question 1", "YES", "a longer no!"), pair("question 1", "another yes", "another no")]
     report = check(repo, rows, [])
