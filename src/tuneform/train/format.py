@@ -213,7 +213,7 @@ def tokenize(example: Example, tokenizer: PreTrainedTokenizerBase, *, train_on: 
     return Tokenized(ids, mask, text[:covered], _spans(ranges, mask), truncated, example.source, example.row)
 
 
-def tokenize_pair(example: Example, tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int) -> list[tuple[str, Tokenized]]:
+def tokenize_answers(example: Example, tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int) -> list[tuple[str, Tokenized]]:
     """A preference pair's two sequences, labelled chosen and rejected, each with only its
     answer trained (a pair has no train_on: all, since the prompt is what both answers share)."""
     return [
@@ -348,7 +348,7 @@ def preview(spec: RunSpec, repo_root: Path, n: int) -> list[PreviewSample]:
     length = spec.model.max_seq_length
     for example in first:
         if example.is_preference:
-            sequences: list[tuple[str | None, Tokenized]] = list(tokenize_pair(example, tokenizer, max_seq_length=length))
+            sequences: list[tuple[str | None, Tokenized]] = list(tokenize_answers(example, tokenizer, max_seq_length=length))
         else:
             sequences = [(None, tokenize(example, tokenizer, train_on=spec.training.train_on, max_seq_length=length))]
         for answer, t in sequences:
