@@ -12,6 +12,7 @@ import pytest
 
 from conftest import Repo, demo_repo, jsonl
 from tuneform.data.check import DataReport, check_data
+from tuneform.data.reader import load_data
 from tuneform.data.tokens import Counter, LocalTokenizer, count_source
 from tuneform.runfile.settings import Settings
 from tuneform.runfile.spec import LocalSource, load_run_text
@@ -226,6 +227,26 @@ def test_held_out_pairs_leak_by_prompt_and_chosen_answer(repo: Repo) -> None:
         (3, "pair of eval row data/held.jsonl:1 (exact)"),
         (4, "pair of eval row data/held.jsonl:2 (near)"),
     ]
+
+
+def test_the_eval_split_leaks_by_pair_not_by_shared_prompt(repo: Repo) -> None:
+    """Rows 1-20 and 21-40 are the same pairs (other rejected answers): every held-out pair leaks.
+    Rows that only share prompts with the training pairs are how preference data often looks."""
+    split = CHECK_RUN.replace("  eval: [{path: data/held.jsonl, format: preference}]\n", "  eval_split: 0.2\n").replace(
+        "evals:\n  - suite: evals/intents.yaml\n", ""
+    )
+    same = [pair(f"question {i}", f"answer {i}", "no") for i in range(20)]
+    report = check(repo, same + [pair(f"question {i}", f"answer {i}", "nope") for i in range(20)], [], split)
+    loaded = load_run_text(split, "runs/dpo.yaml").spec
+    assert loaded is not None
+    held_out = {e.row for e in load_data(loaded, repo.path).eval}  # the job's own split
+    trained_twin = sorted(row for row in held_out if (row + 20 if row <= 20 else row - 20) not in held_out)
+    [leak] = report.leakage
+    assert leak.kind == "split" and leak.rows == len(held_out) == 8
+    assert sorted(int(i.split(":")[1]) for i in leak.ids) == trained_twin and trained_twin
+    shared_prompts = same + [pair(f"question {i}", f"another answer {i}", "no") for i in range(20)]
+    [leak] = check(repo, shared_prompts, [], split).leakage
+    assert leak.rows == 8 and leak.leaked == 0
 
 
 def test_truncation_and_lengths_are_per_sequence(repo: Repo) -> None:

@@ -166,3 +166,21 @@ def test_a_pair_that_fits_nowhere_names_its_sequences_not_qlora() -> None:
         choose_flavor(huge, ["t4-small"])
     assert "dpo (a pair's two sequences: a shorter max_seq_length needs less)" in str(caught.value)
     assert "qlora" not in str(caught.value)
+
+
+def test_a_hub_dataset_of_pairs_is_sized_as_two_sequences_a_row(pair_repo: Repo) -> None:
+    """Offline, a Hub dataset is sized by max_samples at half of max_seq_length a sequence."""
+    hub = RUN.replace(
+        "{path: data/pairs.jsonl, format: preference}",
+        "{dataset: acme/pairs, revision: " + "0a" * 20 + ", max_samples: 100, format: preference}",
+    )
+    pair_repo.write("runs/hub.yaml", hub)
+    code, plan = pair_repo.json("plan", "runs/hub.yaml", "--backend", "hf-jobs", "--format", "json")
+    assert code == 0, plan["runs"][0]["errors"]
+    [run] = plan["runs"]
+    assert (run["rows"], run["sequences"]) == (100, 200)
+    chats = hub.replace(", format: preference", "").replace("{type: dpo}", "{type: lora}")
+    pair_repo.write("runs/hub.yaml", chats)
+    code, plan = pair_repo.json("plan", "runs/hub.yaml", "--backend", "hf-jobs", "--format", "json")
+    assert code == 0 and plan["runs"][0]["rows"] == plan["runs"][0]["sequences"] == 100
+    assert run["estimate"]["tokens"] == 2 * plan["runs"][0]["estimate"]["tokens"]
