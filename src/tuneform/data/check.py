@@ -56,7 +56,7 @@ import statistics
 import unicodedata
 from collections import Counter as Multiset
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -1038,11 +1038,14 @@ def _length_bias(rows: list[_Row], limits: dict[str, Limit]) -> Finding | None:
     ratio = statistics.median(chosen / max(1, rejected) for _, chosen, rejected in pairs)
     message = (
         f"{len(longer):,} of {len(pairs):,} pairs ({_pct(len(longer) / len(pairs))}) have a chosen answer longer than the rejected one "
-        f"(median chosen/rejected length {ratio:.2f}x): the model may learn that longer is better; "
-        "add pairs whose chosen answer is the shorter one"
+        f"(median chosen/rejected length {ratio:.2f}x)"
     )
     hits = [row.hit(f"chosen {chosen:,} characters, rejected {rejected:,}") for row, chosen, rejected in longer[:MAX_ROWS]]
-    return _judge(limits, "length_bias", len(longer), len(pairs), message, hits)
+    finding = _judge(limits, "length_bias", len(longer), len(pairs), message, hits)
+    if finding is None or finding.level == "info":
+        return finding
+    fix = ": the model may learn that longer is better; add pairs whose chosen answer is the shorter one"
+    return replace(finding, message=finding.message + fix)
 
 
 def _split(
