@@ -191,6 +191,14 @@ def test_a_pair_without_an_answer_has_nothing_to_learn(repo: Repo) -> None:
     assert row == 7 and detail.startswith("rejected: missing")
 
 
+def test_role_order_is_checked_on_the_prompt_followed_by_each_answer(repo: Repo) -> None:
+    """A pair's prompt ends with the user's turn, which the answer follows: no finding there."""
+    assert check(repo, balanced(6), []).finding("role_order") is None
+    two_replies = [{"role": "assistant", "content": "yes"}, {"role": "assistant", "content": "and yes"}]
+    report = check(repo, [*balanced(6), {"prompt": "q7", "chosen": "yes", "rejected": two_replies}], [])
+    assert hits(report, "role_order") == [(7, "turns 2-3: two assistant turns in a row")]
+
+
 def test_duplicated_pairs_but_not_pairs_sharing_a_prompt(repo: Repo) -> None:
     rows = [*balanced(6), pair("question 1", "YES", "a longer no!"), pair("question 1", "another yes", "another no")]
     report = check(repo, rows, [])

@@ -61,6 +61,8 @@ def test_a_precomputed_reference_is_cheaper_over_several_epochs() -> None:
     assert precomputed.seconds_breakdown["reference"] > 0 == in_step.seconds_breakdown["reference"]
     assert precomputed.seconds_breakdown["train"] < in_step.seconds_breakdown["train"]
     assert precomputed.seconds < in_step.seconds
+    # scoring alone (an evaluate job) trains nothing and scores no reference
+    assert precomputed.evaluate_seconds == pytest.approx(in_step.evaluate_seconds)
 
 
 def test_orpo_has_no_reference_and_kto_scores_a_kl_sequence_too() -> None:
