@@ -219,6 +219,9 @@ def test_plan_json_entries_keep_their_documented_shape(repo: Repo) -> None:
         "tokens_counted_by",
         "data",
         "timeout_s",
+        "method",
+        "rows",
+        "sequences",
     ]
     tree = WorkTree(repo.path)
     check = check_run(tree, "runs/support.yaml", load_settings(tree), HubResolver(offline=True))

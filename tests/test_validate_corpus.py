@@ -190,7 +190,7 @@ CASES = [
         8,
         22,
         "method.rank",
-        "unknown key 'rank' (expected one of: alpha, beta, dropout, r, target_modules, type, use_rslora)",
+        "unknown key 'rank' (expected one of: alpha, beta, dropout, precompute_ref_log_probs, r, target_modules, type, use_rslora)",
     ),
     Case(
         "unknown-training",

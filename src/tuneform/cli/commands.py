@@ -492,6 +492,7 @@ def preview(run: str, count: int, fmt: str) -> None:
     """Show rendered training samples of a run (a run file or name) with the trained (unmasked) spans marked."""
     from tuneform.runfile.spec import load_valid_run
     from tuneform.train.format import preview as make_preview
+    from tuneform.train.format import shared_prompt
 
     root = _root()
     _, spec = load_valid_run(*_run_file(root, run))
@@ -505,9 +506,20 @@ def preview(run: str, count: int, fmt: str) -> None:
 
     console = Console(highlight=False)
     style: Literal["rich", "brackets"] = "rich" if console.is_terminal else "brackets"  # ⟦ ⟧ survive pipes and logs
-    for sample in samples:
-        console.rule(f"{rich_text(sample.source)} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
-        console.print(sample.marked(style), markup=style == "rich")
+    markup = style == "rich"
+    for i, sample in enumerate(samples):
+        if sample.answer is None:
+            console.rule(f"{rich_text(sample.source)} row {sample.row}: {sample.trained_tokens} of {sample.tokens} tokens trained")
+            console.print(sample.marked(style), markup=markup)
+        elif sample.answer == "chosen":  # a pair: its prompt once, then each answer after it
+            pair = samples[i : i + 2]
+            shared = shared_prompt(pair[0], pair[1])
+            console.rule(f"{rich_text(sample.source)} row {sample.row}: preference pair")
+            console.print(sample.marked(style, end=shared), markup=markup)
+            for answer in pair:
+                cut = " (truncated)" if answer.truncated else ""
+                console.print(f"--- {answer.answer}: {answer.trained_tokens} of {answer.tokens} tokens trained{cut}", markup=False)
+                console.print(answer.marked(style, shared), markup=markup)
     console.print(
         "[bold green]green[/] text is trained; the rest is context only"
         if style == "rich"

@@ -13,6 +13,11 @@ when the Hub answers (below), and the report gives:
   (control characters, U+FFFD, mojibake such as 'Ã©');
 - duplicates and eval leakage, by hashing normalised text (below);
 - the label distribution when the answers are a small set (a classification-like task);
+- for preference pairs (format: preference): chosen identical to rejected up to whitespace,
+  empty answers (rows the job drops), duplicated pairs, held-out pairs whose prompt and chosen
+  answer are a trained pair's (pairs that share only a prompt are common and fine), suite prompts
+  as for any row, and length bias: the chosen answer longer than the rejected one in more pairs
+  than the policy allows. Lengths and truncation count a pair's two sequences separately.
 - against the git base, what changed: rows added and removed by content, duplicates and leakage
   then and now, so a PR comment can say "+1,204 rows, 3% duplicates (was 0.4%)".
 
@@ -51,7 +56,7 @@ import statistics
 import unicodedata
 from collections import Counter as Multiset
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +65,7 @@ from tuneform.core.errors import EXIT_FAIL, EXIT_OK, TuneformError
 from tuneform.core.hub import hub_failures
 from tuneform.core.markup import html_text, md_code, md_text
 from tuneform.data.reader import (
+    ANSWERS,
     CONVERTERS,
     SUFFIXES,
     Example,
@@ -79,6 +85,7 @@ from tuneform.evals.suite import SuiteError, read_suite_once
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, parse_settings
 from tuneform.runfile.spec import (
     DATA_RULE_DEFAULTS,
+    PREFERENCE_METHODS,
     DataPolicy,
     HubSource,
     LocalSource,
@@ -253,14 +260,31 @@ class _Kept:
     norm: int  # hash of the normalised turns
     prompts: tuple[str, ...]  # normalised prompt keys: user turns joined, then each user turn
     label: str | None  # the final answer, stripped
-    turns: tuple[tuple[str, str], ...]  # (role, content); role "text" for a text row
+    turns: tuple[tuple[str, str], ...]  # (role, content); role "text" for a text row; "chosen"/"rejected" for a pair's answers
     tokens: int = 0
     file: int = 0  # index into its scan's `files`
+    sequences: tuple[int, ...] = ()  # tokens of each sequence: one, or a pair's prompt + chosen and prompt + rejected
+    pair: str | None = None  # a preference pair's normalised prompt and chosen answer: what leaks into held-out pairs
+    answer_chars: tuple[int, int] | None = None  # a pair's chosen and rejected answers, in characters
+    prompt_tokens: int = 0  # a pair's prompt: when it fills max_seq_length the trainer drops the pair
 
     @property
     def prompt(self) -> str:
         """The user turns as written (exact versus near leakage)."""
         return "\n".join(c for r, c in self.turns if r in ("user", "text")).strip()
+
+    @property
+    def held_out_key(self) -> str:
+        """What an eval split or eval source row is matched on: its normalised prompt, or a
+        preference pair's prompt and chosen answer (pairs that share a prompt are not a leak)."""
+        return self.pair if self.pair is not None else self.prompts[0]
+
+    @property
+    def held_out_raw(self) -> str:
+        """The same as written (exact versus near leakage)."""
+        if self.pair is None:
+            return self.prompt
+        return self.prompt + "\0" + "\n".join(c for r, c in self.turns if r == "chosen").strip()
 
     @property
     def preview(self) -> str:
@@ -314,7 +338,7 @@ def _visible(text: str, limit: int = SAMPLE_CHARS) -> str:
 def _rejected_rule(problem: RowProblem, src: LocalSource | HubSource) -> str:
     """Which rule a row the job refuses breaks, from the job's own reason."""
     text = problem.problem
-    answer_columns = {src.columns.get(name, name) for name in ("completion", "output")}
+    answer_columns = {src.columns.get(name, name) for name in ("completion", "output", *ANSWERS)}
     if text.startswith("must be a string"):
         return "non_text"
     if "no assistant message" in text or text == "is an empty list" or (text == "missing" and problem.field in answer_columns):
@@ -394,8 +418,11 @@ def _scan_rows(
     for file, (name, unit, rows) in enumerate(files):  # noqa: B007 (hit() above reads name and unit)
         for row in rows:
             _scan_row(scan, row, file, src, convert, hit, normal, examples)
-    for kept, tokens in zip(scan.kept, counter.lengths(examples)):
-        kept.tokens = tokens
+    for kept, sequences in zip(scan.kept, counter.sequences(examples)):
+        kept.tokens, kept.sequences = sum(sequences), sequences
+    if src.format == "preference":
+        for kept, prompt in zip(scan.kept, counter.prompts(examples)):
+            kept.prompt_tokens = prompt
     if records and not scan.kept:
         scan.error = missing_column(src, [r.record for r in records if r.record is not None])
         if scan.error:  # the job stops on the column before it looks at any row
@@ -437,21 +464,30 @@ def _scan_row(
         contents = [m["content"] for m in example.messages]
     else:
         roles, contents = ["text"], [example.text or ""]
+    answers = [c for r, c in zip(roles, contents) if r == "assistant"]
+    label = answers[-1].strip() if answers else None
+    orders = [roles] if example.messages is not None else []
+    if example.is_preference:  # the prompt's turns, then each answer's, labelled by answer
+        pair = {"chosen": example.chosen or [], "rejected": example.rejected or []}
+        orders = [roles + [m["role"] for m in pair[name]] for name in ANSWERS]
+        roles = roles + [name for name in ANSWERS for _ in pair[name]]
+        contents = contents + [m["content"] for name in ANSWERS for m in pair[name]]
+        label = None  # two answers to compare, not a label to learn
     norms = [normal(c) for c in contents]
     users = [i for i, r in enumerate(roles) if r in ("user", "text")]
     joined = " ".join(norms[i] for i in users if norms[i])
     prompts = (joined, *(norms[i] for i in users if norms[i])) if len(users) > 1 else (joined,)
-    answers = [c for r, c in zip(roles, contents) if r == "assistant"]
     turns = tuple(zip(roles, contents))
-    kept = _Kept(number, hash(turns), hash(tuple(zip(roles, norms))), prompts, answers[-1].strip() if answers else None, turns, file=file)
+    kept = _Kept(number, hash(turns), hash(tuple(zip(roles, norms))), prompts, label, turns, file=file)
+    if example.is_preference:
+        _scan_pair(scan, kept, norms, hit)
     for i, c in enumerate(contents):
         if not c or c.isspace():
             scan.flag("empty_turns", hit(number, f"turn {i + 1} ({roles[i]}) is empty", _visible(kept.preview)))
             break
-    if example.messages is not None:
-        order = _role_order(roles)
-        if order:
-            scan.flag("role_order", hit(number, order, _visible(kept.preview)))
+    for order in filter(None, map(_role_order, orders)):
+        scan.flag("role_order", hit(number, order, _visible(kept.preview)))
+        break
     for c in contents:
         odd = None if c.isascii() and c.isprintable() else _ODD.search(c)  # the fast path covers most text
         if odd:
@@ -460,6 +496,24 @@ def _scan_row(
     scan.contents[kept.content] += 1
     examples.append(example)
     scan.kept.append(kept)
+
+
+def _scan_pair(scan: _Scan, kept: _Kept, norms: list[str], hit: Any) -> None:
+    """What only a preference pair can get wrong: two answers that say the same thing. Also keeps
+    its prompt-and-chosen key (leakage into held-out pairs) and its answers' lengths (length bias)."""
+    prompt = [n for (role, _), n in zip(kept.turns, norms) if role not in ANSWERS]
+    chosen, rejected = ("\n".join(c for role, c in kept.turns if role == name) for name in ANSWERS)
+    kept.pair = " ".join(n for n in prompt if n) + "\0" + normalize_text(chosen)
+    kept.answer_chars = (len(chosen), len(rejected))
+    if chosen.split() == rejected.split():
+        scan.flag(
+            "identical_answers",
+            hit(
+                kept.number,
+                "chosen and rejected are the same text: write a worse rejected answer, or drop the pair",
+                _visible(kept.preview),
+            ),
+        )
 
 
 # Scans by content: (file sha256, path, source settings, tokenizer). A plan reads
@@ -676,6 +730,7 @@ class DataReport:
     diff: DataDiff | None = None
     contents: Multiset[int] = field(default_factory=Multiset, repr=False)  # training rows read, by content, for a diff
     quote_labels: bool = True  # False when a training source is private: its answers are row text
+    pairs: bool = False  # preference pairs: a row is a pair of sequences, lengths are per sequence
 
     @property
     def failed(self) -> bool:
@@ -710,9 +765,10 @@ class DataReport:
                 return "not checked offline (Hub datasets only)"
             return "not checked (Hub datasets only, none could be read: each source says why)"
         dropped = f" ({self.rows_read - self.rows:,} dropped)" if self.rows_read != self.rows else ""
-        parts = [f"{self.rows:,} rows{dropped}", f"{self.tokens:,} tokens ({self.token_method})"]
+        parts = [f"{self.rows:,} {'pairs' if self.pairs else 'rows'}{dropped}", f"{self.tokens:,} tokens ({self.token_method})"]
         if self.lengths:
-            parts.append("length {min}/{median}/{p95}/{max} (min/median/p95/max)".format(**self.lengths))
+            each = " per sequence" if self.pairs else ""
+            parts.append("length {min}/{median}/{p95}/{max} (min/median/p95/max)".format(**self.lengths) + each)
         parts.append(f"{self.truncated:,} over max_seq_length {self.max_seq_length}")
         parts.append(f"{_pct(self.duplicate_rate)} duplicates")
         if self.leakage:
@@ -773,6 +829,7 @@ _ROW_RULES = {
     "empty_turns": "have an empty or whitespace-only turn",
     "role_order": "have turns out of order",
     "encoding": "have encoding damage (control characters, U+FFFD or mojibake)",
+    "identical_answers": "are preference pairs whose chosen and rejected answers are the same up to whitespace, so there is nothing to prefer",
 }
 
 
@@ -827,7 +884,9 @@ class _Row:
 def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataReport:
     limits, notes = resolve_policy(settings.data_policy, spec.data.policy)
     tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
-    report = DataReport(run, [], spec.model.max_seq_length, counter.method, policy=limits, notes=notes)
+    report = DataReport(
+        run, [], spec.model.max_seq_length, counter.method, policy=limits, notes=notes, pairs=spec.method.type in PREFERENCE_METHODS
+    )
     findings: list[Finding | None] = []
 
     def read(
@@ -903,15 +962,18 @@ def _check(spec: RunSpec, tree: Tree, settings: Settings, run: str) -> DataRepor
 
 
 def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findings: list[Finding | None]) -> None:
-    """Rows, tokens, lengths, truncation, duplicates and labels of the kept training rows."""
+    """Rows, tokens, lengths, truncation, duplicates and labels of the kept training rows.
+
+    Lengths and truncation are per sequence, what max_seq_length caps: a preference pair is two,
+    prompt + chosen and prompt + rejected, and is truncated when either is."""
     report.rows = len(rows)
-    lengths = sorted(row.kept.tokens for row in rows)
+    lengths = sorted(n for row in rows for n in row.kept.sequences)
     report.tokens = sum(lengths)
     report.tokens_trained = sum(min(n, report.max_seq_length) for n in lengths)
     if lengths:
         p95 = lengths[min(len(lengths) - 1, max(0, -(-95 * len(lengths) // 100) - 1))]  # nearest rank
         report.lengths = {"min": lengths[0], "median": int(statistics.median_low(lengths)), "p95": p95, "max": lengths[-1]}
-    long_rows = [row for row in rows if row.kept.tokens > report.max_seq_length]
+    long_rows = [row for row in rows if max(row.kept.sequences) > report.max_seq_length]
     report.truncated = len(long_rows)
     findings.append(
         _judge(
@@ -920,9 +982,10 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
             len(long_rows),
             len(rows),
             f"{_rows_of(len(long_rows), len(rows))} are longer than max_seq_length {report.max_seq_length} ({report.token_method}) and will be truncated",
-            [row.hit(f"{row.kept.tokens:,} tokens") for row in long_rows[:MAX_ROWS]],
+            [_truncated_hit(row, report.max_seq_length) for row in long_rows[:MAX_ROWS]],
         )
     )
+    findings.append(_length_bias(rows, limits))
 
     first: dict[int, _Row] = {}
     hits: list[Hit] = []
@@ -951,6 +1014,38 @@ def _stats(report: DataReport, rows: list[_Row], limits: dict[str, Limit], findi
     top = labels.most_common(LABEL_TOP)
     if len(rows) >= LABEL_MIN_ROWS and sum(n for _, n in top) >= LABEL_COVER * len(rows):
         report.labels = [(label, n) for label, n in top if label is not None]
+
+
+def _truncated_hit(row: _Row, max_seq_length: int) -> Hit:
+    """A row over max_seq_length: its sequences' tokens; a pair whose prompt alone fills it is
+    dropped by the trainer (TRL keeps only pairs with room for an answer token), which it says."""
+    if row.kept.pair is not None and row.kept.prompt_tokens >= max_seq_length:
+        return row.hit(
+            f"the prompt alone is {row.kept.prompt_tokens:,} tokens: the trainer drops this pair; shorten the prompt or raise max_seq_length"
+        )
+    return row.hit(" and ".join(f"{n:,}" for n in row.kept.sequences) + " tokens")
+
+
+def _length_bias(rows: list[_Row], limits: dict[str, Limit]) -> Finding | None:
+    """Pairs whose chosen answer is longer than the rejected one. A data set where the chosen
+    answer is almost always the longer one teaches DPO that length is what is preferred (the
+    best-known way preference tuning goes wrong), so past the limit the plan says so, naming the
+    pairs with the largest gap first."""
+    pairs = [(row, *row.kept.answer_chars) for row in rows if row.kept.answer_chars is not None]
+    longer = sorted((item for item in pairs if item[1] > item[2]), key=lambda item: -item[1] / max(1, item[2]))
+    if not longer:
+        return None
+    ratio = statistics.median(chosen / max(1, rejected) for _, chosen, rejected in pairs)
+    message = (
+        f"{len(longer):,} of {len(pairs):,} pairs ({_pct(len(longer) / len(pairs))}) have a chosen answer longer than the rejected one "
+        f"(median chosen/rejected length {ratio:.2f}x)"
+    )
+    hits = [row.hit(f"chosen {chosen:,} characters, rejected {rejected:,}") for row, chosen, rejected in longer[:MAX_ROWS]]
+    finding = _judge(limits, "length_bias", len(longer), len(pairs), message, hits)
+    if finding is None or finding.level == "info":
+        return finding
+    fix = ": the model may learn that longer is better; add pairs whose chosen answer is the shorter one"
+    return replace(finding, message=finding.message + fix)
 
 
 def _split(
@@ -1008,30 +1103,38 @@ def _leakage(
     limits: dict[str, Limit],
     findings: list[Finding | None],
 ) -> None:
-    """Eval rows (suites, the eval split, eval sources) whose prompt is also a training prompt."""
+    """Eval rows (suites, the eval split, eval sources) whose prompt is also a training prompt; for
+    preference pairs held out (split, sources), whose prompt and chosen answer are a trained pair's."""
     index: dict[str, list[int]] = {}
+    held: dict[str, list[int]] = {}
     for i in trained:
         for key in rows[i].kept.prompts:
             if key:
                 index.setdefault(key, []).append(i)
+        held.setdefault(rows[i].kept.held_out_key, []).append(i)
 
     def check(name: str, kind: Literal["suite", "split", "source"], items: list[_EvalRow]) -> None:
         leaked: list[str] = []
         hits: list[Hit] = []
         exact = 0
+        found = index if kind == "suite" else held
+        pairs = kind != "suite" and any(rows[i].kept.pair is not None for i in trained)
+        unit, units = ("pair", "pairs (prompt and chosen answer)") if pairs else ("prompt", "prompts")
         for item in items:
-            matches = index.get(item.key, []) if item.key else []
+            matches = found.get(item.key, []) if item.key else []
             if not matches:
                 continue
             leaked.append(item.id)
-            same = any(rows[i].kept.prompt == item.raw for i in matches)
+            same = any((rows[i].kept.prompt if kind == "suite" else rows[i].kept.held_out_raw) == item.raw for i in matches)
             exact += same
             what = (
                 f"{item.id} ({item.where}, {'exact' if same else 'near'})" if item.where else f"{item.id} ({'exact' if same else 'near'})"
             )
-            hits += [rows[i].hit(f"prompt of eval row {what}") for i in matches[: MAX_ROWS - len(hits)]]
+            hits += [rows[i].hit(f"{unit} of eval row {what}") for i in matches[: MAX_ROWS - len(hits)]]
         report.leakage.append(LeakSet(name, kind, len(items), len(leaked), tuple(leaked)))
-        message = f"{len(leaked):,} of {len(items):,} prompts of {name} are in the training data ({exact} exactly, {len(leaked) - exact} up to case, spacing or punctuation)"
+        message = f"{len(leaked):,} of {len(items):,} {units} of {name} are in the training data ({exact} exactly, {len(leaked) - exact} up to case, spacing or punctuation)"
+        if pairs:
+            message += ": a held-out pair that was trained on scores the model on what it memorised; drop it from one side"
         findings.append(_judge(limits, "leakage", len(leaked), len(items), message, hits, leaked))
 
     for ref in spec.evals:
@@ -1043,7 +1146,7 @@ def _leakage(
         items = [_EvalRow(row.id, *_prompt(row.messages, row.prompt), f"{suite.data_path.as_posix()}:{row.line}") for row in suite.rows]
         check(f"eval suite {ref.suite}", "suite", items)
     if held_out:
-        items = [_EvalRow(str(rows[i].ref), rows[i].kept.prompts[0], rows[i].kept.prompt) for i in held_out]
+        items = [_EvalRow(str(rows[i].ref), rows[i].kept.held_out_key, rows[i].kept.held_out_raw) for i in held_out]
         check(f"the eval split ({_pct(spec.data.eval_split or 0.0)} held out, seed {spec.training.seed})", "split", items)
     if spec.data.eval:
         items = []
@@ -1051,7 +1154,7 @@ def _leakage(
             chosen: Sequence[int] = range(len(scan.kept))
             if src.max_samples is not None and len(scan.kept) > src.max_samples:
                 chosen = sorted(random.Random(spec.training.seed).sample(range(len(scan.kept)), src.max_samples))
-            items += [_EvalRow(str(scan.ref(scan.kept[i])), scan.kept[i].prompts[0], scan.kept[i].prompt) for i in chosen]
+            items += [_EvalRow(str(scan.ref(scan.kept[i])), scan.kept[i].held_out_key, scan.kept[i].held_out_raw) for i in chosen]
         if not eval_complete:
             report.notes.append("eval sources not read here (a Hub dataset) or sliced are not fully checked for leakage")
         if items:

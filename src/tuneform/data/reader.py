@@ -82,6 +82,23 @@ class Example:
         return self.chosen is not None and self.rejected is not None
 
 
+ANSWERS = ("chosen", "rejected")
+"""A preference pair's answers, in the order its sequences are counted, rendered and shown."""
+
+
+def pair_sequences(example: Example) -> list[tuple[str, Example]]:
+    """The sequences a preference pair trains as, labelled: its prompt followed by each answer, as
+    one conversation whose prompt turns are never trained (the preference trainer scores the
+    answer's tokens only). Rendering them with the chat template is what the token count and
+    `tuneform preview` both do, so they agree on what a pair's sequences are."""
+    prompt = example.messages or []
+    answers = (example.chosen or [], example.rejected or [])
+    return [
+        (label, Example(example.source, example.row, messages=prompt + list(answer), prompt_turns=len(prompt)))
+        for label, answer in zip(ANSWERS, answers)
+    ]
+
+
 @dataclass(frozen=True)
 class BadRow:
     """A row left out of training, and what to change so it is not."""

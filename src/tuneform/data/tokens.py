@@ -9,7 +9,11 @@ result says which, so a reviewer knows how far to trust it.
 
 What the count matches exactly, with a tokenizer: a `text` row, as train/format.py renders it
 (the BOS the tokenizer adds, the text, EOS), capped at max_seq_length, and the rows max_samples
-keeps. What stays approximate: a conversation's chat-template overhead, counted as
+keeps. A preference row is two sequences, prompt + chosen and prompt + rejected, each rendered
+through the chat template and each capped at max_seq_length on its own: TRL's DPO collator (1.14)
+keeps the start of each sequence (truncation_mode keep_start, no separate prompt limit), so a long
+answer loses its end; a pair whose prompt alone fills max_seq_length leaves nothing to compare, and
+TRL drops it before training, so it is not counted (`prompt_filled` says how many). What stays approximate: a conversation's chat-template overhead, counted as
 TEMPLATE_TOKENS_PER_MESSAGE per message over its contents joined (rendering the template needs
 transformers); bytes/4 when no tokenizer is at hand; the eval split, taken as a fraction of the
 tokens (estimate/sizing.py) rather than the seeded rows the job holds out.
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneform.data.reader import BadRow, Example, convert_rows, parse_source, sample_examples
+from tuneform.data.reader import BadRow, Example, convert_rows, pair_sequences, parse_source, sample_examples
 from tuneform.runfile.resolve import local_model_dir
 from tuneform.runfile.spec import LocalSource, RunSpec
 from tuneform.runfile.trees import Tree, TreeError
@@ -35,10 +39,12 @@ BYTES_PER_TOKEN = 4.0
 
 @dataclass(frozen=True)
 class TokenCount:
-    """Rows and tokens of one source as the job keeps them, each row capped at max_seq_length.
+    """Rows and tokens of one source as the job keeps them, each sequence capped at max_seq_length.
 
-    ``longest`` is the longest row (capped): what an unpacked batch is padded to. ``rows_read``
-    counts every row of the file, kept or not; ``bad`` are the rows the job drops, with why.
+    A row is one sequence, or two for a preference pair (``tokens`` counts both, ``truncated_rows``
+    the pairs with either one cut). ``longest`` is the longest sequence (capped): what an unpacked
+    batch is padded to. ``rows_read`` counts every row of the file, kept or not; ``bad`` are the
+    rows the job drops, with why.
     """
 
     rows: int
@@ -48,6 +54,7 @@ class TokenCount:
     longest: int | None
     rows_read: int = 0
     bad: tuple[BadRow, ...] = ()
+    prompt_filled: int = 0  # pairs whose prompt alone fills max_seq_length: the trainer drops them (not in rows)
 
 
 @dataclass(frozen=True)
@@ -107,8 +114,24 @@ class Counter:
         return [self._known[key] for key in keys]
 
     def lengths(self, examples: list[Example]) -> list[int]:
-        """Tokens of each example as the job renders it (uncapped); see the module's docstring
-        for what is exact and what is approximate."""
+        """Tokens of each example as the job renders it (uncapped): a pair's two sequences
+        together. See the module's docstring for what is exact and what is approximate."""
+        return [sum(sequences) for sequences in self.sequences(examples)]
+
+    def sequences(self, examples: list[Example]) -> list[tuple[int, ...]]:
+        """Tokens of each sequence an example trains on (uncapped): one for a conversation or
+        a text, prompt + chosen and prompt + rejected for a preference pair."""
+        flat = [sequence for example in examples for sequence in _split(example)]
+        lengths = iter(self._lengths(flat))
+        return [tuple(next(lengths) for _ in range(2 if example.is_preference else 1)) for example in examples]
+
+    def prompts(self, examples: list[Example]) -> list[int]:
+        """Tokens of each example's prompt turns (those never trained), as the template renders
+        them: a pair whose prompt alone fills max_seq_length has no answer token left to compare."""
+        return self._lengths([Example(e.source, e.row, messages=(e.messages or [])[: e.prompt_turns]) for e in examples])
+
+    def _lengths(self, examples: list[Example]) -> list[int]:
+        """Tokens of each single sequence (no pairs among them)."""
         texts: list[str] = []
         extra: list[int] = []
         for example in examples:
@@ -123,18 +146,29 @@ class Counter:
         return [n + e for n, e in zip(self.count(texts), extra)] if texts else []
 
 
+def _split(example: Example) -> list[Example]:
+    """An example's sequences: itself, or a pair's prompt + chosen and prompt + rejected."""
+    return [sequence for _, sequence in pair_sequences(example)] if example.is_preference else [example]
+
+
 def count_source(data: bytes, source: LocalSource, counter: Counter, max_seq_length: int, seed: int) -> TokenCount:
-    """Token count of one local file as the job reads it, each row capped at max_seq_length.
+    """Token count of one local file as the job reads it, each sequence capped at max_seq_length.
 
     Raises DataError, the job's own, when the job could not read the file at all.
     """
     unit, rows = parse_source(data, source.path)
     examples, bad = convert_rows(source, source.path, unit, rows)
-    lengths = counter.lengths(sample_examples(examples, source.max_samples, seed))
+    kept = sample_examples(examples, source.max_samples, seed)
+    filled = 0
+    if source.format == "preference":  # TRL drops a pair whose prompt leaves no room for an answer token
+        fits = [n < max_seq_length for n in counter.prompts(kept)]
+        kept, filled = [e for e, room in zip(kept, fits) if room], fits.count(False)
+    sequences = counter.sequences(kept)
+    lengths = [n for row in sequences for n in row]
     capped = sum(min(n, max_seq_length) for n in lengths)
-    truncated = sum(1 for n in lengths if n > max_seq_length)
+    truncated = sum(1 for row in sequences if max(row) > max_seq_length)
     longest = min(max(lengths, default=0), max_seq_length)
-    return TokenCount(len(lengths), capped, truncated, counter.method, longest, len(rows), tuple(bad))
+    return TokenCount(len(sequences), capped, truncated, counter.method, longest, len(rows), tuple(bad), filled)
 
 
 def local_tokenizer(spec: RunSpec, tree: Tree) -> LocalTokenizer | None:

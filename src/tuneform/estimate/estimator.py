@@ -15,6 +15,11 @@ arithmetic over a model's shape (catalog.ModelShape) and a flavor (catalog.Flavo
 - Memory per GPU: weights + trainable state + activations + logits + fixed overheads,
   with per-engine activation coefficients calibrated on the measured peaks.
 - Cost: billed minutes x price (HF Jobs bills per started minute).
+- Preference methods (dpo, orpo, kto; LoRA adapters): a row is two sequences, prompt + chosen and
+  prompt + rejected, both in the micro-batch (tokens, activations and utilisation count both),
+  never packed, plus forward-only reference passes (reference_passes) in every step or, with
+  precompute_ref_log_probs, once over the data before training. With LoRA the reference is the
+  base with the adapter disabled: no second copy of the weights.
 
 Every tunable number is a field of :class:`Calibration` with its source, so a measured run can
 recalibrate them without touching the formulas.
@@ -29,6 +34,7 @@ from typing import Any, Literal
 
 from tuneform.core.errors import TuneformError
 from tuneform.estimate.catalog import FLAVORS, PACKED_ARCHITECTURES, Flavor, ModelShape
+from tuneform.runfile.spec import PREFERENCE_METHODS
 
 __all__ = [
     "BATCH_LADDER",
@@ -45,6 +51,7 @@ __all__ = [
     "estimate",
     "flops_per_token",
     "forced_flavor_error",
+    "reference_passes",
     "smallest_fitting",
 ]
 
@@ -264,6 +271,10 @@ class Calibration:
     # 8.4 GiB over 32,768 tokens x 10 conv layers x 2048 = 13.4 bytes. The padded path (run 15,
     # rows of 1,066 tokens) is the same within its noise: 23.9 GiB against 18.9, 15.2 bytes.
     conv_activation_bytes_per_hidden: float = 13.4
+    # Preference trainers score each answer's tokens from the full logits (TRL 1.14's DPO:
+    # selective_log_softmax over the model's output), which stay for the backward pass with their
+    # gradient: bf16 2 + 2 bytes per entry. Assumption, not measured yet.
+    preference_logits_bytes: float = 4.0
     # Allocator slack, cuBLAS workspaces, fused-loss chunks: Unsloth's batch-8 unpacked peak
     # 7.2 GiB minus the modelled weights (2.30), LoRA state (0.17) and activations (~4.3).
     gpu_fixed_overhead_gb: float = 0.45
@@ -405,6 +416,24 @@ def gpu_key(flavor: Flavor) -> str:
     return flavor.gpu_model or "cpu"
 
 
+def reference_passes(method: Method, precomputed: bool) -> tuple[float, float]:
+    """Forward-only passes a preference method adds per trained token: (in every step, once over
+    the data before training).
+
+    DPO scores each sequence with the reference model: one forward per token in each step, or once
+    over the data when precomputed (TRL's precompute_ref_log_probs), which saves every later
+    epoch's. KTO also scores a mismatched prompt-answer sequence per row for its KL term, with the
+    policy and the reference (TRL 1.14, under no_grad): three forwards per token in each step, or
+    the policy's one in each step and the reference's two once when precomputed. ORPO has no
+    reference model; supervised methods neither.
+    """
+    if method == "dpo":
+        return (0.0, 1.0) if precomputed else (1.0, 0.0)
+    if method == "kto":
+        return (1.0, 2.0) if precomputed else (3.0, 0.0)
+    return (0.0, 0.0)
+
+
 @dataclass(frozen=True)
 class Workload:
     """What a run asks to train, reduced to what cost and memory depend on.
@@ -419,6 +448,10 @@ class Workload:
     suites' prompts, over every model the job scores); ``eval_decode_tokens`` are the tokens
     the suites generate, in ``eval_decode_steps`` sequential decode steps (one per generated
     token of a batch of rows).
+    A preference method's rows are pairs: ``train_tokens`` counts both sequences, and the example
+    lengths are of one sequence. ``precompute_reference`` scores the reference model once over
+    ``reference_data_tokens`` (one epoch of the training data, both sequences) instead of in each
+    step.
     """
 
     shape: ModelShape
@@ -441,6 +474,13 @@ class Workload:
     # compute.compile: Unsloth's block compilation. "none" (nothing compiled, as with
     # UNSLOTH_COMPILE_DISABLE=1) is not a run-file setting: the bench measures it.
     compile: Literal["auto", "on", "off", "none"] = "auto"
+    precompute_reference: bool = False
+    reference_data_tokens: int = 0
+
+    @property
+    def sequences_per_row(self) -> int:
+        """Sequences one row of the micro-batch holds: a pair's two, or one."""
+        return 2 if self.method in PREFERENCE_METHODS else 1
 
     @property
     def packs(self) -> bool:
@@ -496,6 +536,7 @@ class TokenFlops:
     linear: float
     attention: float
     recompute: float
+    reference: float = 0.0  # a preference method's forward-only reference passes in each step
 
     @property
     def model(self) -> float:
@@ -504,8 +545,9 @@ class TokenFlops:
 
     @property
     def hardware(self) -> float:
-        """FLOPs the GPU actually executes, recomputation included: what time depends on."""
-        return self.model + self.recompute
+        """FLOPs the GPU actually executes, recomputation and reference passes included: what
+        time depends on."""
+        return self.model + self.recompute + self.reference
 
 
 def _mean_context(length: float, window: int | None) -> float:
@@ -526,6 +568,7 @@ def flops_per_token(
     lora_params: int,
     attended_tokens: int,
     gradient_checkpointing: bool,
+    reference_passes: float = 0.0,
 ) -> TokenFlops:
     """Training FLOPs per token (reference/unsloth-on-gpu.md, "FLOPs and cost model").
 
@@ -535,7 +578,8 @@ def flops_per_token(
     query) per layer, forward and backward. Gradient checkpointing recomputes the decoder
     layers' forward (2 x their parameters, plus the forward third of attention); the LM head
     is not recomputed, which is why unsloth's counter shows +2.0 (not +2.5) GFLOP/token for the
-    1B shape.
+    1B shape. A reference pass is a forward through the base (its adapter disabled): 2N plus the
+    forward third of attention, ``reference_passes`` times.
     """
     n = shape.matmul_params
     trainable_adapters = 0 if method == "full" else lora_params
@@ -551,7 +595,14 @@ def flops_per_token(
     recompute = 0.0
     if gradient_checkpointing:
         recompute = 2.0 * (shape.layer_params + trainable_adapters) + attention / 3
-    return TokenFlops(linear=linear, attention=attention, recompute=recompute)
+    reference = reference_passes * _forward_flops(shape, attention)
+    return TokenFlops(linear=linear, attention=attention, recompute=recompute, reference=reference)
+
+
+def _forward_flops(shape: ModelShape, attention: float) -> float:
+    """FLOPs per token of a forward pass alone (no gradients): 2N and the forward third of
+    attention. What scoring and a reference model's passes cost."""
+    return 2.0 * shape.matmul_params + attention / 3
 
 
 @dataclass(frozen=True)
@@ -689,7 +740,7 @@ def _memory_gb(
     per_layer_elements = (
         widths[0] * shape.hidden_size + widths[1] * shape.q_dim + widths[2] * shape.kv_dim + widths[3] * shape.intermediate_size
     )
-    tokens = batch_size * workload.row_tokens
+    tokens = batch_size * workload.sequences_per_row * workload.row_tokens
     if checkpointing:
         # Each layer's input is kept and one layer's activations are rebuilt at a time.
         kept = cal.unsloth_checkpoint_kept_widths if engine == "unsloth" else cal.trl_checkpoint_kept_widths
@@ -714,7 +765,10 @@ def _memory_gb(
 
 def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float:
     """Bytes per vocabulary entry per token that the loss holds at once: none where it is fused
-    (Unsloth's kernels, tuneform's chunked NLL on TRL), the full logits where it is not."""
+    (Unsloth's kernels, tuneform's chunked NLL on TRL), the full logits where it is not (Gemma 3
+    on Unsloth, nothing compiled, and a preference trainer's answer log-probabilities)."""
+    if workload.method in PREFERENCE_METHODS:
+        return cal.preference_logits_bytes
     if engine == "trl":
         return cal.trl_logits_bytes
     architecture = workload.shape.architecture
@@ -784,7 +838,7 @@ def _flops_per_second(
     else:
         most, half_h200 = cal.utilization_max, cal.half_utilization_tokens_h200
     half = half_h200 * peak / reference_peak * cal.reference_gflop_per_token * 1e9 / flops.hardware
-    micro_batch_tokens = min(batch_size * workload.real_row_tokens, cal.gpu_max_micro_batch_tokens)
+    micro_batch_tokens = min(batch_size * workload.sequences_per_row * workload.real_row_tokens, cal.gpu_max_micro_batch_tokens)
     utilization = most * micro_batch_tokens / (micro_batch_tokens + half)
     per_gpu = peak * 1e12 * utilization * _speed_factor(workload, engine, checkpointing, varlen, cal)
     return per_gpu * _gpu_scaling(flavor, cal) * measured
@@ -838,8 +892,7 @@ def _evaluation_seconds(workload: Workload, flavor: Flavor, rate: float, flops: 
     cost what it does, since rows decode in batches but tokens one step at a time.
     """
     shape = workload.shape
-    forward_flops = 2.0 * shape.matmul_params + flops.attention / 3
-    compute = (workload.eval_tokens + workload.eval_decode_tokens) * forward_flops / rate
+    compute = (workload.eval_tokens + workload.eval_decode_tokens) * _forward_flops(shape, flops.attention) / rate
     weight_bytes = shape.params * (4.0 if flavor.is_cpu else 2.0)
     per_step = cal.decode_step_overhead_s + weight_bytes / (_bandwidth_gb_s(flavor, cal) * 1e9)
     return compute + workload.eval_decode_steps * per_step
@@ -893,7 +946,7 @@ def _seconds(
     else:
         upload_bytes = workload.trainable_params * 4.0
     upload = cal.upload_commit_s + upload_bytes / (cal.upload_mb_per_s * mb)
-    return {
+    phases = {
         "start": start,
         "download": download,
         "load": load,
@@ -903,6 +956,10 @@ def _seconds(
         "evaluate": evaluate,
         "upload": upload,
     }
+    if workload.method in PREFERENCE_METHODS:  # scoring the reference once before training (precomputed)
+        once = reference_passes(workload.method, workload.precompute_reference)[1]
+        phases["reference"] = workload.reference_data_tokens * once * _forward_flops(shape, flops.attention) / rate
+    return phases
 
 
 # --------------------------------------------------------------------------------------------
@@ -927,6 +984,7 @@ def _estimate_with(
         lora_params=lora,
         attended_tokens=workload.real_row_tokens,
         gradient_checkpointing=checkpointing,
+        reference_passes=reference_passes(workload.method, workload.precompute_reference)[0],
     )
     rate = _flops_per_second(workload, flavor, engine, batch_size, checkpointing, flops, cal)
     seconds_per_token = flops.hardware / rate + _memory_bound_seconds_per_token(workload, flavor, engine, cal)
@@ -934,7 +992,7 @@ def _estimate_with(
     total_seconds = sum(seconds.values())
     billed_minutes = math.ceil(total_seconds / 60)
     # An evaluate job starts, loads and scores like a training job, then uploads only a report.
-    evaluate_seconds = total_seconds - seconds["train"] - seconds["upload"] + cal.upload_commit_s
+    evaluate_seconds = total_seconds - seconds["train"] - seconds.get("reference", 0.0) - seconds["upload"] + cal.upload_commit_s
     memory = _memory_gb(workload, flavor, engine, batch_size, checkpointing, cal)
     peak = sum(memory.values())
     capacity = flavor.memory_gb
@@ -991,11 +1049,12 @@ def _batch_cap(workload: Workload, flavor: Flavor, cal: Calibration) -> int:
     """Largest micro-batch worth trying: one optimizer step should not exceed the data (rows of
     real tokens: padding is not data), on a CPU a bigger batch buys nothing but memory, and on
     a GPU past ~32k tokens it gets slower."""
-    per_step = workload.real_row_tokens * max(1, workload.grad_accum) * max(1, flavor.gpus)
+    row = workload.sequences_per_row * workload.real_row_tokens
+    per_step = row * max(1, workload.grad_accum) * max(1, flavor.gpus)
     cap = max(1, workload.train_tokens // per_step)
     if flavor.is_cpu:
         return min(cap, cal.cpu_max_auto_batch)
-    return min(cap, max(1, cal.gpu_max_micro_batch_tokens // workload.row_tokens))
+    return min(cap, max(1, cal.gpu_max_micro_batch_tokens // (workload.sequences_per_row * workload.row_tokens)))
 
 
 def estimate(
@@ -1129,7 +1188,12 @@ def _no_fit_message(workload: Workload, allowed: Sequence[str], estimates: list[
         return f"no allowed flavor can train ({', '.join(allowed) or 'none allowed'}): training needs a GPU flavor or the local machine"
     need = min(item.peak_vram_gb for item in estimates)
     listed = ", ".join(f"{item.flavor.name} ({item.memory_gb:g} GiB)" for item in estimates)
-    method = workload.method if workload.method == "qlora" else f"{workload.method} (qlora needs less)"
+    if workload.method == "qlora":
+        method = "qlora"
+    elif workload.method in PREFERENCE_METHODS:  # LoRA only: what shrinks is the pair of sequences
+        method = f"{workload.method} (a pair's two sequences: a shorter max_seq_length needs less)"
+    else:
+        method = f"{workload.method} (qlora needs less)"
     return (
         f"no allowed flavor fits: the run needs at least {need:.1f} GiB per GPU "
         f"(+{(cal.memory_margin - 1) * 100:.0f}% margin) with {method}; allowed: {listed}"

@@ -36,7 +36,7 @@ from tuneform.runfile.diagnostics import did_you_mean
 from tuneform.runfile.jsonsafe import JsonError
 from tuneform.runfile.resolve import HubResolver, local_model_dir
 from tuneform.runfile.settings import Settings
-from tuneform.runfile.spec import HubSource, LocalSource, RunSpec
+from tuneform.runfile.spec import PREFERENCE_METHODS, HubSource, LocalSource, RunSpec
 from tuneform.runfile.trees import Tree, TreeError
 
 Where = tuple[str | int, ...]
@@ -59,7 +59,8 @@ class Sizing:
     estimate: Estimate | None = None
     token_method: str | None = None
     data_tokens: int | None = None
-    rows: int | None = None
+    rows: int | None = None  # training rows: a preference pair is one
+    sequences: int | None = None  # what the rows train as: a preference pair is two
     truncated_rows: int = 0
     # The longest training row, when every row was counted (not a Hub dataset or parquet file).
     longest_row: int | None = None
@@ -81,11 +82,11 @@ class Sizing:
 
     @property
     def mean_row(self) -> int | None:
-        """Mean training row in tokens, when every row was counted: the real work of an
-        unpacked row (its padding goes to ``longest_row``)."""
-        if self.longest_row is None or not self.rows or self.data_tokens is None:
+        """Mean training sequence in tokens, when every row was counted: the real work of an
+        unpacked row (its padding goes to ``longest_row``); a pair's two sequences count apart."""
+        if self.longest_row is None or not self.sequences or self.data_tokens is None:
             return None
-        return max(1, round(self.data_tokens / self.rows))
+        return max(1, round(self.data_tokens / self.sequences))
 
 
 def default_flavors(settings: Settings, flavors: FlavorTable = FLAVORS) -> list[str]:
@@ -171,7 +172,7 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     """
     tokenizer_id, counter = token_counter(local_tokenizer(spec, tree))
     methods = set()
-    total, rows = 0, 0
+    total, rows, sequences, filled = 0, 0, 0, 0
     longest: int | None = 0  # None once a source's rows are not counted one by one
     bad: list[BadRow] = []
     rows_read = 0
@@ -189,8 +190,10 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
                 )
                 return None
             methods.add("max_samples")
-            total += int(src.max_samples * spec.model.max_seq_length * UNKNOWN_ROW_FILL)
+            per_row = 2 if src.format == "preference" else 1
+            total += int(src.max_samples * per_row * spec.model.max_seq_length * UNKNOWN_ROW_FILL)
             rows += src.max_samples
+            sequences += src.max_samples * per_row
             longest = None
             continue
         try:
@@ -207,6 +210,8 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
         methods.add(count.method)
         total += count.tokens
         rows += count.rows
+        filled += count.prompt_filled
+        sequences += count.rows * (2 if src.format == "preference" else 1)
         sizing.truncated_rows += count.truncated_rows
         longest = None if longest is None or count.longest is None else max(longest, count.longest)
     if all_local:  # with a Hub source, the job's share of malformed rows is not known offline
@@ -219,7 +224,17 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
             return None
     sizing.token_method = " + ".join(sorted(methods))
     sizing.rows = rows
+    sizing.sequences = sequences
     sizing.longest_row = longest or None
+    if filled:
+        sizing.findings.append(
+            (
+                ("model", "max_seq_length"),
+                f"{filled} preference pairs have a prompt of max_seq_length {spec.model.max_seq_length} tokens or more: the trainer drops them "
+                "(no answer token would be left); shorten their prompts or raise max_seq_length",
+                "warning",
+            )
+        )
     if sizing.truncated_rows:
         sizing.findings.append(
             (
@@ -231,9 +246,13 @@ def _count_data(spec: RunSpec, tree: Tree, sizing: Sizing) -> int | None:
     return total
 
 
-def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, evals: EvalWork, engine: str, sizing: Sizing) -> Workload:
+def _workload(
+    spec: RunSpec, shape: ModelShape, train_tokens: int, per_epoch: int, evals: EvalWork, engine: str, sizing: Sizing
+) -> Workload:
     """The estimator's view of the run. The counted rows' mean and longest lengths size an
-    unpacked run's work and padding; without them it is sized at max_seq_length (safe side)."""
+    unpacked run's work and padding; without them it is sized at max_seq_length (safe side).
+    Preference pairs are never packed (TRL's preference trainers pad each batch), and a
+    precomputed reference reads one epoch of the data (`per_epoch` tokens)."""
     method = spec.method
     training = spec.training
     modules = (
@@ -249,7 +268,7 @@ def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, evals: EvalWo
         batch_size=None if training.per_device_train_batch_size == "auto" else int(training.per_device_train_batch_size),
         grad_accum=training.gradient_accumulation_steps,
         gradient_checkpointing=None if training.gradient_checkpointing == "auto" else bool(training.gradient_checkpointing),
-        packing=training.packing,
+        packing=training.packing and method.type not in PREFERENCE_METHODS,
         engine=engine,  # type: ignore[arg-type]
         eval_tokens=evals.forward_tokens,
         eval_decode_tokens=evals.decode_tokens,
@@ -258,6 +277,8 @@ def _workload(spec: RunSpec, shape: ModelShape, train_tokens: int, evals: EvalWo
         max_example_tokens=sizing.longest_row,
         save=spec.output.save or "adapter",
         compile=spec.compute.compile,
+        precompute_reference=bool(method.precompute_ref_log_probs),
+        reference_data_tokens=per_epoch,
     )
 
 
@@ -322,7 +343,7 @@ def size_run(
     per_epoch = int(data_tokens * (1 - (spec.data.eval_split or 0.0)))
     train_tokens = int(per_epoch * epochs)
     engine = "unsloth" if spec.compute.engine in ("auto", "unsloth") else "trl"
-    workload = _workload(spec, shape, train_tokens, _eval_work(spec, tree, data_tokens), engine, sizing)
+    workload = _workload(spec, shape, train_tokens, per_epoch, _eval_work(spec, tree, data_tokens), engine, sizing)
 
     calibration = replace(
         DEFAULT_CALIBRATION, speed_by_gpu=dict(settings.calibration.speed), memory_by_gpu=dict(settings.calibration.memory)
@@ -332,7 +353,7 @@ def size_run(
         # max_steps fixes the optimizer steps: tokens follow from the batch the estimate chose
         # (real tokens: padding is not trained)
         rows_per_step = result.batch_size * spec.training.gradient_accumulation_steps * max(1, result.flavor.gpus)
-        steps_tokens = spec.training.max_steps * rows_per_step * workload.real_row_tokens
+        steps_tokens = spec.training.max_steps * rows_per_step * workload.sequences_per_row * workload.real_row_tokens
         result = estimate(replace(workload, train_tokens=max(1, steps_tokens), batch_size=result.batch_size), result.flavor, calibration)
     sizing.estimate = result
     if result is not None:

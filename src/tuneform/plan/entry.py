@@ -40,6 +40,9 @@ class PlanEntry(Record):
     tokens_counted_by: str | None
     data: dict[str, Any] | None = None  # the data check of a run that trains (data/check.py)
     timeout_s: int | None = None  # the job's time limit (runs that submit a job): estimate.sizing.job_timeout
+    method: str | None = None  # method.type of the run as it stands (None when it does not load)
+    rows: int | None = None  # training rows counted (a preference pair is one row); None when not counted
+    sequences: int | None = None  # what those rows train as: a pair is two sequences, any other row one
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump()

@@ -147,6 +147,9 @@ class PlannedRun:
             tokens_counted_by=sizing.token_method if sizing else None,
             timeout_s=self.timeout.seconds if self.timeout else None,
             data=data.as_json() if data else None,
+            method=self.head.spec.method.type if self.head and self.head.spec else None,
+            rows=sizing.rows if sizing else None,
+            sequences=sizing.sequences if sizing else None,
         )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneform.core.markup import md_block, md_code, md_text, rich_text, workflow_command
 from tuneform.runfile.diagnostics import Problem
+from tuneform.runfile.spec import PREFERENCE_METHODS
 
 if TYPE_CHECKING:  # validate's path must not import plan (and its data checks) at start-up
     from tuneform.plan.planner import Plan, PlannedRun
@@ -144,6 +145,9 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
             "invalid": f"{len(entry.errors)} error(s)",
         }.get(run.action, "")
     )
+    if entry.method in PREFERENCE_METHODS and run.action in ("create", "update"):
+        pairs = f" on {entry.rows:,} pairs ({entry.sequences:,} sequences)" if entry.rows is not None and entry.sequences else ""
+        notes.append(f"{entry.method}{pairs}")
     applied = est.calibration if est else {}
     factors = [f"{name} x{applied[name]:g}" for name in ("speed", "memory") if applied.get(name, 1.0) != 1.0]
     if factors and run.action in ("create", "update"):

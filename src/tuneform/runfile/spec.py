@@ -56,6 +56,8 @@ CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 """Methods that learn from pairs of answers (format: preference) rather than from target text."""
+REFERENCE_METHODS = ("dpo", "kto")
+"""Preference methods that score each sequence with a frozen reference model too (ORPO needs none)."""
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -210,6 +212,8 @@ DATA_RULE_DEFAULTS: dict[str, tuple[float, Literal["off", "warn", "fail"]]] = {
     "duplicates": (0.05, "warn"),
     "truncated": (0.10, "warn"),
     "leakage": (0.0, "warn"),
+    "identical_answers": (0.0, "warn"),
+    "length_bias": (0.75, "warn"),
 }
 
 
@@ -258,7 +262,16 @@ class DataPolicy(_Section):
     duplicates: RuleLimit | None = _rule("duplicates", "Rows repeating an earlier row, ignoring case, spacing and punctuation.")
     truncated: RuleLimit | None = _rule("truncated", "Rows longer than model.max_seq_length.")
     leakage: RuleLimit | None = _rule(
-        "leakage", "Eval prompts (suites, eval split, eval sources) also found in the training data; a fraction of the eval rows."
+        "leakage",
+        "Eval prompts (suites, eval split, eval sources) also found in the training data; a fraction of the eval rows. "
+        "Preference pairs leak into the eval split and eval sources by prompt and chosen answer together.",
+    )
+    identical_answers: RuleLimit | None = _rule(
+        "identical_answers", "Preference pairs whose chosen and rejected answers are the same text up to whitespace: nothing to prefer."
+    )
+    length_bias: RuleLimit | None = _rule(
+        "length_bias",
+        "Preference pairs whose chosen answer is longer than the rejected one; over the limit, the model may learn that longer is better.",
     )
 
 
@@ -298,6 +311,11 @@ class MethodSpec(_Section):
         le=100,
         description="dpo/kto: strength of the pull toward the reference model; orpo: weight of the odds-ratio term (default 0.1).",
     )
+    precompute_ref_log_probs: bool | None = Field(
+        None,
+        description="dpo/kto: score the reference model once over the training pairs before training (TRL's "
+        "precompute_ref_log_probs) instead of in every step; cheaper over several epochs (default false).",
+    )
     r: int | None = Field(None, ge=1, le=1024, description="LoRA rank (default 16).")
     alpha: int | None = Field(None, ge=1, le=4096, description="LoRA alpha (default: equal to r).")
     dropout: float | None = Field(None, ge=0, lt=1, description="LoRA dropout (default 0).")
@@ -310,6 +328,12 @@ class MethodSpec(_Section):
             object.__setattr__(self, "beta", 0.1 if self.beta is None else self.beta)
         elif self.beta is not None:
             raise FieldError(("beta",), f"beta only applies to {', '.join(PREFERENCE_METHODS)}: remove it or set type: dpo")
+        if self.precompute_ref_log_probs is not None and self.type not in REFERENCE_METHODS:
+            raise FieldError(
+                ("precompute_ref_log_probs",),
+                f"precompute_ref_log_probs only applies to {', '.join(REFERENCE_METHODS)}, which score a reference model"
+                + (": orpo has none, remove it" if self.type == "orpo" else ": remove it or set type: dpo"),
+            )
         lora_fields = ("r", "alpha", "dropout", "target_modules", "use_rslora")
         if self.type == "full":
             given = [name for name in lora_fields if getattr(self, name) is not None]
@@ -790,7 +814,7 @@ def canonical(spec: RunSpec, resolved: Resolved) -> dict[str, Any]:
     }
 
 
-KEY_LATER_FIELDS = {"beta"}
+KEY_LATER_FIELDS = {"beta", "precompute_ref_log_probs"}
 """Fields added after run keys were first published. They enter the canonical form only when set,
 so a run file that does not use them keeps the key, and so the version, it always had."""
 

@@ -12,6 +12,10 @@ template's author. tuneform finds what to train the same way for every template:
    character offsets, and mark every token that overlaps a trained span.
 4. Truncate to `model.max_seq_length`.
 
+A preference pair is two such sequences, its prompt followed by each answer (data/reader.py's
+pair_sequences), each masked to its answer's turns and truncated on its own, keeping the start as
+TRL's DPO collator does.
+
 The trained character spans reported back are those of the trained tokens after truncation, so
 what `tuneform preview` highlights is exactly what the loss covers.
 """
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tuneform.core.errors import TuneformError
-from tuneform.data.reader import Example, load_data, source_label
+from tuneform.data.reader import Example, load_data, pair_sequences, source_label
 from tuneform.runfile.spec import ModelSpec, RunSpec
 
 if TYPE_CHECKING:
@@ -209,6 +213,15 @@ def tokenize(example: Example, tokenizer: PreTrainedTokenizerBase, *, train_on: 
     return Tokenized(ids, mask, text[:covered], _spans(ranges, mask), truncated, example.source, example.row)
 
 
+def tokenize_answers(example: Example, tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int) -> list[tuple[str, Tokenized]]:
+    """A preference pair's two sequences, labelled chosen and rejected, each with only its
+    answer trained (a pair has no train_on: all, since the prompt is what both answers share)."""
+    return [
+        (label, tokenize(sequence, tokenizer, train_on="responses", max_seq_length=max_seq_length))
+        for label, sequence in pair_sequences(example)
+    ]
+
+
 def tokenize_all(examples: list[Example], tokenizer: PreTrainedTokenizerBase, *, train_on: TrainOn, max_seq_length: int) -> list[Tokenized]:
     """Every example, in order."""
     return [tokenize(e, tokenizer, train_on=train_on, max_seq_length=max_seq_length) for e in examples]
@@ -273,6 +286,7 @@ class PreviewSample:
     tokens: int
     trained_tokens: int
     truncated: bool
+    answer: str | None = None  # a preference pair's sequence: "chosen" or "rejected"; None otherwise
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -283,36 +297,62 @@ class PreviewSample:
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
             "truncated": self.truncated,
+            "answer": self.answer,
         }
 
-    def marked(self, style: Literal["rich", "brackets"] = "rich") -> str:
-        """The text with trained spans highlighted: rich markup for a terminal, ⟦ ⟧ for plain text."""
+    def marked(self, style: Literal["rich", "brackets"] = "rich", start: int = 0, end: int | None = None) -> str:
+        """The text with trained spans highlighted: rich markup for a terminal, ⟦ ⟧ for plain text.
+        `start` and `end` show a part of it (a pair's prompt once, then each answer after it)."""
         from tuneform.core.markup import rich_escape as escape
 
+        text = self.text[:end]
         parts: list[str] = []
-        position = 0
-        for start, end in self.trained_spans:
-            untrained, trained = self.text[position:start], self.text[start:end]
+        position = start
+        for span_start, span_end in self.trained_spans:
+            span_start, span_end = max(span_start, position), min(span_end, len(text))
+            if span_end <= span_start:
+                continue
+            untrained, trained = text[position:span_start], text[span_start:span_end]
             if style == "rich":
                 parts.append(f"[dim]{escape(untrained)}[/dim][bold green]{escape(trained)}[/bold green]")
             else:
                 parts.append(f"{untrained}⟦{trained}⟧")
-            position = end
-        tail = self.text[position:]
+            position = span_end
+        tail = text[position:]
         parts.append(f"[dim]{escape(tail)}[/dim]" if style == "rich" else tail)
         return "".join(parts)
 
 
+def shared_prompt(chosen: PreviewSample, rejected: PreviewSample) -> int:
+    """Characters a pair's two sequences share before either answer's first trained character:
+    the rendered prompt, which a preview shows once above both answers."""
+    common = 0
+    for a, b in zip(chosen.text, rejected.text):
+        if a != b:
+            break
+        common += 1
+    firsts = [spans[0][0] for spans in (chosen.trained_spans, rejected.trained_spans) if spans]
+    return min([common, *firsts])
+
+
 def preview(spec: RunSpec, repo_root: Path, n: int) -> list[PreviewSample]:
-    """The first n training examples (in file order) as the trainer will see them."""
+    """The first n training examples (in file order) as the trainer will see them; a preference
+    pair gives two samples, its chosen then its rejected sequence."""
     loaded = load_data(spec, repo_root)
     order: dict[str, int] = {}
     for src in spec.data.train:
         order.setdefault(source_label(src), len(order))
-    chosen = sorted(loaded.train, key=lambda e: (order[e.source], e.row))[:n]
+    first = sorted(loaded.train, key=lambda e: (order[e.source], e.row))[:n]
     tokenizer = load_tokenizer(model_location(spec.model, repo_root), spec.model)
     samples = []
-    for example in chosen:
-        t = tokenize(example, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)
-        samples.append(PreviewSample(t.source, t.row, t.text, t.trained_spans, len(t.input_ids), sum(t.completion_mask), t.truncated))
+    length = spec.model.max_seq_length
+    for example in first:
+        if example.is_preference:
+            sequences: list[tuple[str | None, Tokenized]] = list(tokenize_answers(example, tokenizer, max_seq_length=length))
+        else:
+            sequences = [(None, tokenize(example, tokenizer, train_on=spec.training.train_on, max_seq_length=length))]
+        for answer, t in sequences:
+            samples.append(
+                PreviewSample(t.source, t.row, t.text, t.trained_spans, len(t.input_ids), sum(t.completion_mask), t.truncated, answer)
+            )
     return samples
