@@ -466,18 +466,17 @@ def claimant(facts: GitFacts) -> str:
     return f"apply {uuid.uuid4().hex}"
 
 
-def tracker_secrets(tracker: str, named: dict[str, list[str]]) -> dict[str, str]:
-    """The job secrets of the run's tracker: each variable [tool.tuneform.tracker_secrets] names
-    for it, with its value from apply's environment. One that is unset or empty stops apply before
-    anything is claimed or submitted: a job that cannot log where the run file asks would be paid
-    for and its curves lost."""
-    names = named.get(tracker, [])
+def tracker_secrets(tracker: str, names: list[str]) -> dict[str, str]:
+    """The job secrets of the run's tracker: each of `names` (what [tool.tuneform.tracker_secrets]
+    lists for it) with its value from apply's environment. One that is unset or empty stops apply
+    before anything is claimed or submitted: a job that cannot log where the run file asks would
+    be paid for and its curves lost."""
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
         raise BackendError(
             f"report_to {tracker}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in this environment, "
             f"and [tool.tuneform.tracker_secrets] {tracker} names {'it' if len(missing) == 1 else 'them'} as the job's secrets: "
-            "export them (in GitHub, as repository secrets the apply workflow passes on), or set report_to: none; nothing was submitted"
+            "export them (on GitHub: secrets of the training environment, passed on by apply.yml), or set report_to: none; nothing was submitted"
         )
     return {name: os.environ[name] for name in names}
 
@@ -572,7 +571,7 @@ class HfJobsBackend:
         if estimate is None:
             raise BackendError("no estimate for this run, so no flavor or timeout: tuneform plan says why")
         api, token, registry = self._connect(ctx)
-        secrets = tracker_secrets(spec.training.report_to, ctx.plan.settings.tracker_secrets)
+        secrets = tracker_secrets(spec.training.report_to, ctx.plan.settings.secrets_of(spec.training.report_to))
         jobs = HfJobs(api, namespace_of(repo), ctx.say, ctx.root)
         label = job_key(key, run.action, check.eval_hash)
         facts = git_facts(ctx.root, check.path, None)

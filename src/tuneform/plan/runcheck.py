@@ -200,7 +200,7 @@ def _check_tracker(spec: RunSpec, settings: Settings, at: Any) -> None:
     repository's settings name (a run file never holds secrets): without them the job would
     train and log nowhere, or fail after the GPU was paid for."""
     tracker = spec.training.report_to
-    if tracker in REMOTE_TRACKERS and not settings.tracker_secrets.get(tracker):
+    if tracker in REMOTE_TRACKERS and not settings.secrets_of(tracker):
         names = ", ".join(f'"{name}"' for name in TRACKER_SECRET_EXAMPLES[tracker])
         at(
             ("training", "report_to"),

@@ -105,16 +105,23 @@ class Settings(BaseModel):
     @field_validator("tracker_secrets")
     @classmethod
     def _secret_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        """Names of environment variables, and not HF_TOKEN: every job's own secret (apply sends it)."""
+        """Names of environment variables; not HF_TOKEN (every job gets it: apply sends it), nor the CI
+        runner's own variables (GITHUB_TOKEN...), which must never leave the runner."""
         for tracker, names in value.items():
             for name in names:
                 if not SECRET_NAME.match(name):
                     raise ValueError(
                         f"{tracker}: {name!r} is not an environment variable name: use capitals, digits and _, e.g. WANDB_API_KEY"
                     )
+                if name.startswith(("GITHUB_", "ACTIONS_", "RUNNER_")):
+                    raise ValueError(f"{tracker}: {name} is the CI runner's own variable: a job never gets it")
             if "HF_TOKEN" in names:
                 raise ValueError(f"{tracker} lists HF_TOKEN, which every job gets already: remove it")
         return value
+
+    def secrets_of(self, tracker: str) -> list[str]:
+        """The environment variables [tool.tuneform.tracker_secrets] names for `tracker` (report_to)."""
+        return next((names for name, names in self.tracker_secrets.items() if name == tracker), [])
 
     @property
     def publish_namespaces(self) -> list[str]:
