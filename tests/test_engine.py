@@ -249,6 +249,9 @@ def test_every_sft_argument_comes_from_the_run_file(tmp_path: Path) -> None:
         "no",
     )
     assert config.report_to == [] or config.report_to == "none"
+    tracked = make_spec({"type": "full"}, {"max_steps": 2, "report_to": "tensorboard"})
+    config = sft_config(tracked, resolve_settings(tracked, engine="trl", cuda=False, bf16_supported=False), tmp_path)
+    assert config.report_to == ["tensorboard"]  # the run file's tracker, for the trainer's own integration
 
     epochs = make_spec({"type": "full"}, {"num_train_epochs": 2.5, "warmup_steps": 4, "per_device_train_batch_size": 2})
     config = sft_config(epochs, resolve_settings(epochs, engine="trl", cuda=False, bf16_supported=False), tmp_path)
