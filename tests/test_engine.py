@@ -6,6 +6,7 @@ and the loss TRL's compute_loss returns, and compare them token by token with tu
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -131,6 +132,14 @@ def test_lora_all_linear_targets_every_projection(tmp_path: Path) -> None:
 def test_qlora_on_cpu_fails_before_loading_anything(tmp_path: Path) -> None:
     spec = make_spec({"type": "qlora"}, {"max_steps": 1})
     with pytest.raises(TrainError, match="qlora needs a CUDA GPU"):
+        train(spec, str(tmp_path / "no-such-model"), examples(4), [], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="needs an environment without mlflow's client")
+def test_a_tracker_whose_client_is_missing_fails_before_loading_anything(tmp_path: Path) -> None:
+    spec = make_spec({"type": "full"}, {"max_steps": 1, "report_to": "mlflow"})
+    with pytest.raises(TrainError, match=r"report_to mlflow: its client is not installed here: pip install 'tuneform\[mlflow\]'"):
         train(spec, str(tmp_path / "no-such-model"), examples(4), [], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -23,6 +23,21 @@ TENSORBOARD_DIR_ENV = "TENSORBOARD_LOGGING_DIR"
 TRACKIO_SPACE_URL = "https://huggingface.co/spaces/{space_id}"
 
 
+# The modules transformers' integration of each tracker imports (either one, for tensorboard).
+CLIENTS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",), "trackio": ("trackio",)}
+
+
+def missing_client(report_to: str) -> str | None:
+    """Why the run's tracker cannot log from this environment (its client is not installed), as
+    the fix; None when it can. transformers would raise deep inside the trainer's constructor."""
+    import importlib.util
+
+    modules = CLIENTS.get(report_to, ())
+    if not modules or any(importlib.util.find_spec(module) for module in modules):
+        return None
+    return f"training.report_to {report_to}: its client is not installed here: pip install 'tuneform[{report_to}]', or set report_to: none"
+
+
 def logs_dir(out_dir: Path) -> Path:
     """The folder a run's tracker files go to: `logs/` beside the model folder `out_dir`."""
     return out_dir.parent / LOGS
