@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, RUN, Repo, demo_repo, jsonl
+from tfevents import scalars
 from tuneform.backends import local
 
 DEMO = (ROOT / "runs/demo.yaml").read_text()
@@ -50,6 +51,18 @@ def test_demo_trains_publishes_then_noop_update_and_restore(demo: Repo) -> None:
     version_dir = demo.path.parent / "registry/tuneform-demo/demo/versions" / first["run_key"]
     for name in ("report.md", "report.json", "loss.png", "model/config.json", "model/model.safetensors"):
         assert (version_dir / name).is_file(), name
+    # report_to: tensorboard (the demo's): the event files are in the version, listed in its manifest
+    tracking = manifest["tracking"]
+    assert tracking["report_to"] == "tensorboard" and tracking["url"] is None
+    events = [name for name in tracking["files"] if "/events.out.tfevents." in name]
+    assert events and all(name.startswith("logs/tensorboard/") for name in tracking["files"]), tracking
+    assert not list((version_dir / "model").rglob("events.out.tfevents.*"))  # never among the model's files
+    curves = {}
+    for name in events:
+        curves.update(scalars(version_dir / name))
+    losses = curves["train/loss"]
+    assert [step for step, _ in losses] == [step for step, _ in manifest["training"]["loss_history"]]
+    assert [value for _, value in losses] == pytest.approx([loss for _, loss in manifest["training"]["loss_history"]], rel=1e-6)
     card = (version_dir / "model/README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\ntags:\n- tuneform\n---")
     assert "#### Evals" in card and f"run key `{first['run_key']}`" in card and "#### Lineage" in card

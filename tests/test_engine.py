@@ -6,6 +6,7 @@ and the loss TRL's compute_loss returns, and compare them token by token with tu
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -135,6 +136,14 @@ def test_qlora_on_cpu_fails_before_loading_anything(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="needs an environment without mlflow's client")
+def test_a_tracker_whose_client_is_missing_fails_before_loading_anything(tmp_path: Path) -> None:
+    spec = make_spec({"type": "full"}, {"max_steps": 1, "report_to": "mlflow"})
+    with pytest.raises(TrainError, match=r"report_to mlflow: its client is not installed here: pip install 'tuneform\[mlflow\]'"):
+        train(spec, str(tmp_path / "no-such-model"), examples(4), [], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def _rows_by_ids(rows: list[Tokenized]) -> dict[tuple[int, ...], Tokenized]:
     return {tuple(r.input_ids): r for r in rows}
 
@@ -249,6 +258,9 @@ def test_every_sft_argument_comes_from_the_run_file(tmp_path: Path) -> None:
         "no",
     )
     assert config.report_to == [] or config.report_to == "none"
+    tracked = make_spec({"type": "full"}, {"max_steps": 2, "report_to": "tensorboard"})
+    config = sft_config(tracked, resolve_settings(tracked, engine="trl", cuda=False, bf16_supported=False), tmp_path)
+    assert config.report_to == ["tensorboard"]  # the run file's tracker, for the trainer's own integration
 
     epochs = make_spec({"type": "full"}, {"num_train_epochs": 2.5, "warmup_steps": 4, "per_device_train_batch_size": 2})
     config = sft_config(epochs, resolve_settings(epochs, engine="trl", cuda=False, bf16_supported=False), tmp_path)

@@ -24,6 +24,7 @@ import pytest
 
 from conftest import ROOT, Repo, hub_demo_repo
 from fakehub import USER_TOKEN, FakeHub
+from tfevents import scalars
 from tuneform.core.manifest import Manifest
 from tuneform.estimate.catalog import FLAVORS
 from tuneform.job.report import RESULTS_MARKER
@@ -132,6 +133,15 @@ def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, f
     assert cost["job_id"] == job.id
     files = set(repo.files_at("main"))
     assert {"model.safetensors", "config.json", "tuneform/report.md", "tuneform/loss.png"} <= files
+    # the demo reports to tensorboard: its event files are published under tuneform/, listed in the manifest
+    assert payload["environment"]["TUNEFORM_TRACKER"] == "tensorboard"
+    events = [name for name in manifest["tracking"]["files"] if "/events.out.tfevents." in name]
+    assert events and {f"tuneform/{name}" for name in events} <= files
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for name in events:
+        (tmp_path / "events").write_bytes(fake_hub.read_file(REPO, f"tuneform/{name}"))
+        curves.update(scalars(tmp_path / "events"))
+    assert [step for step, _ in curves["train/loss"]] == [step for step, _ in manifest["training"]["loss_history"]]
     assert not any(b.startswith("tuneform/claim-") or b.startswith("tuneform/jobs/") for b in repo.branches)
 
     # re-running apply (a re-run workflow) submits nothing
@@ -197,6 +207,40 @@ def test_apply_trains_on_jobs_publishes_once_and_restores_for_free(demo: Repo, f
     assert code == 0 and status["stage"] == "COMPLETED" and status["backend"] == "hf-jobs"
     logs = demo.cli("logs", job.id, "--tail", "3")
     assert logs.exit_code == 0 and logs.output.strip()
+
+
+def test_a_tracker_gets_the_secrets_the_settings_name_from_applys_environment(
+    demo: Repo, fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo.write("runs/demo.yaml", DEMO.replace("report_to: tensorboard", "report_to: wandb"))
+    demo.commit("report to wandb")
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-secret-value")
+    # no [tool.tuneform.tracker_secrets] wandb: the plan says which setting to add, and nothing is submitted
+    code, plan = demo.json("plan", "--format", "json", "--backend", "hf-jobs", "runs/demo.yaml")
+    [error] = [e for e in plan["runs"][0]["errors"] if e["field"] == "training.report_to"]
+    assert code == 1 and '[tool.tuneform.tracker_secrets] wandb = ["WANDB_API_KEY"]' in error["message"] and error["line"], error
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 1 and not job_posts(fake_hub), result.output
+
+    # named, but one of them unset here: apply stops before claiming or submitting anything
+    settings = '[tool.tuneform]\nnamespace = "acme"\nmax_usd_per_run = 5\n[tool.tuneform.tracker_secrets]\nwandb = ["WANDB_API_KEY", "WANDB_PROJECT"]\n'
+    demo.write("pyproject.toml", settings)
+    demo.commit("wandb secrets")
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 1 and "WANDB_PROJECT is not set" in result.output and "nothing was submitted" in result.output, result.output
+    assert not job_posts(fake_hub) and ("model", REPO) not in fake_hub.repos  # no claim, not even the repo
+
+    # all set: they go in the job's secrets, with the tracker's package to install, and nowhere else
+    monkeypatch.setenv("WANDB_PROJECT", "support-bot")
+    result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
+    [job] = fake_hub.jobs.values()
+    payload = job.payload
+    assert payload["secrets"] == {"HF_TOKEN": USER_TOKEN, "WANDB_API_KEY": "wandb-secret-value", "WANDB_PROJECT": "support-bot"}
+    assert payload["environment"]["TUNEFORM_TRACKER"] == "wandb"
+    assert "wandb-secret-value" not in json.dumps({k: v for k, v in payload.items() if k != "secrets"}) + result.output
+    demo.cli("cancel", f"acme/{job.id}")
 
 
 def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHub) -> None:

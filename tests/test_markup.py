@@ -242,6 +242,8 @@ def hostile_manifest() -> dict[str, Any]:
         miss.update(suite="\r\n| x |", id="#999", expected="![i](https://evil/p.png)", prediction=ALL, base_prediction="www.evil.example")
     data["training"]["settings"] = {"<https://evil>": "``tick`` `", "chat_template": "{{ x | y }}", "packing": "\r\n| x |"}
     data["versions"] = {"@octocat": "https://evil.example", "trl": "# HEADMARK"}  # as many rows as report_manifest's
+    # a tracker's page that tries to close its link and open another
+    data["tracking"] = {"report_to": "wandb", "url": "https://wandb.ai/acme/run)[x](javascript:alert(1)|a"}
     return data
 
 
@@ -252,8 +254,11 @@ def test_run_report_markdown_with_hostile_manifest() -> None:
         render_run_markdown(Manifest.read(data)),
         rows=rows,
         shown=["``tick`` `", "{{ x | y }}", "a | b @octocat", "<img src=x onerror=alert(1)>"],
-        links=1,
+        links=2,  # the version, the tracked run
     )
+    assert [href for tag, attrs in out.tags if tag == "a" for href in [attrs["href"]] if "wandb" in href] == [
+        "https://wandb.ai/acme/run%29%5Bx%5D%28javascript:alert%281%29%7Ca"
+    ]
     assert visible(out.headings[0]) == f"❌ {visible(one_line(ALL))} failed its gates (version kept, marked blocked)"
     assert {"a | b @octocat", "| x |", "``tick`` `", "{{ x | y }}", "# HEADMARK"} <= set(out.cells)
 
@@ -263,7 +268,7 @@ def test_model_card_with_hostile_manifest() -> None:
     card = model_card(Manifest.read(data))
     body = card.split("---\n", 2)[2]
     rows = [len(table) for table in render(model_card(Manifest.read(report_manifest()))).tables]
-    out = assert_inert(body, rows=rows, shown=[f"runs/{one_line(ALL)}.yaml", "[x](https://evil) # HEADMARK"], links=1, trusted=("#12",))
+    out = assert_inert(body, rows=rows, shown=[f"runs/{one_line(ALL)}.yaml", "[x](https://evil) # HEADMARK"], links=2, trusted=("#12",))
     assert "Lineage" in out.headings
 
 
@@ -280,7 +285,7 @@ def test_results_comment_with_hostile_run_and_error() -> None:
             report=render_run_markdown(Manifest.read(hostile_manifest())),
         ),
     ]
-    out = assert_inert(render_results(results, commit="a1b2c3d4e5f6" * 3), [ALL, "@octocat"], links=3)  # 2 jobs, 1 model
+    out = assert_inert(render_results(results, commit="a1b2c3d4e5f6" * 3), [ALL, "@octocat"], links=4)  # 2 jobs, 1 model, its tracked run
     assert out.html.count("<h2>") == 1
 
 

@@ -107,6 +107,10 @@ REFORMATTED = {
     "compute": RUN + "compute: {backend: hf-jobs, flavor: a10g-small, engine: unsloth, timeout: 2h, image: some/image:tag}\n",
     "output repo and private": RUN + "output: {repo: someone/else, private: false}\n",
     "name": "name: another-name\n" + RUN,
+    # A tracker only says where the curves go: the same model trains, and a run file written
+    # before report_to existed (none, by default) keeps its key.
+    "tracker": sub("  learning_rate: 1.0e-4\n", "  learning_rate: 1.0e-4\n  report_to: tensorboard\n"),
+    "explicit no tracker": sub("  learning_rate: 1.0e-4\n", "  learning_rate: 1.0e-4\n  report_to: none\n"),
 }
 
 
@@ -125,7 +129,7 @@ def test_key_is_stable(repo: Repo, base_key: str, variant: str) -> None:
     assert check_key(repo, text) == base_key
 
 
-@pytest.mark.parametrize("variant", ["key order", "flow style", "explicit defaults", "compute", "name"])
+@pytest.mark.parametrize("variant", ["key order", "flow style", "explicit defaults", "compute", "name", "tracker"])
 def test_key_is_stable_through_plan(repo: Repo, base_key: str, variant: str) -> None:
     assert plan_key(repo, REFORMATTED[variant]) == base_key
 

@@ -268,6 +268,21 @@ def test_markdown_links_the_exact_version_and_says_how_to_roll_back(monkeypatch)
     assert "#### Model" not in hostile and "](https://evil.example" not in hostile.replace("\\]", "")
 
 
+def test_markdown_links_the_tracked_run_and_names_the_kept_tracker_files() -> None:
+    wandb = {"report_to": "wandb", "url": "https://wandb.ai/acme/support/runs/x1y2"}
+    text = render_run_markdown(Manifest.read(manifest() | {"tracking": wandb}))
+    assert "Tracked in wandb: [the run](https://wandb.ai/acme/support/runs/x1y2)." in text
+    files = ["logs/tensorboard/events.out.tfevents.1.host", "logs/tensorboard/events.out.tfevents.2.host"]
+    tensorboard = render_run_markdown(Manifest.read(manifest() | {"tracking": {"report_to": "tensorboard", "files": files}}))
+    assert "tensorboard: 2 files in the version, under `tuneform/logs/tensorboard/`." in tensorboard  # hf-jobs: beside the reports
+    local = render_run_markdown(Manifest.read(manifest() | {"backend": "local", "tracking": {"report_to": "tensorboard", "files": files}}))
+    assert "under `logs/tensorboard/`." in local
+    # a page that is no http(s) address is named, never linked
+    odd = render_run_markdown(Manifest.read(manifest() | {"tracking": wandb | {"url": "javascript:alert(1)"}}))
+    assert "Tracked in wandb: the run." in odd and "javascript" not in odd
+    assert "Tracked in" not in render_run_markdown(Manifest.read(manifest()))
+
+
 def test_model_card_has_hub_metadata_and_lineage() -> None:
     from tuneform.job.report import model_card
 

@@ -569,6 +569,22 @@ CASES = [
         "Smallest allowed flavor that fits: h200",
         settings=SETTINGS + 'allowed_flavors = ["t4-small", "h200"]\n',
     ),
+    Case(
+        "unknown-tracker",
+        sub("  learning_rate: 1.0e-4\n", "  learning_rate: 1.0e-4\n  report_to: wandbb\n"),
+        12,
+        3,
+        "training.report_to",
+        "did you mean 'wandb'?",
+    ),
+    Case(
+        "tracker-without-its-secrets-on-hf-jobs",
+        sub("  learning_rate: 1.0e-4\n", "  learning_rate: 1.0e-4\n  report_to: mlflow\n") + "compute: {backend: hf-jobs}\n",
+        12,
+        3,
+        "training.report_to",
+        '[tool.tuneform.tracker_secrets] mlflow = ["MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"]',
+    ),
     # --- repository settings -----------------------------------------------------------------
     Case(
         "bad-tool-tuneform",
@@ -579,6 +595,23 @@ CASES = [
         "[tool.tuneform] unknown key 'alowed_flavors': did you mean 'allowed_flavors'?",
         settings=SETTINGS + 'alowed_flavors = ["a10g-small"]\n',
         entry="pyproject.toml",
+    ),
+    *(
+        Case(
+            f"tracker-secret-{name}",
+            RUN,
+            None,
+            None,
+            "tool.tuneform.tracker_secrets",
+            fragment,
+            settings=SETTINGS + f'[tool.tuneform.tracker_secrets]\nwandb = ["{name}"]\n',
+            entry="pyproject.toml",
+        )
+        for name, fragment in (
+            ("wandb-key", "'wandb-key' is not an environment variable name"),
+            ("HF_TOKEN", "lists HF_TOKEN, which every job gets already"),
+            ("GITHUB_TOKEN", "GITHUB_TOKEN is the CI runner's own variable: a job never gets it"),
+        )
     ),
 ]
 

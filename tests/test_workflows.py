@@ -965,13 +965,16 @@ def test_least_privilege() -> None:
         [job] = wf["jobs"].values()
         assert job["permissions"] == permissions, name
         secrets_used = re.findall(r"secrets\.([A-Za-z_]+)", (WORKFLOWS / name).read_text())
-        assert secrets_used == {"apply.yml": ["HF_TOKEN"], "comment.yml": ["HF_READ_TOKEN"]}.get(name, []), f"{name}: {secrets_used}"
+        trackers = ["WANDB_API_KEY", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "TRACKIO_SPACE_ID"]  # training.report_to's
+        expected_secrets = {"apply.yml": ["HF_TOKEN", *trackers], "comment.yml": ["HF_READ_TOKEN"]}.get(name, [])
+        assert secrets_used == expected_secrets, f"{name}: {secrets_used}"
     plan, comment, apply = (load(n) for n in ("plan.yml", "comment.yml", "apply.yml"))
     assert triggers(comment)["workflow_run"] == {"workflows": [plan["name"]], "types": ["completed"]}
     assert not any("checkout" in s.get("uses", "") for s in all_steps(comment)), "comment.yml must never check out code"
     assert list(triggers(plan)) == ["pull_request"] and "pull_request_target" not in (WORKFLOWS / "plan.yml").read_text()
     assert apply["jobs"]["apply"]["environment"] == "training"
-    assert [s for s in all_steps(apply) if "HF_TOKEN" in (s.get("env") or {})] == [all_steps(apply)[3]], "HF_TOKEN only in the Apply step"
+    for secret in ("HF_TOKEN", "WANDB_API_KEY", "MLFLOW_TRACKING_TOKEN"):
+        assert [s for s in all_steps(apply) if secret in (s.get("env") or {})] == [all_steps(apply)[3]], f"{secret} only in the Apply step"
     paths = ["runs/**", "evals/**", "data/**", "pyproject.toml"]
     assert triggers(plan)["pull_request"]["paths"] == paths == triggers(apply)["push"]["paths"]
     assert triggers(plan)["pull_request"]["types"] == ["opened", "synchronize", "reopened", "labeled", "unlabeled"]
@@ -1348,7 +1351,7 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
         ref="refs/heads/main",
         sha=after,
         secrets={"OTHER": "x"},
-        environments={"training": {"HF_TOKEN": USER_TOKEN}},
+        environments={"training": {"HF_TOKEN": USER_TOKEN, "WANDB_API_KEY": "wandb-key"}},
         runner_env=runner_env,
         vars={"TUNEFORM_WAIT_MINUTES": "0"},  # nothing plays the container here: apply must not follow the job
     )
@@ -1372,6 +1375,10 @@ def test_a_merge_is_submitted_to_hf_jobs_and_its_pr_gets_the_job(tmp_path: Path,
     assert submitted_job.payload["secrets"] == {"HF_TOKEN": USER_TOKEN}
     assert USER_TOKEN not in json.dumps({k: v for k, v in submitted_job.payload.items() if k != "secrets"})
     assert [s.name for s in job.steps if s.env.get("HF_TOKEN") == USER_TOKEN] == ["Apply"]
+    # a tracker's credentials reach apply alone, from the environment's secrets (the demo reports to
+    # tensorboard, which needs none: the job gets none of them)
+    assert [s.name for s in job.steps if s.env.get("WANDB_API_KEY") == "wandb-key"] == ["Apply"]
+    assert job.step("Apply").env["MLFLOW_TRACKING_TOKEN"] == ""
     assert all("OTHER" not in json.dumps(s.env) for s in job.steps)
     assert USER_TOKEN not in job.log() and USER_TOKEN not in job.summary
 

@@ -82,7 +82,7 @@ if found != expected:
 print(wheels[0])
 PY
 )
-python -m pip install -q --disable-pip-version-check "$wheel"
+python -m pip install -q --disable-pip-version-check "$wheel${TUNEFORM_TRACKER:+[$TUNEFORM_TRACKER]}"
 """
 CONTAINER_SCRIPT = (
     INSTALL_SCRIPT
@@ -335,7 +335,11 @@ class HfJobs:
         token: str,
         git_sha: str | None,
         name: str,
+        tracker: str = "none",
+        tracker_secrets: dict[str, str] | None = None,
     ) -> Submitted:
+        """Start the job. `tracker` (training.report_to) has its package installed with the wheel;
+        `tracker_secrets` (its credentials, by environment variable name) go in `secrets` beside HF_TOKEN."""
         labels = {
             "tuneform-run": key[:12],
             "tuneform-job": label,
@@ -349,13 +353,15 @@ class HfJobs:
             "PYTHONUNBUFFERED": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         }
+        if tracker != "none":
+            env["TUNEFORM_TRACKER"] = tracker  # the wheel's extra of that name: the tracker's package
 
         def call() -> Any:
             return self.api.run_job(
                 image=image,
                 command=["bash", "-c", CONTAINER_SCRIPT],
                 env=env,
-                secrets={"HF_TOKEN": token},
+                secrets={**(tracker_secrets or {}), "HF_TOKEN": token},
                 flavor=flavor,
                 timeout=timeout,
                 labels=labels,
@@ -460,6 +466,21 @@ def claimant(facts: GitFacts) -> str:
     return f"apply {uuid.uuid4().hex}"
 
 
+def tracker_secrets(tracker: str, names: list[str]) -> dict[str, str]:
+    """The job secrets of the run's tracker: each of `names` (what [tool.tuneform.tracker_secrets]
+    lists for it) with its value from apply's environment. One that is unset or empty stops apply
+    before anything is claimed or submitted: a job that cannot log where the run file asks would
+    be paid for and its curves lost."""
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise BackendError(
+            f"report_to {tracker}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in this environment, "
+            f"and [tool.tuneform.tracker_secrets] {tracker} names {'it' if len(missing) == 1 else 'them'} as the job's secrets: "
+            "export them (on GitHub: secrets of the training environment, passed on by apply.yml), or set report_to: none; nothing was submitted"
+        )
+    return {name: os.environ[name] for name in names}
+
+
 def namespace_of(repo: str) -> str:
     """Jobs run (and bill) in the output repo's namespace: the token writes there anyway."""
     return repo.split("/", 1)[0]
@@ -550,6 +571,7 @@ class HfJobsBackend:
         if estimate is None:
             raise BackendError("no estimate for this run, so no flavor or timeout: tuneform plan says why")
         api, token, registry = self._connect(ctx)
+        secrets = tracker_secrets(spec.training.report_to, ctx.plan.settings.secrets_of(spec.training.report_to))
         jobs = HfJobs(api, namespace_of(repo), ctx.say, ctx.root)
         label = job_key(key, run.action, check.eval_hash)
         facts = git_facts(ctx.root, check.path, None)
@@ -599,6 +621,8 @@ class HfJobsBackend:
                 token=token,
                 git_sha=bundle.run.git.commit,
                 name=f"tuneform-{check.name}"[:100],
+                tracker=spec.training.report_to,
+                tracker_secrets=secrets,
             )
         except (BackendError, RegistryError):
             jobs.release(repo, key)

@@ -111,6 +111,16 @@ class Training(Record):
     resumed_from_step: int | None = None
 
 
+class Tracking(Record):
+    """Where the training curves went beyond the manifest (training.report_to)."""
+
+    report_to: str
+    url: str | None = None  # the tracked run's page (wandb, mlflow, trackio), when the tracker gave one
+    # Tracker files published with the version (tensorboard's event files), relative to the folder
+    # the reports are in: the version folder (local registry), tuneform/ (Hub).
+    files: list[str] = Field(default_factory=list)
+
+
 class Cost(Record):
     estimated_usd: float | None = None
     actual_usd: float | None = None
@@ -236,6 +246,7 @@ class Manifest(Record):
     eval_hash: str | None = None
     data: DataCounts | None = None
     training: Training | None = None
+    tracking: Tracking | None = None  # None: not tracked (report_to none), or an evaluate job
     cost: Cost | None = None
     estimate: EstimateRecord | None = None
     evals: Evals = Field(default_factory=Evals)

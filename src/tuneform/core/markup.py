@@ -25,7 +25,7 @@ end a table row nor start a block (heading, list, quote, fence, HTML block). The
   bare `www.` autolink). The text still reads the same; copied, it carries invisible joiners.
   Hex strings may still link to commits: that notifies no one.
 
-`md_text` is for inline positions and table cells; `md_code` for a code span (markup is inert
+`md_text` is for inline positions and table cells; `md_link` labels an http(s) link with it; `md_code` for a code span (markup is inert
 inside one, GitHub does not mention or link there; a table cell's span cannot hold `|`, so such
 text falls back to `md_text`); `md_block` fences multi-line text; `html_text` is for text inside
 raw HTML (a `<summary>`), where markdown is not parsed and backslashes would show.
@@ -98,6 +98,26 @@ def md_text(text: Any, limit: int | None = None) -> str:
         else:
             out.append(_MD_ENTITIES.get(char, char))
     return _LINE_START.sub(_escape_line_start, "".join(out), count=1)
+
+
+# A link target tuneform writes: http(s), and none of what could end the destination or the line.
+_LINK_TARGET = re.compile(r"^https?://[^\s<>\"'`\\\x00-\x1f\x7f]+$")
+_LINK_ENCODED = {"(": "%28", ")": "%29", "|": "%7C", "[": "%5B", "]": "%5D"}
+
+
+def md_link(text: Any, url: Any) -> str:
+    """A link labelled with untrusted `text` to `url`, itself from outside (a tracker's answer).
+
+    Guarantees: the label renders as `md_text(text)` does; the target is an http(s) URL that ends
+    where the link ends (parentheses, brackets and `|` are percent-encoded, so it can neither close
+    the link early nor split a table cell). Anything else (another scheme, whitespace, quotes,
+    angle brackets, backslashes, control characters) is no link: the label alone is returned.
+    """
+    label = md_text(text)
+    target = str(url)
+    if not _LINK_TARGET.match(target):
+        return label
+    return f"[{label}]({''.join(_LINK_ENCODED.get(char, char) for char in target)})"
 
 
 def _escape_line_start(match: re.Match[str]) -> str:

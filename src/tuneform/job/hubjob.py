@@ -15,6 +15,7 @@ from tuneform.core.manifest import Manifest
 from tuneform.job.checkpoints import WorkBranch, delete_work_branch
 from tuneform.registry.hub import HubRegistry, claim_branch, jobs_branch
 from tuneform.registry.protocol import Published, Version
+from tuneform.train.tracking import LOGS
 
 
 class HubJobRegistry:
@@ -64,6 +65,8 @@ class HubJobRegistry:
         for item in staged.iterdir():
             if item.is_file() and item.name != "manifest.json":
                 shutil.copy2(item, folder / "tuneform" / item.name)
+            elif item.is_dir() and item.name == LOGS:  # a tracker's files (train/tracking.py)
+                shutil.copytree(item, folder / "tuneform" / LOGS)
         published = self.hub.publish(repo, key, folder, manifest, parent_commit=parent_commit, move_main=move_main, private=self.private)
         delete_work_branch(self.hub, repo, key)
         self.hub.delete_branches(repo, [claim_branch(key), jobs_branch(key)])  # training data, eval answers, the wheel

@@ -33,6 +33,7 @@ from tuneform.core.manifest import (
     Lineage,
     Manifest,
     PlannedEstimate,
+    Tracking,
     Training,
 )
 from tuneform.estimate.estimator import CompileMode
@@ -221,7 +222,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, resumed)
+    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, resumed, staging)
     _record_cost(manifest, time.time() - job_started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)
@@ -380,7 +381,7 @@ def _record_cost(manifest: Manifest, seconds: float) -> None:
 
 
 def _manifest(
-    bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None
+    bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None, staging: Path
 ) -> Manifest:
     """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
     run = bundle.run
@@ -438,7 +439,21 @@ def _manifest(
         ),
         versions=result.versions if result else {},
         python=sys.version.split()[0],
+        tracking=_tracking(bundle, result, staging),
     )
+
+
+def _tracking(bundle: Bundle, result: Any, staging: Path) -> Tracking | None:
+    """What the run's tracker kept: its run's page and the files it left in staging's logs/
+    (train/tracking.py), which publish with the version."""
+    from tuneform.train.tracking import LOGS
+
+    report_to = bundle.spec.training.report_to
+    if result is None or report_to == "none":
+        return None
+    logs = staging / LOGS
+    files = sorted(p.relative_to(staging).as_posix() for p in logs.rglob("*") if p.is_file()) if logs.is_dir() else []
+    return Tracking(report_to=report_to, url=result.tracker_url, files=files)
 
 
 def _lineage(bundle: Bundle) -> Lineage:

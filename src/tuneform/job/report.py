@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneform.core.manifest import EvalRow, Manifest
-from tuneform.core.markup import md_code, md_text, one_line
+from tuneform.core.markup import md_code, md_link, md_text, one_line
 from tuneform.plan.render import fmt_seconds, fmt_usd
 
 RESULTS_MARKER = "<!-- tuneform:results -->"
@@ -349,6 +349,7 @@ def render_run_markdown(manifest: Manifest) -> str:
     chart = loss_chart(_loss_history(manifest))
     if chart:
         out += ["#### Training loss", "", "```text", chart, "```", ""]
+    out += _tracked(manifest)
 
     misses = manifest.evals.table.misses[:MISSES_SHOWN]
     if misses:
@@ -374,6 +375,22 @@ def render_run_markdown(manifest: Manifest) -> str:
             out += [f"| {md_text(key)} | {md_text(value, CELL_CHARS)} |" for key, value in pairs]
             out += ["", "</details>", ""]
     return "\n".join(out)
+
+
+def _tracked(manifest: Manifest) -> list[str]:
+    """Where else the curves are: the tracked run's page (wandb, mlflow, trackio) and the tracker
+    files the version keeps (tensorboard's event files: train/tracking.py)."""
+    tracking = manifest.tracking
+    if tracking is None or not (tracking.url or tracking.files):
+        return []
+    out = []
+    if tracking.url:
+        out.append(f"Tracked in {md_text(tracking.report_to)}: {md_link('the run', tracking.url)}.")
+    if tracking.files:
+        folder = ("tuneform/" if manifest.backend == "hf-jobs" else "") + tracking.files[0].rsplit("/", 1)[0] + "/"
+        count = len(tracking.files)
+        out.append(f"{md_text(tracking.report_to)}: {count} file{'s' if count > 1 else ''} in the version, under {md_code(folder)}.")
+    return [" ".join(out), ""]
 
 
 HUB_URL = "https://huggingface.co"

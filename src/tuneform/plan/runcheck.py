@@ -19,8 +19,9 @@ from tuneform.estimate.sizing import Sizing, size_run
 from tuneform.evals.suite import SuiteError, read_suite_once
 from tuneform.runfile.diagnostics import Problem, did_you_mean
 from tuneform.runfile.resolve import HubResolver, resolve_run, with_fix
-from tuneform.runfile.settings import DEFAULT_IMAGE, Settings
+from tuneform.runfile.settings import DEFAULT_IMAGE, TRACKER_SECRET_EXAMPLES, Settings
 from tuneform.runfile.spec import (
+    REMOTE_TRACKERS,
     LoadedRun,
     Resolved,
     RunSpec,
@@ -146,6 +147,7 @@ def check_run(
         )
     _check_flavor(spec, settings, flavors, at)
     if result.backend == "hf-jobs":
+        _check_tracker(spec, settings, at)
         result.image = image_of(spec)
         for field_path, message in _untrusted(spec, result.image, result.output_repo, settings):
             line, column = loaded.locate(*field_path)
@@ -190,6 +192,20 @@ def _check_flavor(spec: RunSpec, settings: Settings, flavors: catalog.FlavorTabl
         at(
             ("compute", "flavor"),
             f"flavor '{flavor}' is not allowed in this repository (allowed: {', '.join(settings.allowed_flavors)}): pick one of those or ask an owner to extend [tool.tuneform] allowed_flavors",
+        )
+
+
+def _check_tracker(spec: RunSpec, settings: Settings, at: Any) -> None:
+    """A remote tracker on HF Jobs needs its credentials as job secrets, which only the
+    repository's settings name (a run file never holds secrets): without them the job would
+    train and log nowhere, or fail after the GPU was paid for."""
+    tracker = spec.training.report_to
+    if tracker in REMOTE_TRACKERS and not settings.secrets_of(tracker):
+        names = ", ".join(f'"{name}"' for name in TRACKER_SECRET_EXAMPLES[tracker])
+        at(
+            ("training", "report_to"),
+            f"report_to {tracker} on hf-jobs needs its credentials as job secrets: add [tool.tuneform.tracker_secrets] {tracker} = [{names}] "
+            "to pyproject.toml (the names of environment variables apply reads), or set report_to: tensorboard or none",
         )
 
 

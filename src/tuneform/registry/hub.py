@@ -1,7 +1,8 @@
 """The registry of backend `hf-jobs`: versions of a run live in the Hub model repo of `output.repo`.
 
     tag  run-<key12>                   one trained version (immutable): the model files at the root,
-                                       plus tuneform/manifest.json, tuneform/report.{md,json}, loss.png
+                                       plus tuneform/manifest.json, tuneform/report.{md,json}, loss.png,
+                                       and tuneform/logs/ (a tracker's files, train/tracking.py)
     branch main                        the version git main asks for (its tuneform/manifest.json names the key)
     tuneform/evals/<hash>/report.json  scores of a version under changed evals (on main)
     branch tuneform/work-<key12>       the newest training checkpoint of a job (job/checkpoints.py);

@@ -4,6 +4,7 @@ Backend `local` keeps the Hub's layout in a folder (default `.tuneform/`, or $TU
 
     <home>/<namespace>/<name>/versions/<key>/manifest.json   one trained version, immutable
     <home>/<namespace>/<name>/versions/<key>/model/           its adapter or weights + tokenizer
+    <home>/<namespace>/<name>/versions/<key>/logs/            a tracker's files (train/tracking.py)
     <home>/<namespace>/<name>/main                           the key git main asks for
     <home>/<namespace>/<name>/log.jsonl                      every move of main, appended
 

@@ -7,15 +7,16 @@ PR cannot raise its own budget.
 
 from __future__ import annotations
 
+import re
 import sys
 import tomllib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tuneform.core.errors import TuneformError
 from tuneform.runfile.diagnostics import Problem, did_you_mean
-from tuneform.runfile.spec import DataPolicy
+from tuneform.runfile.spec import DataPolicy, RemoteTracker
 from tuneform.runfile.trees import Tree, TreeError
 
 PYPROJECT = "pyproject.toml"
@@ -24,6 +25,14 @@ DEFAULT_CHECKPOINT_MINUTES = 15.0
 # A calibration factor further than 4x from the estimator means a broken measurement, not a slow GPU.
 FACTOR_MIN, FACTOR_MAX = 0.25, 4.0
 Factor = Annotated[float, Field(ge=FACTOR_MIN, le=FACTOR_MAX)]
+# An environment variable's name, as a job secret is named.
+SECRET_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+# What each remote tracker reads, suggested when a run asks for a tracker the settings do not name.
+TRACKER_SECRET_EXAMPLES: dict[str, list[str]] = {
+    "wandb": ["WANDB_API_KEY"],
+    "mlflow": ["MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"],
+    "trackio": ["TRACKIO_SPACE_ID"],
+}
 # The container an hf-jobs job runs in unless compute.image says otherwise: Unsloth's own image
 # (PyTorch + CUDA, Unsloth, unsloth-zoo, TRL, PEFT, bitsandbytes, huggingface_hub), so a job
 # installs only tuneform's small wheel. `core-<version>` is Unsloth's release tag without the
@@ -84,10 +93,35 @@ class Settings(BaseModel):
         default_factory=DataPolicy,
         description='Data-check thresholds for every run: rule = {max, level}, e.g. duplicates = {max = 0.05, level = "fail"}.',
     )
+    tracker_secrets: dict[RemoteTracker, list[str]] = Field(
+        default_factory=dict,
+        description='Environment variables an hf-jobs job gets as secrets, per tracker a run may report to, e.g. wandb = ["WANDB_API_KEY"]; apply reads their values from its own environment.',
+    )
     calibration: RepositoryCalibration = Field(
         default_factory=RepositoryCalibration,
         description="Estimator corrections measured on this repository's runs: speed/memory = {GPU model = factor} (see `tuneform calibrate`).",
     )
+
+    @field_validator("tracker_secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Names of environment variables; not HF_TOKEN (every job gets it: apply sends it), nor the CI
+        runner's own variables (GITHUB_TOKEN...), which must never leave the runner."""
+        for tracker, names in value.items():
+            for name in names:
+                if not SECRET_NAME.match(name):
+                    raise ValueError(
+                        f"{tracker}: {name!r} is not an environment variable name: use capitals, digits and _, e.g. WANDB_API_KEY"
+                    )
+                if name.startswith(("GITHUB_", "ACTIONS_", "RUNNER_")):
+                    raise ValueError(f"{tracker}: {name} is the CI runner's own variable: a job never gets it")
+            if "HF_TOKEN" in names:
+                raise ValueError(f"{tracker} lists HF_TOKEN, which every job gets already: remove it")
+        return value
+
+    def secrets_of(self, tracker: str) -> list[str]:
+        """The environment variables [tool.tuneform.tracker_secrets] names for `tracker` (report_to)."""
+        return next((names for name, names in self.tracker_secrets.items() if name == tracker), [])
 
     @property
     def publish_namespaces(self) -> list[str]:

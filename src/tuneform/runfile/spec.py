@@ -58,6 +58,12 @@ PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 """Methods that learn from pairs of answers (format: preference) rather than from target text."""
 REFERENCE_METHODS = ("dpo", "kto")
 """Preference methods that score each sequence with a frozen reference model too (ORPO needs none)."""
+# Experiment trackers a run may report to (TrainingArguments' report_to names). Only tensorboard
+# writes files the version keeps; the others send to a service, with credentials from
+# [tool.tuneform.tracker_secrets] (runfile/settings.py).
+RemoteTracker = Literal["trackio", "wandb", "mlflow"]
+Tracker = Literal["none", "tensorboard", RemoteTracker]
+REMOTE_TRACKERS: tuple[str, ...] = get_args(RemoteTracker)
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -381,6 +387,10 @@ class TrainingSpec(_Section):
         "auto", description="auto: bf16 where the GPU has it, fp16 on T4, fp32 on CPU."
     )
     logging_steps: int = Field(1, ge=1)
+    report_to: Tracker = Field(
+        "none",
+        description="Experiment tracker the trainer logs to: none, trackio, wandb, mlflow or tensorboard (event files kept in the version). Not part of the run key; credentials are job secrets named in [tool.tuneform.tracker_secrets].",
+    )
 
     @field_validator("per_device_train_batch_size")
     @classmethod
@@ -809,7 +819,9 @@ def canonical(spec: RunSpec, resolved: Resolved) -> dict[str, Any]:
         "model": model,
         "data": data,
         "method": _keyed(spec.method),
-        "training": spec.training.model_dump(mode="json"),
+        # report_to only says where the curves go: a tracked run trains the same model, so it is
+        # left out (and run files written before it existed keep their keys).
+        "training": spec.training.model_dump(mode="json", exclude={"report_to"}),
         "output": {"save": spec.output.save},
     }
 

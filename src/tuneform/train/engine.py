@@ -33,7 +33,7 @@ from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
 from tuneform.estimate.estimator import CompileMode, compile_mode
 from tuneform.runfile.spec import RunSpec
-from tuneform.train import packed_attention, packing
+from tuneform.train import packed_attention, packing, tracking
 from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class TrainResult:
     # The loop's seconds beyond what its tokens take at the steady rate: compilation, autotuning
     # and the first batches (None without a steady rate).
     warmup_seconds: float | None = None
+    tracker_url: str | None = None  # the tracked run's page (wandb, mlflow, trackio), when it has one
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -125,6 +126,7 @@ class Prepared:
     skipped_examples: int
     counter: TokenCounter
     loss_history: list[tuple[int, float]]  # filled as the trainer logs
+    tracker_urls: list[str] = field(default_factory=list)  # filled when training begins (train/tracking.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +147,8 @@ def train(
     resume_from: Path | None = None,
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
-    """Train `examples`, score `eval_examples`' loss, save the adapter or weights to `out_dir`.
+    """Train `examples`, score `eval_examples`' loss, save the adapter or weights to `out_dir`;
+    a tracker's local files (report_to: tensorboard) go to `logs/` beside it (train/tracking.py).
 
     `batch_size` and `gradient_checkpointing` resolve the run's `auto` values (the caller sizes
     them for the flavor's memory); a value written in the run file always wins. `compile` is the
@@ -218,6 +221,7 @@ def train(
         settings=settings,
         versions=library_versions(settings, spec),
         warmup_seconds=warmup,
+        tracker_url=next(iter(prepared.tracker_urls), None),
     )
 
 
@@ -292,6 +296,7 @@ def prepare(
 
     counter = TokenCounter()
     history: list[tuple[int, float]] = []
+    tracking.point_tracker_at(spec.training.report_to, out_dir)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(spec, settings, out_dir),
@@ -305,11 +310,13 @@ def prepare(
     if engine == "trl":
         settings = replace(settings, attention=packed_attention.trl_route(model, packing=ran.packing))
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the job reports through on_log
+    urls: list[str] = []
+    trainer.add_callback(tracking.link_callback(trainer.callback_handler, urls))
     # Counting in the collator sees every batch the model gets. TRL builds its own collator (and
     # refuses a custom one with packing), so it is wrapped once built.
     counter.collate = trainer.data_collator
     trainer.data_collator = counter
-    return Prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history)
+    return Prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history, urls)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +333,9 @@ def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
         raise TrainError("precision fp16 needs a CUDA GPU: use precision auto (fp32 on CPU) or bf16")
     if spec.compute.engine == "unsloth" and not cuda:
         raise TrainError("engine unsloth trains on CUDA GPUs and none is visible: set compute.engine: trl (or auto)")
+    missing = tracking.missing_client(spec.training.report_to)
+    if missing:
+        raise TrainError(missing)
     if spec.method.type == "qlora" and spec.output.save == "merged" and engine == "trl":
         raise TrainError("output.save merged with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
 
@@ -452,7 +462,7 @@ def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
         logging_first_step=False,
         eval_strategy="no",
         save_strategy="no",
-        report_to="none",
+        report_to=spec.training.report_to,  # the trackers' own integrations; train/tracking.py places their files
         disable_tqdm=True,
         push_to_hub=False,
         dataloader_num_workers=0,  # the collator counts tokens: it must run in this process
