@@ -512,6 +512,17 @@ class RunSpec(_Section):
         """Preference methods train on preference rows only, and only they do: a pair read as a
         chat, or a chat read as a pair, would train something other than what was meant."""
         preference = self.method.type in PREFERENCE_METHODS
+        written = self.training.model_fields_set
+        if preference and "packing" in written and self.training.packing:
+            raise FieldError(
+                ("training", "packing"),
+                f"packing with method {self.method.type}: a pair's two answers are scored side by side, never packed; remove packing",
+            )
+        if preference and "train_on" in written and self.training.train_on != "responses":
+            raise FieldError(
+                ("training", "train_on"),
+                f"train_on {self.training.train_on} with method {self.method.type}: a preference method scores the answers only; remove train_on",
+            )
         for side in ("train", "eval"):
             for i, src in enumerate(getattr(self.data, side)):
                 if preference and src.format != "preference":
