@@ -38,10 +38,11 @@ from tuneform.evals.suite import Suite, read_suite
 from tuneform.job.bundle import Bundle, BundleError, read_bundle
 from tuneform.job.registries import JobRegistry, LocalJobRegistry
 from tuneform.runfile.resolve import hash_folder, hash_local_dir, local_model_dir
-from tuneform.runfile.spec import LocalSource
+from tuneform.runfile.spec import PREFERENCE_METHODS, LocalSource, RunSpec
 from tuneform.runfile.trees import WorkTree
 
 if TYPE_CHECKING:
+    from tuneform.data.reader import Example
     from tuneform.job.checkpoints import WorkBranch
 
 Echo = Callable[[str], None]
@@ -74,6 +75,23 @@ def progress_printer(echo: Echo) -> Callable[[int, int, float | None, int, float
     return on_log
 
 
+def heldout_data(
+    spec: RunSpec, examples: list[Example], tokenizer: Any
+) -> tuple[list[tuple[list[int], list[int]]], list[tuple[list[int], list[int], list[int]]]]:
+    """The held-out examples every model is scored on: (ids, trained mask) for the held-out loss,
+    and for a preference run also the pairs (prompt, chosen, rejected ids) its reward metrics
+    come from. A preference run's held-out loss is that of its chosen answers."""
+    from tuneform.train.format import answer_example, tokenize_all, tokenize_pair
+
+    if spec.method.type not in PREFERENCE_METHODS:
+        rows = tokenize_all(examples, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)
+        return [(t.input_ids, t.completion_mask) for t in rows], []
+    length = spec.model.max_seq_length
+    chosen = tokenize_all([answer_example(e, "chosen") for e in examples], tokenizer, train_on="responses", max_seq_length=length)
+    pairs = [pair for pair in (tokenize_pair(e, tokenizer, max_seq_length=length) for e in examples) if pair.trainable]
+    return [(t.input_ids, t.completion_mask) for t in chosen], [(p.prompt_ids, p.chosen_ids, p.rejected_ids) for p in pairs]
+
+
 def _suites(bundle: Bundle) -> list[Suite]:
     tree = WorkTree(bundle.files)
     return [read_suite(tree, ref.suite) for ref in bundle.spec.evals]
@@ -98,6 +116,7 @@ def _score(
     chat_template: str | None,
     suites: list[Suite],
     heldout: list[tuple[list[int], list[int]]],
+    pairs: list[tuple[list[int], list[int], list[int]]],
     four_bit: bool,
 ) -> Any:
     """Load one model (a folder, or an adapter on `base`) and score it; frees it afterwards.
@@ -113,7 +132,7 @@ def _score(
 
     model, tokenizer = load_for_eval(path, base=base, revision=revision, four_bit=four_bit)
     try:
-        return score_model(model, tokenizer, suites, heldout, chat_template=chat_template)
+        return score_model(model, tokenizer, suites, heldout, chat_template=chat_template, pairs=pairs)
     finally:
         del model
         gc.collect()
@@ -155,7 +174,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
     from tuneform.data.reader import DataError, load_data
     from tuneform.evals.suite import GateError, SuiteError
     from tuneform.job.evaluate import compare
-    from tuneform.train.format import FormatError, load_tokenizer, tokenize_all
+    from tuneform.train.format import FormatError, load_tokenizer
 
     quiet_libraries()
     spec, key, repo = bundle.spec, bundle.key, bundle.run.output_repo
@@ -177,10 +196,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         echo(f"  {len(data.train)} train and {len(data.eval)} eval examples ({len(data.bad_rows)} bad rows dropped)")
         suites = _suites(bundle)
         tokenizer = load_tokenizer(model_path, spec.model)
-        heldout = [
-            (t.input_ids, t.completion_mask)
-            for t in tokenize_all(data.eval, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)
-        ]
+        heldout, pairs = heldout_data(spec, data.eval, tokenizer)
 
         echo("scoring the base model")
         score = functools.partial(
@@ -189,6 +205,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
             chat_template=tokenizer.chat_template,
             suites=suites,
             heldout=heldout,
+            pairs=pairs,
             four_bit=spec.method.type == "qlora",
         )
         base_scores = score(model_path, None)
@@ -210,7 +227,7 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
             new_scores = score(str(staging / "model"), model_path if adapter else None)
-        table = compare(base_scores, previous_scores, new_scores, _gates(bundle))
+        table = compare(base_scores, previous_scores, new_scores, _gates(bundle), beta=spec.method.beta)
     except (DataError, FormatError, TrainError, GateError, SuiteError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         echo(f"error: {exc}")

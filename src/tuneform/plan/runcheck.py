@@ -16,11 +16,13 @@ from typing import Any
 
 from tuneform.estimate import catalog
 from tuneform.estimate.sizing import Sizing, size_run
+from tuneform.evals.metrics import run_metrics
 from tuneform.evals.suite import SuiteError, read_suite_once
 from tuneform.runfile.diagnostics import Problem, did_you_mean
 from tuneform.runfile.resolve import HubResolver, resolve_run, with_fix
 from tuneform.runfile.settings import DEFAULT_IMAGE, Settings
 from tuneform.runfile.spec import (
+    PREFERENCE_METHODS,
     LoadedRun,
     Resolved,
     RunSpec,
@@ -269,7 +271,7 @@ def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
             where = f"{exc.path}" + (f":{exc.line}" if exc.line else "")
             at(("evals", i, "suite"), f"eval suite {where}: {exc.message}")
             continue
-        known = set(suite.spec.metrics) | {"eval_loss", "perplexity"}
+        known = set(suite.spec.metrics) | set(run_metrics(spec.method.type in PREFERENCE_METHODS))
         for metric in ref.gate:
             if metric not in known:
                 at(
