@@ -42,6 +42,7 @@ SCHEMA_FILE = "schema/run.schema.json"  # where init writes it; run files point 
 
 _SLUG = r"^[a-z0-9][a-z0-9._-]{0,95}$"
 _REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+_VERSION_TAG = re.compile(r"^run-([0-9a-f]{12})$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -126,6 +127,13 @@ class ModelSpec(_Section):
     @property
     def is_local(self) -> bool:
         return self.id.startswith((".", "/"))
+
+    @property
+    def version_tag(self) -> str | None:
+        """The run key prefix (key12) when `revision` names a tuneform version (`run-<key12>`) of
+        the output repo `id`: the run starts from that version (a DPO run from an SFT run's)."""
+        match = _VERSION_TAG.match(self.revision)
+        return None if self.is_local or match is None else match.group(1)
 
     @field_validator("id")
     @classmethod
@@ -512,13 +520,10 @@ class RunSpec(_Section):
         """Preference methods train on preference rows only, and only they do: a pair read as a
         chat, or a chat read as a pair, would train something other than what was meant."""
         preference = self.method.type in PREFERENCE_METHODS
-        written = self.training.model_fields_set
-        if preference and "packing" in written and self.training.packing:
-            raise FieldError(
-                ("training", "packing"),
-                f"packing with method {self.method.type}: a pair's two answers are scored side by side, never packed; remove packing",
-            )
-        if preference and "train_on" in written and self.training.train_on != "responses":
+        # packing is left at its default in most files and means nothing for pairs: it is ignored
+        # (the manifest's settings say packing false); train_on all would put the prompt under the
+        # loss, which no preference objective does, so it is refused.
+        if preference and self.training.train_on != "responses":
             raise FieldError(
                 ("training", "train_on"),
                 f"train_on {self.training.train_on} with method {self.method.type}: a preference method scores the answers only; remove train_on",
