@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Repo, demo_repo, jsonl
+from conftest import Repo, demo_repo, jsonl, sub
 from tuneform.data.reader import Example
 from tuneform.job.evaluate import preference_metrics
 from tuneform.runfile.spec import load_run_text
@@ -42,7 +42,7 @@ data:
   train: [{path: data/pairs.jsonl, format: preference}]
   eval_split: 0.25
 method: {type: dpo, beta: 0.1, r: 8}
-training: {max_steps: 12, learning_rate: 5.0e-3, lr_scheduler_type: constant, per_device_train_batch_size: 8, seed: 3}
+training: {max_steps: 8, learning_rate: 5.0e-3, lr_scheduler_type: constant, per_device_train_batch_size: 8, seed: 3}
 compute: {backend: local}
 output: {repo: tuneform-demo/bot, save: adapter}
 evals: [{suite: evals/tiny.yaml, gate: {reward_accuracy: ">= 0.9"}}]
@@ -154,3 +154,70 @@ def test_a_pair_renders_its_answers_as_the_sft_path_renders_assistant_turns() ->
         assert tokenizer.decode(answer) == text[spans[0][0] : spans[-1][1]]
     truncated = tokenize_pair(example, tokenizer, max_seq_length=len(pair.prompt_ids))
     assert not truncated.trainable  # nothing of the answers is left to compare
+
+
+def test_a_reward_gate_validates_for_preference_runs_only(repo: Repo) -> None:
+    """The plan accepts a gate on reward_accuracy where the job will measure it, and names the
+    metrics it can gate on where it will not."""
+    repo.write("data/pairs.jsonl", jsonl(pairs(8)))
+    dpo = sub("path: data/chat.jsonl", "path: data/pairs.jsonl\n      format: preference", "{type: lora, r: 8}", "{type: dpo, r: 8}")
+    repo.write("runs/dpo.yaml", dpo.replace("exact_match:", "reward_accuracy:"))
+    repo.write("runs/sft.yaml", sub("exact_match:", "reward_accuracy:"))
+    code, out = repo.json("validate", "runs/dpo.yaml", "runs/sft.yaml", "--format", "json")
+    by_path = {f["path"]: f for f in out["files"]}
+    assert by_path["runs/dpo.yaml"]["ok"], by_path["runs/dpo.yaml"]
+    [error] = by_path["runs/sft.yaml"]["errors"]
+    assert code == 1 and error["field"] == "evals[0].gate.reward_accuracy" and "does not compute" in error["message"]
+
+
+def test_preference_runs_refuse_what_they_cannot_train() -> None:
+    """train_on all is a run-file error; orpo and kto are refused before a model is loaded."""
+    from tuneform.train.engine import TrainError, check_runnable
+
+    run = "model: {id: ./models/demo-tiny}\ndata: {train: [{path: data/pairs.jsonl, format: preference}]}\nmethod: {type: dpo}\n"
+    loaded = load_run_text(run + "training: {train_on: all}\n", "runs/dpo.yaml")
+    assert loaded.spec is None and loaded.problems[0].field == "training.train_on" and "remove train_on" in loaded.problems[0].message
+    spec = load_run_text(run + "training: {packing: true}\n", "runs/dpo.yaml").spec
+    assert spec is not None  # packing is ignored for pairs, not refused
+    check_runnable(spec, engine="trl", cuda=False)
+    orpo = load_run_text(run.replace("dpo", "orpo"), "runs/orpo.yaml").spec
+    assert orpo is not None
+    with pytest.raises(TrainError, match="set method.type: dpo"):
+        check_runnable(orpo, engine="trl", cuda=False)
+
+
+def test_pair_log_probs_are_the_held_out_loss_of_each_answer() -> None:
+    """The log-probabilities rewards are made of score the answer tokens after the prompt, the
+    same tokens the held-out loss scores, batched or not."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tuneform.job.evaluate import heldout_loss, pair_log_probs
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(ROOT / "models/demo-tiny"), dtype=torch.float32)
+    batch = [([1, 5, 9, 4], [7, 8], [3]), ([2, 6], [11, 12, 13], [14, 15])]
+    together = pair_log_probs(model, batch, batch_size=4)
+    alone = [pair_log_probs(model, [pair], batch_size=1)[0] for pair in batch]
+    assert [x for pair in together for x in pair] == pytest.approx([x for pair in alone for x in pair], abs=1e-4)
+    for (prompt, chosen, rejected), logps in zip(batch, together):
+        for answer, logp in zip((chosen, rejected), logps):
+            ids = prompt + answer
+            mask = [0] * len(prompt) + [1] * len(answer)
+            assert logp == pytest.approx(-heldout_loss(model, [(ids, mask)]) * len(answer), abs=1e-4)
+
+
+def test_reward_gates_resolve_like_the_loss_with_several_suites() -> None:
+    """reward_accuracy is a metric of the run: bare or prefixed by any suite, like eval_loss."""
+    from tuneform.evals.suite import GateError
+    from tuneform.job.evaluate import ModelScores, compare
+
+    base = ModelScores({}, pair_logps=[(-10.0, -10.0), (-10.0, -10.0)])
+    new = ModelScores({}, pair_logps=[(-8.0, -12.0), (-11.0, -10.0)])
+    table = compare(base, None, new, {"reward_accuracy": ">= 0.5", "reward_margin": "> 0"}, beta=0.5)
+    values = {row.metric: (row.base, row.new) for row in table.rows}
+    assert values == {"reward_accuracy": (None, 0.5), "reward_margin": (None, pytest.approx(0.5 * (4.0 - 1.0) / 2))}
+    assert table.passed
+    assert not compare(base, None, new, {"reward_accuracy": ">= 0.9"}, beta=0.5).passed
+    with pytest.raises(GateError):  # an SFT run measures no rewards: its gate cannot pass silently
+        compare(base, None, new, {"reward_accuracy": ">= 0.5"})

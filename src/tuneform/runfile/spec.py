@@ -116,7 +116,12 @@ class ModelSpec(_Section):
     """The base model to fine-tune."""
 
     id: str = Field(min_length=1, description="Hub model id (owner/name) or a local directory starting with '.' or '/'.")
-    revision: str = Field("main", min_length=1, description="Hub branch, tag or commit; pin a commit SHA or tag for reproducible runs.")
+    revision: str = Field(
+        "main",
+        min_length=1,
+        description="Hub branch, tag or commit; pin a commit SHA or tag for reproducible runs. "
+        "run-<key12> with id an output repo: start from that tuneform version (a DPO run from an SFT run's).",
+    )
     max_seq_length: int = Field(2048, ge=16, le=262144, description="Longest training sequence in tokens; longer rows are truncated.")
     load_in_4bit: bool = Field(False, description="Load the base weights in 4 bit (implied by method qlora).")
     trust_remote_code: bool = Field(
@@ -349,8 +354,10 @@ class TrainingSpec(_Section):
         "auto", description="'auto' picks the largest batch that fits the flavor's memory."
     )
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
-    packing: bool = Field(True, description="Pack several rows into each sequence (documents kept apart).")
-    train_on: Literal["responses", "all"] = Field("responses", description="responses: loss on assistant turns only; all: on every token.")
+    packing: bool = Field(True, description="Pack several rows into each sequence (documents kept apart); ignored by dpo/orpo/kto.")
+    train_on: Literal["responses", "all"] = Field(
+        "responses", description="responses: loss on assistant turns only; all: on every token (supervised methods only)."
+    )
     seed: int = Field(3407, ge=0, le=2**32 - 1)
     lr_scheduler_type: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial", "inverse_sqrt"
