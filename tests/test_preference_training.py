@@ -111,6 +111,8 @@ def test_dpo_from_an_sft_version_learns_planted_preferences_passes_its_gate_and_
     settings = manifest["training"]["settings"]
     assert settings["packing"] is False and settings["loss_type"] == "sigmoid"
     assert manifest["evals"]["previous"] == sft_key  # the SFT version it replaced is scored beside it
+    card = (tmp_path / "registry/tuneform-demo/bot/versions" / dpo_key / "model/README.md").read_text()
+    assert f"started from tuneform version `tuneform-demo/bot` `run-{sft_key[:12]}` (merged)" in card
 
     # reverting the run file restores the SFT version, without training
     repo.write("runs/demo.yaml", SFT)
