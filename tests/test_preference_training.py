@@ -170,6 +170,11 @@ def test_a_reward_gate_validates_for_preference_runs_only(repo: Repo) -> None:
     assert by_path["runs/dpo.yaml"]["ok"], by_path["runs/dpo.yaml"]
     [error] = by_path["runs/sft.yaml"]["errors"]
     assert code == 1 and error["field"] == "evals[0].gate.reward_accuracy" and "does not compute" in error["message"]
+    # orpo is in the contract but not trained yet: the plan says so before anything is spent
+    repo.write("runs/dpo.yaml", dpo.replace("type: dpo", "type: orpo"))
+    code, out = repo.json("validate", "runs/dpo.yaml", "--format", "json")
+    [error] = out["files"][0]["errors"]
+    assert code == 1 and error["field"] == "method.type" and "set method.type: dpo" in error["message"]
 
 
 def test_preference_runs_refuse_what_they_cannot_train() -> None:

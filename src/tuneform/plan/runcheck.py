@@ -32,6 +32,7 @@ from tuneform.runfile.spec import (
     run_key,
 )
 from tuneform.runfile.trees import Tree, TreeError
+from tuneform.train.preference import untrained as untrained_preference
 
 RUNS_DIR = "runs"
 RUN_SUFFIXES = (".yaml", ".yml")
@@ -146,6 +147,8 @@ def check_run(
             ("model", "id"),
             "an absolute model path exists only on this machine: use the local backend, a folder in the repository or a Hub id",
         )
+    if reason := untrained_preference(spec):
+        at(("method", "type"), reason)
     _check_flavor(spec, settings, flavors, at)
     if result.backend == "hf-jobs":
         result.image = image_of(spec)

@@ -33,10 +33,9 @@ from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
 from tuneform.estimate.estimator import compiles_blocks
 from tuneform.runfile.spec import PREFERENCE_METHODS, RunSpec
-from tuneform.train import packed_attention, packing
+from tuneform.train import packed_attention, packing, preference
 from tuneform.train.format import Tokenized, TokenizedPair, load_tokenizer, tokenize_all
 from tuneform.train.preference import DPO_LOSS
-from tuneform.train.preference import TRAINED_METHODS as TRAINED_PREFERENCE
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -329,8 +328,6 @@ def _prepare_preference(
     """`prepare` for preference methods: pairs instead of masked rows, DPO's trainer instead of
     SFT's, the LoRA adapter as the policy and the adapter switched off as the reference
     (train/preference.py). Packing does not apply: each pair is two sequences scored side by side."""
-    from tuneform.train import preference
-
     train_pairs, skipped = preference.tokenize_pairs(examples, tokenizer, spec)
     if not train_pairs:
         raise TrainError(
@@ -382,11 +379,8 @@ def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
         raise TrainError("precision fp16 needs a CUDA GPU: use precision auto (fp32 on CPU) or bf16")
     if spec.compute.engine == "unsloth" and not cuda:
         raise TrainError("engine unsloth trains on CUDA GPUs and none is visible: set compute.engine: trl (or auto)")
-    if spec.method.type in PREFERENCE_METHODS and spec.method.type not in TRAINED_PREFERENCE:
-        raise TrainError(
-            f"method {spec.method.type} is not trained by this tuneform yet (it trains {', '.join(TRAINED_PREFERENCE)}): "
-            "set method.type: dpo, which learns from the same {prompt, chosen, rejected} rows"
-        )
+    if reason := preference.untrained(spec):
+        raise TrainError(reason)
     if spec.method.type == "qlora" and spec.output.save == "merged" and engine == "trl":
         raise TrainError("output.save merged with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
 

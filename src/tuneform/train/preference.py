@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuneform.data.reader import Example
-from tuneform.runfile.spec import RunSpec
+from tuneform.runfile.spec import PREFERENCE_METHODS, RunSpec
 from tuneform.train.format import TokenizedPair, tokenize_pair
 
 if TYPE_CHECKING:
@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 
 TRAINED_METHODS = ("dpo",)
 """Preference methods this tuneform trains."""
+
+
+def untrained(spec: RunSpec) -> str | None:
+    """Why a preference method in the run-file contract cannot train here yet (None when it can):
+    the plan reports it, and the job refuses it before loading anything."""
+    method = spec.method.type
+    if method in PREFERENCE_METHODS and method not in TRAINED_METHODS:
+        return (
+            f"method {method} is not trained by this tuneform yet (it trains {', '.join(TRAINED_METHODS)}): "
+            "set method.type: dpo, which learns from the same {prompt, chosen, rejected} rows"
+        )
+    return None
+
+
 DPO_LOSS = "sigmoid"
 """The DPO paper's loss, -log sigmoid(beta * (chosen log-ratio - rejected log-ratio))."""
 
