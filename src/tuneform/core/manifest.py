@@ -12,6 +12,7 @@ error, not a silently missing fact. `manifest_format` says which shape wrote it:
     1  tuneform 0.1.0: no `lineage`, `git` without `run_file`
     2  adds `lineage` (data and local model hashes, resolved model revision, GPU) and
        `git.run_file` (whether the run file was committed unchanged)
+    3  adds `lineage.parent` (the tuneform version a run started from)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-MANIFEST_FORMAT = 2
+MANIFEST_FORMAT = 3
 PASSED = "passed"
 FAILED_GATES = "failed_gates"
 
@@ -73,6 +74,16 @@ class FileHash(Record):
     sha256: str
 
 
+class ParentVersion(Record):
+    """The tuneform version a run started from (`model.revision: run-<key12>` of an output repo):
+    a DPO run's SFT version. Its weights were the run's base model (an adapter version merged into
+    its own base first), and the reference of a preference objective."""
+
+    repo: str
+    run_key: str
+    save: str | None = None  # what the parent published: adapter or merged
+
+
 class Lineage(Record):
     """What exactly trained the version, beyond the run file: content, revisions, hardware."""
 
@@ -83,6 +94,7 @@ class Lineage(Record):
     datasets: dict[str, str] = Field(default_factory=dict)  # Hub dataset id -> revision
     gpu: str | None = None  # the CUDA device name; None on CPU
     gpu_count: int = 0
+    parent: ParentVersion | None = None  # None: the run started from model.id itself
 
 
 class DataCounts(Record):

@@ -261,3 +261,17 @@ def perplexity_from_loss(mean_nll: float) -> float:
         return math.exp(mean_nll)
     except OverflowError:
         return math.inf
+
+
+LOSS_METRICS = ("eval_loss", "perplexity")
+"""Run-level metrics every job measures on its held-out examples (no suite computes them)."""
+PREFERENCE_METRICS = ("reward_accuracy", "reward_margin")
+"""Run-level metrics a preference run (method dpo, orpo, kto) measures on its held-out pairs:
+the fraction of pairs whose chosen answer the trained model's implicit reward prefers, and the
+mean reward margin (job/evaluate.py `preference_metrics`)."""
+
+
+def run_metrics(preference: bool) -> tuple[str, ...]:
+    """The run-level metrics a gate may name beside a suite's: the loss always, rewards for a
+    preference run."""
+    return LOSS_METRICS + (PREFERENCE_METRICS if preference else ())

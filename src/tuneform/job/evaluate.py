@@ -39,7 +39,7 @@ from transformers import (
 )
 
 from tuneform.core.errors import TuneformError
-from tuneform.evals.metrics import perplexity_from_loss
+from tuneform.evals.metrics import LOSS_METRICS, PREFERENCE_METRICS, perplexity_from_loss, run_metrics
 from tuneform.evals.score import ScoreReport, score_predictions
 from tuneform.evals.suite import GateError, GateResult, Suite, SuiteRow, check_gates
 
@@ -58,7 +58,11 @@ class EvalError(TuneformError, ValueError):
     template, held-out rows with nothing trained, two suites with one name, 4-bit without CUDA)."""
 
 
-LOSS_METRICS = ("eval_loss", "perplexity")
+RUN_METRICS = run_metrics(preference=True)
+"""Metrics of the run rather than of a suite: a gate names them bare in any eval entry."""
+
+# (prompt_ids, chosen_ids, rejected_ids) of one tokenised held-out preference pair.
+Pair = tuple[Sequence[int], Sequence[int], Sequence[int]]
 
 
 @contextmanager
@@ -219,6 +223,50 @@ def heldout_loss(model: CausalLM, examples: Sequence[Example], *, batch_size: in
     return total / count
 
 
+def pair_log_probs(model: CausalLM, pairs: Sequence[Pair], *, batch_size: int = 8) -> list[tuple[float, float]]:
+    """Summed log-probability of each pair's chosen and of its rejected answer tokens after its
+    prompt: the quantities DPO's implicit reward is made of. Sequences are scored as
+    `heldout_loss` scores them (right-padded, longest first, within LOGITS_BUDGET)."""
+    sequences: list[tuple[int, list[int], int]] = []  # (index, ids, where the answer starts)
+    for n, (prompt, chosen, rejected) in enumerate(pairs):
+        sequences += [(2 * n, [*prompt, *chosen], len(prompt)), (2 * n + 1, [*prompt, *rejected], len(prompt))]
+    ordered = sorted(sequences, key=lambda item: -len(item[1]))
+    device = _device(model)
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    sums = [0.0] * len(sequences)
+    with _eval_mode(model):
+        start = 0
+        while start < len(ordered):
+            rows = max(1, min(batch_size, LOGITS_BUDGET // (len(ordered[start][1]) * vocab)))
+            batch, start = ordered[start : start + rows], start + rows
+            width = len(batch[0][1])
+            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            scored = torch.zeros((len(batch), width), dtype=torch.bool)
+            for i, (_, ids, answer_start) in enumerate(batch):
+                input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                attention[i, : len(ids)] = 1
+                scored[i, max(1, answer_start) : len(ids)] = True  # the first token has nothing to be predicted from
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
+            targets = input_ids[:, 1:].to(device)
+            token_logps = torch.gather(F.log_softmax(logits, dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+            totals = (token_logps * scored[:, 1:].to(device)).sum(dim=1)
+            for (index, _, _), total in zip(batch, totals.tolist()):
+                sums[index] = total
+    return [(sums[2 * n], sums[2 * n + 1]) for n in range(len(pairs))]
+
+
+def preference_metrics(policy: Sequence[tuple[float, float]], reference: Sequence[tuple[float, float]], beta: float) -> dict[str, float]:
+    """Held-out preference metrics of a policy against the model it started from (DPO's implicit
+    reward r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x))): `reward_accuracy`, the fraction of
+    pairs whose chosen answer gets the higher reward (a tie counts as wrong), and `reward_margin`,
+    the mean of chosen minus rejected reward."""
+    if len(policy) != len(reference) or not policy:
+        raise EvalError(f"preference metrics need the same held-out pairs for both models ({len(policy)} and {len(reference)} given)")
+    margins = [beta * ((c - ref_c) - (r - ref_r)) for (c, r), (ref_c, ref_r) in zip(policy, reference)]
+    return {"reward_accuracy": sum(m > 0 for m in margins) / len(margins), "reward_margin": math.fsum(margins) / len(margins)}
+
+
 @dataclass(frozen=True)
 class SuiteScores:
     """A suite and its ScoreReport for one model (the suite supplies each row's expected answer)."""
@@ -232,11 +280,14 @@ class ModelScores:
     """One model's evaluation: its scores per suite (by suite name, run-file order) and held-out loss.
 
     `eval_loss` and `perplexity` are None when there was no held-out data (eval_split: 0).
+    `pair_logps` (a preference run's held-out pairs: chosen and rejected log-probabilities) are
+    what `compare` turns into reward metrics against the base model.
     """
 
     suites: dict[str, SuiteScores]
     eval_loss: float | None = None
     perplexity: float | None = None
+    pair_logps: list[tuple[float, float]] | None = None
 
     def metrics(self, *, qualified: bool | None = None) -> dict[str, float]:
         """Flat metric values: `<metric>` with one suite, `<suite>/<metric>` with several, then the loss.
@@ -256,11 +307,14 @@ class ModelScores:
 
     def as_json(self) -> dict[str, Any]:
         """Plain data: every suite's report (predictions included) and the loss, JSON-safe."""
-        return {
+        out: dict[str, Any] = {
             "suites": {name: scores.report.to_json() for name, scores in self.suites.items()},
             "eval_loss": json_number(self.eval_loss),
             "perplexity": json_number(self.perplexity),
         }
+        if self.pair_logps is not None:
+            out["pair_logps"] = [[json_number(c), json_number(r)] for c, r in self.pair_logps]
+        return out
 
 
 def json_number(value: float | None) -> float | str | None:
@@ -288,8 +342,10 @@ def score_model(
     batch_size: int = 16,
     loss_batch_size: int = 8,
     chat_template: str | None = None,
+    pairs: Sequence[Pair] | None = None,
 ) -> ModelScores:
-    """Generate and score every suite, and measure held-out loss and perplexity when data is given.
+    """Generate and score every suite, and measure held-out loss and perplexity when data is given,
+    and the log-probabilities of held-out preference `pairs` when given.
 
     A NaN held-out loss (a diverged model) is reported with a NaN perplexity rather than raised,
     so the run finishes, fails its loss gates and still publishes its report.
@@ -305,10 +361,11 @@ def score_model(
         )
         for suite in suites
     }
+    pair_logps = pair_log_probs(model, pairs, batch_size=loss_batch_size) if pairs else None
     if not heldout:
-        return ModelScores(reports)
+        return ModelScores(reports, pair_logps=pair_logps)
     loss = heldout_loss(model, heldout, batch_size=loss_batch_size)
-    return ModelScores(reports, loss, math.nan if math.isnan(loss) else perplexity_from_loss(loss))
+    return ModelScores(reports, loss, math.nan if math.isnan(loss) else perplexity_from_loss(loss), pair_logps)
 
 
 @dataclass(frozen=True)
@@ -407,8 +464,8 @@ class EvalTable:
 def _resolve_gate(name: str, owners: Mapping[str, list[str]], suites: Sequence[str], qualified: bool) -> str:
     """The table key a gate's metric name refers to (the rule is in `compare`'s docstring)."""
     suite, _, metric = name.rpartition("/")
-    if suite in owners.get(metric, []) or (suite in suites and metric in LOSS_METRICS):
-        return name if qualified and metric not in LOSS_METRICS else metric
+    if suite in owners.get(metric, []) or (suite in suites and metric in RUN_METRICS):
+        return name if qualified and metric not in RUN_METRICS else metric
     defined_by = owners.get(name, [])
     if len(defined_by) > 1:
         raise GateError(f"gate on '{name}' is ambiguous: suites {', '.join(defined_by)} all measure it; write '{defined_by[0]}/{name}'")
@@ -435,6 +492,7 @@ def compare(
     gates: Mapping[str, str] | None = None,
     *,
     misses: int = 5,
+    beta: float | None = None,
 ) -> EvalTable:
     """The before -> after table of a run, and the new model's gate verdicts.
 
@@ -444,12 +502,22 @@ def compare(
     one suite measures it (else GateError says which to write), and `<suite>/eval_loss` means
     `eval_loss`, so a job can prefix every gate of a run file's eval entry with its suite name.
     Gates go through `check_gates`, so a gate on a metric the new model lacks is a GateError.
+
+    With `beta` (a preference run) and held-out pairs scored for every model, the previous and new
+    models get `reward_accuracy` and `reward_margin` against the base model, the reference the run
+    trained against (the base's own rewards are zero, so it has none); run-level like the loss.
     """
     models = [base, new] + ([previous] if previous is not None else [])
     names = list(dict.fromkeys(name for model in models for name in model.suites))
     qualified = len(names) > 1
     flat = [model.metrics(qualified=qualified) for model in (base, previous, new) if model is not None]
     keys = list(dict.fromkeys(key for values in (flat[-1], *flat[:-1]) for key in values))
+    if beta is not None and base.pair_logps is not None:
+        reference = base.pair_logps
+        for model, values in zip((previous, new), (flat[1] if previous is not None else {}, flat[-1])):
+            if model is not None and model.pair_logps is not None:
+                values.update(preference_metrics(model.pair_logps, reference, beta))
+        keys += [key for key in PREFERENCE_METRICS if key in flat[-1] and key not in keys]
     base_values, new_values = flat[0], flat[-1]
     previous_values = flat[1] if previous is not None else {}
     rows = [

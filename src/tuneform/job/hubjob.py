@@ -34,6 +34,9 @@ class HubJobRegistry:
     def main(self, repo: str) -> str | None:
         return self.hub.main(repo)
 
+    def versions(self, repo: str) -> list[Version]:
+        return self.hub.versions(repo)
+
     def staging(self, repo: str, key: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"stage-{key[:12]}-", dir=self._tmp))
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ from tuneform.core.manifest import (
     Gate,
     Lineage,
     Manifest,
+    ParentVersion,
     PlannedEstimate,
     Tracking,
     Training,
@@ -41,10 +43,11 @@ from tuneform.evals.suite import Suite, read_suite
 from tuneform.job.bundle import Bundle, BundleError, read_bundle
 from tuneform.job.registries import JobRegistry, LocalJobRegistry
 from tuneform.runfile.resolve import hash_folder, hash_local_dir, local_model_dir
-from tuneform.runfile.spec import LocalSource
+from tuneform.runfile.spec import PREFERENCE_METHODS, LocalSource, RunSpec
 from tuneform.runfile.trees import WorkTree
 
 if TYPE_CHECKING:
+    from tuneform.data.reader import Example
     from tuneform.job.checkpoints import WorkBranch
 
 Echo = Callable[[str], None]
@@ -77,6 +80,24 @@ def progress_printer(echo: Echo) -> Callable[[int, int, float | None, int, float
     return on_log
 
 
+def heldout_data(
+    spec: RunSpec, examples: list[Example], tokenizer: Any
+) -> tuple[list[tuple[list[int], list[int]]], list[tuple[list[int], list[int], list[int]]]]:
+    """The held-out examples every model is scored on: (ids, trained mask) for the held-out loss,
+    and for a preference run also the pairs (prompt, chosen, rejected ids) its reward metrics
+    come from. A preference run's held-out loss is that of its chosen answers."""
+    from tuneform.data.reader import pair_sequences
+    from tuneform.train.format import tokenize_all, tokenize_pair
+
+    if spec.method.type not in PREFERENCE_METHODS:
+        rows = tokenize_all(examples, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)
+        return [(t.input_ids, t.completion_mask) for t in rows], []
+    length = spec.model.max_seq_length
+    chosen = tokenize_all([dict(pair_sequences(e))["chosen"] for e in examples], tokenizer, train_on="responses", max_seq_length=length)
+    pairs = [pair for pair in (tokenize_pair(e, tokenizer, max_seq_length=length) for e in examples) if pair.trainable]
+    return [(t.input_ids, t.completion_mask) for t in chosen], [(p.prompt_ids, p.chosen_ids, p.rejected_ids) for p in pairs]
+
+
 def _suites(bundle: Bundle) -> list[Suite]:
     tree = WorkTree(bundle.files)
     return [read_suite(tree, ref.suite) for ref in bundle.spec.evals]
@@ -101,6 +122,7 @@ def _score(
     chat_template: str | None,
     suites: list[Suite],
     heldout: list[tuple[list[int], list[int]]],
+    pairs: list[tuple[list[int], list[int], list[int]]],
     four_bit: bool,
 ) -> Any:
     """Load one model (a folder, or an adapter on `base`) and score it; frees it afterwards.
@@ -116,7 +138,7 @@ def _score(
 
     model, tokenizer = load_for_eval(path, base=base, revision=revision, four_bit=four_bit)
     try:
-        return score_model(model, tokenizer, suites, heldout, chat_template=chat_template)
+        return score_model(model, tokenizer, suites, heldout, chat_template=chat_template, pairs=pairs)
     finally:
         del model
         gc.collect()
@@ -158,13 +180,18 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
     from tuneform.data.reader import DataError, load_data
     from tuneform.evals.suite import GateError, SuiteError
     from tuneform.job.evaluate import compare
-    from tuneform.train.format import FormatError, load_tokenizer, tokenize_all
+    from tuneform.train.format import FormatError, load_tokenizer
 
     quiet_libraries()
     spec, key, repo = bundle.spec, bundle.key, bundle.run.output_repo
     registry = open_registry(registry_home, bundle, echo)
     action = bundle.run.action
-    model_path = bundle.model_path()
+    parent_work = tempfile.TemporaryDirectory(prefix="tuneform-parent-")
+    try:
+        model_path, parent = starting_model(bundle, registry, Path(parent_work.name), echo)
+    except BundleError as exc:
+        echo(f"error: {exc}")
+        return 1
     echo(f"tuneform job: {action} {bundle.run.name} run-{key[:12]} -> {repo}")
     echo(f"  tuneform {__version__} from {Path(__file__).resolve().parent}")
 
@@ -180,18 +207,16 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         echo(f"  {len(data.train)} train and {len(data.eval)} eval examples ({len(data.bad_rows)} bad rows dropped)")
         suites = _suites(bundle)
         tokenizer = load_tokenizer(model_path, spec.model)
-        heldout = [
-            (t.input_ids, t.completion_mask)
-            for t in tokenize_all(data.eval, tokenizer, train_on=spec.training.train_on, max_seq_length=spec.model.max_seq_length)
-        ]
+        heldout, pairs = heldout_data(spec, data.eval, tokenizer)
 
         echo("scoring the base model")
         score = functools.partial(
             _score,
-            revision=None if spec.model.is_local else spec.model.revision,
+            revision=None if spec.model.is_local or parent else spec.model.revision,
             chat_template=tokenizer.chat_template,
             suites=suites,
             heldout=heldout,
+            pairs=pairs,
             four_bit=spec.method.type == "qlora",
         )
         base_scores = score(model_path, None)
@@ -207,13 +232,13 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
             echo(f"scoring run-{key[:12]} with the changed evals (no training)")
             new_scores = score(str(version_dir), model_path)
         else:
-            result, resumed = _train(bundle, registry, data, staging, echo, processes)
+            result, resumed = _train(bundle, model_path, registry, data, staging, echo, processes)
             loss = f"final loss {result.loss_history[-1][1]:.4f}" if result.loss_history else f"mean loss {result.train_loss:.4f}"
             echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, {loss}")
             echo("scoring the new model")
             adapter = spec.output.save == "adapter"
             new_scores = score(str(staging / "model"), model_path if adapter else None)
-        table = compare(base_scores, previous_scores, new_scores, _gates(bundle))
+        table = compare(base_scores, previous_scores, new_scores, _gates(bundle), beta=spec.method.beta)
     except (DataError, FormatError, TrainError, GateError, SuiteError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         echo(f"error: {exc}")
@@ -221,8 +246,10 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        parent_work.cleanup()
 
-    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, resumed, staging)
+    manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, resumed, staging, parent)
     _record_cost(manifest, time.time() - job_started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)
@@ -261,14 +288,16 @@ def _publish(registry: JobRegistry, bundle: Bundle, staging: Path, manifest: Man
     return 0
 
 
-def _train(bundle: Bundle, registry: JobRegistry, data: Any, staging: Path, echo: Echo, processes: int | None) -> tuple[Any, int | None]:
+def _train(
+    bundle: Bundle, model_path: str, registry: JobRegistry, data: Any, staging: Path, echo: Echo, processes: int | None
+) -> tuple[Any, int | None]:
     """The training step: in this process, or on several (DDP, one per GPU) through train/launch.py.
     Returns the TrainResult and the step it resumed from (None: from the start)."""
     import gc
 
     import torch
 
-    from tuneform.train.engine import train
+    from tuneform.train.engine import TrainError, train
     from tuneform.train.launch import (
         TrainRequest,
         train_distributed,
@@ -283,13 +312,15 @@ def _train(bundle: Bundle, registry: JobRegistry, data: Any, staging: Path, echo
     resume = work.resume() if work else None
     resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
+    if count > 1 and spec.model.version_tag:
+        raise TrainError(f"a run that starts from a tuneform version trains in one process, not {count}: run it on a one-GPU flavor")
     if count == 1:
         from tuneform.job.checkpoints import checkpoint_callback
 
         callbacks = [checkpoint_callback(work, minutes * 60)] if work and minutes > 0 else []
         result = train(
             spec,
-            bundle.model_path(),
+            model_path,
             data.train,
             data.eval,
             staging / "model",
@@ -381,7 +412,15 @@ def _record_cost(manifest: Manifest, seconds: float) -> None:
 
 
 def _manifest(
-    bundle: Bundle, data: Any, result: Any, table: Any, base: Any, previous_key: str | None, resumed_from_step: int | None, staging: Path
+    bundle: Bundle,
+    data: Any,
+    result: Any,
+    table: Any,
+    base: Any,
+    previous_key: str | None,
+    resumed_from_step: int | None,
+    staging: Path,
+    parent: ParentVersion | None = None,
 ) -> Manifest:
     """Everything a version records about itself (tuneform/manifest.json on the Hub)."""
     run = bundle.run
@@ -414,7 +453,7 @@ def _manifest(
         backend=run.backend,
         flavor=estimate.flavor if estimate else "local",
         git=run.git,
-        lineage=_lineage(bundle),
+        lineage=_lineage(bundle, parent),
         spec=run.spec.model_dump(mode="json"),
         eval_hash=run.eval_hash,
         data=DataCounts(
@@ -456,10 +495,10 @@ def _tracking(bundle: Bundle, result: Any, staging: Path) -> Tracking | None:
     return Tracking(report_to=report_to, url=result.tracker_url, files=files)
 
 
-def _lineage(bundle: Bundle) -> Lineage:
+def _lineage(bundle: Bundle, parent: ParentVersion | None) -> Lineage:
     """What trained the version beyond its run file: the bytes of every local data file and of a
     local model folder as the job read them (the same hashes the run key was made of), the
-    revisions the plan resolved, and the GPU."""
+    revisions the plan resolved, the version it started from, and the GPU."""
     import torch
 
     spec = bundle.spec
@@ -478,7 +517,52 @@ def _lineage(bundle: Bundle) -> Lineage:
         datasets=bundle.run.dataset_revisions,
         gpu=torch.cuda.get_device_name(0) if cuda else None,
         gpu_count=torch.cuda.device_count() if cuda else 0,
+        parent=parent,
     )
+
+
+def starting_model(bundle: Bundle, registry: JobRegistry, work: Path, echo: Echo) -> tuple[str, ParentVersion | None]:
+    """The model the run trains and is scored from: `model.id` itself, or the tuneform version
+    that `model.revision: run-<key12>` names in the output repo `model.id`, read from the registry
+    the job publishes to (the Hub repo, or the local folder).
+
+    A merged version is a model folder as it is. An adapter version is merged into its own base
+    (the one its manifest names, at the revision it trained on) in `work`, so a preference run
+    trains a fresh adapter on the SFT weights and its reference is the SFT model; the adapter it
+    publishes therefore applies to that merged model (save: merged ships one self-contained model).
+    """
+    spec = bundle.spec
+    key12 = spec.model.version_tag
+    if key12 is None:
+        return bundle.model_path(), None
+    repo = spec.model.id
+    found = [v for v in registry.versions(repo) if v.key.startswith(key12)]
+    if not found:
+        raise BundleError(
+            f"model.revision run-{key12}: {repo} has no such tuneform version in this registry: "
+            f"name one that `tuneform history` lists for the run that publishes to {repo}"
+        )
+    version = found[0]
+    folder = registry.model_dir(repo, version.key)
+    parent = ParentVersion(repo=repo, run_key=version.key, save=version.manifest.saves)
+    if not (folder / "adapter_config.json").is_file():
+        echo(f"starting from {repo} run-{key12} (merged weights)")
+        return str(folder), parent
+    base = version.manifest.model_id
+    if base is None or base.startswith((".", "/")):
+        raise BundleError(
+            f"model.revision run-{key12}: that version is an adapter on the local model {base}, which this job cannot load: "
+            "start from a version saved with output.save: merged"
+        )
+    echo(f"starting from {repo} run-{key12} (adapter merged into {base})")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(base, revision=version.manifest.model_revision, dtype="auto")
+    merged = PeftModel.from_pretrained(loaded, str(folder)).merge_and_unload()
+    merged.save_pretrained(str(work))
+    AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(work))
+    return str(work), parent
 
 
 def _write_report(folder: Path, manifest: Manifest, echo: Echo) -> None:

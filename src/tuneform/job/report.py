@@ -431,7 +431,8 @@ def model_card(manifest: Manifest) -> str:
 
 def _lineage_lines(manifest: Manifest) -> list[str]:
     """The model card's lineage: run file and commit (clean or not), PR, base model at its
-    revision or content hash, the data files' hashes, the GPU. Untrusted text is escaped."""
+    revision or content hash, the version it started from, the data files' hashes, the GPU.
+    Untrusted text is escaped."""
     git = manifest.git
     source = f"Trained by tuneform from {md_code(manifest.path)}"
     if git.commit:
@@ -449,6 +450,10 @@ def _lineage_lines(manifest: Manifest) -> list[str]:
         elif manifest.model_revision:
             model += f" at revision {md_code(manifest.model_revision[:40])}"
         bullets.append(model)
+    if lineage and lineage.parent:
+        parent = lineage.parent
+        saved = f" ({md_text(parent.save)})" if parent.save else ""
+        bullets.append(f"- started from tuneform version {md_code(parent.repo)} `run-{md_text(parent.run_key[:12])}`{saved}")
     if lineage:
         bullets += [f"- data {md_code(f.path)} sha256 `{f.sha256[:12]}`" for f in lineage.data]
         bullets += [f"- dataset {md_code(name)} at revision {md_code(rev[:40])}" for name, rev in lineage.datasets.items()]

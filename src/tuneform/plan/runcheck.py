@@ -16,11 +16,13 @@ from typing import Any
 
 from tuneform.estimate import catalog
 from tuneform.estimate.sizing import Sizing, size_run
+from tuneform.evals.metrics import run_metrics
 from tuneform.evals.suite import SuiteError, read_suite_once
 from tuneform.runfile.diagnostics import Problem, did_you_mean
 from tuneform.runfile.resolve import HubResolver, resolve_run, with_fix
 from tuneform.runfile.settings import DEFAULT_IMAGE, TRACKER_SECRET_EXAMPLES, Settings
 from tuneform.runfile.spec import (
+    PREFERENCE_METHODS,
     REMOTE_TRACKERS,
     LoadedRun,
     Resolved,
@@ -31,6 +33,7 @@ from tuneform.runfile.spec import (
     run_key,
 )
 from tuneform.runfile.trees import Tree, TreeError
+from tuneform.train.preference import untrained as untrained_preference
 
 RUNS_DIR = "runs"
 RUN_SUFFIXES = (".yaml", ".yml")
@@ -145,6 +148,8 @@ def check_run(
             ("model", "id"),
             "an absolute model path exists only on this machine: use the local backend, a folder in the repository or a Hub id",
         )
+    if reason := untrained_preference(spec):
+        at(("method", "type"), reason)
     _check_flavor(spec, settings, flavors, at)
     if result.backend == "hf-jobs":
         _check_tracker(spec, settings, at)
@@ -285,7 +290,7 @@ def _check_evals(spec: RunSpec, tree: Tree, at: Any) -> str | None:
             where = f"{exc.path}" + (f":{exc.line}" if exc.line else "")
             at(("evals", i, "suite"), f"eval suite {where}: {exc.message}")
             continue
-        known = set(suite.spec.metrics) | {"eval_loss", "perplexity"}
+        known = set(suite.spec.metrics) | set(run_metrics(spec.method.type in PREFERENCE_METHODS))
         for metric in ref.gate:
             if metric not in known:
                 at(

@@ -42,6 +42,7 @@ SCHEMA_FILE = "schema/run.schema.json"  # where init writes it; run files point 
 
 _SLUG = r"^[a-z0-9][a-z0-9._-]{0,95}$"
 _REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+_VERSION_TAG = re.compile(r"^run-([0-9a-f]{12})$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -123,7 +124,12 @@ class ModelSpec(_Section):
     """The base model to fine-tune."""
 
     id: str = Field(min_length=1, description="Hub model id (owner/name) or a local directory starting with '.' or '/'.")
-    revision: str = Field("main", min_length=1, description="Hub branch, tag or commit; pin a commit SHA or tag for reproducible runs.")
+    revision: str = Field(
+        "main",
+        min_length=1,
+        description="Hub branch, tag or commit; pin a commit SHA or tag for reproducible runs. "
+        "run-<key12> with id an output repo: start from that tuneform version (a DPO run from an SFT run's).",
+    )
     max_seq_length: int = Field(2048, ge=16, le=262144, description="Longest training sequence in tokens; longer rows are truncated.")
     load_in_4bit: bool = Field(False, description="Load the base weights in 4 bit (implied by method qlora).")
     trust_remote_code: bool = Field(
@@ -134,6 +140,13 @@ class ModelSpec(_Section):
     @property
     def is_local(self) -> bool:
         return self.id.startswith((".", "/"))
+
+    @property
+    def version_tag(self) -> str | None:
+        """The run key prefix (key12) when `revision` names a tuneform version (`run-<key12>`) of
+        the output repo `id`: the run starts from that version (a DPO run from an SFT run's)."""
+        match = _VERSION_TAG.match(self.revision)
+        return None if self.is_local or match is None else match.group(1)
 
     @field_validator("id")
     @classmethod
@@ -371,8 +384,10 @@ class TrainingSpec(_Section):
         "auto", description="'auto' picks the largest batch that fits the flavor's memory."
     )
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
-    packing: bool = Field(True, description="Pack several rows into each sequence (documents kept apart).")
-    train_on: Literal["responses", "all"] = Field("responses", description="responses: loss on assistant turns only; all: on every token.")
+    packing: bool = Field(True, description="Pack several rows into each sequence (documents kept apart); ignored by dpo/orpo/kto.")
+    train_on: Literal["responses", "all"] = Field(
+        "responses", description="responses: loss on assistant turns only; all: on every token (supervised methods only)."
+    )
     seed: int = Field(3407, ge=0, le=2**32 - 1)
     lr_scheduler_type: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial", "inverse_sqrt"
@@ -546,6 +561,14 @@ class RunSpec(_Section):
         """Preference methods train on preference rows only, and only they do: a pair read as a
         chat, or a chat read as a pair, would train something other than what was meant."""
         preference = self.method.type in PREFERENCE_METHODS
+        # packing is left at its default in most files and means nothing for pairs: it is ignored
+        # (the manifest's settings say packing false); train_on all would put the prompt under the
+        # loss, which no preference objective does, so it is refused.
+        if preference and self.training.train_on != "responses":
+            raise FieldError(
+                ("training", "train_on"),
+                f"train_on {self.training.train_on} with method {self.method.type}: a preference method scores the answers only; remove train_on",
+            )
         for side in ("train", "eval"):
             for i, src in enumerate(getattr(self.data, side)):
                 if preference and src.format != "preference":

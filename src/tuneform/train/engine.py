@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
 from tuneform.estimate.estimator import CompileMode, compile_mode
-from tuneform.runfile.spec import RunSpec
-from tuneform.train import packed_attention, packing, tracking
-from tuneform.train.format import Tokenized, load_tokenizer, tokenize_all
+from tuneform.runfile.spec import PREFERENCE_METHODS, RunSpec
+from tuneform.train import packed_attention, packing, preference, tracking
+from tuneform.train.format import Tokenized, TokenizedPair, load_tokenizer, tokenize_all
+from tuneform.train.preference import DPO_LOSS
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -119,10 +120,10 @@ class TrainResult:
 class Prepared:
     """A trainer ready to run, with what `train` needs to report on it."""
 
-    trainer: SFTTrainer
+    trainer: SFTTrainer  # or DPOTrainer for preference methods: the same Trainer interface
     tokenizer: PreTrainedTokenizerBase
     settings: Settings
-    train_rows: list[Tokenized]
+    train_rows: list[Tokenized] | list[TokenizedPair]
     skipped_examples: int
     counter: TokenCounter
     loss_history: list[tuple[int, float]]  # filled as the trainer logs
@@ -264,20 +265,15 @@ def prepare(
 
     set_seed(spec.training.seed)  # before the model exists: LoRA weights are initialised at random
     tokenizer = load_tokenizer(model_path, spec.model)
+    if spec.method.type in PREFERENCE_METHODS:
+        return _prepare_preference(spec, model_path, tokenizer, examples, eval_examples, out_dir, settings, on_log, callbacks, compile)
     train_rows, skipped = _tokenize(examples, tokenizer, spec)
     if not train_rows:
         raise TrainError(
             f"no training example has a token to train within model.max_seq_length ({spec.model.max_seq_length}): raise it or check the data"
         )
     eval_rows, _ = _tokenize(eval_examples, tokenizer, spec)
-    if engine == "unsloth":
-        # The plan's choice; without a plan, the same rule on this job's tokens (the architecture
-        # unknown, so never "none": it must be in the environment before Unsloth is imported).
-        mode = compile or compile_mode(spec.compute.compile, planned_tokens(spec, settings, [len(row.input_ids) for row in train_rows]), "")
-        mode = "none" if os.environ.get("UNSLOTH_COMPILE_DISABLE") == "1" else "off" if mode == "none" else mode
-        # Unsloth reads this when it wraps the decoder blocks, inside from_pretrained/get_peft_model.
-        os.environ["UNSLOTH_BLOCK_COMPILE"] = "1" if mode == "blocks" else "0"
-        settings = replace(settings, compile=mode)
+    settings = _set_compile(spec, settings, [len(row.input_ids) for row in train_rows], compile)
 
     model: PreTrainedModel | PeftModel
     if engine == "unsloth":
@@ -319,6 +315,74 @@ def prepare(
     return Prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history, urls)
 
 
+def _set_compile(spec: RunSpec, settings: Settings, row_lengths: list[int], planned: CompileMode | None) -> Settings:
+    """Unsloth: what it compiles. The plan's choice; without a plan, the same rule on the tokens this
+    job trains (the architecture unknown, so never "none": that must be in the environment before
+    Unsloth is imported, job/pipeline.py). Records what runs."""
+    if settings.engine != "unsloth":
+        return settings
+    mode = planned or compile_mode(spec.compute.compile, planned_tokens(spec, settings, row_lengths), "")
+    mode = "none" if os.environ.get("UNSLOTH_COMPILE_DISABLE") == "1" else "off" if mode == "none" else mode
+    # Unsloth reads this when it wraps the decoder blocks, inside from_pretrained/get_peft_model.
+    os.environ["UNSLOTH_BLOCK_COMPILE"] = "1" if mode == "blocks" else "0"
+    return replace(settings, compile=mode)
+
+
+def _prepare_preference(
+    spec: RunSpec,
+    model_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[Example],
+    eval_examples: list[Example],
+    out_dir: Path,
+    settings: Settings,
+    on_log: OnLog | None,
+    callbacks: list[Any] | None,
+    compile: CompileMode | None,
+) -> Prepared:
+    """`prepare` for preference methods: pairs instead of masked rows, DPO's trainer instead of
+    SFT's, the LoRA adapter as the policy and the adapter switched off as the reference
+    (train/preference.py). Packing does not apply: each pair is two sequences scored side by side."""
+    train_pairs, skipped = preference.tokenize_pairs(examples, tokenizer, spec)
+    if not train_pairs:
+        raise TrainError(
+            f"no preference pair keeps a token of both answers within model.max_seq_length ({spec.model.max_seq_length}): "
+            "raise it or shorten the prompts"
+        )
+    eval_pairs, _ = preference.tokenize_pairs(eval_examples, tokenizer, spec)
+    settings = _set_compile(spec, settings, [len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in train_pairs], compile)
+    model: PreTrainedModel | PeftModel
+    peft_config: LoraConfig | None
+    if settings.engine == "unsloth":
+        from unsloth import PatchDPOTrainer
+
+        PatchDPOTrainer()  # Unsloth's entry point for DPO (its trainers are patched when it is imported)
+        model, peft_config = _load_unsloth(spec, model_path, settings), None
+    else:
+        model, peft_config = _load_trl(spec, model_path, settings, adapters=False), lora_config(spec)
+
+    from transformers import PrinterCallback
+
+    counter = TokenCounter()
+    history: list[tuple[int, float]] = []
+    tracking.point_tracker_at(spec.training.report_to, out_dir)
+    trainer = preference.dpo_trainer(
+        model,
+        preference.dpo_config(spec, trainer_arguments(spec, settings, out_dir)),
+        tokenizer,
+        train_pairs,
+        eval_pairs,
+        peft_config=peft_config,
+        callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
+    )
+    trainer.remove_callback(PrinterCallback)
+    urls: list[str] = []
+    trainer.add_callback(tracking.link_callback(trainer.callback_handler, urls))
+    counter.collate = trainer.data_collator
+    trainer.data_collator = counter
+    return Prepared(trainer, tokenizer, settings, train_pairs, skipped, counter, history, urls)
+
+
 # ---------------------------------------------------------------------------------------------
 # Checks and resolved settings
 
@@ -336,6 +400,8 @@ def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
     missing = tracking.missing_client(spec.training.report_to)
     if missing:
         raise TrainError(missing)
+    if reason := preference.untrained(spec):
+        raise TrainError(reason)
     if spec.method.type == "qlora" and spec.output.save == "merged" and engine == "trl":
         raise TrainError("output.save merged with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
 
@@ -409,15 +475,18 @@ def resolve_settings(
     # Unsloth computes its own fused loss, so it gets the plain one.
     head_adapted = isinstance(spec.method.target_modules, list) and "lm_head" in spec.method.target_modules
     loss_type = "chunked_nll" if engine == "trl" and not head_adapted else "nll"
-    return Settings(engine, device, precision, optim, batch, checkpointing, t.packing, loss_type, processes)
+    packs = t.packing
+    if spec.method.type in PREFERENCE_METHODS:
+        # A pair is two sequences scored side by side: nothing is packed, and the loss is DPO's.
+        packs, loss_type = False, DPO_LOSS
+    return Settings(engine, device, precision, optim, batch, checkpointing, packs, loss_type, processes)
 
 
-def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
-    """The trainer's arguments, each from the run file or from the resolved settings."""
-    from trl import SFTConfig
-
+def trainer_arguments(spec: RunSpec, settings: Settings, out_dir: Path) -> dict[str, Any]:
+    """The arguments every tuneform trainer shares (SFT and preference), each from the run file or
+    from the resolved settings; the trainers' configs add what is their own."""
     t = spec.training
-    return SFTConfig(
+    return dict(
         output_dir=str(out_dir),
         # How long and how fast
         num_train_epochs=t.num_train_epochs if t.num_train_epochs is not None else 1.0,
@@ -440,19 +509,10 @@ def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
         data_seed=t.seed,
         torch_compile=False,
         use_liger_kernel=False,
-        # No KV cache in training: with one, transformers stops reading packed documents'
-        # boundaries from position ids and lets them attend to each other.
-        use_cache=False,
-        # The data: tokenised, masked (labels) and truncated by tuneform
+        # The data: tokenised, masked and truncated by tuneform
         max_length=spec.model.max_seq_length,
         truncation_mode="keep_start",
-        packing=settings.packing,
-        packing_strategy="bfd",  # whole examples, never cut, kept apart by position ids
-        padding_free=False,  # implied by bfd packing; off otherwise (it needs FlashAttention)
-        eval_packing=False,  # eval loss per example
-        completion_only_loss=False,  # the labels carry the mask
-        assistant_only_loss=False,
-        shuffle_dataset=False,  # load_data shuffled with the seed; the sampler reshuffles per epoch
+        padding_free=False,
         dataset_num_proc=None,
         remove_unused_columns=True,
         loss_type=settings.loss_type,
@@ -471,6 +531,24 @@ def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
         # Under DDP: every trainable weight (LoRA adapters, or all of a full fine-tune) takes
         # part in every step, so DDP need not search the graph for unused ones after each forward.
         ddp_find_unused_parameters=False,
+    )
+
+
+def sft_config(spec: RunSpec, settings: Settings, out_dir: Path) -> SFTConfig:
+    """The SFT trainer's arguments: the shared ones, and how SFT rows are fed."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **trainer_arguments(spec, settings, out_dir),
+        # No KV cache in training: with one, transformers stops reading packed documents'
+        # boundaries from position ids and lets them attend to each other.
+        use_cache=False,
+        packing=settings.packing,
+        packing_strategy="bfd",  # whole examples, never cut, kept apart by position ids (padding_free off: implied by bfd)
+        eval_packing=False,  # eval loss per example
+        completion_only_loss=False,  # the labels carry the mask
+        assistant_only_loss=False,
+        shuffle_dataset=False,  # load_data shuffled with the seed; the sampler reshuffles per epoch
     )
 
 
@@ -532,7 +610,9 @@ class TokenCounter:
         attention = batch.get("attention_mask")
         # Padding-free batches (packing) have no attention mask and no padding.
         self.tokens += int(attention.sum()) if attention is not None else int(batch["input_ids"].numel())
-        self.trained += int((batch["labels"] != -100).sum())
+        # SFT batches mark trained tokens in labels; preference batches in completion_mask.
+        trained = batch["labels"] != -100 if "labels" in batch else batch["completion_mask"] != 0
+        self.trained += int(trained.sum())
         return batch
 
     def totals(self, device: Any) -> tuple[int, int]:
@@ -604,9 +684,12 @@ def _model_dtype(spec: RunSpec, settings: Settings) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.precision]
 
 
-def _load_trl(spec: RunSpec, model: str, settings: Settings, attn_implementation: str | None = None) -> PreTrainedModel | PeftModel:
-    """transformers + PEFT: the base model, 4-bit for qlora, with LoRA adapters unless full;
-    attending with `attn_implementation` (packed_attention.for_trl; None: transformers' default)."""
+def _load_trl(
+    spec: RunSpec, model: str, settings: Settings, attn_implementation: str | None = None, *, adapters: bool = True
+) -> PreTrainedModel | PeftModel:
+    """transformers + PEFT: the base model, 4-bit for qlora, with LoRA adapters unless full (or
+    unless `adapters` is False: a preference trainer wraps the model in them itself); attending
+    with `attn_implementation` (packed_attention.for_trl; None: transformers' default)."""
     from transformers import AutoModelForCausalLM
 
     local = Path(model).is_dir()
@@ -639,7 +722,7 @@ def _load_trl(spec: RunSpec, model: str, settings: Settings, attn_implementation
             loaded = AutoModelForCausalLM.from_pretrained(model, **{k: v for k, v in kwargs.items() if k != "attn_implementation"})
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load model {model}: {exc}") from exc
-    if spec.method.type == "full":
+    if spec.method.type == "full" or not adapters:
         return loaded
 
     from peft import get_peft_model, prepare_model_for_kbit_training

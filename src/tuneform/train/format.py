@@ -356,3 +356,53 @@ def preview(spec: RunSpec, repo_root: Path, n: int) -> list[PreviewSample]:
                 PreviewSample(t.source, t.row, t.text, t.trained_spans, len(t.input_ids), sum(t.completion_mask), t.truncated, answer)
             )
     return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Preference pairs
+
+
+@dataclass(frozen=True)
+class TokenizedPair:
+    """One preference row as a preference trainer sees it: the prompt's tokens, then each
+    answer's tokens as they follow that prompt.
+
+    Each answer is rendered exactly as the SFT path renders an assistant reply (the chat template,
+    the end-of-turn token trained, the whitespace after it not), so a preference-trained model is
+    served with the same prompt it trained on. `chosen_ids` and `rejected_ids` end at their last
+    trained token.
+    """
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    source: str
+    row: int
+
+    @property
+    def trainable(self) -> bool:
+        """Whether both answers kept a token within model.max_seq_length."""
+        return bool(self.chosen_ids) and bool(self.rejected_ids)
+
+
+def tokenize_pair(example: Example, tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int) -> TokenizedPair:
+    """Render and tokenise both answers of a preference row after its prompt, truncated to
+    `max_seq_length` as the SFT path truncates.
+
+    The prompt is the tokens both renderings share before either answer's first trained token
+    (a template that rendered the prompt differently before the two answers would leave less of
+    it shared; what differs then counts as answer).
+    """
+    chosen, rejected = (
+        tokenize(sequence, tokenizer, train_on="responses", max_seq_length=max_seq_length) for _, sequence in pair_sequences(example)
+    )
+    starts = [row.completion_mask.index(1) if any(row.completion_mask) else len(row.input_ids) for row in (chosen, rejected)]
+    shared = 0
+    while shared < min(starts) and chosen.input_ids[shared] == rejected.input_ids[shared]:
+        shared += 1
+
+    def answer(row: Tokenized) -> list[int]:
+        trained = [i for i, flag in enumerate(row.completion_mask) if flag]
+        return row.input_ids[shared : trained[-1] + 1] if trained else []
+
+    return TokenizedPair(chosen.input_ids[:shared], answer(chosen), answer(rejected), example.source, example.row)
