@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from conftest import ROOT, Repo, demo_repo, sub
 from fakegithub import FakeGitHub
-from tuneform.core.manifest import Manifest
+from tuneform.core.manifest import MANIFEST_FORMAT, Manifest
 from tuneform.github.results import FINISHED, RunResult, render_results
 from tuneform.job.bundle import build_bundle, git_facts, read_bundle
 from tuneform.job.report import model_card, render_run
@@ -167,7 +167,11 @@ def test_a_trained_version_records_its_lineage(tmp_path: Path, monkeypatch: pyte
 
     [version] = LocalRegistry(tmp_path / "registry").versions("tuneform-demo/demo")
     manifest, lineage = version.manifest, version.manifest.lineage
-    assert manifest.manifest_format == 2 and lineage is not None
+    assert manifest.manifest_format == MANIFEST_FORMAT and lineage is not None
+    [export] = manifest.exports  # a full fine-tune saving merged weights: one export, at the root
+    assert (export.name, export.path) == ("merged", "") and export.bytes > (
+        demo.path / "models/demo-tiny/model.safetensors"
+    ).stat().st_size / 2
     assert (manifest.git.commit, manifest.git.pr, manifest.git.dirty, manifest.git.run_file) == (after, 5, False, "committed")
     assert [(f.path, f.sha256) for f in lineage.data] == [("data/support.jsonl", _file_sha(demo.path / "data/support.jsonl"))]
     assert lineage.model_id == "./models/demo-tiny" and lineage.model_revision is None
