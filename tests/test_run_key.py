@@ -297,6 +297,7 @@ VALID_FOR_TUNEFORM = {
     "full": sub("{type: lora, r: 8}", "{type: full}") + "output: {save: merged}\n",
     "exports as a list": RUN + "output: {save: [adapter, merged, gguf:q4_k_m, gguf:q8_0]}\n",
     "one gguf export": RUN + "output: {save: gguf:bf16}\n",
+    "exports in capitals": RUN + "output: {save: [Adapter, GGUF:Q4_K_M]}\n",
 }
 
 

@@ -44,7 +44,9 @@ _SLUG = r"^[a-z0-9][a-z0-9._-]{0,95}$"
 _REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-_SAVE_PATTERN = r"^\s*(adapter|merged|gguf:[a-z0-9_]+)\s*$"
+# Loose on purpose (names are checked by OutputSpec, case-insensitively): an editor must never flag
+# what tuneform accepts.
+_SAVE_PATTERN = r"^\s*([A-Za-z]+|[Gg][Gg][Uu][Ff]:[A-Za-z0-9_]+)\s*$"
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
 Format = Literal["messages", "prompt_completion", "alpaca", "text", "preference"]
