@@ -193,39 +193,40 @@ LLAMA_CPP = os.environ.get("TUNEFORM_LLAMA_CPP") or str(ROOT / ".llama.cpp")
     not (Path(LLAMA_CPP) / "convert_hf_to_gguf.py").is_file(),
     reason="no llama.cpp: scripts/fetch_llama_cpp.sh lays out .llama.cpp (SKIP_BUILD=1: the converter alone, for f16/q8_0)",
 )
-def test_gguf_export_loads_and_names_its_quantization(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tiny trained LoRA run exported through llama.cpp's converter (and llama-quantize when
-    built), read back with llama.cpp's gguf package: each file says the quantization asked for."""
-    import sys
-
-    from test_engine import examples
-    from tuneform.train.engine import train
-
-    model_dir = _sentencepiece_model(tmp_path / "spm-model")
+def test_gguf_export_loads_and_names_its_quantization(tmp_path: Path, registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny LoRA run applied with GGUF exports, read back with llama.cpp's gguf package: each
+    file of the published version says the quantization asked for. compute.engine is auto, so on
+    a CUDA machine with Unsloth this is Unsloth's save_pretrained_gguf, elsewhere TRL and the
+    llama.cpp converter (and llama-quantize, when scripts/fetch_llama_cpp.sh built it)."""
     quants = ["f16", "q8_0"] + (["q4_k_m"] if os.access(Path(LLAMA_CPP) / "llama-quantize", os.X_OK) else [])
-    spec = RunSpec.model_validate(
-        {
-            "model": {"id": "./m", "max_seq_length": 64},
-            "data": {"train": [{"path": "t.jsonl"}]},
-            "method": {"type": "lora", "r": 4},
-            "training": {"max_steps": 2, "packing": False, "per_device_train_batch_size": 4},
-            "compute": {"engine": "trl"},
-            "output": {"save": ["adapter", *(f"gguf:{q}" for q in quants)]},
-        }
+    run = (
+        "model: {id: ./models/spm-tiny, max_seq_length: 192}\n"
+        "data: {train: [{path: data/support.jsonl, max_samples: 64}]}\n"
+        "method: {type: lora, r: 4}\n"
+        "training: {max_steps: 4, per_device_train_batch_size: 4, packing: false}\n"
+        "compute: {backend: local}\n"
+        f"output: {{repo: tuneform-demo/demo, save: [adapter, {', '.join(f'gguf:{q}' for q in quants)}]}}\n"
     )
+    demo = demo_repo(tmp_path / "demo", run)
+    _sentencepiece_model(demo.path / "models" / "spm-tiny")
+    demo.commit("a model whose vocabulary llama.cpp's converter reads")
     monkeypatch.setenv("TUNEFORM_LLAMA_CPP", LLAMA_CPP)
-    train(spec, str(model_dir), examples(8), [], tmp_path / "out")
+    result = demo.cli("apply", "runs/demo.yaml")
+    assert result.exit_code == 0, result.output
 
-    sys.path.insert(0, str(Path(LLAMA_CPP) / "gguf-py"))
+    monkeypatch.syspath_prepend(str(Path(LLAMA_CPP) / "gguf-py"))
     from gguf import GGUFReader, LlamaFileType
 
+    model = registry / "versions" / (registry / "main").read_text().strip() / "model"
     expected = {"f16": LlamaFileType.MOSTLY_F16, "q8_0": LlamaFileType.MOSTLY_Q8_0, "q4_k_m": LlamaFileType.MOSTLY_Q4_K_M}
     for quant in quants:
-        reader = GGUFReader(tmp_path / "out" / "gguf" / f"model-{quant.upper()}.gguf")
+        reader = GGUFReader(model / "gguf" / f"model-{quant.upper()}.gguf")
         field = reader.fields["general.file_type"]
         assert LlamaFileType(int(field.parts[field.data[0]][0])) == expected[quant], quant
-        assert len(reader.tensors) > 0
-    assert (tmp_path / "out" / "adapter_config.json").is_file() and not (tmp_path / "out" / "merged").exists()
+        assert reader.fields["general.architecture"].contents() == "llama" and len(reader.tensors) > 0
+    assert (model / "adapter_config.json").is_file() and not (model / "merged").exists()
+    card = (model / "README.md").read_text()
+    assert f"llama-cli -m gguf/model-{quants[-1].upper()}.gguf" in card
 
 
 def _sentencepiece_model(folder: Path) -> Path:
@@ -261,10 +262,11 @@ def _sentencepiece_model(folder: Path) -> Path:
     tokenizer.chat_template = (ROOT / "models/demo-tiny/chat_template.jinja").read_text()  # marks the trained spans
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=128, bos_token_id=1, eos_token_id=tokenizer.eos_token_id, pad_token_id=3,
+        num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=tokenizer.eos_token_id, pad_token_id=3,
     )  # fmt: skip
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "corpus.txt").unlink()
+    (folder / "tokenizer.vocab").unlink()
     return folder
