@@ -88,8 +88,9 @@ def check_exports(spec: RunSpec, environ: Mapping[str, str] = os.environ) -> Non
     quants = spec.output.gguf
     if quants:
         llama = find_llama_cpp(quants, environ)
-        # Unsloth reads its llama.cpp folder once, when it is imported: point it at ours first.
-        os.environ.setdefault(UNSLOTH_LLAMA_CPP_ENV, str(llama.folder))
+        # Unsloth reads its llama.cpp folder once, when it is imported: point it at the one found
+        # (TUNEFORM_LLAMA_CPP wins over the image's), so both engines convert with the same llama.cpp.
+        os.environ[UNSLOTH_LLAMA_CPP_ENV] = str(llama.folder)
 
 
 def write_exports(model: Any, tokenizer: Any, spec: RunSpec, engine: str, out_dir: Path) -> None:
