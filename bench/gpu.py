@@ -807,7 +807,7 @@ def analyse(
         eval_tokens=0,
         mean_example_tokens=round(tokens / len(lengths)),
         max_example_tokens=max(lengths),
-        save="adapter",
+        exports=("adapter",),
     )
     predicted = estimate(workload, flavor)
     context = predicted.memory_breakdown.get("cuda_context", 0.0)

@@ -491,6 +491,7 @@ def test_as_json() -> None:
         "tokenize",
         "train",
         "evaluate",
+        "export",
         "upload",
     }
 
@@ -707,3 +708,28 @@ def test_priced_packing_is_the_packing_the_job_does() -> None:
     from tuneform.estimate.catalog import PACKED_ARCHITECTURES
 
     assert set(packing.EXACT) == PACKED_ARCHITECTURES
+
+
+def test_exports_are_priced_after_training() -> None:
+    """output.save beyond the adapter costs time after training (merge, conversion, quantization)
+    and upload bytes; an evaluate job makes no export. Compared by relation, never by value."""
+    h200 = FLAVORS["h200"]
+
+    def priced(*exports: str) -> Estimate:
+        return estimate(Workload(shape=LLAMA_1B, train_tokens=2_000_000, exports=exports), h200)
+
+    adapter = priced("adapter")
+    merged = priced("adapter", "merged")
+    f16 = priced("adapter", "gguf:f16")
+    k_quant = priced("adapter", "gguf:q4_k_m")
+    both = priced("adapter", "merged", "gguf:f16", "gguf:q4_k_m")
+    assert adapter.seconds_breakdown["export"] == 0
+    assert 0 < merged.seconds_breakdown["export"] < f16.seconds_breakdown["export"] < k_quant.seconds_breakdown["export"]
+    # the merge written once feeds merged/ and the converter; the f16 a k-quant is made from is the f16 export
+    assert both.seconds_breakdown["export"] == pytest.approx(k_quant.seconds_breakdown["export"])
+    assert k_quant.seconds_breakdown["upload"] < both.seconds_breakdown["upload"]
+    assert adapter.seconds_breakdown["upload"] < k_quant.seconds_breakdown["upload"] < f16.seconds_breakdown["upload"]
+    assert adapter.seconds < merged.seconds < both.seconds
+    assert both.evaluate_seconds == pytest.approx(adapter.evaluate_seconds)  # scoring again exports nothing
+    full = estimate(Workload(shape=LLAMA_1B, train_tokens=2_000_000, method="full", exports=("merged",)), h200)
+    assert full.seconds_breakdown["export"] == 0  # the full model is saved anyway: nothing to merge

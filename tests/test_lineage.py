@@ -168,6 +168,10 @@ def test_a_trained_version_records_its_lineage(tmp_path: Path, monkeypatch: pyte
     [version] = LocalRegistry(tmp_path / "registry").versions("tuneform-demo/demo")
     manifest, lineage = version.manifest, version.manifest.lineage
     assert manifest.manifest_format == MANIFEST_FORMAT and lineage is not None and lineage.parent is None
+    [export] = manifest.exports  # a full fine-tune saving merged weights: one export, at the root
+    assert (export.name, export.path) == ("merged", "") and export.bytes > (
+        demo.path / "models/demo-tiny/model.safetensors"
+    ).stat().st_size / 2
     assert (manifest.git.commit, manifest.git.pr, manifest.git.dirty, manifest.git.run_file) == (after, 5, False, "committed")
     assert [(f.path, f.sha256) for f in lineage.data] == [("data/support.jsonl", _file_sha(demo.path / "data/support.jsonl"))]
     assert lineage.model_id == "./models/demo-tiny" and lineage.model_revision is None

@@ -85,6 +85,17 @@ def test_a_run_without_evals_is_warned_that_it_publishes_ungated(repo: Repo) -> 
         assert "publish as passed with no gate" in repo.cli("plan", "--format", fmt).output, fmt
 
 
+def test_plan_names_the_exports_and_their_time(repo: Repo) -> None:
+    """A run that exports more than its root says so in the plan's note, with the export's part
+    of the estimated time (estimate/estimator.py prices it); one exporting the adapter alone does not."""
+    branch(repo)
+    repo.write("runs/exports.yaml", RUN + "output: {save: [gguf:q4_k_m, merged, adapter]}\n")
+    markdown = repo.cli("plan", "--format", "markdown").output
+    assert "exports adapter, merged, gguf:q4\\_k\\_m (" in markdown and "of the time)" in markdown, markdown
+    assert markdown.count("exports ") == 1, markdown  # runs/support.yaml saves the adapter alone
+    assert "gguf:q4_k_m" in repo.cli("plan", "--format", "text").output
+
+
 def test_reformatted_file_is_noop(repo: Repo) -> None:
     trained(repo)
     branch(repo)

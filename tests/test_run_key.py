@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -21,7 +22,7 @@ from conftest import RUN, SETTINGS, Repo, sub
 from tuneform.plan.runcheck import check_run
 from tuneform.runfile import yamlsafe
 from tuneform.runfile.resolve import HubResolver
-from tuneform.runfile.settings import parse_settings
+from tuneform.runfile.settings import parse_settings, settings_or_defaults
 from tuneform.runfile.spec import load_run_text
 from tuneform.runfile.trees import WorkTree
 
@@ -106,6 +107,7 @@ REFORMATTED = {
     "budget": RUN + "budget: {max_usd: 15}\n",
     "compute": RUN + "compute: {backend: hf-jobs, flavor: a10g-small, engine: unsloth, timeout: 2h, image: some/image:tag}\n",
     "output repo and private": RUN + "output: {repo: someone/else, private: false}\n",
+    "save as a one-item list": RUN + "output: {save: [adapter]}\n",
     "name": "name: another-name\n" + RUN,
     # A tracker only says where the curves go: the same model trains, and a run file written
     # before report_to existed (none, by default) keeps its key.
@@ -161,6 +163,9 @@ CHANGED = {
     "model revision": sub(f"revision: {SHA}", f"revision: {OTHER_SHA}"),
     "model id": sub("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"),
     "output.save": RUN + "output: {save: merged}\n",
+    "output.save list": RUN + "output: {save: [adapter, merged]}\n",
+    "output.save gguf": RUN + "output: {save: [adapter, gguf:q4_k_m]}\n",
+    "output.save other gguf": RUN + "output: {save: [adapter, gguf:q8_0]}\n",
     "format": sub("    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n      format: text\n      columns: {text: messages}\n"),
     "columns": sub("    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n      columns: {messages: conversations}\n"),
     "eval_split": sub("    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n  eval_split: 0.1\n"),
@@ -180,6 +185,42 @@ def test_changes_change_the_key(repo: Repo, base_key: str) -> None:
         assert key != base_key, f"changing {what} kept the key"
         keys[what] = key
     assert len(set(keys.values())) == len(keys), "two different changes gave the same key"
+
+
+# Keys the code computed before output.save took a list (main at 43e7783): a run file that writes
+# one export, or none, must keep the key it had, or every published version would retrain.
+KEYS_BEFORE_EXPORT_LISTS = {
+    "default (adapter)": (RUN, "f71c3cb7f5fe2f5b9801639d28258d954b140b55c6b4a0e9b662b67742173820"),
+    "save: adapter": (RUN + "output: {save: adapter}\n", "f71c3cb7f5fe2f5b9801639d28258d954b140b55c6b4a0e9b662b67742173820"),
+    "save: merged": (RUN + "output: {save: merged}\n", "3bd7dd2b93a7313ae20b8a2d4e2cca0eb458aa8ab2113d2fcae3e2de315ccfa5"),
+}
+
+
+@pytest.mark.parametrize("variant", KEYS_BEFORE_EXPORT_LISTS, ids=list(KEYS_BEFORE_EXPORT_LISTS))
+def test_single_export_keeps_the_key_it_had(repo: Repo, variant: str) -> None:
+    text, key = KEYS_BEFORE_EXPORT_LISTS[variant]
+    assert check_key(repo, text) == key
+
+
+def test_demo_run_keeps_its_key() -> None:
+    """runs/demo.yaml (a full fine-tune saving merged weights) as main computed it before."""
+    root = Path(__file__).resolve().parents[1]
+    tree = WorkTree(root)
+    result = check_run(tree, "runs/demo.yaml", settings_or_defaults(tree), HubResolver(offline=True))
+    assert result.key == "05278b75ded57ef5804781acd02e9412aa2cd5de23e289c48cd4eefeccbece62"
+
+
+@pytest.mark.parametrize(
+    ("written", "same_as"),
+    [
+        ("[merged, adapter]", "[adapter, merged]"),
+        ("[adapter, merged, adapter]", "[adapter, merged]"),
+        ("[gguf:q8_0, merged, adapter, GGUF:Q4_K_M]", "[adapter, merged, gguf:q4_k_m, gguf:q8_0]"),
+        ("gguf:q8_0", "[adapter, gguf:q8_0]"),  # the adapter is always saved: the evals score it
+    ],
+)
+def test_export_lists_are_order_free(repo: Repo, written: str, same_as: str) -> None:
+    assert check_key(repo, RUN + f"output: {{save: {written}}}\n") == check_key(repo, RUN + f"output: {{save: {same_as}}}\n")
 
 
 def _key_ignoring_sizing(repo: Repo, text: str) -> str:
@@ -254,6 +295,9 @@ VALID_FOR_TUNEFORM = {
     "gate as a bare number": sub('{exact_match: ">= 0.5"}', "{exact_match: 0.5}"),
     "qlora": sub("{type: lora, r: 8}", "{type: qlora, r: 16, target_modules: [q_proj, v_proj]}"),
     "full": sub("{type: lora, r: 8}", "{type: full}") + "output: {save: merged}\n",
+    "exports as a list": RUN + "output: {save: [adapter, merged, gguf:q4_k_m, gguf:q8_0]}\n",
+    "one gguf export": RUN + "output: {save: gguf:bf16}\n",
+    "exports in capitals": RUN + "output: {save: [Adapter, GGUF:Q4_K_M]}\n",
 }
 
 

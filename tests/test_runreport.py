@@ -300,3 +300,36 @@ def test_model_card_has_hub_metadata_and_lineage() -> None:
     assert card.startswith('---\nbase_model: "HuggingFaceTB/SmolLM2-135M-Instruct"\nlibrary_name: peft\ntags:\n- tuneform\n---\n')
     assert RESULTS_MARKER not in card
     assert "at commit `dddddddddddd` (PR #12); run key `" + "c" * 64 + "`." in card
+
+
+def test_model_card_says_how_to_run_each_export_and_its_size() -> None:
+    from tuneform.job.report import fmt_bytes, model_card
+
+    exports = [
+        {"name": "adapter", "path": "", "bytes": 4_500_000},
+        {"name": "merged", "path": "merged", "bytes": 2_470_000_000},
+        {"name": "gguf:q4_k_m", "path": "gguf/model-Q4_K_M.gguf", "bytes": 770_000_000},
+    ]
+    manifest = Manifest.read(
+        {
+            "run_key": "c" * 64,
+            "name": "bot",
+            "output_repo": "acme/bot",
+            "status": "passed",
+            "spec": {"model": {"id": "a/base"}, "output": {"save": ["adapter", "merged", "gguf:q4_k_m"]}},
+            "exports": exports,
+        }
+    )
+    card = model_card(manifest)
+    assert "| `adapter` | `/` | 4.5 MB |" in card and "| `merged` | `merged` | 2.5 GB |" in card
+    assert "| `gguf:q4_k_m` | `gguf/model-Q4_K_M.gguf` | 770.0 MB |" in card
+    tag = "run-cccccccccccc"
+    assert f'AutoPeftModelForCausalLM.from_pretrained("acme/bot", revision="{tag}")' in card
+    assert f'AutoModelForCausalLM.from_pretrained("acme/bot", revision="{tag}", subfolder="merged")' in card
+    fetch = f"hf download acme/bot gguf/model-Q4_K_M.gguf --revision {tag} --local-dir ."
+    assert f"{fetch}\nllama-cli -m gguf/model-Q4_K_M.gguf" in card
+    assert f'{fetch}\necho "FROM ./gguf/model-Q4_K_M.gguf" > Modelfile\nollama create bot-q4_k_m -f Modelfile' in card
+    assert card.index("#### How to run") < card.index("#### Lineage")
+    assert (fmt_bytes(812), fmt_bytes(1_000)) == ("812 B", "1.0 kB")
+    no_exports = model_card(Manifest.read({**manifest.to_json(), "exports": []}))  # a version from before exports
+    assert "How to run" not in no_exports

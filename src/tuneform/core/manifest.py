@@ -12,7 +12,8 @@ error, not a silently missing fact. `manifest_format` says which shape wrote it:
     1  tuneform 0.1.0: no `lineage`, `git` without `run_file`
     2  adds `lineage` (data and local model hashes, resolved model revision, GPU) and
        `git.run_file` (whether the run file was committed unchanged)
-    3  adds `lineage.parent` (the tuneform version a run started from)
+    3  adds `lineage.parent` (the tuneform version a run started from) and `exports` (each
+       export of output.save: where it sits in the version, its size)
 """
 
 from __future__ import annotations
@@ -239,6 +240,15 @@ class Evals(Record):
         return {row.metric: row.new for row in self.table.rows if isinstance(row.new, float)}
 
 
+class ExportRecord(Record):
+    """One export of a version (output.save): its name (adapter, merged, gguf:q4_k_m), where it
+    sits in the model repo ('' is the root) and its size on disk."""
+
+    name: str
+    path: str
+    bytes: int
+
+
 class Manifest(Record):
     """One trained version. `spec` stays plain data: it is the run as that tuneform resolved it,
     and a later run-file schema must not reject an old version."""
@@ -264,6 +274,7 @@ class Manifest(Record):
     evals: Evals = Field(default_factory=Evals)
     versions: dict[str, str] = Field(default_factory=dict)
     python: str | None = None
+    exports: list[ExportRecord] = Field(default_factory=list)  # empty before format 3
 
     @classmethod
     def read_text(cls, text: str) -> Manifest:
@@ -300,8 +311,11 @@ class Manifest(Record):
         return value if isinstance(value, str) else None
 
     @property
-    def saves(self) -> str | None:
-        """spec.output.save: "adapter" or "merged"."""
+    def saves(self) -> tuple[str, ...]:
+        """spec.output.save: what the version holds (adapter, merged, gguf:<quant>). Manifests
+        written before it took a list hold one name."""
         output = self.spec.get("output")
         value = output.get("save") if isinstance(output, dict) else None
-        return value if isinstance(value, str) else None
+        if isinstance(value, str):
+            return (value,)
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from tuneform.core.errors import TuneformError
 from tuneform.estimate.catalog import FLAVORS, PACKED_ARCHITECTURES, Flavor, ModelShape
-from tuneform.runfile.spec import PREFERENCE_METHODS
+from tuneform.runfile.spec import GGUF_CONVERTED, PREFERENCE_METHODS
 
 __all__ = [
     "BATCH_LADDER",
@@ -368,6 +368,12 @@ class Calibration:
     # Assumption: Hub upload bandwidth and per-commit latency.
     upload_mb_per_s: float = 50.0
     upload_commit_s: float = 10.0
+    # Assumptions, not measured yet: exports (output.save). Merging LoRA into the base writes the
+    # 16-bit weights (for merged/, or as llama.cpp's input); convert_hf_to_gguf.py reads them and
+    # writes one file per f16/bf16/q8_0; llama-quantize reads an f16 file per k-quant (CPU-bound).
+    merge_write_mb_per_s: float = 300.0
+    gguf_convert_mb_per_s: float = 200.0
+    gguf_quantize_mb_per_s: float = 100.0
 
     # ---- evaluation: generating the suites' answers -------------------------------------
     # Prompts are a forward pass (priced like held-out tokens); each generated token is one
@@ -470,7 +476,7 @@ class Workload:
     eval_decode_steps: int = 0
     mean_example_tokens: int | None = None
     max_example_tokens: int | None = None
-    save: Literal["adapter", "merged"] = "adapter"
+    exports: tuple[str, ...] = ("adapter",)  # output.save: adapter, merged, gguf:<quant>
     # compute.compile: Unsloth's block compilation. "none" (nothing compiled, as with
     # UNSLOTH_COMPILE_DISABLE=1) is not a run-file setting: the bench measures it.
     compile: Literal["auto", "on", "off", "none"] = "auto"
@@ -940,12 +946,10 @@ def _seconds(
     tokenize = (workload.train_tokens + workload.eval_tokens) / cal.tokenize_tokens_per_s
     train = workload.train_tokens * seconds_per_token
     evaluate = _evaluation_seconds(workload, flavor, rate, flops, cal)
-    # A merged model or a full fine-tune uploads 16-bit weights; an adapter its fp32 tensors.
-    if workload.save == "merged" or workload.method == "full":
-        upload_bytes = shape.params * 2.0
-    else:
-        upload_bytes = workload.trainable_params * 4.0
-    upload = cal.upload_commit_s + upload_bytes / (cal.upload_mb_per_s * mb)
+    export, export_bytes = _export_work(workload, cal)
+    # The root export: a LoRA adapter's fp32 tensors, or 16-bit weights (merged or full).
+    root_bytes = workload.trainable_params * 4.0 if "adapter" in workload.exports else shape.params * 2.0
+    upload = cal.upload_commit_s + (root_bytes + export_bytes) / (cal.upload_mb_per_s * mb)
     phases = {
         "start": start,
         "download": download,
@@ -954,12 +958,40 @@ def _seconds(
         "tokenize": tokenize,
         "train": train,
         "evaluate": evaluate,
+        "export": export,
         "upload": upload,
     }
     if workload.method in PREFERENCE_METHODS:  # scoring the reference once before training (precomputed)
         once = reference_passes(workload.method, workload.precompute_reference)[1]
         phases["reference"] = workload.reference_data_tokens * once * _forward_flops(shape, flops.attention) / rate
     return phases
+
+
+# Bits a weight of each GGUF quantization takes, for the upload (llama.cpp's quantize table,
+# rounded); the embeddings and output head kept at higher precision are ignored.
+GGUF_BITS = {
+    "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.6, "q5_k_m": 5.7, "q5_k_s": 5.5, "q5_1": 6.0, "q5_0": 5.5,
+    "q4_k_m": 4.9, "q4_k_s": 4.6, "q4_1": 5.0, "q4_0": 4.5, "q3_k_l": 4.3, "q3_k_m": 3.9, "q3_k_s": 3.5, "q2_k": 3.4,
+}  # fmt: skip
+
+
+def _export_work(workload: Workload, cal: Calibration) -> tuple[float, float]:
+    """Seconds the exports beyond the root take after training (merge, conversion, quantization)
+    and the bytes they add to the upload. Merged weights beside an adapter, or as the
+    converter's input, are written once; each k-quant is made from one f16 file."""
+    weights = workload.shape.params * 2.0
+    mb = 1e6
+    quants = [name.removeprefix("gguf:") for name in workload.exports if name.startswith("gguf:")]
+    merges = workload.method != "full" and ("merged" in workload.exports or bool(quants))
+    seconds = weights / (cal.merge_write_mb_per_s * mb) if merges else 0.0
+    converted = [q for q in quants if q in GGUF_CONVERTED]
+    quantized = [q for q in quants if q not in converted]
+    conversions = len(converted) + (1 if quantized and "f16" not in converted else 0)
+    seconds += conversions * weights / (cal.gguf_convert_mb_per_s * mb)
+    seconds += len(quantized) * weights / (cal.gguf_quantize_mb_per_s * mb)
+    extra = weights if "merged" in workload.exports and "adapter" in workload.exports else 0.0
+    extra += sum(workload.shape.params * GGUF_BITS.get(q, 16.0) / 8 for q in quants)
+    return seconds, extra
 
 
 # --------------------------------------------------------------------------------------------
@@ -992,7 +1024,9 @@ def _estimate_with(
     total_seconds = sum(seconds.values())
     billed_minutes = math.ceil(total_seconds / 60)
     # An evaluate job starts, loads and scores like a training job, then uploads only a report.
-    evaluate_seconds = total_seconds - seconds["train"] - seconds.get("reference", 0.0) - seconds["upload"] + cal.upload_commit_s
+    evaluate_seconds = (
+        total_seconds - seconds["train"] - seconds.get("reference", 0.0) - seconds["export"] - seconds["upload"] + cal.upload_commit_s
+    )
     memory = _memory_gb(workload, flavor, engine, batch_size, checkpointing, cal)
     peak = sum(memory.values())
     capacity = flavor.memory_gb

@@ -275,7 +275,7 @@ def _workload(
         eval_decode_steps=evals.decode_steps,
         mean_example_tokens=sizing.mean_row,
         max_example_tokens=sizing.longest_row,
-        save=spec.output.save or "adapter",
+        exports=spec.output.exports,
         compile=spec.compute.compile,
         precompute_reference=bool(method.precompute_ref_log_probs),
         reference_data_tokens=per_epoch,

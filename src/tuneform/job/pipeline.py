@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast, get_args
 
 from tuneform import __version__
+from tuneform.core.errors import TuneformError
 from tuneform.core.manifest import (
     FAILED_GATES,
     PASSED,
@@ -29,6 +30,7 @@ from tuneform.core.manifest import (
     DataCounts,
     Evals,
     EvalTable,
+    ExportRecord,
     FileHash,
     Gate,
     Lineage,
@@ -173,13 +175,18 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
 
     bundle = read_bundle(bundle_path)
     try:
+        if bundle.run.action != "evaluate":
+            from tuneform.train.export import check_exports
+
+            check_exports(bundle.spec)  # before any data, model or GPU time: README "Exports"
         import_engine_first(bundle)
-    except TrainError as exc:
+    except TuneformError as exc:
         echo(f"error: {exc}")
         return 1
     from tuneform.data.reader import DataError, load_data
     from tuneform.evals.suite import GateError, SuiteError
     from tuneform.job.evaluate import compare
+    from tuneform.train.export import ExportError
     from tuneform.train.format import FormatError, load_tokenizer
 
     quiet_libraries()
@@ -236,10 +243,10 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
             loss = f"final loss {result.loss_history[-1][1]:.4f}" if result.loss_history else f"mean loss {result.train_loss:.4f}"
             echo(f"  {result.steps} steps in {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tok/s, {loss}")
             echo("scoring the new model")
-            adapter = spec.output.save == "adapter"
+            adapter = spec.output.root == "adapter"
             new_scores = score(str(staging / "model"), model_path if adapter else None)
         table = compare(base_scores, previous_scores, new_scores, _gates(bundle), beta=spec.method.beta)
-    except (DataError, FormatError, TrainError, GateError, SuiteError) as exc:
+    except (DataError, FormatError, TrainError, ExportError, GateError, SuiteError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         echo(f"error: {exc}")
         return 1
@@ -250,6 +257,11 @@ def run_job(bundle_path: Path, registry_home: Path | str, echo: Echo, processes:
         parent_work.cleanup()
 
     manifest = _manifest(bundle, data, result, table, base_scores, previous_key if previous_scores else None, resumed, staging, parent)
+    if action != "evaluate":
+        from tuneform.train.export import export_sizes
+
+        sizes = export_sizes(spec.output, staging / "model")
+        manifest.exports = [ExportRecord(name=n, path=p, bytes=sizes[n]) for n, p in spec.output.paths().items()]
     _record_cost(manifest, time.time() - job_started)
     if action == "evaluate":
         shutil.rmtree(staging, ignore_errors=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneform.core.manifest import EvalRow, Manifest
-from tuneform.core.markup import md_code, md_link, md_text, one_line
+from tuneform.core.markup import md_block, md_code, md_link, md_text, one_line
 from tuneform.plan.render import fmt_seconds, fmt_usd
 
 RESULTS_MARKER = "<!-- tuneform:results -->"
@@ -424,9 +424,65 @@ def model_card(manifest: Manifest) -> str:
     base = manifest.model_id
     if base and not base.startswith((".", "/")):
         front.append(f"base_model: {json.dumps(base)}")
-    front += [f"library_name: {'peft' if manifest.saves == 'adapter' else 'transformers'}", "tags:", "- tuneform", "---", ""]
+    front += [f"library_name: {'peft' if 'adapter' in manifest.saves else 'transformers'}", "tags:", "- tuneform", "---", ""]
     body = render_run_markdown(manifest).replace(RESULTS_MARKER, "").lstrip("\n")
-    return "\n".join(front) + body + "\n#### Lineage\n\n" + "\n".join(_lineage_lines(manifest)) + "\n"
+    usage = "".join(f"\n{section}\n" for section in _export_sections(manifest))
+    return "\n".join(front) + body + usage + "\n#### Lineage\n\n" + "\n".join(_lineage_lines(manifest)) + "\n"
+
+
+def fmt_bytes(size: int) -> str:
+    """Bytes for people: 812 B, 4.1 MB, 2.3 GB (powers of 1000, as the Hub shows file sizes)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def _export_sections(manifest: Manifest) -> list[str]:
+    """The model card's "How to run": a table of the version's exports (where each sits, its
+    size), then per export the commands that load it, pinned to the version's tag. The repo id
+    goes into code through json.dumps (Python) or shlex.quote (shell), and the code into the
+    card through md_block; table cells through md_code."""
+    import shlex
+
+    if not manifest.exports:
+        return []
+    repo, tag = manifest.output_repo, f"run-{manifest.run_key[:12]}"
+    py_repo, sh_repo, sh_tag = json.dumps(repo), shlex.quote(repo), shlex.quote(tag)
+    rows = ["| export | in the repo | size |", "|---|---|---|"]
+    rows += [f"| {md_code(e.name, cell=True)} | {md_code(e.path or '/', cell=True)} | {fmt_bytes(e.bytes)} |" for e in manifest.exports]
+    sections = ["#### How to run\n\n" + "\n".join(rows)]
+    for export in manifest.exports:
+        sub = f", subfolder={json.dumps(export.path)}" if export.path and not export.path.endswith(".gguf") else ""
+        if export.name == "adapter":
+            code = (
+                "from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
+                f"model = AutoPeftModelForCausalLM.from_pretrained({py_repo}, revision={json.dumps(tag)})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({py_repo}, revision={json.dumps(tag)})"
+            )
+            sections.append(f"The adapter, on its base model, with transformers + PEFT:\n\n{md_block(code, 'python')}")
+        elif export.name == "merged":
+            code = (
+                "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                f"model = AutoModelForCausalLM.from_pretrained({py_repo}, revision={json.dumps(tag)}{sub})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({py_repo}, revision={json.dumps(tag)}{sub})"
+            )
+            if export.path:  # vLLM takes no subfolder: download it first
+                folder = shlex.quote(export.path)
+                serve = f"hf download {sh_repo} --revision {sh_tag} --include {shlex.quote(export.path + '/*')} --local-dir model\nvllm serve model/{folder}"
+            else:
+                serve = f"vllm serve {sh_repo} --revision {sh_tag}"
+            sections.append(
+                f"The merged 16-bit weights, with transformers:\n\n{md_block(code, 'python')}\n\nServed with vLLM:\n\n{md_block(serve, 'sh')}"
+            )
+        else:
+            path = shlex.quote(export.path)
+            name = shlex.quote(f"{manifest.name}-{export.name.removeprefix('gguf:')}")
+            fetch = f"hf download {sh_repo} {path} --revision {sh_tag} --local-dir ."
+            llama = f"{fetch}\nllama-cli -m {path}"
+            ollama = f'{fetch}\necho "FROM ./{export.path}" > Modelfile\nollama create {name} -f Modelfile\nollama run {name}'
+            sections.append(f"{md_code(export.name)} with llama.cpp:\n\n{md_block(llama, 'sh')}\n\nor Ollama:\n\n{md_block(ollama, 'sh')}")
+    return sections
 
 
 def _lineage_lines(manifest: Manifest) -> list[str]:

@@ -148,6 +148,12 @@ def _row(run: PlannedRun, escape: Callable[[Any], str]) -> dict[str, str]:
     if entry.method in PREFERENCE_METHODS and run.action in ("create", "update"):
         pairs = f" on {entry.rows:,} pairs ({entry.sequences:,} sequences)" if entry.rows is not None and entry.sequences else ""
         notes.append(f"{entry.method}{pairs}")
+    spec = run.head.spec if run.head else None
+    if spec is not None and run.action in ("create", "update") and len(spec.output.exports) > 1:
+        # what the version will hold beyond its root, and the part of the time that makes it
+        seconds = est.breakdown.get("seconds", {}).get("export") if est else None
+        made = f" ({fmt_seconds(seconds)} of the time)" if seconds else ""
+        notes.append(f"exports {escape(', '.join(spec.output.exports))}{made}")
     applied = est.calibration if est else {}
     factors = [f"{name} x{applied[name]:g}" for name in ("speed", "memory") if applied.get(name, 1.0) != 1.0]
     if factors and run.action in ("create", "update"):

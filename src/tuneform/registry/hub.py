@@ -32,6 +32,7 @@ from typing import Any
 from tuneform.core.hub import http_status, hub_api, hub_failures, retry
 from tuneform.core.manifest import PASSED, Manifest
 from tuneform.registry.protocol import MainMoved, Published, RegistryError, Spend, Version, billed_usd, main_moved, since_then
+from tuneform.runfile.spec import GGUF_FOLDER, MERGED_FOLDER
 
 MANIFEST = "tuneform/manifest.json"
 TAG_PREFIX = "run-"
@@ -223,8 +224,10 @@ class HubRegistry:
         return Spend(repo, key, usd, True, last.date.isoformat() if last is not None and last.date else None)
 
     def download(self, repo: str, key: str, dest: Path) -> Path:
-        """The model files of a version (tuneform/ left out) into `dest`."""
-        self.api.snapshot_download(repo, revision=tag_of(key), local_dir=str(dest), ignore_patterns=["tuneform/*", ".gitattributes"])
+        """The model files of a version into `dest`: the root export, the one its evals score
+        (tuneform/ and the merged/ and gguf/ exports left out)."""
+        ignore = ["tuneform/*", ".gitattributes", f"{MERGED_FOLDER}/*", f"{GGUF_FOLDER}/*"]
+        self.api.snapshot_download(repo, revision=tag_of(key), local_dir=str(dest), ignore_patterns=ignore)
         return dest
 
     # ----------------------------------------------------------------------------------------- writes

@@ -45,6 +45,9 @@ _REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 _VERSION_TAG = re.compile(r"^run-([0-9a-f]{12})$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+# Loose on purpose (names are checked by OutputSpec, case-insensitively): an editor must never flag
+# what tuneform accepts.
+_SAVE_PATTERN = r"^\s*([A-Za-z]+|[Gg][Gg][Uu][Ff]:[A-Za-z0-9_]+)\s*$"
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
 Format = Literal["messages", "prompt_completion", "alpaca", "text", "preference"]
@@ -464,14 +467,131 @@ class ComputeSpec(_Section):
         return value
 
 
+# GGUF quantizations an export may ask for (`gguf:<quant>`): llama.cpp's converter writes the
+# first ones itself; the k-quants and legacy quants are made from an f16 file by llama-quantize.
+# The i-quants are left out: they need an importance matrix computed on calibration text.
+GGUF_CONVERTED = ("f16", "bf16", "q8_0")
+GGUF_QUANTIZED = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_1", "q4_k_s", "q4_k_m", "q5_0", "q5_1", "q5_k_s", "q5_k_m", "q6_k")
+GGUF_PREFIX = "gguf:"
+# Where the exports sit in a version (README: Exports): the adapter, else the merged weights, at
+# the root; merged weights beside an adapter in merged/; GGUF files in gguf/.
+MERGED_FOLDER = "merged"
+GGUF_FOLDER = "gguf"
+_EXPORTS = ("adapter", "merged")
+_SAVE_DOC = (
+    "What a version publishes, one value or a list: adapter (the LoRA weights; default for lora/qlora), "
+    "merged (16-bit weights with the adapter folded in; the only choice for full), "
+    "gguf:<quant> (llama.cpp file: f16, bf16, q8_0, q4_k_m, ...). The root of the version holds the adapter, "
+    "else the merged weights; merged/ and gguf/ hold the others (README: Exports)."
+)
+
+
+def gguf_file(quant: str) -> str:
+    """The file name of one quantization, as llama.cpp's `-hf repo:Q4_K_M` and Ollama's
+    `hf.co/repo:Q4_K_M` pick files: the quantization in capitals before `.gguf`."""
+    return f"model-{quant.upper()}.gguf"
+
+
+def _export_order(name: str) -> tuple[int, int]:
+    """adapter, merged, then the GGUF files from the largest quantization to the smallest."""
+    if name in _EXPORTS:
+        return (_EXPORTS.index(name), 0)
+    quant = name[len(GGUF_PREFIX) :]
+    order = (*GGUF_CONVERTED, *reversed(GGUF_QUANTIZED))
+    return (len(_EXPORTS), order.index(quant))
+
+
+def _check_export(value: Any) -> str:
+    """One `output.save` entry, lower-cased; ValueError naming the accepted spellings."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected adapter, merged or gguf:<quant>, got {_kind_of(value)}")
+    name = value.strip().lower()
+    if name in _EXPORTS:
+        return name
+    quants = (*GGUF_CONVERTED, *GGUF_QUANTIZED)
+    if name == "gguf" or name == GGUF_PREFIX:
+        raise ValueError(f"'{value}' needs a quantization: write gguf:q4_k_m (or one of {', '.join(quants)})")
+    if name.startswith(GGUF_PREFIX):
+        quant = name[len(GGUF_PREFIX) :]
+        if quant in quants:
+            return name
+        hint = did_you_mean(quant, quants)
+        raise ValueError(f"'{quant}' is not a GGUF quantization tuneform makes{hint or ': use one of ' + ', '.join(quants)}")
+    choices = [*_EXPORTS, *(GGUF_PREFIX + q for q in quants)]
+    hint = did_you_mean(name, choices)
+    raise ValueError(f"'{value}' is not an export{hint or ': use adapter, merged or gguf:<quant> (gguf:q4_k_m)'}")
+
+
 class OutputSpec(_Section):
     """Where trained versions are published; only `save` enters the run key."""
 
     repo: str | None = Field(None, pattern=_REPO_ID, description="Hub model repo namespace/name (default: <namespace>/<name>).")
     private: bool = Field(True, description="Create the model repo private.")
-    save: Literal["adapter", "merged"] | None = Field(
-        None, description="adapter (default for lora/qlora) or merged weights (the only choice for full)."
-    )
+    # Written as one value or a list; held as a tuple in one order without repeats, so that
+    # [merged, adapter] and [adapter, merged] are one run key (canonical writes a lone value bare).
+    save: Annotated[
+        tuple[str, ...] | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "pattern": _SAVE_PATTERN},
+                    {"type": "array", "items": {"type": "string", "pattern": _SAVE_PATTERN}, "minItems": 1},
+                ]
+            }
+        ),
+    ] = Field(None, description=_SAVE_DOC)
+
+    @field_validator("save", mode="before")
+    @classmethod
+    def _save(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise ValueError("output.save is an empty list: write adapter, merged or gguf:<quant>, or leave it out")
+        names = []
+        for i, item in enumerate(items):
+            try:
+                names.append(_check_export(item))
+            except ValueError as exc:
+                raise FieldError((i,) if isinstance(value, (list, tuple)) else (), str(exc)) from None
+        return tuple(sorted(set(names), key=_export_order))
+
+    @property
+    def exports(self) -> tuple[str, ...]:
+        """What is saved, in canonical order (filled by RunSpec: never empty there)."""
+        return self.save or ("adapter",)
+
+    @property
+    def root(self) -> Literal["adapter", "merged"]:
+        """What sits at the version's root, the model its evals score: the adapter when it is
+        saved, else the merged weights."""
+        return "adapter" if "adapter" in self.exports else "merged"
+
+    @property
+    def merged_folder(self) -> bool:
+        """Merged weights saved beside the adapter, in merged/ (alone, they sit at the root)."""
+        return self.root == "adapter" and "merged" in self.exports
+
+    @property
+    def gguf(self) -> tuple[str, ...]:
+        """The GGUF quantizations asked for (q4_k_m, ...), largest first."""
+        return tuple(name[len(GGUF_PREFIX) :] for name in self.exports if name.startswith(GGUF_PREFIX))
+
+    def paths(self) -> dict[str, str]:
+        """Each export -> its folder or file in the version ('' is the root), in save order."""
+        paths: dict[str, str] = {self.root: ""}
+        if self.merged_folder:
+            paths["merged"] = MERGED_FOLDER
+        for quant in self.gguf:
+            paths[GGUF_PREFIX + quant] = f"{GGUF_FOLDER}/{gguf_file(quant)}"
+        return paths
+
+    def canonical_save(self) -> str | list[str]:
+        """`save` as the run key sees it: a lone export bare, as the key has always had it
+        (`save: adapter` keeps the key it had before lists existed), several as a list."""
+        exports = self.exports
+        return exports[0] if len(exports) == 1 else list(exports)
 
 
 class EvalSpec(_Section):
@@ -550,9 +670,13 @@ class RunSpec(_Section):
                 f"model.load_in_4bit with method {self.method.type}: use method.type qlora (LoRA on a 4-bit base)",
             )
         self._check_preference()
-        save = self.output.save or ("merged" if self.method.type == "full" else "adapter")
-        if self.method.type == "full" and save == "adapter":
+        given = self.output.save or ()
+        if self.method.type == "full" and "adapter" in given:
             raise FieldError(("output", "save"), "output.save adapter with method full: a full fine-tune has no adapter, use save: merged")
+        # The root export (adapter for LoRA, merged weights for full) is always saved: the evals
+        # score it. So `gguf:q8_0` alone means [adapter, gguf:q8_0] and is the same key.
+        root = "merged" if self.method.type == "full" else "adapter"
+        save = given if "adapter" in given or "merged" in given else tuple(sorted((root, *given), key=_export_order))
         if save != self.output.save:
             object.__setattr__(self, "output", self.output.model_copy(update={"save": save}))
         return self
@@ -845,7 +969,7 @@ def canonical(spec: RunSpec, resolved: Resolved) -> dict[str, Any]:
         # report_to only says where the curves go: a tracked run trains the same model, so it is
         # left out (and run files written before it existed keep their keys).
         "training": spec.training.model_dump(mode="json", exclude={"report_to"}),
-        "output": {"save": spec.output.save},
+        "output": {"save": spec.output.canonical_save()},
     }
 
 

@@ -402,8 +402,8 @@ def check_runnable(spec: RunSpec, *, engine: Engine, cuda: bool) -> None:
         raise TrainError(missing)
     if reason := preference.untrained(spec):
         raise TrainError(reason)
-    if spec.method.type == "qlora" and spec.output.save == "merged" and engine == "trl":
-        raise TrainError("output.save merged with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
+    if spec.method.type == "qlora" and engine == "trl" and spec.output.exports != ("adapter",):
+        raise TrainError("output.save merged or gguf with qlora needs engine unsloth (it merges into 16-bit weights): use save: adapter")
 
 
 def planned_tokens(spec: RunSpec, settings: Settings, row_lengths: list[int]) -> int:
@@ -793,22 +793,12 @@ def _linear_layer_names(model: PreTrainedModel) -> list[str]:
 
 
 def save(trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, spec: RunSpec, settings: Settings, out_dir: Path) -> None:
-    """Write what `output.save` asks for, with the tokenizer (and the chat template it trained with).
+    """Write what `output.save` asks for, each with the tokenizer (and the chat template it
+    trained with): the adapter, merged weights, GGUF files (train/export.py lays them out)."""
+    from tuneform.train.export import write_exports
 
-    adapter: the LoRA weights (PEFT's save_pretrained). merged: LoRA folded into the base weights,
-    or the fully fine-tuned model itself.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
     model: Any = trainer.model  # a PEFT or Unsloth wrapper: its save methods are not in torch's types
-    lora = spec.method.type != "full"
-    if spec.output.save == "merged" and lora:
-        if settings.engine == "unsloth":
-            # Unsloth dequantises a 4-bit base and writes 16-bit merged weights.
-            model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
-            return
-        model = model.merge_and_unload()
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    write_exports(model, tokenizer, spec, settings.engine, out_dir)
 
 
 def library_versions(settings: Settings, spec: RunSpec) -> dict[str, str]:
