@@ -82,7 +82,7 @@ class ParentVersion(Record):
 
     repo: str
     run_key: str
-    save: str | None = None  # what the parent published: adapter or merged
+    save: str | None = None  # what the parent published (its output.save, comma-separated: adapter, merged, gguf:<quant>)
 
 
 class Lineage(Record):

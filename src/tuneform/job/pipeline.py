@@ -556,7 +556,7 @@ def starting_model(bundle: Bundle, registry: JobRegistry, work: Path, echo: Echo
         )
     version = found[0]
     folder = registry.model_dir(repo, version.key)
-    parent = ParentVersion(repo=repo, run_key=version.key, save=version.manifest.saves)
+    parent = ParentVersion(repo=repo, run_key=version.key, save=", ".join(version.manifest.saves) or None)
     if not (folder / "adapter_config.json").is_file():
         echo(f"starting from {repo} run-{key12} (merged weights)")
         return str(folder), parent
