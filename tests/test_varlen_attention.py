@@ -27,7 +27,9 @@ from tuneform.train.packed_attention import VARLEN, choose_trl_route
 from tuneform.train.packed_conv import document_ids
 from tuneform.train.varlen_attention import ATTENTION, cumulative_lengths, flash_varlen
 
-GPU = dict(requested="auto", packing=True, cuda=True, flash_available=True, capability_major=9, precision="bf16", flex_available=True)
+GPU = dict(
+    requested="auto", packing=True, cuda=True, flash_available=True, capability_major=9, precision="bf16", flex_available=True, head_dim=64
+)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +41,8 @@ GPU = dict(requested="auto", packing=True, cuda=True, flash_available=True, capa
         ({"capability_major": 7}, "flex_attention", "flex-document-mask"),  # T4: no flash kernels
         ({"flash_available": False}, "flex_attention", "flex-document-mask"),
         ({"capability_major": 7, "flex_available": False}, None, "sdpa-document-mask"),
+        ({"precision": "fp32", "head_dim": 8}, None, "sdpa-document-mask"),  # FlexAttention's kernel needs heads of 16 or more
+        ({"precision": "fp32", "head_dim": 16}, "flex_attention", "flex-document-mask"),
         ({"requested": "per-document"}, None, "sdpa-document-mask"),  # the route before, to compare against
         ({"cuda": False}, None, "sdpa-document-mask"),  # FlexAttention has no backward on the CPU
         ({"packing": False}, None, "n/a"),
@@ -250,10 +254,15 @@ def test_the_engine_attends_packed_rows_in_one_call_on_the_gpu(family: str, tmp_
 
 @needs_flash
 @pytest.mark.parametrize("family", ["gemma3_text", "lfm2"])
-def test_fp32_on_the_gpu_takes_flex_attention_and_keeps_documents_apart(family: str, tmp_path: Path) -> None:
+def test_fp32_on_the_gpu_keeps_documents_apart_without_the_flash_call(family: str, tmp_path: Path) -> None:
     """The flash kernels take 16-bit only: an fp32 run packs through FlexAttention's block-sparse
-    document mask (sliding window included), recorded as such."""
-    folder = tiny_model(CONFIGS[family](), tmp_path / family)
+    document mask (sliding window included) where the heads are 16 wide or more, else sdpa's
+    document mask (the tiny models' heads are 8), recorded as such."""
+    from tuneform.train.packed_attention import FLEX_MIN_HEAD_DIM, head_dim_of
+
+    config = CONFIGS[family]()
+    expected = "flex-document-mask" if head_dim_of(config) >= FLEX_MIN_HEAD_DIM else "sdpa-document-mask"
+    folder = tiny_model(config, tmp_path / family)
     spec = RunSpec.model_validate(
         {
             "model": {"id": "./models/tiny", "max_seq_length": 128},
@@ -265,7 +274,7 @@ def test_fp32_on_the_gpu_takes_flex_attention_and_keeps_documents_apart(family: 
     )
     prepared = engine.prepare(spec, str(folder), conversations(12), [], tmp_path / "out")
     print(f"\n{family} fp32: attention {prepared.settings.attention}")
-    assert prepared.settings.attention == "flex-document-mask"
+    assert prepared.settings.attention == expected
     batch = prepared.trainer._prepare_inputs(next(iter(prepared.trainer.get_train_dataloader())))
     model = prepared.trainer.model
     inputs = {key: value for key, value in batch.items() if key != "labels"}
@@ -275,3 +284,16 @@ def test_fp32_on_the_gpu_takes_flex_attention_and_keeps_documents_apart(family: 
         alone_logits = model(input_ids=ids[None, start:end], use_cache=False).logits[0]
         scale = float(alone_logits.abs().max())
         torch.testing.assert_close(packed_logits[start:end], alone_logits, rtol=1e-3, atol=1e-3 * scale)
+
+
+def test_the_head_size_the_route_is_chosen_by() -> None:
+    """From the config alone, before any weights load: an explicit head_dim (Qwen3, Gemma 3),
+    else hidden / heads; a multimodal model's text decoder; none for a state-space model."""
+    from transformers import Gemma3Config, LlamaConfig, MambaConfig, Qwen3Config
+
+    from tuneform.train.packed_attention import head_dim_of
+
+    assert head_dim_of(LlamaConfig(hidden_size=64, num_attention_heads=4)) == 16
+    assert head_dim_of(Qwen3Config(hidden_size=64, num_attention_heads=4, head_dim=32)) == 32
+    assert head_dim_of(Gemma3Config(text_config={"hidden_size": 64, "num_attention_heads": 2, "head_dim": 8})) == 8
+    assert head_dim_of(MambaConfig()) == 0

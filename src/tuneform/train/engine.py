@@ -281,7 +281,10 @@ def prepare(
     else:
         # Packed rows' attention is chosen as the model loads (a varlen call where the GPU has
         # torch's flash kernels); the route recorded is the one transformers then set.
-        implementation = packed_attention.for_trl(spec.compute.attention, packing=settings.packing, precision=settings.precision)
+        head_dim = packed_attention.head_dim_of(_config(spec, model_path)) if settings.packing else 0
+        implementation = packed_attention.for_trl(
+            spec.compute.attention, packing=settings.packing, precision=settings.precision, head_dim=head_dim
+        )
         model = _load_trl(spec, model_path, settings, implementation)
     # Packing only where this model's packed rows are exact: the padded path (and a warning) otherwise.
     decided = packing.apply(model, engine=engine, requested=settings.packing)
@@ -682,6 +685,16 @@ def _model_dtype(spec: RunSpec, settings: Settings) -> Any:
     if settings.precision == "fp16" and spec.method.type == "full":
         return torch.float32
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.precision]
+
+
+def _config(spec: RunSpec, model: str) -> Any:
+    """The model's config alone (no weights): what the attention route is chosen by."""
+    from transformers import AutoConfig
+
+    local = Path(model).is_dir()
+    return AutoConfig.from_pretrained(
+        model, revision=None if local else spec.model.revision, local_files_only=local, trust_remote_code=spec.model.trust_remote_code
+    )
 
 
 def _load_trl(

@@ -85,25 +85,38 @@ def choose_route(
     return "varlen-aten"
 
 
+FLEX_MIN_HEAD_DIM = 16
+"""FlexAttention's GPU kernel refuses smaller heads ("embedding dimension ... must be at least 16",
+seen on the device with the tests' tiny models); real models have 64 or more."""
+
+
 def choose_trl_route(
-    *, requested: str, packing: bool, cuda: bool, flash_available: bool, capability_major: int, precision: str, flex_available: bool
+    *,
+    requested: str,
+    packing: bool,
+    cuda: bool,
+    flash_available: bool,
+    capability_major: int,
+    precision: str,
+    flex_available: bool,
+    head_dim: int,
 ) -> tuple[str | None, Route]:
     """The trl engine's `attn_implementation` and the route it gives packed rows; pure. None is
     transformers' default, sdpa (a model without attention layers may not take sdpa by name).
     `requested` is compute.attention: per-document keeps transformers' sdpa document mask (the
-    route before the varlen call, to compare against)."""
+    route before the varlen call, to compare against). `head_dim` is the model's attention head size."""
     if not packing:
         return None, "n/a"
     if not cuda or requested == "per-document":
         return None, "sdpa-document-mask"
     if precision in ("bf16", "fp16") and flash_kernels(flash_available=flash_available, capability_major=capability_major):
         return VARLEN, "varlen-aten"
-    if flex_available:
+    if flex_available and head_dim >= FLEX_MIN_HEAD_DIM:
         return "flex_attention", "flex-document-mask"
     return None, "sdpa-document-mask"
 
 
-def for_trl(requested: str, *, packing: bool, precision: str) -> str | None:
+def for_trl(requested: str, *, packing: bool, precision: str, head_dim: int) -> str | None:
     """The `attn_implementation` the trl engine loads its model with on this machine (`VARLEN`
     is registered by train/varlen_attention.py's `register`, which loading calls)."""
     import torch
@@ -119,8 +132,20 @@ def for_trl(requested: str, *, packing: bool, precision: str) -> str | None:
         capability_major=torch.cuda.get_device_capability()[0] if cuda else 0,
         precision=precision,
         flex_available=is_torch_flex_attn_available(),
+        head_dim=head_dim,
     )
     return implementation
+
+
+def head_dim_of(config: Any) -> int:
+    """A transformers config's attention head size (its text model's, for a multimodal one); 0 for
+    a model without attention heads (a state-space model)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    explicit = getattr(text, "head_dim", None)
+    if isinstance(explicit, int) and explicit > 0:
+        return explicit
+    hidden, heads = getattr(text, "hidden_size", None), getattr(text, "num_attention_heads", None)
+    return hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 else 0
 
 
 def trl_route(model: Any, *, packing: bool) -> str:
