@@ -27,6 +27,19 @@ from tuneform.cli.commands import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Llama-3.2-1B's shape, as its config.json says it (catalog.shape_from_config reads these).
+LLAMA_1B_CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "intermediate_size": 8192,
+    "vocab_size": 128256,
+    "tie_word_embeddings": True,
+}
+
 SETTINGS = """\
 [tool.tuneform]
 namespace = "acme"

@@ -614,7 +614,7 @@ def test_warm_up_is_priced_by_what_the_job_compiles() -> None:
 LFM2 = _shape("LiquidAI/LFM2-1.2B")
 
 
-def _packed(shape: ModelShape, **changes: object) -> Estimate:
+def _packed(shape: ModelShape, calibration: Calibration = DEFAULT_CALIBRATION, **changes: object) -> Estimate:
     """Unsloth, batch 16 x 2048 packed on the H200, the bench's data lengths."""
     workload = Workload(
         shape=shape,
@@ -624,7 +624,7 @@ def _packed(shape: ModelShape, **changes: object) -> Estimate:
         mean_example_tokens=405,
         max_example_tokens=1062,
     )
-    return estimate(replace(workload, **changes), FLAVORS["h200"])  # type: ignore[arg-type]
+    return estimate(replace(workload, **changes), FLAVORS["h200"], calibration)  # type: ignore[arg-type]
 
 
 def test_a_larger_vocabulary_is_slower_on_the_same_body() -> None:
@@ -649,38 +649,14 @@ def test_conv_layers_are_priced_when_their_blocks_run_eager() -> None:
     compiled, eager, nothing = (_packed(LFM2, compile=mode) for mode in ("on", "off", "none"))
     assert compiled.tokens_per_second > eager.tokens_per_second > nothing.tokens_per_second
     assert len({_packed(LLAMA_1B, compile=mode).tokens_per_second for mode in ("on", "off", "none")}) == 1
-    no_conv = replace(DEFAULT_CALIBRATION, conv_eager_bytes_per_hidden=0.0)
-    eager_without = estimate(
-        Workload(
-            shape=LFM2,
-            train_tokens=1_000_000,
-            batch_size=16,
-            gradient_checkpointing=False,
-            mean_example_tokens=405,
-            max_example_tokens=1062,
-            compile="off",
-        ),
-        FLAVORS["h200"],
-        no_conv,
-    )
+    eager_without = _packed(LFM2, replace(DEFAULT_CALIBRATION, conv_eager_bytes_per_hidden=0.0), compile="off")
     assert eager_without.tokens_per_second == pytest.approx(compiled.tokens_per_second)
 
 
 def test_conv_layers_hold_activation_memory() -> None:
     """LFM2 on Unsloth peaked at 42.2 GiB packed (run 19) where Llama-style widths give 33.8."""
     with_conv = _packed(LFM2)
-    no_conv = estimate(
-        Workload(
-            shape=LFM2,
-            train_tokens=1_000_000,
-            batch_size=16,
-            gradient_checkpointing=False,
-            mean_example_tokens=405,
-            max_example_tokens=1062,
-        ),
-        FLAVORS["h200"],
-        replace(DEFAULT_CALIBRATION, conv_activation_bytes_per_hidden=0.0),
-    )
+    no_conv = _packed(LFM2, replace(DEFAULT_CALIBRATION, conv_activation_bytes_per_hidden=0.0))
     assert with_conv.memory_breakdown["activations"] > no_conv.memory_breakdown["activations"]
 
 

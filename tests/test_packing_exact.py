@@ -194,9 +194,14 @@ def test_a_packed_document_sees_what_it_sees_alone(family: str, method: str, mix
     lengths = [end - start for start, end in spans]
     assert len(spans) >= 3 and (max(lengths) > WINDOW if mix == "conversations" else min(lengths) <= 3)
     model = prepared.trainer.model
-    params = [p for p in model.parameters() if p.requires_grad]
     inputs = {key: value for key, value in batch.items() if key != "labels"}
-    packed_logits = model(**inputs, use_cache=False).logits[0]
+    assert_documents_match_alone(model, batch, model(**inputs, use_cache=False).logits[0], spans, family)
+
+
+def assert_documents_match_alone(model: Any, batch: dict[str, Any], packed_logits: Any, spans: list[tuple[int, int]], family: str) -> None:
+    """Each packed document's per-token logits, and the gradients of its loss, equal those of the
+    document run alone (fp32, tight tolerance)."""
+    params = [p for p in model.parameters() if p.requires_grad]
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     for start, end in spans:
         alone_logits = model(input_ids=ids[None, start:end], use_cache=False).logits[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SETTINGS, Repo, jsonl
+from conftest import LLAMA_1B_CONFIG, SETTINGS, Repo, jsonl
 from tuneform.estimate.catalog import FLAVORS, known_model
 from tuneform.estimate.estimator import NoFlavorFits, Workload, choose_flavor, estimate, reference_passes
 from tuneform.runfile.spec import load_run_text
@@ -89,17 +89,6 @@ def test_precompute_ref_log_probs_applies_to_reference_methods_only() -> None:
 # ---------------------------------------------------------------------------------------------
 # Through the plan
 
-LLAMA_1B_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 2048,
-    "num_hidden_layers": 16,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 64,
-    "intermediate_size": 8192,
-    "vocab_size": 128256,
-    "tie_word_embeddings": True,
-}
 RUN = """\
 model: {id: ./models/llama-1b, max_seq_length: 1024}
 data:

@@ -13,24 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SETTINGS, Repo, jsonl
+from conftest import LLAMA_1B_CONFIG, SETTINGS, Repo, jsonl
 from tuneform.data.tokens import BYTES_PER_TOKEN, TEMPLATE_TOKENS_PER_MESSAGE
 from tuneform.estimate.catalog import FLAVORS, known_model
 from tuneform.estimate.estimator import Workload, estimate
 
 LLAMA_1B = known_model("meta-llama/Llama-3.2-1B-Instruct")
-# Llama-3.2-1B's shape, as its config.json says it (catalog.shape_from_config reads these).
-LLAMA_1B_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 2048,
-    "num_hidden_layers": 16,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 64,
-    "intermediate_size": 8192,
-    "vocab_size": 128256,
-    "tie_word_embeddings": True,
-}
 # Answers of 4 x n bytes: with "q\n" before them, (2 + 4n) / 4 rounds to n + 1 tokens (bytes/4,
 # half up), plus the template's tokens for two messages.
 ANSWER_UNITS = {40: 300, 4: 100}  # row count -> answer length in 4-byte units

@@ -20,7 +20,15 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, MambaConfig
 
 # The families and helpers of the CPU property test: the same tiny models, the same packed batch.
-from test_packing_exact import CONFIGS, assert_same, conversations, document_loss, documents, prepared_packed, tiny_model
+from test_packing_exact import (
+    CONFIGS,
+    assert_documents_match_alone,
+    conversations,
+    document_loss,
+    documents,
+    prepared_packed,
+    tiny_model,
+)
 from tuneform.runfile.spec import RunSpec
 from tuneform.train import engine, packed_attention, varlen_attention
 from tuneform.train.packed_attention import VARLEN, choose_trl_route
@@ -116,20 +124,11 @@ def test_the_attention_function_keeps_documents_apart_where_flash_cannot(family:
     varlen_attention.register().reset()
     model.set_attn_implementation(VARLEN)
     assert model.config._attn_implementation == VARLEN
-    params = [p for p in model.parameters() if p.requires_grad]
     inputs = {key: value for key, value in batch.items() if key != "labels"}
     packed_logits = model(**inputs, use_cache=False).logits[0]
     assert set(ATTENTION.calls) == {"sdpa-document-mask"}
     assert varlen_attention.ran("varlen-aten") == "sdpa-document-mask"  # the record says what ran
-    ids, labels = batch["input_ids"][0], batch["labels"][0]
-    for start, end in documents(batch["position_ids"][0]):
-        alone_logits = model(input_ids=ids[None, start:end], use_cache=False).logits[0]
-        assert_same(packed_logits[start:end], alone_logits, f"{family} logits of tokens {start}-{end}")
-        packed_grads = torch.autograd.grad(
-            document_loss(packed_logits[start:end], labels[start:end]), params, retain_graph=True, materialize_grads=True
-        )
-        alone_grads = torch.autograd.grad(document_loss(alone_logits, labels[start:end]), params, materialize_grads=True)
-        assert_same(torch.cat([g.flatten() for g in packed_grads]), torch.cat([g.flatten() for g in alone_grads]), f"{family} gradients")
+    assert_documents_match_alone(model, batch, packed_logits, documents(batch["position_ids"][0]), family)
 
 
 def test_a_model_without_flex_attention_loads_with_the_default(tmp_path: Path) -> None:
