@@ -265,6 +265,7 @@ def prepare(
 
     set_seed(spec.training.seed)  # before the model exists: LoRA weights are initialised at random
     tokenizer = load_tokenizer(model_path, spec.model)
+    tracking.point_tracker_at(spec.training.report_to, out_dir)  # before any trainer is built
     if spec.method.type in PREFERENCE_METHODS:
         return _prepare_preference(spec, model_path, tokenizer, examples, eval_examples, out_dir, settings, on_log, callbacks, compile)
     train_rows, skipped = _tokenize(examples, tokenizer, spec)
@@ -290,12 +291,10 @@ def prepare(
     decided = packing.apply(model, engine=engine, requested=settings.packing)
     settings = replace(settings, packing=decided.packing, packing_route=decided.route)
 
-    from transformers import PrinterCallback
     from trl import SFTTrainer
 
     counter = TokenCounter()
     history: list[tuple[int, float]] = []
-    tracking.point_tracker_at(spec.training.report_to, out_dir)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(spec, settings, out_dir),
@@ -308,14 +307,30 @@ def prepare(
     settings = replace(settings, packing=ran.packing, packing_route=ran.route)
     if engine == "trl":
         settings = replace(settings, attention=packed_attention.trl_route(model, packing=ran.packing))
-    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the job reports through on_log
+    return _prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history)
+
+
+def _prepared(
+    trainer: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: Settings,
+    rows: list[Tokenized] | list[TokenizedPair],
+    skipped: int,
+    counter: TokenCounter,
+    history: list[tuple[int, float]],
+) -> Prepared:
+    """What every built trainer gets before it runs: its printer off (the job reports through
+    on_log), the tracked run's link collected, and its batches counted."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     urls: list[str] = []
     trainer.add_callback(tracking.link_callback(trainer.callback_handler, urls))
     # Counting in the collator sees every batch the model gets. TRL builds its own collator (and
     # refuses a custom one with packing), so it is wrapped once built.
     counter.collate = trainer.data_collator
     trainer.data_collator = counter
-    return Prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history, urls)
+    return Prepared(trainer, tokenizer, settings, rows, skipped, counter, history, urls)
 
 
 def _set_compile(spec: RunSpec, settings: Settings, row_lengths: list[int], planned: CompileMode | None) -> Settings:
@@ -364,11 +379,8 @@ def _prepare_preference(
     else:
         model, peft_config = _load_trl(spec, model_path, settings, adapters=False), lora_config(spec)
 
-    from transformers import PrinterCallback
-
     counter = TokenCounter()
     history: list[tuple[int, float]] = []
-    tracking.point_tracker_at(spec.training.report_to, out_dir)
     trainer = preference.dpo_trainer(
         model,
         preference.dpo_config(spec, trainer_arguments(spec, settings, out_dir)),
@@ -378,12 +390,7 @@ def _prepare_preference(
         peft_config=peft_config,
         callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
     )
-    trainer.remove_callback(PrinterCallback)
-    urls: list[str] = []
-    trainer.add_callback(tracking.link_callback(trainer.callback_handler, urls))
-    counter.collate = trainer.data_collator
-    trainer.data_collator = counter
-    return Prepared(trainer, tokenizer, settings, train_pairs, skipped, counter, history, urls)
+    return _prepared(trainer, tokenizer, settings, train_pairs, skipped, counter, history)
 
 
 # ---------------------------------------------------------------------------------------------
