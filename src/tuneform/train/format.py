@@ -393,9 +393,7 @@ def tokenize_pair(example: Example, tokenizer: PreTrainedTokenizerBase, *, max_s
     (a template that rendered the prompt differently before the two answers would leave less of
     it shared; what differs then counts as answer).
     """
-    chosen, rejected = (
-        tokenize(sequence, tokenizer, train_on="responses", max_seq_length=max_seq_length) for _, sequence in pair_sequences(example)
-    )
+    (_, chosen), (_, rejected) = tokenize_answers(example, tokenizer, max_seq_length=max_seq_length)
     starts = [row.completion_mask.index(1) if any(row.completion_mask) else len(row.input_ids) for row in (chosen, rejected)]
     shared = 0
     while shared < min(starts) and chosen.input_ids[shared] == rejected.input_ids[shared]:
