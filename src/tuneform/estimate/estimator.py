@@ -238,6 +238,16 @@ class Calibration:
     # and output, repeat_kv'd keys and values). NOT derived: fitted to the TRL+PEFT packed
     # batch-8 peak (41.9 GiB -> 2.4 MiB/token for the 1B shape), then checked on the other rows.
     trl_activation_widths: tuple[float, float, float, float] = (10.0, 6.0, 2.0, 6.0)
+    # The trl engine's varlen route (train/varlen_attention.py) keeps fewer: no repeated keys and
+    # values (flash reads grouped heads) and no mask. Counted from what autograd saves in
+    # transformers' eager layers under PEFT: hidden x6 (each RMSNorm's fp32 input, 2, and its bf16
+    # output, 1, at both norms), q x4 (Q before rotary, its rotate_half, Q after, the attention
+    # output), kv x4 (the same three for K, and V), intermediate x4 (gate, up, SiLU(gate), the
+    # product down_proj reads). That count predicts 56.9 GiB for run 27 (Llama-1B shape, batch 16
+    # x 2048; bench/results/gpu-trl-varlen-2026-12-06.md), where 61.8 was measured: the 3 hidden
+    # widths more that close the gap are fitted, not derived (62.9 predicted, +2%). The widths
+    # above would predict 93.6.
+    trl_varlen_activation_widths: tuple[float, float, float, float] = (9.0, 4.0, 4.0, 4.0)
     # With gradient checkpointing, each layer's input (hidden-width) is kept for the backward
     # pass. Unsloth's "unsloth" mode offloads them to CPU RAM: its batch-8 checkpointed peak
     # (3.0 GiB) is the weights, overheads and one layer's activations, no more. TRL keeps them.
@@ -742,7 +752,10 @@ def _memory_gb(
     if flavor.gpus > 1:
         state += trainable * cal.ddp_bucket_bytes_per_param
 
-    widths = cal.unsloth_activation_widths if engine == "unsloth" else cal.trl_activation_widths
+    if engine == "unsloth":
+        widths = cal.unsloth_activation_widths
+    else:
+        widths = cal.trl_varlen_activation_widths if _attends_packed_rows_at_once(workload, flavor) else cal.trl_activation_widths
     per_layer_elements = (
         widths[0] * shape.hidden_size + widths[1] * shape.q_dim + widths[2] * shape.kv_dim + widths[3] * shape.intermediate_size
     )
