@@ -302,6 +302,32 @@ def test_document_convolution_is_each_documents_own(lengths: list[int], taps: in
         torch.testing.assert_close(got, want)  # bf16's own tolerance: a unit in the last place
 
 
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(lengths=st.lists(st.integers(1, 6), min_size=2, max_size=5), taps=st.integers(2, 4), seed=st.integers(0, 2**16))
+def test_document_convolution_gradients_are_each_documents_own(lengths: list[int], taps: int, seed: int) -> None:
+    """The positions recomputed at document starts give the input, the weight and the bias the
+    gradients each document alone gives them (fp32): nothing flows across a boundary."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, sum(lengths), generator=gen)
+    weight, bias = torch.randn(3, taps, generator=gen), torch.randn(3, generator=gen)
+    upstream = torch.randn(2, 3, sum(lengths), generator=gen)
+    positions = torch.cat([torch.arange(n) for n in lengths]).expand(2, -1)
+    bounds = [0, *itertools.accumulate(lengths)]
+
+    def grads(packed: bool) -> list[torch.Tensor]:
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        xs, w, b = leaves
+        if packed:
+            out = packed_conv.causal_conv1d_by_document(xs, w, b, packed_conv.document_ids(positions))
+        else:
+            out = torch.cat([modeling_lfm2.causal_conv1d_fn(xs[..., s:e], w, b) for s, e in itertools.pairwise(bounds)], dim=-1)
+        (out * upstream).sum().backward()
+        return [leaf.grad for leaf in leaves]
+
+    for got, want in zip(grads(True), grads(False), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_document_ids_follow_transformers_document_mask() -> None:
     from transformers.masking_utils import find_packed_sequence_indices
 

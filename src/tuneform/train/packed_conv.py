@@ -47,12 +47,59 @@ def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
 def causal_conv1d_by_document(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, seq_idx: torch.Tensor) -> torch.Tensor:
     """The causal depthwise convolution `Lfm2ShortConv` computes, restarted at each document.
 
-    `x` is (batch, channels, tokens), `weight` (channels, taps), `seq_idx` (batch, tokens). Tap j
-    of a causal convolution reads the token `taps - 1 - j` places back; it contributes only where
-    that token belongs to the same document, which is what zero padding gives a document alone.
-    The taps are summed in fp32 (as a convolution kernel accumulates) and returned in the
-    weight's dtype, as transformers' convolution returns them.
+    `x` is (batch, channels, tokens), `weight` (channels, taps), `seq_idx` (batch, tokens);
+    returned in the weight's dtype, as transformers' convolution returns it.
+
+    Why in two parts: only a document's first `taps - 1` tokens have a window that reaches into
+    the document before, a few dozen positions of a 2048-token row. So the whole row goes through
+    the one depthwise convolution transformers runs on a document alone (cuDNN on a GPU), and only
+    those positions are computed again with every tap into an earlier document dropped, which is
+    what zero padding gives the document alone (taps summed in fp32, as a convolution kernel
+    accumulates). Finding them costs one device sync per distinct `seq_idx` (the conv layers of a
+    forward share it, `_boundaries`). Under torch.compile (Unsloth's compiled blocks) that sync
+    would break the graph, so there every tap is masked densely and the compiler fuses it.
     """
+    if torch.compiler.is_compiling():
+        return _masked_taps(x, weight, bias, seq_idx)
+    taps, channels, tokens = weight.shape[-1], x.shape[1], x.shape[-1]
+    out = F.conv1d(x.to(weight.dtype), weight.unsqueeze(1), bias, padding=taps - 1, groups=channels)[..., :tokens]
+    rows, cols = _boundaries(seq_idx, taps)
+    if rows.numel() == 0:
+        return out
+    documents = seq_idx[rows, cols]
+    w = weight.float()
+    fixed = x[rows, :, cols].float() * w[:, taps - 1]
+    for back in range(1, taps):
+        source = (cols - back).clamp(min=0)
+        same = ((cols >= back) & (seq_idx[rows, source] == documents)).float()
+        fixed = fixed + x[rows, :, source].float() * same[:, None] * w[:, taps - 1 - back]
+    if bias is not None:
+        fixed = fixed + bias.float()
+    out[rows, :, cols] = fixed.to(out.dtype)
+    return out
+
+
+_last_boundaries: tuple[torch.Tensor, int, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+def _boundaries(seq_idx: torch.Tensor, taps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, token) of every position whose convolution window reaches into an earlier
+    document. Kept for the `seq_idx` tensor last asked about: every conv layer of one forward
+    gets the same one (the decoder stack's pre-hook makes it once), so the sync is paid once."""
+    global _last_boundaries
+    if _last_boundaries is not None and _last_boundaries[0] is seq_idx and _last_boundaries[1] == taps:
+        return _last_boundaries[2]
+    crossing = torch.zeros(seq_idx.shape, dtype=torch.bool, device=seq_idx.device)
+    for back in range(1, min(taps, seq_idx.shape[-1])):
+        crossing[:, back:] |= seq_idx[:, back:] != seq_idx[:, :-back]
+    rows, cols = crossing.nonzero(as_tuple=True)
+    _last_boundaries = (seq_idx, taps, (rows, cols))
+    return rows, cols
+
+
+def _masked_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, seq_idx: torch.Tensor) -> torch.Tensor:
+    """causal_conv1d_by_document without data-dependent shapes: each tap `back` places back is
+    masked where that token belongs to another document, over the whole row, in fp32."""
     taps = weight.shape[-1]
     x, w = x.float(), weight.float()
     out = x * w[:, taps - 1, None]
