@@ -112,12 +112,28 @@ def test_hub_registry_counts_tags_and_jobs_in_flight(hub_env: FakeHub, tmp_path:
     # jobs are dated by their branch's commit (now): none was submitted after next month starts
     assert [s.key[0] for s in registry.spent([REPO], next_month(since))] == []
 
-    # the evaluate job's scores land: it is no longer in flight (and evaluate reports record no cost)
-    scores = tmp_path / "scores"
+    # the evaluate job's scores land: no longer in flight, it counts at the cost its report records
+    # (an evaluate job tags nothing); one scored last month does not count
+    for eval_hash, created, usd in (
+        ("e" * 64, stamp(since + timedelta(seconds=2)), 0.75),
+        ("9" * 64, stamp(since - timedelta(seconds=1)), 4.0),
+    ):
+        scores = tmp_path / f"scores-{eval_hash[:4]}"
+        scores.mkdir()
+        (scores / "report.json").write_text(manifest(REPO, key_new, created, Cost(actual_usd=usd)).text())
+        registry.add_evals(REPO, key_new, eval_hash, scores)
+    assert sorted((s.key[0], s.usd, s.running) for s in registry.spent([REPO], since)) == [
+        ("a", 0.75, False),
+        ("a", 3.0, False),
+        ("c", 1.25, True),
+    ]
+    scores = tmp_path / "scores-bad"
     scores.mkdir()
-    (scores / "report.json").write_text("{}")
-    registry.add_evals(REPO, key_new, "e" * 64, scores)
-    assert sorted((s.key[0], s.running) for s in registry.spent([REPO], since)) == [("a", False), ("c", True)]
+    (scores / "report.json").write_text("not json")
+    registry.add_evals(REPO, key_new, "8" * 64, scores)
+    with pytest.raises(RegistryError, match="tuneform/evals/8{64}/report.json on main is not an evaluate job's report"):
+        registry.spent([REPO], since)
+    hub_env.api().delete_file("tuneform/evals/" + "8" * 64 + "/report.json", REPO)
 
     # a bundle that is not one says which branch to delete
     upload_job(hub_env, tmp_path, "f" * 64, "not json")

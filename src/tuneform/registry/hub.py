@@ -12,9 +12,11 @@
                                        deleted once the version is published (it holds training data)
     branch tuneform/claim-<key12>      apply's claim of a key (backends/hfjobs.py); deleted with it
 
-`spent` (the monthly cap) counts each tag's recorded cost, and each jobs branch whose work is not
-published yet (no tag; for an evaluate job, no scores under its evals) at its estimate, dated by
-the branch's commit: the Hub keeps no other record of a job in flight that a plan may read.
+`spent` (the monthly cap) counts each tag's recorded cost, each evaluate job's recorded cost (the
+report.json it wrote under tuneform/evals/ on main: it tags nothing), and each jobs branch whose
+work is not published yet (no tag; for an evaluate job, no scores under its evals) at its
+estimate, dated by the branch's commit: the Hub keeps no other record of a job in flight that a
+plan may read.
 
 Writes go through `core.hub.retry`: the client does not retry create_commit, create_repo, create_tag or
 run_job, so every write here is retried on 429 / 5xx / connection errors, and before each retry
@@ -37,6 +39,7 @@ from tuneform.runfile.spec import GGUF_FOLDER, MERGED_FOLDER
 MANIFEST = "tuneform/manifest.json"
 TAG_PREFIX = "run-"
 JOBS_PREFIX = "tuneform/jobs/"
+EVALS_FOLDER = "tuneform/evals"
 JOB_FOLDER = "tuneform-job"
 JOB_RUN_JSON = f"{JOB_FOLDER}/bundle/run.json"
 
@@ -169,7 +172,7 @@ class HubRegistry:
         return sorted(found, key=lambda v: v.created or "")
 
     def has_evals(self, repo: str, key: str, eval_hash: str) -> bool:
-        path = f"tuneform/evals/{eval_hash}/report.json"
+        path = f"{EVALS_FOLDER}/{eval_hash}/report.json"
         for revision in ("main", tag_of(key)):
             try:
                 if self.api.file_exists(repo, path, revision=revision):
@@ -180,13 +183,17 @@ class HubRegistry:
 
     def spent(self, repos: Sequence[str], since: datetime) -> list[Spend]:
         """What the jobs of `repos` cost since `since` (the monthly cap): every version tagged since
-        then at its recorded cost, and every job in flight submitted since then at its estimate."""
+        then and every evaluate job finished since then at its recorded cost, and every job in
+        flight submitted since then at its estimate."""
         out: list[Spend] = []
         for repo in dict.fromkeys(repos):
             out += [
                 Spend(repo, v.key, billed_usd(v.manifest), False, v.created) for v in self.versions(repo) if since_then(v.created, since)
             ]
             refs = self._refs(repo)
+            main = next((b.target_commit for b in refs.branches if b.name == "main"), None) if refs is not None else None
+            if main is not None:
+                out += [s for s in self._evaluations(repo, main) if since_then(s.when, since)]
             tags = {t.name for t in refs.tags} if refs is not None else set()
             for branch in refs.branches if refs is not None else []:
                 if branch.name.startswith(JOBS_PREFIX):
@@ -194,6 +201,31 @@ class HubRegistry:
                     if running is not None and since_then(running.when, since):
                         out.append(running)
         return out
+
+    def _evaluations(self, repo: str, commit: str) -> list[Spend]:
+        """What each finished evaluate job cost: the manifest it wrote as report.json under
+        tuneform/evals/<hash>/ at `commit` (main) records its cost and when it ran."""
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            tree = self.api.list_repo_tree(repo, path_in_repo=EVALS_FOLDER, recursive=True, revision=commit)
+            reports = [entry.path for entry in tree if entry.path.endswith("/report.json")]
+            found = []
+            for path in reports:
+                text = Path(self.api.hf_hub_download(repo, path, revision=commit)).read_text()
+                try:
+                    manifest = Manifest.read_text(text)
+                except ValueError as exc:
+                    raise RegistryError(
+                        f"{repo}: {path} on main is not an evaluate job's report ({exc})",
+                        fix=f"delete {path} from main if no tuneform job wrote it",
+                    ) from None
+                found.append(Spend(repo, manifest.run_key or "", billed_usd(manifest), False, manifest.created))
+        except EntryNotFoundError:
+            return []  # no version was ever scored under changed evals
+        except hub_failures() as exc:
+            raise self._errors(exc, repo) from None
+        return found
 
     def _in_flight(self, repo: str, branch: str, commit: str, tags: set[str]) -> Spend | None:
         """The job whose bundle is on jobs branch `branch` at `commit`, at its estimate, while its
@@ -391,7 +423,7 @@ class HubRegistry:
         """Scores of version `key` under changed evals: tuneform/evals/<hash>/ on main."""
         from huggingface_hub import CommitOperationAdd
 
-        prefix = f"tuneform/evals/{eval_hash}"
+        prefix = f"{EVALS_FOLDER}/{eval_hash}"
         ops = [CommitOperationAdd(f"{prefix}/{p.relative_to(folder).as_posix()}", str(p)) for p in sorted(folder.rglob("*")) if p.is_file()]
         return self._commit(
             repo,
