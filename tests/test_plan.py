@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
+import tuneform
 from conftest import CHAT_ROWS, RUN, SETTINGS, SUITE, SUITE_ROWS, Repo, jsonl
 from tuneform.backends import local
 from tuneform.core.manifest import GitFacts, Manifest
@@ -402,3 +404,19 @@ def test_resolved_diff_fence_survives_backticks_in_values(repo: Repo) -> None:
     )
     markdown = repo.cli("plan", "--format", "markdown").output
     assert "````diff" in markdown and "a```b" in markdown  # the fence is longer than any run inside
+
+
+def test_plan_warns_when_the_comment_workflow_stamps_another_budget_label(repo: Repo) -> None:
+    """comment.yml checks out nothing, so the label it stamps approvals with is written in it; a
+    [tool.tuneform] budget_label changed alone is a warning naming both and the line to change."""
+    template = (Path(tuneform.__file__).parent / "templates/init/.github/workflows/comment.yml").read_text()
+    repo.write(".github/workflows/comment.yml", template)
+    repo.write("pyproject.toml", SETTINGS + 'budget_label = "spend-ok"\n')
+    repo.commit("a custom budget label")
+    code, plan = plan_json(repo)
+    [warning] = [w for w in plan["warnings"] if "BUDGET_LABEL" in w["message"]]
+    assert "the label 'budget-approved' but [tool.tuneform] budget_label is 'spend-ok'" in warning["message"]
+    assert "set BUDGET_LABEL there to 'spend-ok'" in warning["message"] and code == 0
+    repo.write(".github/workflows/comment.yml", template.replace("BUDGET_LABEL: budget-approved", 'BUDGET_LABEL: "spend-ok"'))
+    repo.commit("the workflow follows")
+    assert not [w for w in plan_json(repo)[1]["warnings"] if "BUDGET_LABEL" in w["message"]]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import SUITE, Repo, jsonl, sub
+from tuneform.core.manifest import Manifest
 from tuneform.estimate.catalog import FLAVORS, KNOWN_MODELS
 from tuneform.estimate.estimator import Workload, estimate
 from tuneform.plan.planner import make_plan
@@ -235,6 +236,36 @@ def test_hub_model_without_config_costs_unknown(repo: Repo, hub_model: Any) -> N
     [run] = plan["runs"]
     assert code == 1 and run["usd"] is None and run["usd_status"] == "unknown" and run["budget_ok"] is False
     assert any("cost unknown: cannot size acme/weights-only: the repository has no config.json" in e["message"] for e in run["errors"])
+
+
+def adapter_version(hub: Any, base: str = "acme/tiny-llama") -> str:
+    """A tuneform adapter version of `base` (no config.json, as a LoRA save has none) in
+    acme/support-sft, tagged as the registry tags it; returns its tag."""
+    key = "5" * 64
+    manifest = Manifest(run_key=key, name="support", output_repo="acme/support-sft", spec={"model": {"id": base, "revision": "main"}})
+    files = {"adapter_config.json": json.dumps({"base_model_name_or_path": base, "r": 8}), "adapter_model.safetensors": b"weights"}
+    hub.add_repo("acme/support-sft", {**files, "tuneform/manifest.json": manifest.text()})
+    hub.tag("acme/support-sft", f"run-{key[:12]}")
+    return f"run-{key[:12]}"
+
+
+def test_an_adapter_version_is_sized_as_the_model_it_was_trained_on(repo: Repo, hub_model: Any) -> None:
+    """A run starting from a tuneform adapter version (DPO after SFT) is priced on the Hub: the
+    version's manifest names its base, whose config.json gives the shape."""
+    tag = adapter_version(hub_model)
+    answer = HubResolver(offline=False).model("acme/support-sft", tag)
+    assert answer.exists is True and answer.config == TINY_CONFIG
+    repo.write(
+        "runs/support.yaml", sub("HuggingFaceTB/SmolLM2-135M-Instruct", "acme/support-sft", "93efa2f097d58c2a74874c7e644dbc9b0cee75a2", tag)
+    )
+    code, plan = plan_json(repo, "runs/support.yaml", *HF_JOBS)
+    [run] = plan["runs"]
+    assert run["usd_status"] == "known" and run["usd"] > 0, run
+    # a version whose base is a local folder stays unpriced: only the job that trained it could read it
+    hub_model.add_repo(
+        "acme/local-sft", {"tuneform/manifest.json": Manifest(run_key="6" * 64, spec={"model": {"id": "./models/x"}}).text()}
+    )
+    assert HubResolver(offline=False).model("acme/local-sft", "main").reason == "the repository has no config.json"
 
 
 def test_decode_steps_cost_a_weight_read_each_and_evaluate_skips_training() -> None:

@@ -132,6 +132,9 @@ def test_the_plan_comment_shows_flavor_output_repo_and_image_escaped(repo: Repo)
     assert md_code(image, cell=True) in row
     assert md_code(image, cell=True) != image and "@\u2060" in md_code(image, cell=True)
     assert md_code("acme/hub", cell=True) in row and f"| {run['flavor']} |" in row
+    # the terminal's plan says the same, a line per run under its table (the image verbatim)
+    text = repo.cli("plan", HUB_RUN, "--format", "text").output
+    assert f"  {HUB_RUN} publishes to acme/hub, image {image}" in text.splitlines()
 
 
 # ------------------------------------------------------------------------- one repository per run

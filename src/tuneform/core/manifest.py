@@ -24,6 +24,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 MANIFEST_FORMAT = 3
+HUB_MANIFEST = "tuneform/manifest.json"  # where a version on the Hub keeps it (registry/hub.py)
 PASSED = "passed"
 FAILED_GATES = "failed_gates"
 

@@ -26,7 +26,7 @@ from tuneform.registry.protocol import FAILED_GATES, Registry, RegistryError, Ve
 from tuneform.runfile.diagnostics import Problem
 from tuneform.runfile.resolve import HubResolver
 from tuneform.runfile.settings import PYPROJECT, Settings, SettingsError, load_settings
-from tuneform.runfile.trees import GitTree, TreeError, WorkTree, argument_path, default_base, resolve_rev, shown
+from tuneform.runfile.trees import GitTree, Tree, TreeError, WorkTree, argument_path, default_base, resolve_rev, shown
 
 # 2: a run's `usd` is null when its cost is unknown (`usd_status` says which); it was always a number.
 PLAN_SCHEMA_VERSION = 2
@@ -282,6 +282,7 @@ def make_plan(
         problems.append(exc.problem)
         settings = Settings()
 
+    problems += _budget_label_drift(base_tree if base_tree.exists(COMMENT_WORKFLOW) else head_tree, settings)
     explicit = _explicit_paths(root, paths, problems) if paths else None
     head_paths = explicit if explicit is not None else head_tree.list(RUNS_DIR, RUN_SUFFIXES)
     base_paths = base_tree.list(RUNS_DIR, RUN_SUFFIXES)
@@ -315,6 +316,30 @@ def make_plan(
     _apply_budgets(plan, settings, approval)
     plan.data = plan_data_section(plan.runs, root, base_rev, settings)
     return plan
+
+
+COMMENT_WORKFLOW = ".github/workflows/comment.yml"
+_BUDGET_LABEL_LINE = re.compile(r"^\s*BUDGET_LABEL:\s*(?P<q>[\"']?)(?P<label>[^\"'#\s]+)(?P=q)", re.MULTILINE)
+
+
+def _budget_label_drift(tree: Tree, settings: Settings) -> list[Problem]:
+    """A warning when the plan comment's workflow stamps approvals with another label than
+    [tool.tuneform] budget_label. That workflow checks out nothing (it runs with write access on
+    a pull request's artifact), so `tuneform init` writes the label into it; changing the setting
+    alone would leave the comment saying a plan is unapproved that apply approves, or the reverse."""
+    try:
+        found = _BUDGET_LABEL_LINE.search(tree.read(COMMENT_WORKFLOW).decode("utf-8", "replace"))
+    except TreeError:
+        return []  # no such workflow: nothing stamps approvals
+    if found is None or found["label"] == settings.budget_label:
+        return []
+    return [
+        Problem(
+            f"{COMMENT_WORKFLOW} stamps approvals with the label '{found['label']}' but [tool.tuneform] budget_label is "
+            f"'{settings.budget_label}': set BUDGET_LABEL there to '{settings.budget_label}' so the plan comment says what apply decides",
+            severity="warning",
+        )
+    ]
 
 
 def _base_commit(root: Path, base: str, problems: list[Problem]) -> str:

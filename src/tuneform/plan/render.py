@@ -240,6 +240,13 @@ def render_plan_text(plan: Plan) -> str:
                 *(r[k] for k in ("path", "key", "flavor", "time_limit", "cost", "change", "vram", "note")),
             )
         console.print(table)
+        # Where each run publishes and the image its job runs (with the namespace's token): the
+        # comment's columns, a line per run here (too wide for the terminal's table).
+        for run in plan.runs:
+            entry = run.entry()
+            if entry.output_repo:
+                image = f", image {entry.image}" if entry.image else ""
+                console.print(f"  {entry.path} publishes to {entry.output_repo}{image}", markup=False, highlight=False)
     for path, p in _problems(plan):
         console.print(problem_line(path, p), markup=False, style="red" if p.severity == "error" else "yellow")
     cap = plan.settings.max_usd_per_pr

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from tuneform.core.hub import http_status, hub_api, hub_failures, retry
-from tuneform.core.manifest import PASSED, Manifest
+from tuneform.core.manifest import HUB_MANIFEST, PASSED, Manifest
 from tuneform.registry.protocol import MainMoved, Published, RegistryError, Spend, Version, billed_usd, main_moved, since_then
 from tuneform.runfile.spec import GGUF_FOLDER, MERGED_FOLDER
 
-MANIFEST = "tuneform/manifest.json"
+MANIFEST = HUB_MANIFEST
 TAG_PREFIX = "run-"
 JOBS_PREFIX = "tuneform/jobs/"
 EVALS_FOLDER = "tuneform/evals"

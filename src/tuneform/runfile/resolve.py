@@ -95,7 +95,8 @@ class HubResolver:
         except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
             return HubModel(exists=False, reason=f"no such model repository or revision on the Hub ({_answer_reason(exc)})")
         except RemoteEntryNotFoundError:
-            return HubModel(exists=True, reason="the repository has no config.json")
+            base = self._version_base(api, repo_id, revision)
+            return self.model(*base) if base else HubModel(exists=True, reason="the repository has no config.json")
         except jsonsafe.JsonError as exc:
             return HubModel(exists=True, reason=f"its config.json is not valid JSON ({exc})")
         except hub_failures() as exc:  # network, timeout, server: not an answer about the model
@@ -111,6 +112,24 @@ class HubResolver:
         except unreadable:
             params = None  # the shape in config.json still gives the count
         return HubModel(config, params, exists=True)
+
+    def _version_base(self, api: Any, repo_id: str, revision: str) -> tuple[str, str] | None:
+        """(base model id, revision) of a tuneform adapter version, which has no config.json: its
+        manifest names the model it was trained on, whose shape it has (the job merges the adapter
+        into it, job/pipeline.py `starting_model`). None for anything else."""
+        from tuneform.core.hub import hub_failures
+        from tuneform.core.manifest import HUB_MANIFEST, Manifest
+
+        unreadable: tuple[type[Exception], ...] = (*hub_failures(), ValueError, OSError)
+        try:
+            path = api.hf_hub_download(repo_id, HUB_MANIFEST, revision=revision, etag_timeout=self.timeout)
+            manifest = Manifest.read_text(Path(path).read_text())
+        except unreadable:
+            return None
+        base, base_revision = manifest.model_id, manifest.model_revision or "main"
+        if not base or base.startswith((".", "/")) or (base, base_revision) == (repo_id, revision):
+            return None  # a local folder only the job that trained it could read, or itself
+        return base, base_revision
 
     def resolve(self, repo_type: str, repo_id: str, revision: str) -> tuple[str | None, str | None]:
         """(commit SHA or None, reason it could not be resolved or None)."""
