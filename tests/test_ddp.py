@@ -77,7 +77,8 @@ def test_a_failing_training_process_is_reported_and_its_scratch_removed(tmp_path
     with pytest.raises(TrainError) as raised:
         train_distributed(request, 2, lines.append)
     message = str(raised.value)
-    assert message.startswith("the 2 training processes failed (exit 1)")
-    assert "is not a job bundle: it has no run.json" in message  # the cause, from a process's output
+    # the cause, from the failing process's output, ahead of torchrun's own traceback and summary
+    assert message.startswith("the 2 training processes failed (exit 1): ")
+    assert "is not a job bundle: it has no run.json" in message.splitlines()[0]
     assert "rank-1:" in message  # the second process's log, which the job's output does not show
     assert not work.exists() and not (tmp_path / "staging" / "model").exists()

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -320,8 +320,19 @@ def test_submission_faults_are_retried_or_explained(demo: Repo, fake_hub: FakeHu
     assert HfJobs(fake_hub.api(), "acme", lambda line: None).claim(REPO, key9, key9[:12], "git " + "f" * 40) is None
     result = demo.cli("apply", "--backend", "hf-jobs", "--no-wait", "runs/demo.yaml")
     assert result.exit_code == 1 and "another apply (git ffff" in result.output and "nothing was submitted" in result.output, result.output
+    assert "taken over after 2 hours" in result.output and len(fake_hub.jobs) == 4
+    # a claim just short of abandoned still stops it; one older, with still no job, is an apply
+    # that died before submitting: taken over
+    from tuneform.backends.hfjobs import CLAIM_ABANDONED_AFTER_S, claim_branch
+
+    claim = fake_hub.repo(REPO).commits[fake_hub.repo(REPO).branches[claim_branch(key9)]]
+    claim.date = datetime.now(UTC) - timedelta(seconds=CLAIM_ABANDONED_AFTER_S - 60)
+    assert HfJobs(fake_hub.api(), "acme", lambda line: None).claim(REPO, key9, key9[:12], "git " + "e" * 40) == "git " + "f" * 40
+    claim.date = datetime.now(UTC) - timedelta(seconds=CLAIM_ABANDONED_AFTER_S + 60)
+    assert HfJobs(fake_hub.api(), "acme", lambda line: None).claim(REPO, key9, key9[:12], "git " + "e" * 40) is None
+    assert HfJobs(fake_hub.api(), "acme", lambda line: None).claim_holder(REPO, key9)[1] == "git " + "e" * 40
     assert len(fake_hub.jobs) == 4
-    # ... until that apply's job failed: its claim is taken over
+    # ... and a fresh claim whose job failed is taken over too
     labels = {"tuneform-run": key9[:12], "tuneform-job": key9[:12], "tuneform-repo": "acme--demo"}
     failed = fake_hub.api().run_job(image="python:3.12", command=["true"], flavor="cpu-basic", labels=labels, namespace="acme").id
     fake_hub.fail_job(failed)

@@ -22,6 +22,7 @@ import pytest
 from conftest import ROOT, Repo, demo_repo
 from fakehub import USER_TOKEN, FakeHub
 from test_hfjobs import DEMO, REPO
+from tfevents import scalars
 from tuneform.job.checkpoints import work_branch
 
 STEPS = 12  # DEMO's 24 steps, halved: each test trains once or twice
@@ -171,6 +172,14 @@ def test_a_killed_job_is_resumed_by_the_next_one(demo: Repo, fake_hub: FakeHub, 
     assert [point[0] for point in training["loss_history"]] == list(range(step + 1, STEPS + 1))
     assert [t for t in repo.tags if t.startswith("run-")] == [f"run-{key[:12]}"]
     assert branch not in repo.branches
+    # the tensorboard files up to the checkpoint travelled with it: the published curve is whole,
+    # each step once (the first job's files up to step 3, the second job's from step 4)
+    events = [name for name in manifest["tracking"]["files"] if "/events.out.tfevents." in name]
+    steps: list[int] = []
+    for name in events:
+        (tmp_path / "events").write_bytes(fake_hub.read_file(REPO, f"tuneform/{name}", f"run-{key[:12]}"))
+        steps += [s for s, _ in scalars(tmp_path / "events").get("train/loss", [])]
+    assert sorted(steps) == list(range(1, STEPS + 1)), (events, steps)
 
 
 def test_a_checkpoint_saved_with_other_settings_is_ignored(demo: Repo, fake_hub: FakeHub, tmp_path: Path) -> None:

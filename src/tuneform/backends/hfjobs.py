@@ -6,7 +6,9 @@ Submitting one run:
    RUNNING, COMPLETED), or an existing tag `run-<key12>`, means yes: nothing is submitted again.
 2. Claim the key: a commit on branch `tuneform/claim-<key12>` naming the claimant (the git commit
    applied), made from the head read just before; a claim another apply holds stops this one
-   (exit 1, nothing submitted). A claim whose answer was lost names us: it is ours (`claim`).
+   (exit 1, nothing submitted). A claim whose answer was lost names us: it is ours (`claim`). A
+   claim is taken over when every job for it failed, or when no job was ever submitted for it
+   and it is older than CLAIM_ABANDONED_AFTER_S (its apply died between claiming and submitting).
 3. Check that the job's token can read the base model and Hub datasets (auth_check).
 4. Upload the bundle and a wheel of this tuneform to branch `tuneform/jobs/<key12>` of the output repo.
 5. `run_job`: the container downloads `tuneform-job/` at the commit that upload made (not the
@@ -59,6 +61,10 @@ ACTIVE = ("SCHEDULING", "RUNNING", "UPDATING", "COMPLETED")
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 CANCELABLE = ("SCHEDULING", "RUNNING", "UPDATING")  # a superseded job in one of these is canceled
 CLAIM_FILE = "tuneform/claim.json"  # on the claim branch: who holds the claim (claim_holder)
+# An apply submits its job within minutes of claiming (upload, then run_job); a claim with no job
+# after this long is an apply that died in between, and would otherwise stop the key for good.
+# Long enough that an apply still uploading a large bundle keeps its claim.
+CLAIM_ABANDONED_AFTER_S = 2 * 3600
 
 # What the container runs (bash), in two parts so tests can run the first alone. Parameters come
 # from the environment, the token from secrets. INSTALL_SCRIPT downloads the job folder at commit
@@ -270,7 +276,7 @@ class HfJobs:
                 return None
             if current is not None:
                 jobs = self.jobs_for(label)
-                if not jobs or any(j.status.stage in ACTIVE for j in jobs):
+                if any(j.status.stage in ACTIVE for j in jobs) or (not jobs and not self._abandoned(repo, head)):
                     return current
             try:
                 retry(
@@ -292,6 +298,14 @@ class HfJobs:
                 ):  # moved since read: whose claim landed (ours, its answer lost?) is read again
                     raise
         return self.claim_holder(repo, key)[1] or "another apply"
+
+    def _abandoned(self, repo: str, head: str | None) -> bool:
+        """Whether the claim commit `head` is older than CLAIM_ABANDONED_AFTER_S."""
+        if head is None:
+            return False
+        commits = retry(lambda: self.api.list_repo_commits(repo, revision=head), what="read the claim's age", say=self.say)
+        made = commits[0].created_at if commits else None
+        return made is not None and time.time() - made.timestamp() > CLAIM_ABANDONED_AFTER_S
 
     def release(self, repo: str, key: str) -> None:
         """Drop the key's claim and bundle branches: a later apply of that key submits again."""
@@ -595,7 +609,8 @@ class HfJobsBackend:
             if holder is not None:
                 raise BackendError(
                     f"another apply ({holder}) is submitting {tag_of(key)} and holds branch {claim_branch(key)} in {repo}: "
-                    "nothing was submitted; apply again once its job shows (tuneform status), or delete that branch if no apply is running"
+                    "nothing was submitted; apply again once its job shows (tuneform status); a claim with no job is taken over "
+                    f"after {CLAIM_ABANDONED_AFTER_S // 3600} hours, or delete that branch now if no apply is running"
                 )
         except (BackendError, RegistryError):
             raise

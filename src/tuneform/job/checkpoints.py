@@ -6,7 +6,9 @@ uploads it to branch `tuneform/work-<key12>` of the output repo under `checkpoin
 commit that also deletes the previous checkpoint's files: the branch holds the newest checkpoint
 and never a mix of two. `checkpoint/tuneform.json` beside it records the run key, the step and
 the settings a resume must share: step N means the same rows seen only with the same batch size,
-gradient accumulation, process count and engine.
+gradient accumulation, process count and engine. The run's tracker files (`logs/`: tensorboard's
+event files, train/tracking.py) travel in the same commit, so a resumed job's published curve
+starts at step 1, not at the step it resumed from.
 
 A job that trains the run again (HF Jobs retried it, or apply resubmitted it after a crash)
 continues from that checkpoint when it matches, and says why it does not when it does not.
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT = "checkpoint"  # the folder on the work branch
 STATE = "tuneform.json"  # what the checkpoint is, inside that folder
+LOGS = "logs"  # the tracker files up to the checkpoint, on the work branch
 
 
 def work_branch(key: str) -> str:
@@ -125,9 +128,10 @@ class WorkBranch:
             return f"its step {state.get('step')!r} is not a step count"
         return None
 
-    def resume(self) -> Resume | None:
+    def resume(self, logs: Path | None = None) -> Resume | None:
         """The branch's checkpoint, downloaded, when it matches this run and its settings; else None,
-        with a line saying why it is ignored (a read error too: training from the start is always safe)."""
+        with a line saying why it is ignored (a read error too: training from the start is always safe).
+        The tracker files saved with it go back into `logs`, where the trainer's tracker appends."""
         try:
             state = self.saved()
             if state is None:
@@ -136,7 +140,11 @@ class WorkBranch:
             if why:
                 self._say(f"ignoring the checkpoint on branch {self.branch}: {why}; training from the start")
                 return None
-            self.hub.api.snapshot_download(self.repo, revision=self.branch, allow_patterns=[f"{CHECKPOINT}/*"], local_dir=str(self.scratch))
+            self.hub.api.snapshot_download(
+                self.repo, revision=self.branch, allow_patterns=[f"{CHECKPOINT}/*", f"{LOGS}/*"], local_dir=str(self.scratch)
+            )
+            if logs is not None and (self.scratch / LOGS).is_dir():
+                shutil.copytree(self.scratch / LOGS, logs, dirs_exist_ok=True)
         except Exception as exc:  # broad on purpose: any unreadable checkpoint means training from the start, never a failed job
             self._say(
                 f"ignoring the checkpoint on branch {self.branch}: reading it failed ({type(exc).__name__}: {exc}); training from the start"
@@ -145,10 +153,10 @@ class WorkBranch:
         self._say(f"resuming from step {state['step']} (checkpoint on branch {self.branch})")
         return Resume(self.scratch / CHECKPOINT, int(state["step"]))
 
-    def upload(self, folder: Path, step: int) -> None:
-        """One commit on the branch: `folder` (a trainer checkpoint) as checkpoint/, the previous
-        checkpoint's other files deleted. A failure is reported, not raised: training goes on, and
-        the branch keeps the last checkpoint that did land."""
+    def upload(self, folder: Path, step: int, logs: Path | None = None) -> None:
+        """One commit on the branch: `folder` (a trainer checkpoint) as checkpoint/ and the tracker
+        files in `logs` as logs/, the previous checkpoint's other files deleted. A failure is
+        reported, not raised: training goes on, and the branch keeps the last checkpoint that did land."""
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         (folder / STATE).write_text(
@@ -165,7 +173,13 @@ class WorkBranch:
                 )
                 self._branch_ready = True
             ours = {f"{CHECKPOINT}/{p.relative_to(folder).as_posix()}": p for p in sorted(folder.rglob("*")) if p.is_file()}
-            stale = [p for p in api.list_repo_files(self.repo, revision=self.branch) if p.startswith(f"{CHECKPOINT}/") and p not in ours]
+            if logs is not None and logs.is_dir():
+                ours |= {f"{LOGS}/{p.relative_to(logs).as_posix()}": p for p in sorted(logs.rglob("*")) if p.is_file()}
+            stale = [
+                p
+                for p in api.list_repo_files(self.repo, revision=self.branch)
+                if p.startswith((f"{CHECKPOINT}/", f"{LOGS}/")) and p not in ours
+            ]
             operations = [CommitOperationDelete(p) for p in stale] + [CommitOperationAdd(rel, str(p)) for rel, p in ours.items()]
             retry(
                 lambda: str(
@@ -223,6 +237,8 @@ def checkpoint_callback(work: WorkBranch | None, interval_seconds: float) -> Any
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+    from tuneform.train.tracking import logs_dir
+
     class _Checkpoints(TrainerCallback):
         last = time.monotonic()
         group: Any = None  # the gloo group of a DDP run; None in one process
@@ -247,7 +263,7 @@ def checkpoint_callback(work: WorkBranch | None, interval_seconds: float) -> Any
                 dist.barrier(group=self.group)  # every process has written its files
             if work is not None and state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-                work.upload(folder, state.global_step)
+                work.upload(folder, state.global_step, logs_dir(Path(args.output_dir)))
                 shutil.rmtree(folder, ignore_errors=True)
             self.last = time.monotonic()  # the interval counts training time, not the upload's
 

@@ -321,7 +321,9 @@ def _train(
     compile = planned_compile(bundle.run.estimate)
     count = training_processes(processes)
     work, minutes = _work_branch(bundle, registry, count, batch_size, checkpointing)
-    resume = work.resume() if work else None
+    from tuneform.train.tracking import logs_dir
+
+    resume = work.resume(logs_dir(staging / "model")) if work else None
     resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
     if count > 1 and spec.model.version_tag:

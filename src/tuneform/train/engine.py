@@ -327,6 +327,7 @@ def _prepared(
     trainer.remove_callback(PrinterCallback)
     urls: list[str] = []
     trainer.add_callback(tracking.link_callback(trainer.callback_handler, urls))
+    trainer.add_callback(tracking.whole_logs_callback(trainer.callback_handler))
     # Counting in the collator sees every batch the model gets. TRL builds its own collator (and
     # refuses a custom one with packing), so it is wrapped once built.
     counter.collate = trainer.data_collator

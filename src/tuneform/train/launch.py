@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -102,6 +103,10 @@ def train_distributed(request: TrainRequest, processes: int, echo: Echo) -> Trai
         shutil.rmtree(work, ignore_errors=True)
 
 
+# A process's own error: tuneform's "error: ..." line, or the last line of a Python traceback.
+_ERROR_LINE = re.compile(r"^(error: |[A-Za-z_][\w.]*(Error|Exception): )")
+
+
 def _launch(request: TrainRequest, work: Path, processes: int, echo: Echo) -> TrainResult:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen(
@@ -114,12 +119,15 @@ def _launch(request: TrainRequest, work: Path, processes: int, echo: Echo) -> Tr
         start_new_session=True,
     )
     tail: deque[str] = deque(maxlen=8)
+    cause = None  # the first error line: torchrun's own traceback and summary follow it
     try:
         assert child.stdout is not None
         for line in child.stdout:
             line = line.rstrip("\n")
             tail.append(line)
             echo(line)
+            if cause is None and _ERROR_LINE.match(line):
+                cause = line
         code = child.wait()
     except BaseException:
         _stop(child)
@@ -129,7 +137,8 @@ def _launch(request: TrainRequest, work: Path, processes: int, echo: Echo) -> Tr
     if reported and "error" in reported:
         raise TrainError(reported["error"])
     if code != 0 or reported is None:
-        parts = [f"the {processes} training processes failed (exit {code}); last output:", *(f"    {line}" for line in tail)]
+        first = f": {cause.strip()}" if cause else ""
+        parts = [f"the {processes} training processes failed (exit {code}){first}; last output:", *(f"    {line}" for line in tail)]
         for log in sorted(work.glob("rank-*.log")):
             parts += [f"  {log.stem}:", *(f"    {line}" for line in log.read_text(errors="replace").splitlines()[-5:])]
         raise TrainError("\n".join(parts))

@@ -67,6 +67,32 @@ def link_callback(handler: Any, found: list[str]) -> Any:
     return _Link()
 
 
+def whole_logs_callback(handler: Any) -> Any:
+    """A TrainerCallback that, at each step a checkpoint is saved, closes the tensorboard writer
+    of `handler` (the trainer's callback_handler) once the step is logged and opens a new one on
+    the same folder: add it after the trackers' callbacks.
+
+    Why: tensorboard's writer queues events to a background thread, and its flush does not wait
+    for that queue, so a checkpoint taken right after a step is logged (job/checkpoints.py uploads
+    logs/ with it) could miss that step's values, leaving a gap in a resumed job's curve. Closing
+    drains the queue. The new writer's file is suffixed with the step: event files are named by
+    the second they were opened, and two in one second would be one file written twice."""
+    from transformers import TrainerCallback
+
+    class _WholeLogs(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not control.should_save:
+                return
+            for callback in handler.callbacks:
+                writer = getattr(callback, "tb_writer", None) if type(callback).__name__ == "TensorBoardCallback" else None
+                if writer is not None:
+                    folder = writer.get_logdir() if hasattr(writer, "get_logdir") else writer.logdir  # torch's, tensorboardX's
+                    writer.close()
+                    callback.tb_writer = type(writer)(log_dir=folder, filename_suffix=f".step{state.global_step}")
+
+    return _WholeLogs()
+
+
 def run_url(callback: Any) -> str | None:
     """The web address of the run a transformers tracker callback opened, when it has one: a
     wandb run's page, an MLflow run on an http(s) tracking server, a Trackio Space. None for
