@@ -562,10 +562,10 @@ def starting_model(bundle: Bundle, registry: JobRegistry, work: Path, echo: Echo
     if not (folder / "adapter_config.json").is_file():
         echo(f"starting from {repo} run-{key12} (merged weights)")
         return str(folder), parent
-    base = version.manifest.model_id
-    if base is None or base.startswith((".", "/")):
+    base = version.manifest.hub_model_id
+    if base is None:
         raise BundleError(
-            f"model.revision run-{key12}: that version is an adapter on the local model {base}, which this job cannot load: "
+            f"model.revision run-{key12}: that version is an adapter on the local model {version.manifest.model_id}, which this job cannot load: "
             "start from a version saved with output.save: merged"
         )
     echo(f"starting from {repo} run-{key12} (adapter merged into {base})")
