@@ -315,14 +315,13 @@ def _train(
         train_distributed,
         training_processes,
     )
+    from tuneform.train.tracking import logs_dir
 
     spec = bundle.spec
     batch_size, checkpointing = sized_auto_settings(bundle.run.estimate)
     compile = planned_compile(bundle.run.estimate)
     count = training_processes(processes)
     work, minutes = _work_branch(bundle, registry, count, batch_size, checkpointing)
-    from tuneform.train.tracking import logs_dir
-
     resume = work.resume(logs_dir(staging / "model")) if work else None
     resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
