@@ -300,11 +300,15 @@ class HfJobs:
         return self.claim_holder(repo, key)[1] or "another apply"
 
     def _abandoned(self, repo: str, head: str | None) -> bool:
-        """Whether the claim commit `head` is older than CLAIM_ABANDONED_AFTER_S."""
+        """Whether the claim at commit `head` is older than CLAIM_ABANDONED_AFTER_S: the date of
+        the commit that last wrote its claim file (one request, not the branch's history)."""
         if head is None:
             return False
-        commits = retry(lambda: self.api.list_repo_commits(repo, revision=head), what="read the claim's age", say=self.say)
-        made = commits[0].created_at if commits else None
+        info = retry(
+            lambda: self.api.get_paths_info(repo, [CLAIM_FILE], revision=head, expand=True), what="read the claim's age", say=self.say
+        )
+        last = getattr(info[0], "last_commit", None) if info else None
+        made = last.date if last is not None else None
         return made is not None and time.time() - made.timestamp() > CLAIM_ABANDONED_AFTER_S
 
     def release(self, repo: str, key: str) -> None:

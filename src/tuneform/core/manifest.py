@@ -303,6 +303,13 @@ class Manifest(Record):
         return value if isinstance(value, str) else None
 
     @property
+    def hub_model_id(self) -> str | None:
+        """The base model's Hub id; None when the run named a local folder (`.` or `/` first, the
+        run-file contract), which only the machine that trained it could read."""
+        base = self.model_id
+        return None if base is None or base.startswith((".", "/")) else base
+
+    @property
     def model_revision(self) -> str | None:
         """The base model's revision: the resolved commit when lineage has it, else as written."""
         if self.lineage and self.lineage.model_revision:

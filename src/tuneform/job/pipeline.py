@@ -315,14 +315,13 @@ def _train(
         train_distributed,
         training_processes,
     )
+    from tuneform.train.tracking import logs_dir
 
     spec = bundle.spec
     batch_size, checkpointing = sized_auto_settings(bundle.run.estimate)
     compile = planned_compile(bundle.run.estimate)
     count = training_processes(processes)
     work, minutes = _work_branch(bundle, registry, count, batch_size, checkpointing)
-    from tuneform.train.tracking import logs_dir
-
     resume = work.resume(logs_dir(staging / "model")) if work else None
     resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
@@ -562,10 +561,10 @@ def starting_model(bundle: Bundle, registry: JobRegistry, work: Path, echo: Echo
     if not (folder / "adapter_config.json").is_file():
         echo(f"starting from {repo} run-{key12} (merged weights)")
         return str(folder), parent
-    base = version.manifest.model_id
-    if base is None or base.startswith((".", "/")):
+    base = version.manifest.hub_model_id
+    if base is None:
         raise BundleError(
-            f"model.revision run-{key12}: that version is an adapter on the local model {base}, which this job cannot load: "
+            f"model.revision run-{key12}: that version is an adapter on the local model {version.manifest.model_id}, which this job cannot load: "
             "start from a version saved with output.save: merged"
         )
     echo(f"starting from {repo} run-{key12} (adapter merged into {base})")

@@ -421,8 +421,7 @@ def model_card(manifest: Manifest) -> str:
     """README.md of a published version: Hub metadata, then the same report a PR gets, then its
     lineage (what trained it, from which commit, on which bytes, what it replaced)."""
     front = ["---"]
-    base = manifest.model_id
-    if base and not base.startswith((".", "/")):
+    if base := manifest.hub_model_id:
         front.append(f"base_model: {json.dumps(base)}")
     front += [f"library_name: {'peft' if 'adapter' in manifest.saves else 'transformers'}", "tags:", "- tuneform", "---", ""]
     body = render_run_markdown(manifest).replace(RESULTS_MARKER, "").lstrip("\n")

@@ -36,7 +36,6 @@ from tuneform.core.manifest import HUB_MANIFEST, PASSED, Manifest
 from tuneform.registry.protocol import MainMoved, Published, RegistryError, Spend, Version, billed_usd, main_moved, since_then
 from tuneform.runfile.spec import GGUF_FOLDER, MERGED_FOLDER
 
-MANIFEST = HUB_MANIFEST
 TAG_PREFIX = "run-"
 JOBS_PREFIX = "tuneform/jobs/"
 EVALS_FOLDER = "tuneform/evals"
@@ -131,7 +130,7 @@ class HubRegistry:
         if commit is None:
             return None
         try:
-            path = self.api.hf_hub_download(repo, MANIFEST, revision=commit)
+            path = self.api.hf_hub_download(repo, HUB_MANIFEST, revision=commit)
         except (EntryNotFoundError, RevisionNotFoundError):
             return None
         except hub_failures() as exc:
@@ -141,7 +140,7 @@ class HubRegistry:
         try:
             return Manifest.read_text(Path(path).read_text())
         except ValueError as exc:
-            raise RegistryError(f"{repo}@{revision}: {MANIFEST} is not a tuneform manifest ({exc})") from None
+            raise RegistryError(f"{repo}@{revision}: {HUB_MANIFEST} is not a tuneform manifest ({exc})") from None
 
     def get(self, repo: str, key: str) -> Version | None:
         manifest = self._manifest(repo, tag_of(key))
@@ -344,7 +343,7 @@ class HubRegistry:
             return Published(existing, "", moved_main, f"{tag_of(key)} is already published")
         self.ensure_repo(repo, private)
         (folder / "tuneform").mkdir(parents=True, exist_ok=True)
-        (folder / MANIFEST).write_text(manifest.text())
+        (folder / HUB_MANIFEST).write_text(manifest.text())
         ours = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         adds = [CommitOperationAdd(rel, str(folder / rel)) for rel in ours]
         message = message or f"{tag_of(key)}: {manifest.name} ({manifest.status})"

@@ -126,8 +126,8 @@ class HubResolver:
             manifest = Manifest.read_text(Path(path).read_text())
         except unreadable:
             return None
-        base, base_revision = manifest.model_id, manifest.model_revision or "main"
-        if not base or base.startswith((".", "/")) or (base, base_revision) == (repo_id, revision):
+        base, base_revision = manifest.hub_model_id, manifest.model_revision or "main"
+        if base is None or (base, base_revision) == (repo_id, revision):
             return None  # a local folder only the job that trained it could read, or itself
         return base, base_revision
 

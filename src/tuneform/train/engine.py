@@ -321,7 +321,8 @@ def _prepared(
     history: list[tuple[int, float]],
 ) -> Prepared:
     """What every built trainer gets before it runs: its printer off (the job reports through
-    on_log), the tracked run's link collected, and its batches counted."""
+    on_log), the tracked run's link collected, its tensorboard files whole at each checkpoint,
+    and its batches counted."""
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
