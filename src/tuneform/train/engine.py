@@ -126,7 +126,6 @@ class Prepared:
     train_rows: list[Tokenized] | list[TokenizedPair]
     skipped_examples: int
     counter: TokenCounter
-    loss_history: list[tuple[int, float]]  # filled as the trainer logs
     tracker_urls: list[str] = field(default_factory=list)  # filled when training begins (train/tracking.py)
 
 
@@ -207,7 +206,7 @@ def train(
     return TrainResult(
         steps=output.global_step,
         train_loss=float(output.training_loss),
-        loss_history=prepared.loss_history,
+        loss_history=_step_losses(trainer.state.log_history),
         eval_loss=eval_loss,
         tokens=tokens,
         trained_tokens=trained_tokens,
@@ -294,20 +293,19 @@ def prepare(
     from trl import SFTTrainer
 
     counter = TokenCounter()
-    history: list[tuple[int, float]] = []
     trainer = SFTTrainer(
         model=model,
         args=sft_config(spec, settings, out_dir),
         train_dataset=_dataset(train_rows),
         eval_dataset=_dataset(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
+        callbacks=[_progress_callback(on_log, counter), *(callbacks or [])],
     )
     ran = packing.as_run(decided, engine_packs=bool(getattr(trainer.args, "packing", False)))
     settings = replace(settings, packing=ran.packing, packing_route=ran.route)
     if engine == "trl":
         settings = replace(settings, attention=packed_attention.trl_route(model, packing=ran.packing))
-    return _prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history)
+    return _prepared(trainer, tokenizer, settings, train_rows, skipped, counter)
 
 
 def _prepared(
@@ -317,7 +315,6 @@ def _prepared(
     rows: list[Tokenized] | list[TokenizedPair],
     skipped: int,
     counter: TokenCounter,
-    history: list[tuple[int, float]],
 ) -> Prepared:
     """What every built trainer gets before it runs: its printer off (the job reports through
     on_log), the tracked run's link collected, its tensorboard files whole at each checkpoint,
@@ -332,7 +329,7 @@ def _prepared(
     # refuses a custom one with packing), so it is wrapped once built.
     counter.collate = trainer.data_collator
     trainer.data_collator = counter
-    return Prepared(trainer, tokenizer, settings, rows, skipped, counter, history, urls)
+    return Prepared(trainer, tokenizer, settings, rows, skipped, counter, urls)
 
 
 def _set_compile(spec: RunSpec, settings: Settings, row_lengths: list[int], planned: CompileMode | None) -> Settings:
@@ -382,7 +379,6 @@ def _prepare_preference(
         model, peft_config = _load_trl(spec, model_path, settings, adapters=False), lora_config(spec)
 
     counter = TokenCounter()
-    history: list[tuple[int, float]] = []
     trainer = preference.dpo_trainer(
         model,
         preference.dpo_config(spec, trainer_arguments(spec, settings, out_dir)),
@@ -390,9 +386,9 @@ def _prepare_preference(
         train_pairs,
         eval_pairs,
         peft_config=peft_config,
-        callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
+        callbacks=[_progress_callback(on_log, counter), *(callbacks or [])],
     )
-    return _prepared(trainer, tokenizer, settings, train_pairs, skipped, counter, history)
+    return _prepared(trainer, tokenizer, settings, train_pairs, skipped, counter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,9 +641,15 @@ STEADY_MIN_STEPS = 10
 """Runs this long or longer report a steady rate, measured from the end of their first fifth."""
 
 
-def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: list[tuple[int, float]]) -> Any:
-    """A TrainerCallback that appends each logged step loss to `history`, reports progress, and
-    marks where the steady rate starts.
+def _step_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(step, loss) at each logging step, from the trainer's own log. A resumed run's log starts
+    with the checkpoint's (trainer_state.json), so the history is the whole run's, not only what
+    ran since the resume."""
+    return [(int(entry["step"]), float(entry["loss"])) for entry in log_history if "loss" in entry]
+
+
+def _progress_callback(on_log: OnLog | None, counter: TokenCounter) -> Any:
+    """A TrainerCallback that reports progress and marks where the steady rate starts.
 
     Defined here because TrainerCallback comes from transformers, which must not be imported
     before the engine is chosen."""
@@ -668,7 +670,6 @@ def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: lis
             if not logs or "loss" not in logs:
                 return  # the end-of-training summary and eval logs carry no step loss
             loss = float(logs["loss"])
-            history.append((state.global_step, loss))
             tokens, _ = counter.totals(args.device)  # every process logs at the same steps
             if on_log is not None:
                 on_log(state.global_step, state.max_steps, loss, tokens, time.perf_counter() - self.started)
