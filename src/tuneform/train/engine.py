@@ -203,10 +203,15 @@ def train(
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"  # KiB on Linux
     if trainer.is_world_process_zero():
         save(trainer, prepared.tokenizer, spec, prepared.settings, out_dir)
+    history = _step_losses(trainer.state.log_history)
+    train_loss = float(output.training_loss)
+    if resume_from is not None and history:
+        # the trainer sums only the resumed steps' losses, then divides by every step's count
+        train_loss = _mean_over_steps(history)
     return TrainResult(
         steps=output.global_step,
-        train_loss=float(output.training_loss),
-        loss_history=_step_losses(trainer.state.log_history),
+        train_loss=train_loss,
+        loss_history=history,
         eval_loss=eval_loss,
         tokens=tokens,
         trained_tokens=trained_tokens,
@@ -646,6 +651,15 @@ def _step_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
     with the checkpoint's (trainer_state.json), so the history is the whole run's, not only what
     ran since the resume."""
     return [(int(entry["step"]), float(entry["loss"])) for entry in log_history if "loss" in entry]
+
+
+def _mean_over_steps(history: list[tuple[int, float]]) -> float:
+    """The mean step loss of a run from its logged losses: each logged value is the mean over the
+    steps since the one logged before it."""
+    total, previous = 0.0, 0
+    for step, loss in history:
+        total, previous = total + loss * (step - previous), step
+    return total / previous
 
 
 def _progress_callback(on_log: OnLog | None, counter: TokenCounter) -> Any:
