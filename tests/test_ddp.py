@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,10 +69,51 @@ def test_two_processes_split_each_step_and_sum_their_tokens(tmp_path: Path, monk
     assert names(version) == names(single_version)
 
 
+def test_two_processes_train_from_a_tuneform_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every process starts from the version the run names (the first process made it ready), not
+    from the model id written in the run file, which is the output repo and no model folder."""
+    monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "single"))
+    demo = demo_repo(tmp_path / "demo", ONE_EPOCH)
+    demo.cli("apply", "runs/demo.yaml")  # the version to start from (one epoch: its gate fails, exit 1)
+    parent = manifest(tmp_path / "single")
+    shutil.copytree(tmp_path / "single", tmp_path / "ddp")  # the registry the DDP job publishes to has it too
+
+    demo.write(
+        "runs/demo.yaml",
+        ONE_EPOCH.replace("id: ./models/demo-tiny", f"id: tuneform-demo/demo\n  revision: run-{parent['run_key'][:12]}").replace(
+            "num_train_epochs: 1", "max_steps: 4"
+        ),
+    )
+    demo.commit("continue from the first version")
+    demo.cli("apply", "runs/demo.yaml")  # one process, for its bundle
+    job = local.list_jobs(tmp_path / "single")[-1]  # newest last
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(tmp_path / "ddp"), "--processes", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    out = done.stdout + done.stderr
+    assert f"starting from tuneform-demo/demo run-{parent['run_key'][:12]}" in out, out
+    assert "2 processes with DDP" in out, out
+    key = job.state["run_key"]
+    child = json.loads((tmp_path / "ddp/tuneform-demo/demo/versions" / key / "manifest.json").read_text())
+    assert child["lineage"]["parent"]["run_key"] == parent["run_key"] and child["training"]["steps"] == 4
+    # the processes trained the version's weights: the first loss is near where the version ended, far below a fresh start's
+    first = child["training"]["loss_history"][0][1]
+    assert first < parent["training"]["loss_history"][0][1] / 2
+
+
 def test_a_failing_training_process_is_reported_and_its_scratch_removed(tmp_path: Path) -> None:
     work = tmp_path / "staging" / "ddp"
     request = TrainRequest(
-        bundle=str(tmp_path / "no-bundle"), out_dir=str(tmp_path / "staging" / "model"), result=str(work / "result.json")
+        bundle=str(tmp_path / "no-bundle"),
+        model=str(tmp_path / "no-model"),
+        out_dir=str(tmp_path / "staging" / "model"),
+        result=str(work / "result.json"),
     )
     lines: list[str] = []
     with pytest.raises(TrainError) as raised:

@@ -633,6 +633,18 @@ def test_warm_up_is_priced_by_what_the_job_compiles() -> None:
     assert len({warmup(LLAMA_1B, 1_000_000, mode) for mode in ("on", "off", "none")}) == 1
 
 
+def test_trl_warm_up_is_short_for_packed_rows() -> None:
+    """Padded batches meet a new length each of the first steps (7-11 s, runs 10, 18, 19); packed
+    rows are one length (0.2 s, run 27). The flash route needs bf16 GPUs: a T4 packs without it."""
+
+    def warmup(packing: bool, flavor: str = "h200") -> float:
+        workload = Workload(shape=LLAMA_1B, train_tokens=1_000_000, packing=packing, engine="trl")
+        return estimate(workload, FLAVORS[flavor]).seconds_breakdown["warmup"]
+
+    assert warmup(True) < 2 < 7 < warmup(False)
+    assert warmup(True, "t4-small") == warmup(False, "t4-small")
+
+
 # ---- terms for shapes beyond the Llama-1B the curve was fitted on (issue 14) ----------------
 
 LFM2 = _shape("LiquidAI/LFM2-1.2B")

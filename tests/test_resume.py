@@ -169,7 +169,9 @@ def test_a_killed_job_is_resumed_by_the_next_one(demo: Repo, fake_hub: FakeHub, 
     manifest = manifest_of(fake_hub, key)
     training = manifest["training"]
     assert training["resumed_from_step"] == step and training["steps"] == STEPS
-    assert [point[0] for point in training["loss_history"]] == list(range(step + 1, STEPS + 1))
+    assert [point[0] for point in training["loss_history"]] == list(range(1, STEPS + 1))  # the checkpoint's log, then the resume's
+    losses = [point[1] for point in training["loss_history"]]
+    assert training["train_loss"] == pytest.approx(sum(losses) / STEPS)  # the whole run's mean (one log a step)
     assert [t for t in repo.tags if t.startswith("run-")] == [f"run-{key[:12]}"]
     assert branch not in repo.branches
     # the tensorboard files up to the checkpoint travelled with it: the published curve is whole,

@@ -346,8 +346,13 @@ class Calibration:
     # family trains through Unsloth's own kernels, where nothing compiled buys nothing (run 22).
     uncompiled_below_tokens: Mapping[str, int] = field(default_factory=lambda: {"lfm2": 2_800_000})
     # Plain TRL on a GPU (no compilation): the loop's seconds beyond its tokens at the steady
-    # rate, for trl-defaults: 11.0 s (H200, run 10), 8.1 and 7.4 s (H100, runs 18 and 19).
+    # rate, for trl-defaults: 11.0 s (H200, run 10), 8.1 and 7.4 s (H100, runs 18 and 19). Those
+    # rows are padded to each batch's longest, so the first steps keep meeting new shapes (each a
+    # new choice of matrix kernels); packed rows are all one length, and the trl engine's packed
+    # varlen route reached its rate at once: 0.2 s (H100, run 27). With no Triton kernel to build
+    # either, its warm-up is taken as 1 s.
     trl_warmup_s: float = 9.0
+    trl_packed_warmup_s: float = 1.0
 
     # ---- time past the matmul curve (memory-bound work, in bytes per token) ----------------
     # Divided by the GPU's memory bandwidth (memory_bandwidth_gb_s), added to each token's time.
@@ -925,7 +930,7 @@ def _warmup_seconds(workload: Workload, flavor: Flavor, engine: Engine, cal: Cal
     if flavor.is_cpu:
         return 0.0
     if engine == "trl":
-        return cal.trl_warmup_s
+        return cal.trl_packed_warmup_s if _attends_packed_rows_at_once(workload, flavor) else cal.trl_warmup_s
     if workload.shape.architecture not in cal.unsloth_zoo_architectures:
         return cal.unsloth_native_warmup_s
     return {"blocks": cal.unsloth_warmup_s, "off": cal.unsloth_eager_warmup_s, "none": cal.unsloth_uncompiled_warmup_s}[

@@ -309,7 +309,7 @@ def _train(
 
     import torch
 
-    from tuneform.train.engine import TrainError, train
+    from tuneform.train.engine import train
     from tuneform.train.launch import (
         TrainRequest,
         train_distributed,
@@ -325,8 +325,6 @@ def _train(
     resume = work.resume(logs_dir(staging / "model")) if work else None
     resume_from, resumed = (resume.folder, resume.step) if resume else (None, None)
     echo(f"training ({spec.method.type}, {spec.compute.engine} engine" + (f", {count} processes with DDP)" if count > 1 else ")"))
-    if count > 1 and spec.model.version_tag:
-        raise TrainError(f"a run that starts from a tuneform version trains in one process, not {count}: run it on a one-GPU flavor")
     if count == 1:
         from tuneform.job.checkpoints import checkpoint_callback
 
@@ -353,6 +351,7 @@ def _train(
     torch.cuda.empty_cache()  # the scoring passes' cached blocks would crowd the first GPU
     request = TrainRequest(
         bundle=str(bundle.path.resolve()),
+        model=model_path,
         out_dir=str((staging / "model").resolve()),
         result=str((staging / "ddp" / "result.json").resolve()),
         batch_size=batch_size,

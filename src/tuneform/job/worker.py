@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         on_log = progress_printer(lambda line: print(line, flush=True)) if rank == 0 else None
         result = train(
             bundle.spec,
-            bundle.model_path(),
+            request.model,
             data.train,
             data.eval,
             Path(request.out_dir),

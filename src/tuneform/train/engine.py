@@ -127,7 +127,6 @@ class Prepared:
     train_rows: list[Tokenized] | list[TokenizedPair]
     skipped_examples: int
     counter: TokenCounter
-    loss_history: list[tuple[int, float]]  # filled as the trainer logs
     tracker_urls: list[str] = field(default_factory=list)  # filled when training begins (train/tracking.py)
 
 
@@ -205,10 +204,15 @@ def train(
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"  # KiB on Linux
     if trainer.is_world_process_zero():
         save(trainer, prepared.tokenizer, spec, prepared.settings, out_dir)
+    history = _step_losses(trainer.state.log_history)
+    train_loss = float(output.training_loss)
+    if resume_from is not None and history:
+        # the trainer sums only the resumed steps' losses, then divides by every step's count
+        train_loss = _mean_over_steps(history)
     return TrainResult(
         steps=output.global_step,
-        train_loss=float(output.training_loss),
-        loss_history=prepared.loss_history,
+        train_loss=train_loss,
+        loss_history=history,
         eval_loss=eval_loss,
         tokens=tokens,
         trained_tokens=trained_tokens,
@@ -295,20 +299,19 @@ def prepare(
     from trl import SFTTrainer
 
     counter = TokenCounter()
-    history: list[tuple[int, float]] = []
     trainer = SFTTrainer(
         model=model,
         args=sft_config(spec, settings, out_dir),
         train_dataset=_dataset(train_rows),
         eval_dataset=_dataset(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
+        callbacks=[_progress_callback(on_log, counter), *(callbacks or [])],
     )
     ran = packing.as_run(decided, engine_packs=bool(getattr(trainer.args, "packing", False)))
     settings = replace(settings, packing=ran.packing, packing_route=ran.route)
     if engine == "trl":
         settings = replace(settings, attention=packed_attention.trl_route(model, packing=ran.packing))
-    return _prepared(trainer, tokenizer, settings, train_rows, skipped, counter, history)
+    return _prepared(trainer, tokenizer, settings, train_rows, skipped, counter)
 
 
 def _prepared(
@@ -318,7 +321,6 @@ def _prepared(
     rows: list[Tokenized] | list[TokenizedPair],
     skipped: int,
     counter: TokenCounter,
-    history: list[tuple[int, float]],
 ) -> Prepared:
     """What every built trainer gets before it runs: its printer off (the job reports through
     on_log), the tracked run's link collected, its tensorboard files whole at each checkpoint,
@@ -333,7 +335,7 @@ def _prepared(
     # refuses a custom one with packing), so it is wrapped once built.
     counter.collate = trainer.data_collator
     trainer.data_collator = counter
-    return Prepared(trainer, tokenizer, settings, rows, skipped, counter, history, urls)
+    return Prepared(trainer, tokenizer, settings, rows, skipped, counter, urls)
 
 
 def _set_compile(spec: RunSpec, settings: Settings, row_lengths: list[int], planned: CompileMode | None) -> Settings:
@@ -383,7 +385,6 @@ def _prepare_preference(
         model, peft_config = _load_trl(spec, model_path, settings, adapters=False), lora_config(spec)
 
     counter = TokenCounter()
-    history: list[tuple[int, float]] = []
     trainer = preference.dpo_trainer(
         model,
         preference.dpo_config(spec, trainer_arguments(spec, settings, out_dir)),
@@ -391,9 +392,9 @@ def _prepare_preference(
         train_pairs,
         eval_pairs,
         peft_config=peft_config,
-        callbacks=[_progress_callback(on_log, counter, history), *(callbacks or [])],
+        callbacks=[_progress_callback(on_log, counter), *(callbacks or [])],
     )
-    return _prepared(trainer, tokenizer, settings, train_pairs, skipped, counter, history)
+    return _prepared(trainer, tokenizer, settings, train_pairs, skipped, counter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -646,9 +647,24 @@ STEADY_MIN_STEPS = 10
 """Runs this long or longer report a steady rate, measured from the end of their first fifth."""
 
 
-def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: list[tuple[int, float]]) -> Any:
-    """A TrainerCallback that appends each logged step loss to `history`, reports progress, and
-    marks where the steady rate starts.
+def _step_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(step, loss) at each logging step, from the trainer's own log. A resumed run's log starts
+    with the checkpoint's (trainer_state.json), so the history is the whole run's, not only what
+    ran since the resume."""
+    return [(int(entry["step"]), float(entry["loss"])) for entry in log_history if "loss" in entry]
+
+
+def _mean_over_steps(history: list[tuple[int, float]]) -> float:
+    """The mean step loss of a run from its logged losses: each logged value is the mean over the
+    steps since the one logged before it."""
+    total, previous = 0.0, 0
+    for step, loss in history:
+        total, previous = total + loss * (step - previous), step
+    return total / previous
+
+
+def _progress_callback(on_log: OnLog | None, counter: TokenCounter) -> Any:
+    """A TrainerCallback that reports progress and marks where the steady rate starts.
 
     Defined here because TrainerCallback comes from transformers, which must not be imported
     before the engine is chosen."""
@@ -669,7 +685,6 @@ def _progress_callback(on_log: OnLog | None, counter: TokenCounter, history: lis
             if not logs or "loss" not in logs:
                 return  # the end-of-training summary and eval logs carry no step loss
             loss = float(logs["loss"])
-            history.append((state.global_step, loss))
             tokens, _ = counter.totals(args.device)  # every process logs at the same steps
             if on_log is not None:
                 on_log(state.global_step, state.max_steps, loss, tokens, time.perf_counter() - self.started)

@@ -39,9 +39,11 @@ Echo = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """What the training processes need: the bundle, where to save, the sized `auto` values."""
+    """What the training processes need: the bundle, the model to start from, where to save, the
+    sized `auto` values."""
 
     bundle: str
+    model: str  # the job's starting model: the bundle's, or the tuneform version it starts from, made ready
     out_dir: str
     result: str  # the first process writes the TrainResult (or {"error": message}) here; its folder is scratch
     batch_size: int | None = None
