@@ -30,6 +30,17 @@ def manifest(registry: Path) -> dict:
     return json.loads(found.read_text())
 
 
+def job_on_two_processes(bundle: Path, registry: Path) -> subprocess.CompletedProcess[str]:
+    """`tuneform job BUNDLE --processes 2`, as a Hub job's command runs it, publishing to `registry`."""
+    return subprocess.run(
+        [sys.executable, "-m", "tuneform.cli", "job", str(bundle), "--registry", str(registry), "--processes", "2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=300,
+    )
+
+
 def test_two_processes_split_each_step_and_sum_their_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNEFORM_HOME", str(tmp_path / "single"))
     demo = demo_repo(tmp_path / "demo", ONE_EPOCH)
@@ -37,14 +48,7 @@ def test_two_processes_split_each_step_and_sum_their_tokens(tmp_path: Path, monk
     single = manifest(tmp_path / "single")["training"]
     [job] = local.list_jobs(tmp_path / "single")
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(tmp_path / "ddp"), "--processes", "2"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    done = job_on_two_processes(job.bundle, tmp_path / "ddp")
     out = done.stdout
     assert "training (full, auto engine, 2 processes with DDP)" in out, out + done.stderr
     ddp = manifest(tmp_path / "ddp")["training"]
@@ -88,14 +92,7 @@ def test_two_processes_train_from_a_tuneform_version(tmp_path: Path, monkeypatch
     demo.cli("apply", "runs/demo.yaml")  # one process, for its bundle
     job = local.list_jobs(tmp_path / "single")[-1]  # newest last
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-m", "tuneform.cli", "job", str(job.bundle), "--registry", str(tmp_path / "ddp"), "--processes", "2"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    done = job_on_two_processes(job.bundle, tmp_path / "ddp")
     out = done.stdout + done.stderr
     assert f"starting from tuneform-demo/demo run-{parent['run_key'][:12]}" in out, out
     assert "2 processes with DDP" in out, out
