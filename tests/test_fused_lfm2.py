@@ -70,20 +70,29 @@ def test_fused_lfm2_matches_transformers_and_peft_on_the_gpu() -> None:
     ids = torch.randint(0, 512, (2, 96), device="cuda")
     upstream = torch.randn(2, 96, 512, device="cuda", dtype=torch.bfloat16)
 
-    def run(model: torch.nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def run(model: torch.nn.Module, *, adapter: bool = True) -> dict[str, torch.Tensor]:
+        """The logits and every adapter gradient, in fp32; without the adapter (preference
+        training's reference pass) the logits alone."""
         model.zero_grad()
+        if not adapter:
+            with torch.no_grad(), model.disable_adapter():
+                return {"logits (adapter off)": model(input_ids=ids, use_cache=False).logits.float()}
         logits = model(input_ids=ids, use_cache=False).logits
         (logits.float() * upstream.float()).sum().backward()
         grads = {n: p.grad.float() for n, p in model.named_parameters() if p.requires_grad}
-        return logits.float(), grads
+        return {"logits": logits.float(), **grads}
 
-    want_logits, want_grads = run(plain)
-    got_logits, got_grads = run(fused)
-    torch.testing.assert_close(got_logits, want_logits, atol=3e-2, rtol=3e-2)
-    assert got_grads.keys() == want_grads.keys() and want_grads
-    for name, want in want_grads.items():
-        error = (got_grads[name] - want).norm() / want.norm()
-        assert error < 3e-2, f"{name}: relative gradient error {error:.3g}"
-    with torch.no_grad(), fused.disable_adapter(), plain.disable_adapter():  # preference training's reference pass
-        off = fused(input_ids=ids, use_cache=False).logits.float()
-        torch.testing.assert_close(off, plain(input_ids=ids, use_cache=False).logits.float(), atol=3e-2, rtol=3e-2)
+    # bf16 rounds differently along any two orders of the same sums, so each bf16 model is held to
+    # the same fp32 model: the fused kernels may not stray more than twice as far as PEFT's forward.
+    reference = copy.deepcopy(plain).float()
+    failures = []
+    for adapter in (True, False):
+        exact, want, got = run(reference, adapter=adapter), run(plain, adapter=adapter), run(fused, adapter=adapter)
+        assert exact.keys() == want.keys() == got.keys()
+        assert len(exact) > 1 or not adapter  # the adapter's gradients are there
+        for name, value in exact.items():
+            peft_error = ((want[name] - value).norm() / value.norm()).item()
+            fused_error = ((got[name] - value).norm() / value.norm()).item()
+            if not fused_error <= 2 * peft_error + 1e-3:
+                failures.append(f"{name}: fused {fused_error:.3g} vs PEFT {peft_error:.3g} from fp32")
+    assert not failures, "\n".join(failures)
