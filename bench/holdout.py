@@ -221,6 +221,14 @@ def points_of(path: Path) -> tuple[list[Point], list[tuple[str, str]]]:
                 if route is None
                 else f"attention route {route!r}: the estimator prices the varlen route"
             )
+        elif (
+            why is None
+            and result["engine"] == "unsloth"
+            and _compile(note, report, settings) == "none"
+            and shape.architecture in DEFAULT_CALIBRATION.unsloth_zoo_architectures
+            and settings.get("kernels") != "fused"
+        ):
+            why = "nothing compiled, before LFM2's fused kernels (train/fused_lfm2.py), which the estimator prices"
         if why is not None:
             skipped.append((source, why))
             continue

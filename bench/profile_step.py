@@ -57,8 +57,10 @@ def category(name: str) -> str:
     return "other elementwise and reductions"
 
 
-def profiler_callback(start: int, steps: int, record: dict[str, Any]) -> Any:
-    """A TrainerCallback that profiles optimizer steps start+1 .. start+steps into `record`."""
+def profiler_callback(start: int, steps: int, record: dict[str, Any], callers: bool = False) -> Any:
+    """A TrainerCallback that profiles optimizer steps start+1 .. start+steps into `record`; with
+    `callers`, also the operators by input shapes and Python caller (slower to record, so the step
+    times are not comparable with a run without it)."""
     import torch
     from transformers import TrainerCallback
 
@@ -70,7 +72,9 @@ def profiler_callback(start: int, steps: int, record: dict[str, Any]) -> Any:
             if state.global_step == start and self.profile is None:
                 torch.cuda.synchronize()
                 self.profile = torch.profiler.profile(
-                    activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+                    activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA],
+                    record_shapes=callers,
+                    with_stack=callers,
                 )
                 self.profile.__enter__()
                 self.began = time.perf_counter()
@@ -92,6 +96,19 @@ def profiler_callback(start: int, steps: int, record: dict[str, Any]) -> Any:
                     for e in self.profile.key_averages()
                     if e.self_device_time_total > 0
                 ]
+                if callers:
+                    grouped = self.profile.key_averages(group_by_input_shape=True, group_by_stack_n=8)
+                    record["callers"] = [
+                        {
+                            "name": e.key,
+                            "count": e.count,
+                            "device_us": e.self_device_time_total,
+                            "shapes": str(e.input_shapes)[:200],
+                            "stack": [f for f in (e.stack or []) if "/torch/" not in f][:4],
+                        }
+                        for e in sorted(grouped, key=lambda e: -e.self_device_time_total)[:40]
+                        if e.device_type != torch.autograd.DeviceType.CUDA
+                    ]
 
     return StepProfiler()
 
@@ -121,6 +138,9 @@ def summarise(record: dict[str, Any], steps: int) -> dict[str, Any]:
         ],
         "top_ops": [
             {"name": e["name"][:160], "ms_per_step": e["device_us"] / 1000 / steps, "calls_per_step": e["count"] / steps} for e in ops
+        ],
+        "callers": [
+            {**e, "ms_per_step": e["device_us"] / 1000 / steps, "calls_per_step": e["count"] / steps} for e in record.get("callers", [])
         ],
     }
 
@@ -154,6 +174,17 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for k in s["top_ops"]:
         lines.append(f"| `{k['name']}` | {k['ms_per_step']:.2f} | {k['calls_per_step']:.0f} |")
+    if s["callers"]:
+        lines += [
+            "",
+            "Operators by input shapes and caller (`--callers`):",
+            "",
+            "| operator | shapes | caller | ms per step | calls per step |",
+            "|---|---|---|---|---|",
+        ]
+        for k in s["callers"]:
+            caller = " < ".join(k["stack"]) or "(autograd)"
+            lines.append(f"| `{k['name']}` | {k['shapes']} | {caller} | {k['ms_per_step']:.2f} | {k['calls_per_step']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps to profile")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--callers", action="store_true", help="also group operators by input shapes and Python caller")
     args = parser.parse_args(argv)
 
     bench = _gpu_bench()  # sets the offline environment and finds tuneform
@@ -191,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuneform.job.bundle import read_bundle
     from tuneform.job.pipeline import (
         import_engine_first,
+        planned_compile,
         quiet_libraries,
         sized_auto_settings,
     )
@@ -202,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuneform.train.engine import train
 
     data = load_data(bundle.spec, bundle.files)
-    batch, checkpointing = sized_auto_settings(bundle.run.get("estimate") or {})
+    batch, checkpointing = sized_auto_settings(bundle.run.estimate)
     record: dict[str, Any] = {}
     result = train(
         bundle.spec,
@@ -212,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         work / "out",
         batch_size=batch,
         gradient_checkpointing=checkpointing,
-        callbacks=[profiler_callback(args.start, args.steps, record)],
+        compile=planned_compile(bundle.run.estimate),
+        callbacks=[profiler_callback(args.start, args.steps, record, args.callers)],
     )
     if "events" not in record:
         raise SystemExit(f"the run had {result.steps} steps: too few to profile steps {args.start + 1}-{args.start + args.steps}")

@@ -167,3 +167,20 @@ def test_card_names_are_gpu_models() -> None:
     assert holdout.card_of("NVIDIA H200") == "H200"
     assert holdout.card_of("NVIDIA A100-SXM4-80GB") == "A100"
     assert DEFAULT_CALIBRATION.speed_by_gpu == {}  # the fit never changes the shipped calibration
+
+
+def test_lfm2_runs_with_nothing_compiled_before_the_fused_kernels_are_skipped(tmp_path: Path) -> None:
+    """An eager LFM2 job now runs Unsloth's fused kernels (settings.kernels: fused), which the
+    estimator prices; the eager runs recorded before them measured another path."""
+    holdout = _holdout()
+    report = json.loads((RESULTS / "gpu-lfm2.5-1.2b-auto-2026-12-06.json").read_text())
+    ran = report["results"][0]
+    fused = {**ran, "config": "fused", "settings": {**ran["settings"], "kernels": "fused"}}
+    report["results"] = [ran, fused]
+    path = tmp_path / "gpu-x.json"
+    path.write_text(json.dumps(report))
+    points, skipped = holdout.points_of(path)
+    assert [p.source for p in points] == ["gpu-x: fused"]
+    assert dict(skipped) == {
+        f"gpu-x: {ran['config']}": "nothing compiled, before LFM2's fused kernels (train/fused_lfm2.py), which the estimator prices"
+    }

@@ -377,6 +377,9 @@ class Calibration:
     # With nothing compiled (UNSLOTH_COMPILE_DISABLE), a zoo architecture runs every layer's
     # elementwise work unfused: LFM2 another 8.2 us a token slower (run 24: 40,596 against run
     # 23's 60,991), over 16 layers of width 2048 at 3,350 GB/s: 843 bytes per layer per hidden unit.
+    # Measured before train/fused_lfm2.py put an eager LFM2 job on Unsloth's fused kernels: to
+    # refit on the first fused run (bench/holdout.py skips the runs before it). Until then the
+    # fused path is priced as the unfused one was, slower than it should run: the price errs high.
     uncompiled_bytes_per_hidden: float = 843.0
     # Assumption: tokenising with the `tokenizers` Rust backend via datasets.map.
     tokenize_tokens_per_s: float = 500_000.0

@@ -33,7 +33,7 @@ from tuneform.core.errors import TuneformError
 from tuneform.data.reader import Example
 from tuneform.estimate.estimator import CompileMode, compile_mode
 from tuneform.runfile.spec import PREFERENCE_METHODS, RunSpec
-from tuneform.train import packed_attention, packing, preference, tracking
+from tuneform.train import fused_lfm2, packed_attention, packing, preference, tracking
 from tuneform.train.format import Tokenized, TokenizedPair, load_tokenizer, tokenize_all
 from tuneform.train.preference import DPO_LOSS
 
@@ -73,6 +73,7 @@ class Settings:
     attention: str = "n/a"  # how packed documents are attended (train/packed_attention.py Route)
     packing_route: str = "n/a"  # how packed documents are kept apart, or why not (train/packing.py)
     compile: str = "n/a"  # unsloth: what it compiled (estimate/estimator.py CompileMode); trl: n/a
+    kernels: str = "n/a"  # unsloth, nothing compiled: "fused" where train/fused_lfm2.py routed LFM2's layers
 
 
 @dataclass
@@ -282,7 +283,7 @@ def prepare(
 
     model: PreTrainedModel | PeftModel
     if engine == "unsloth":
-        model = _load_unsloth(spec, model_path, settings)
+        model, settings = _load_unsloth(spec, model_path, settings)
     else:
         # Packed rows' attention is chosen as the model loads (a varlen call where the GPU has
         # torch's flash kernels); the route recorded is the one transformers then set.
@@ -379,7 +380,7 @@ def _prepare_preference(
         from unsloth import PatchDPOTrainer
 
         PatchDPOTrainer()  # Unsloth's entry point for DPO (its trainers are patched when it is imported)
-        model, peft_config = _load_unsloth(spec, model_path, settings), None
+        (model, settings), peft_config = _load_unsloth(spec, model_path, settings), None
     else:
         model, peft_config = _load_trl(spec, model_path, settings, adapters=False), lora_config(spec)
 
@@ -769,8 +770,10 @@ def _load_trl(
     return get_peft_model(loaded, lora_config(spec))
 
 
-def _load_unsloth(spec: RunSpec, model: str, settings: Settings) -> PreTrainedModel:
-    """Unsloth: the same model and adapters through FastLanguageModel (CUDA only, untested here)."""
+def _load_unsloth(spec: RunSpec, model: str, settings: Settings) -> tuple[PreTrainedModel, Settings]:
+    """Unsloth: the same model and adapters through FastLanguageModel (CUDA only; the GPU tests
+    cover it). With nothing compiled, LFM2's layers go through Unsloth's fused kernels
+    (train/fused_lfm2.py), recorded in the settings."""
     from unsloth import FastLanguageModel
 
     local = Path(model).is_dir()
@@ -789,9 +792,9 @@ def _load_unsloth(spec: RunSpec, model: str, settings: Settings) -> PreTrainedMo
         random_state=spec.training.seed,
     )
     if spec.method.type == "full":
-        return loaded
+        return loaded, settings
     m = spec.method
-    return FastLanguageModel.get_peft_model(
+    adapted = FastLanguageModel.get_peft_model(
         loaded,
         r=m.r,
         lora_alpha=m.alpha,
@@ -803,6 +806,9 @@ def _load_unsloth(spec: RunSpec, model: str, settings: Settings) -> PreTrainedMo
         use_gradient_checkpointing="unsloth" if settings.gradient_checkpointing else False,
         random_state=spec.training.seed,
     )
+    if settings.compile == "none" and fused_lfm2.enable(adapted):
+        settings = replace(settings, kernels="fused")
+    return adapted, settings
 
 
 def qlora_quantization(compute_dtype: Any) -> Any:
