@@ -269,10 +269,14 @@ class Calibration:
     # of the outputs asked for 4 more and ran out; the loss's fp32 gradient follows: 2+2+4+4 = 12.
     unsloth_unfused_logits_bytes: float = 12.0
     unsloth_unfused_architectures: frozenset[str] = frozenset({"gemma3_text"})
-    # A zoo architecture with nothing compiled has no fused loss: LFM2 peaked at 58.8 GiB (run
-    # 24) where the same job with the non-block parts compiled peaked at 43.3 (run 23): 15.5 GiB
-    # over 16 x 2048 tokens x 65,536 entries = 7.7 bytes per entry, an fp32 logit and its fp32
-    # gradient (8). Llama-1B with nothing compiled peaked as compiled (32.3 GiB, runs 14 and 22).
+    # A zoo architecture with nothing compiled and its layers unfused holds more: LFM2 peaked at
+    # 58.8 GiB (run 24) where the same job with the non-block parts compiled peaked at 43.3 (run
+    # 23): 15.5 GiB, priced as 16 x 2048 tokens x 65,536 entries = 7.7 bytes per logit (8). It is
+    # not the logits (Unsloth's chunked loss runs eager too): through the fused kernels the same
+    # LoRA job peaked at 39.3 GiB (bench/results/gpu-lfm2.5-fused-2026-12-06.md), so what the
+    # unfused LoRA, SwiGLU and norms keep. Only full fine-tuning still runs unfused (no adapters
+    # for train/fused_lfm2.py to route), and is priced with it. Llama-1B with nothing compiled
+    # peaked as compiled (32.3 GiB, runs 14 and 22).
     uncompiled_logits_bytes: float = 8.0
     # LFM2's short-convolution layers on Unsloth keep more than the Llama-style widths above
     # price for them (the conv's in_proj output is 3 x hidden, and train/packed_conv.py's
@@ -335,16 +339,20 @@ class Calibration:
     unsloth_warmup_s: float = 45.0
     unsloth_eager_warmup_s: float = 25.0
     unsloth_uncompiled_warmup_s: float = 2.0
-    # Compiling pays back from here: ~20 s more warm-up on a fresh machine (runs 19 and 23) against
-    # ~3.1 us a token saved (LFM2-1.2B, one H100: 74,019 against 60,991 tokens/s steady); the
-    # Llama-1B shape gains nothing from it either way. train/engine.py's compute.compile auto reads it.
+    # Compiling the blocks pays back from here: ~20 s more warm-up on a fresh machine than the
+    # rest compiled (runs 19 and 23) against ~3.1 us a token saved (LFM2-1.2B, one H100: 74,019
+    # against 60,991 tokens/s steady); the Llama-1B shape gains nothing from it either way.
+    # train/engine.py's compute.compile auto reads it.
     compile_min_tokens: int = 6_000_000
-    # Below it, where compiling nothing beats compiling all but the blocks over the whole loop:
-    # LFM2-1.2B on a fresh H100, 1M tokens, ran its loop at 37,785 tok/s with nothing compiled
-    # (run 24: 40,596 steady, 1.9 s warm-up) against 24,517 with the blocks eager (run 23: 60,991
-    # steady, 24.7 s). Equal loops at T/40,596 + 2 = T/60,991 + 25: T = 2.8M tokens. The Llama
-    # family trains through Unsloth's own kernels, where nothing compiled buys nothing (run 22).
-    uncompiled_below_tokens: Mapping[str, int] = field(default_factory=lambda: {"lfm2": 2_800_000})
+    # Below it, an architecture compiles nothing, where the short warm-up beats every compiled
+    # loop. LFM2-1.2B on one H100 with nothing compiled, through the fused kernels: 49,430 tokens/s
+    # steady after a 1.9 s warm-up (bench/results/gpu-lfm2.5-fused-2026-12-06.md), against the
+    # blocks compiled (run 19: 74,019 after about 45 s) and the rest compiled (run 23: 60,991 after
+    # about 25 s). Equal loops at T/49,430 + 2 = T/74,019 + 45: T = 6.4M tokens (and the rest
+    # compiled never wins: equal to nothing compiled at 6.0M). Checked before compile_min_tokens.
+    # The Llama family trains through Unsloth's own kernels, where nothing compiled buys nothing
+    # (run 22).
+    uncompiled_below_tokens: Mapping[str, int] = field(default_factory=lambda: {"lfm2": 6_400_000})
     # Plain TRL on a GPU (no compilation): the loop's seconds beyond its tokens at the steady
     # rate, for trl-defaults: 11.0 s (H200, run 10), 8.1 and 7.4 s (H100, runs 18 and 19). Those
     # rows are padded to each batch's longest, so the first steps keep meeting new shapes (each a
@@ -374,12 +382,15 @@ class Calibration:
     # H100 (runs 19 and 23: 74,019 against 60,991 tokens/s), over 10 conv layers of width 2048 at
     # 3,350 GB/s: 3.1e-6 x 3.35e12 / (10 x 2048) = 507 bytes per conv layer per hidden unit.
     conv_eager_bytes_per_hidden: float = 507.0
-    # With nothing compiled (UNSLOTH_COMPILE_DISABLE), a zoo architecture runs every layer's
-    # elementwise work unfused: LFM2 another 8.2 us a token slower (run 24: 40,596 against run
-    # 23's 60,991), over 16 layers of width 2048 at 3,350 GB/s: 843 bytes per layer per hidden unit.
-    # Measured before train/fused_lfm2.py put an eager LFM2 job on Unsloth's fused kernels: to
-    # refit on the first fused run (bench/holdout.py skips the runs before it). Until then the
-    # fused path is priced as the unfused one was, slower than it should run: the price errs high.
+    # With nothing compiled (UNSLOTH_COMPILE_DISABLE), a zoo architecture's elementwise work runs
+    # outside the compiler. An adapter job on LFM2 goes through Unsloth's fused LoRA, SwiGLU and
+    # RMSNorm kernels (train/fused_lfm2.py): 3.8 us a token slower than the rest compiled (one
+    # H100: 49,430 tokens/s, bench/results/gpu-lfm2.5-fused-2026-12-06.md, against run 23's
+    # 60,991), over 16 layers of width 2048 at 3,350 GB/s: 392 bytes per layer per hidden unit.
+    fused_uncompiled_bytes_per_hidden: float = 392.0
+    # Full fine-tuning has no adapters to route, so its layers stay unfused: 8.2 us a token
+    # slower than the rest compiled, measured on a LoRA job before the fused kernels (run 24:
+    # 40,596 against 60,991): 843 bytes per layer per hidden unit.
     uncompiled_bytes_per_hidden: float = 843.0
     # Assumption: tokenising with the `tokenizers` Rust backend via datasets.map.
     tokenize_tokens_per_s: float = 500_000.0
@@ -424,15 +435,16 @@ nothing at all (none, UNSLOTH_COMPILE_DISABLE=1)."""
 def compile_mode(setting: str, train_tokens: int, architecture: str) -> CompileMode:
     """What Unsloth compiles for a job training `train_tokens` of this architecture:
     `compute.compile` when on or off; auto compiles the blocks from compile_min_tokens, where the
-    faster steps repay the compilation, and nothing below uncompiled_below_tokens, where the short
-    warm-up beats the faster steps. The plan decides by this rule and the job applies the plan's
-    choice (job/pipeline.py), so the estimate prices what runs."""
+    faster steps repay the compilation, and nothing below the architecture's
+    uncompiled_below_tokens, where the short warm-up beats any faster steps (checked first: for
+    LFM2 it lies above compile_min_tokens). The plan decides by this rule and the job applies the
+    plan's choice (job/pipeline.py), so the estimate prices what runs."""
     cal = DEFAULT_CALIBRATION
     if setting != "auto":
         return "blocks" if setting == "on" else "off"
-    if train_tokens >= cal.compile_min_tokens:
-        return "blocks"
-    return "none" if train_tokens < cal.uncompiled_below_tokens.get(architecture, 0) else "off"
+    if train_tokens < cal.uncompiled_below_tokens.get(architecture, 0):
+        return "none"
+    return "blocks" if train_tokens >= cal.compile_min_tokens else "off"
 
 
 def gpu_key(flavor: Flavor) -> str:
@@ -793,7 +805,8 @@ def _memory_gb(
 def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float:
     """Bytes per vocabulary entry per token that the loss holds at once: none where it is fused
     (Unsloth's kernels, tuneform's chunked NLL on TRL), the full logits where it is not (Gemma 3
-    on Unsloth, nothing compiled, and a preference trainer's answer log-probabilities)."""
+    on Unsloth, a preference trainer's answer log-probabilities), and the per-logit price of an
+    unfused LFM2 job with nothing compiled (Calibration.uncompiled_logits_bytes)."""
     if workload.method in PREFERENCE_METHODS:
         return cal.preference_logits_bytes
     if engine == "trl":
@@ -801,9 +814,15 @@ def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float
     architecture = workload.shape.architecture
     if architecture in cal.unsloth_unfused_architectures:
         return cal.unsloth_unfused_logits_bytes
-    if workload.compile_mode == "none" and architecture in cal.unsloth_zoo_architectures:
-        return cal.uncompiled_logits_bytes  # no fused loss without the compiler
+    if workload.compile_mode == "none" and architecture in cal.unsloth_zoo_architectures and not _fused_when_uncompiled(workload):
+        return cal.uncompiled_logits_bytes  # the unfused layers' extra, priced per logit (Calibration)
     return cal.unsloth_logits_bytes
+
+
+def _fused_when_uncompiled(workload: Workload) -> bool:
+    """Whether a zoo architecture's job with nothing compiled runs through Unsloth's fused
+    kernels (train/fused_lfm2.py routes adapter layers; full fine-tuning has none)."""
+    return workload.method != "full"
 
 
 def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, varlen: bool, cal: Calibration) -> float:
@@ -896,7 +915,8 @@ def _memory_bound_seconds_per_token(workload: Workload, flavor: Flavor, engine: 
         if mode != "blocks":
             moved += cal.conv_eager_bytes_per_hidden * shape.conv_layers * shape.hidden_size
         if mode == "none":
-            moved += cal.uncompiled_bytes_per_hidden * shape.num_layers * shape.hidden_size
+            per_hidden = cal.fused_uncompiled_bytes_per_hidden if _fused_when_uncompiled(workload) else cal.uncompiled_bytes_per_hidden
+            moved += per_hidden * shape.num_layers * shape.hidden_size
     if moved == 0.0:
         return 0.0
     measured = cal.speed_by_gpu.get(gpu_key(flavor), 1.0)
