@@ -440,7 +440,7 @@ class ComputeSpec(_Section):
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Unsloth's compilation of each decoder block (on) or not (off): faster steps after a warm-up of about half a minute. auto: the plan chooses by the job's tokens: the blocks from 6M training tokens, where the warm-up pays back; for LFM2 below 2.8M, nothing compiled at all (a 2 s warm-up); otherwise off (docs/calibration.md, runs 19-24).",
+        description="Unsloth's compilation of each decoder block (on) or not (off): faster steps after a warm-up of about half a minute. auto: the plan chooses by the job's tokens: for LFM2 below 6.4M, nothing compiled at all (a 2 s warm-up, Unsloth's fused kernels); otherwise the blocks from 6M training tokens, where the warm-up pays back, and off below (docs/calibration.md, runs 19-24 and 29).",
     )
     # The schema says what a user may write (90m, 2h, seconds), not the parsed int.
     timeout: Annotated[
