@@ -107,7 +107,7 @@ LIBRARIES = (
 )
 SEED = 3407
 # Environment variables that change what a job runs (compilation, the attention route): recorded.
-RECORDED_ENVIRONMENT = ("UNSLOTH_COMPILE_DISABLE", "UNSLOTH_BLOCK_COMPILE", "TUNEFORM_PACKED_ATTENTION")
+RECORDED_ENVIRONMENT = ("UNSLOTH_COMPILE_DISABLE", "UNSLOTH_BLOCK_COMPILE", "UNSLOTH_RETURN_LOGITS", "TUNEFORM_PACKED_ATTENTION")
 
 # ---------------------------------------------------------------------------------------------
 # Shapes and configurations

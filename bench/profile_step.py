@@ -40,6 +40,29 @@ CATEGORIES = [
 ]
 
 
+# With nothing compiled (UNSLOTH_COMPILE_DISABLE=1), unsloth_zoo's chunked loss also runs its
+# per-chunk math (an fp32 copy of each chunk of logits, its softmax, the one-hot gradient) as
+# separate PyTorch operations: the suspect for the eager LFM2 step's "copies and casts"
+# (docs/calibration.md, runs 29-31). Two ways around it, to measure against each other:
+# - as-is: what the job does;
+# - compiled-loss: compile only those two chunk functions (unsloth_zoo reads its flag per call);
+# - logits: the forward returns the logits and the model's loss_function, Unsloth's Triton
+#   cross-entropy, scores them (more memory: the whole batch's logits at once).
+LOSS_ROUTES = ("as-is", "compiled-loss", "logits")
+
+
+def loss_route(route: str) -> None:
+    """Set `route` (LOSS_ROUTES) for this process; call after Unsloth is imported."""
+    import os
+
+    if route == "compiled-loss":
+        from unsloth_zoo.fused_losses import chunked_logprob
+
+        chunked_logprob._COMPILE = True
+    elif route == "logits":
+        os.environ["UNSLOTH_RETURN_LOGITS"] = "1"
+
+
 def _gpu_bench() -> Any:
     spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
     assert spec is not None and spec.loader is not None
@@ -152,7 +175,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"`{report['command']}` on {report['gpu']}: config {report['config']} ({report['settings']}), "
         f"steps {report['start'] + 1}-{report['start'] + report['steps']} of {report['total_steps']}; "
-        f"{report['tokens_per_step']:,.0f} tokens per step on average.",
+        f"{report['tokens_per_step']:,.0f} tokens per step on average; torch's peak allocation {report['peak_gib']:.1f} GiB.",
         "",
         f"Step wall time {s['step_wall_ms']:.0f} ms; GPU kernels {s['gpu_busy_ms']:.0f} ms; GPU idle (waiting on the host) {s['gpu_idle_ms']:.0f} ms.",
         "",
@@ -198,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--name", default=None)
     parser.add_argument("--callers", action="store_true", help="also group operators by input shapes and Python caller")
+    parser.add_argument(
+        "--loss",
+        choices=LOSS_ROUTES,
+        default="as-is",
+        help="an experiment on an Unsloth job with nothing compiled: how its loss over the vocabulary runs (LOSS_ROUTES)",
+    )
     args = parser.parse_args(argv)
 
     bench = _gpu_bench()  # sets the offline environment and finds tuneform
@@ -231,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = read_bundle(work / "bundle")
     import_engine_first(bundle)
     quiet_libraries()
+    loss_route(args.loss)
     from tuneform.data.reader import load_data
     from tuneform.train.engine import train
 
@@ -256,12 +286,14 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "bench/profile_step.py", *(argv if argv is not None else sys.argv[1:])]),
         "gpu": torch.cuda.get_device_name(0),
         "config": args.config,
+        "loss": args.loss,
         "settings": result.settings.__dict__,
         "start": args.start,
         "steps": args.steps,
         "total_steps": result.steps,
         "tokens_per_step": sum(lengths) / result.steps,
         "tokens_per_second_run": result.tokens_per_second,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
         "summary": summarise(record, args.steps),
     }
     name = args.name or f"profile-{date}"
