@@ -701,12 +701,15 @@ def test_nothing_compiled_is_priced_by_whether_lfm2s_layers_run_fused() -> None:
     (train/fused_lfm2.py): 39.3 GiB and 49,430 tok/s on an H100
     (bench/results/gpu-lfm2.5-fused-2026-12-06.md), at or under the rest compiled's 43.3 GiB
     (run 23) but slower. Full fine-tuning stays unfused, priced as LoRA was before the kernels:
-    58.8 GiB and 40,596 tok/s (run 24). Llama-1B is the same either way (runs 14 and 22)."""
+    58.8 GiB and 40,596 tok/s (run 24), and so does QLoRA, whose 4-bit LoRA layers are not routed.
+    Llama-1B is the same either way (runs 14 and 22)."""
     fused, compiled = _packed(LFM2, compile="none"), _packed(LFM2, compile="off")
     assert fused.peak_vram_gb == compiled.peak_vram_gb and fused.memory_breakdown["logits"] == 0
     assert compiled.tokens_per_second > fused.tokens_per_second
     unfused, full_compiled = _packed(LFM2, compile="none", method="full"), _packed(LFM2, compile="off", method="full")
     assert unfused.peak_vram_gb > full_compiled.peak_vram_gb and unfused.memory_breakdown["logits"] > 0
+    # QLoRA's 4-bit LoRA layers keep PEFT's forward: priced unfused
+    assert _packed(LFM2, compile="none", method="qlora").memory_breakdown["logits"] > 0
     as_unfused = replace(DEFAULT_CALIBRATION, fused_uncompiled_bytes_per_hidden=DEFAULT_CALIBRATION.uncompiled_bytes_per_hidden)
     assert fused.tokens_per_second > _packed(LFM2, as_unfused, compile="none").tokens_per_second
     no_unfused_term = replace(DEFAULT_CALIBRATION, uncompiled_bytes_per_hidden=0.0)

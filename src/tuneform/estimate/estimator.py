@@ -388,9 +388,9 @@ class Calibration:
     # H100: 49,430 tokens/s, bench/results/gpu-lfm2.5-fused-2026-12-06.md, against run 23's
     # 60,991), over 16 layers of width 2048 at 3,350 GB/s: 392 bytes per layer per hidden unit.
     fused_uncompiled_bytes_per_hidden: float = 392.0
-    # Full fine-tuning has no adapters to route, so its layers stay unfused: 8.2 us a token
-    # slower than the rest compiled, measured on a LoRA job before the fused kernels (run 24:
-    # 40,596 against 60,991): 843 bytes per layer per hidden unit.
+    # Full fine-tuning has no adapters to route (and QLoRA's 4-bit ones are not routed), so its
+    # layers stay unfused: 8.2 us a token slower than the rest compiled, measured on a LoRA job
+    # before the fused kernels (run 24: 40,596 against 60,991): 843 bytes per layer per hidden unit.
     uncompiled_bytes_per_hidden: float = 843.0
     # Assumption: tokenising with the `tokenizers` Rust backend via datasets.map.
     tokenize_tokens_per_s: float = 500_000.0
@@ -821,8 +821,10 @@ def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float
 
 def _fused_when_uncompiled(workload: Workload) -> bool:
     """Whether a zoo architecture's job with nothing compiled runs through Unsloth's fused
-    kernels (train/fused_lfm2.py routes adapter layers; full fine-tuning has none)."""
-    return workload.method != "full"
+    kernels (train/fused_lfm2.py routes LoRA layers). Full fine-tuning has none; QLoRA's 4-bit
+    LoRA layers keep PEFT's forward (only its feed-forwards and norms fuse), so it is priced
+    unfused too, a price that errs high."""
+    return workload.method not in ("full", "qlora")
 
 
 def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, varlen: bool, cal: Calibration) -> float:
