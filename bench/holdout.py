@@ -49,7 +49,7 @@ except ImportError:
 
 from tuneform.estimate import calibrate  # noqa: E402
 from tuneform.estimate.catalog import FLAVORS, Flavor, ModelShape  # noqa: E402
-from tuneform.estimate.estimator import DEFAULT_CALIBRATION, Calibration, Estimate, Workload, estimate  # noqa: E402
+from tuneform.estimate.estimator import DEFAULT_CALIBRATION, Calibration, Estimate, Workload, estimate, fused_when_uncompiled  # noqa: E402
 
 # What the result files cannot say about a run, from docs/calibration.md: keyed by file stem and
 # config ("*": every config of the file). "compile": what Unsloth compiled when an environment
@@ -226,9 +226,13 @@ def points_of(path: Path) -> tuple[list[Point], list[tuple[str, str]]]:
             and result["engine"] == "unsloth"
             and _compile(note, report, settings) == "none"
             and shape.architecture in DEFAULT_CALIBRATION.unsloth_zoo_architectures
-            and settings.get("kernels") != "fused"
+            and (settings.get("kernels") == "fused") != fused_when_uncompiled(report.get("method", "lora"))
         ):
-            why = "nothing compiled, before LFM2's fused kernels (train/fused_lfm2.py), which the estimator prices"
+            why = (
+                "nothing compiled, fused kernels recorded where the estimator prices this method unfused"
+                if settings.get("kernels") == "fused"
+                else "nothing compiled, before LFM2's fused kernels (train/fused_lfm2.py), which the estimator prices"
+            )
         if why is not None:
             skipped.append((source, why))
             continue

@@ -184,3 +184,17 @@ def test_lfm2_runs_with_nothing_compiled_before_the_fused_kernels_are_skipped(tm
     assert dict(skipped) == {
         f"gpu-x: {ran['config']}": "nothing compiled, before LFM2's fused kernels (train/fused_lfm2.py), which the estimator prices"
     }
+
+
+def test_an_eager_lfm2_run_is_priced_only_where_its_kernels_are_the_estimates(tmp_path: Path) -> None:
+    """The skip asks the estimator's own rule (fused_when_uncompiled): full fine-tuning is priced
+    unfused, so its eager run (no kernels recorded) is a point; QLoRA too, so a 4-bit run that
+    recorded fused kernels (its feed-forwards and norms) is not."""
+    holdout = _holdout()
+    report = json.loads((RESULTS / "gpu-lfm2.5-1.2b-auto-2026-12-06.json").read_text())
+    ran = report["results"][0]
+    for method, settings, priced in (("full", ran["settings"], True), ("qlora", {**ran["settings"], "kernels": "fused"}, False)):
+        path = tmp_path / f"gpu-{method}.json"
+        path.write_text(json.dumps({**report, "method": method, "results": [{**ran, "settings": settings}]}))
+        points, skipped = holdout.points_of(path)
+        assert (len(points), len(skipped)) == ((1, 0) if priced else (0, 1)), (method, skipped)

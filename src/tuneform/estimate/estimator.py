@@ -814,17 +814,18 @@ def _logits_bytes(workload: Workload, engine: Engine, cal: Calibration) -> float
     architecture = workload.shape.architecture
     if architecture in cal.unsloth_unfused_architectures:
         return cal.unsloth_unfused_logits_bytes
-    if workload.compile_mode == "none" and architecture in cal.unsloth_zoo_architectures and not _fused_when_uncompiled(workload):
+    if workload.compile_mode == "none" and architecture in cal.unsloth_zoo_architectures and not fused_when_uncompiled(workload.method):
         return cal.uncompiled_logits_bytes  # the unfused layers' extra, priced per logit (Calibration)
     return cal.unsloth_logits_bytes
 
 
-def _fused_when_uncompiled(workload: Workload) -> bool:
-    """Whether a zoo architecture's job with nothing compiled runs through Unsloth's fused
-    kernels (train/fused_lfm2.py routes LoRA layers). Full fine-tuning has none; QLoRA's 4-bit
-    LoRA layers keep PEFT's forward (only its feed-forwards and norms fuse), so it is priced
-    unfused too, a price that errs high."""
-    return workload.method not in ("full", "qlora")
+def fused_when_uncompiled(method: Method) -> bool:
+    """Whether the estimate prices a zoo architecture's job with nothing compiled as running
+    through Unsloth's fused kernels (train/fused_lfm2.py routes LoRA layers). Full fine-tuning has
+    none; QLoRA's 4-bit LoRA layers keep PEFT's forward (only its feed-forwards and norms fuse), so
+    it is priced unfused too, a price that errs high. bench/holdout.py prices a run only where
+    what it recorded is what this says."""
+    return method not in ("full", "qlora")
 
 
 def _speed_factor(workload: Workload, engine: Engine, checkpointing: bool, varlen: bool, cal: Calibration) -> float:
@@ -917,7 +918,9 @@ def _memory_bound_seconds_per_token(workload: Workload, flavor: Flavor, engine: 
         if mode != "blocks":
             moved += cal.conv_eager_bytes_per_hidden * shape.conv_layers * shape.hidden_size
         if mode == "none":
-            per_hidden = cal.fused_uncompiled_bytes_per_hidden if _fused_when_uncompiled(workload) else cal.uncompiled_bytes_per_hidden
+            per_hidden = (
+                cal.fused_uncompiled_bytes_per_hidden if fused_when_uncompiled(workload.method) else cal.uncompiled_bytes_per_hidden
+            )
             moved += per_hidden * shape.num_layers * shape.hidden_size
     if moved == 0.0:
         return 0.0
